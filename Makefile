@@ -1,0 +1,60 @@
+# Tributary: `make help` lists the targets. The two a new user needs are
+# `make run` and `make test`; both install whatever they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+DEB_PACKAGES := dovecot-imapd dovecot-pop3d chromium openssl
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: help install system-deps run migrate lint typecheck imports pytest test clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+install: $(UV) ## Create .venv, install the pinned dependencies (uv.lock) and htmx (npm)
+	$(UV) sync --frozen --python $(PYTHON)
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+system-deps: ## Install the Debian packages the tests use (Dovecot, Chromium) when missing
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else echo "Missing Debian packages:$$missing (install them with: sudo apt-get install$$missing)"; exit 0; fi; \
+	echo "Installing Debian packages:$$missing"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
+migrate: install ## Apply database migrations (TRIBUTARY_DATABASE_URL, default SQLite in ./data)
+	$(BIN)/tributary db upgrade
+
+run: migrate ## Install, migrate and serve on http://127.0.0.1:8000 with the scheduler
+	$(BIN)/tributary serve --host 127.0.0.1 --port 8000
+
+lint: install ## ruff (lint and format check)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install ## mypy --strict
+	$(BIN)/mypy
+
+imports: install ## import-linter: service never imports web or litestar
+	$(BIN)/lint-imports
+
+pytest: install system-deps ## The whole pytest suite (PostgreSQL too when TRIBUTARY_TEST_DATABASE_URL is set)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck imports pytest ## Everything CI runs: lint, types, import contract, tests
+
+clean: ## Remove the virtualenvs and caches (keeps ./data)
+	rm -rf $(VENV) $(TOOLS) web/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Tributary's backend: everything but the HTTP face. Never imports `web` or Litestar."""

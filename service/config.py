@@ -1,0 +1,69 @@
+"""Settings, read from the environment (prefix TRIBUTARY_) when asked for, never at import.
+
+`Settings()` reads the environment each time it is built; the faces build one at
+start-up and pass it down. Secrets that may be generated (the encryption key) are
+resolved by `service.persistence.secrets`, not here, so building settings has no
+side effects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Each field is TRIBUTARY_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIBUTARY_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Where the embedded database, key file and sessions live.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: SQLite file tributary.db in DATA_DIR. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s), comma-separated, newest first. Unset: a key file in DATA_DIR is created and reused.",
+    )
+    retrieval_interval: int = Field(default=600, ge=10, description="Seconds between automatic retrievals.")
+    retrieval_jitter: float = Field(default=0.1, ge=0, le=1, description="Fraction of the interval to spread runs by.")
+    worker_concurrency: int = Field(default=4, ge=1, description="Retrieval runs at once per process.")
+    log_retention_days: int = Field(default=30, ge=1, description="Log entries older than this are pruned.")
+    session_idle_minutes: int = Field(default=120, ge=1, description="Signed-in sessions expire after this idle time.")
+    secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set when served over HTTPS).")
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    outbound_allow: str = Field(
+        default="",
+        description="Comma-separated networks every domain may reach despite the default policy, e.g. 127.0.0.0/8.",
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def async_database_url(self) -> str:
+        """The URL for the asyncio engine (aiosqlite for SQLite, psycopg 3 for PostgreSQL)."""
+        url = self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'tributary.db'}"
+        if url.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+        if url.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    @property
+    def sync_database_url(self) -> str:
+        """The same database for synchronous tools (Alembic)."""
+        url = self.async_database_url
+        if url.startswith("sqlite+aiosqlite://"):
+            return "sqlite://" + url.removeprefix("sqlite+aiosqlite://")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.async_database_url.startswith("sqlite")

@@ -1,0 +1,63 @@
+"""One error tree, grouped by what the user must do about it.
+
+Adapters translate library exceptions (imaplib, poplib, aiosmtplib, ssl, socket)
+into these at their edge; use cases raise them; faces turn them into an HTTP
+status or an exit code. Every message is a sentence a user understands.
+"""
+
+from __future__ import annotations
+
+
+class TributaryError(Exception):
+    """Base of every error Tributary reports to a person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(TributaryError):
+    """The request itself is wrong; the user must correct what they typed."""
+
+
+class NotFound(TributaryError):
+    """The thing does not exist, or belongs to someone else (the two look the same)."""
+
+
+class Conflict(TributaryError):
+    """The request clashes with what exists (a duplicate address, an existing administrator)."""
+
+
+class FeatureDisabled(TributaryError):
+    """The domain's administrator turned this feature off."""
+
+
+class AuthenticationFailed(TributaryError):
+    """Tributary's own sign-in failed (wrong email or password)."""
+
+
+class RemoteError(TributaryError):
+    """A remote mail server could not be used; subclasses say why."""
+
+
+class CredentialsRejected(RemoteError):
+    """The remote server refused the username or password: the user must fix them."""
+
+
+class ServerUnavailable(RemoteError):
+    """The remote server could not be reached or dropped the connection: often temporary."""
+
+
+class TlsFailure(RemoteError):
+    """TLS could not be set up: wrong port for the security mode, or a certificate that does not verify."""
+
+
+class MailboxMissing(RemoteError):
+    """A remote folder is gone or cannot be selected."""
+
+
+class MessageRejected(RemoteError):
+    """The remote server refused a message for good (5xx)."""

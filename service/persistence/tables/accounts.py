@@ -1,0 +1,121 @@
+"""A user's remote accounts: SMTP accounts to send through, retrieval tasks to pull from,
+and the retrieval cursors that make retrieval exactly-once."""
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
+from service.persistence.tables.columns import enum_type
+from service.persistence.types import UtcDateTime, utcnow
+
+
+class SmtpAccount(SQLModel, table=True):
+    """An external SMTP server a user sends through; its address appears in Send From."""
+
+    __tablename__ = "smtp_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", index=True)
+    display_name: str = Field(default="", max_length=200)
+    email_address: str = Field(max_length=320)
+    host: str = Field(max_length=253)
+    port: int
+    security: Security = Field(default=Security.STARTTLS, sa_type=enum_type(Security))
+    auth_required: bool = Field(default=True)
+    username: str = Field(default="", max_length=320)
+    password_encrypted: str | None = Field(default=None)
+    verify_certificate: bool = Field(default=True)
+    timeout_seconds: int = Field(default=30)
+    signature_text: str = Field(default="")
+    signature_html: str = Field(default="")
+    save_copy_in_sent: bool = Field(default=True)
+    messages_per_minute: int | None = Field(default=None)
+    enable_debug: bool = Field(default=False)
+    is_active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    # Health, shown on the account's row.
+    last_used_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_success_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_error: str | None = Field(default=None)
+    failing_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    needs_action: bool = Field(default=False)
+
+
+class RetrievalTask(SQLModel, table=True):
+    """A remote IMAP or POP3 mailbox pulled into the user's local mailbox."""
+
+    __tablename__ = "retrieval_task"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", index=True)
+    name: str = Field(default="", max_length=200)
+    protocol: Protocol = Field(sa_type=enum_type(Protocol))
+    host: str = Field(max_length=253)
+    port: int
+    security: Security = Field(default=Security.SSL, sa_type=enum_type(Security))
+    username: str = Field(max_length=320)
+    password_encrypted: str
+    verify_certificate: bool = Field(default=True)
+    timeout_seconds: int = Field(default=60)
+    method: RetrievalMethod = Field(default=RetrievalMethod.AUTOMATIC, sa_type=enum_type(RetrievalMethod))
+    # IMAP: where remote folders land. POP3: the destination folder (Inbox when None).
+    folder_transfer: FolderTransfer = Field(default=FolderTransfer.SUBFOLDERS, sa_type=enum_type(FolderTransfer))
+    destination_folder: str | None = Field(default=None, max_length=1000)
+    # POP3 only.
+    use_apop: bool = Field(default=False)
+    leave_on_server: bool = Field(default=True)
+    delete_after_days: int | None = Field(default=None)
+    apply_filters: bool = Field(default=False)
+    enable_debug: bool = Field(default=False)
+    is_active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    # Health, shown on the task's row.
+    last_run_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_success_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    messages_imported: int = Field(default=0, sa_type=BigInteger)
+    last_error: str | None = Field(default=None)
+    failing_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    consecutive_failures: int = Field(default=0)
+    auth_failures: int = Field(default=0)
+    needs_action: bool = Field(default=False)
+    paused_reason: str | None = Field(default=None)
+    # Scheduling: when it is due, and who holds the run lease until when.
+    next_run_at: datetime | None = Field(default=None, sa_type=UtcDateTime, index=True)
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class ImapCursor(SQLModel, table=True):
+    """How far a task has retrieved one remote IMAP folder (RFC 3501 2.3.1.1).
+
+    UIDs are only meaningful with the folder's UIDVALIDITY; when it changes the
+    folder is matched again instead of imported again.
+    """
+
+    __tablename__ = "imap_cursor"
+    __table_args__ = (UniqueConstraint("task_id", "remote_folder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="retrieval_task.id", ondelete="CASCADE")
+    remote_folder: str = Field(max_length=1000)
+    uidvalidity: int = Field(sa_type=BigInteger)
+    last_uid: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+class PopUidl(SQLModel, table=True):
+    """A POP3 message this task has stored, by its UIDL (RFC 1939 section 7)."""
+
+    __tablename__ = "pop_uidl"
+    __table_args__ = (UniqueConstraint("task_id", "uidl"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="retrieval_task.id", ondelete="CASCADE")
+    uidl: str = Field(max_length=512)
+    message_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
+    retrieved_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    deleted_remotely: bool = Field(default=False)
