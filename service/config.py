@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Fernet key(s), comma-separated, newest first. Unset: a key file in DATA_DIR is created and reused.",
+        description="Fernet key(s), comma-separated, newest first. "
+        "Unset: a key file in DATA_DIR is created (mode 0600) and reused.",
     )
     retrieval_interval: int = Field(default=600, ge=10, description="Seconds between automatic retrievals.")
     retrieval_jitter: float = Field(default=0.1, ge=0, le=1, description="Fraction of the interval to spread runs by.")

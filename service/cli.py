@@ -1,0 +1,190 @@
+"""The `tributary` command: the service's face for operators and scripts.
+
+Every command builds Settings from the environment when it runs. Commands that
+list or create take --json and then print JSON on stdout; errors go to stderr
+as one plain sentence with exit code 1 (2 for a mistyped command line).
+`serve` is added by web/cli.py, because it needs the web face.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from service.config import Settings
+from service.errors import TributaryError
+from service.persistence import migrations
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.usecases import domains, users
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+ON_OFF = click.Choice(["on", "off"])
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+def plain_errors(func: Callable[P, T]) -> Callable[P, T]:
+    """Turn Tributary's errors into one sentence on stderr and exit code 1."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except TributaryError as exc:
+            _fail(exc.message)
+            raise  # unreachable: _fail exits
+
+    return wrapper
+
+
+def run_with_db(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one use case against the configured database, then close it."""
+    settings = Settings()
+
+    async def main() -> T:
+        db = Database(settings)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+def emit(value: Any, *, as_json: bool, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(_plain(value), indent=2, sort_keys=True))
+    else:
+        click.echo(text)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Tributary: gather your external mailboxes into one and send as any of your addresses."""
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@plain_errors
+def db_upgrade() -> None:
+    """Apply every migration (creates the SQLite database and the key file on first run)."""
+    settings = Settings()
+    SecretBox.from_settings(settings)
+    migrations.upgrade(settings)
+    click.echo("The database is up to date.")
+
+
+@cli.group()
+def user() -> None:
+    """Tributary's own users."""
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="Make the user an administrator.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
+@click.option("--display-name", default="", help="The name shown beside the address.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new user as JSON.")
+@plain_errors
+def user_add(email: str, admin: bool, password_stdin: bool, display_name: str, as_json: bool) -> None:
+    """Create a user (and their domain, if it is new)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    created = run_with_db(
+        lambda db: users.add_user(db=db, email=email, password=password, is_admin=admin, display_name=display_name)
+    )
+    emit(created, as_json=as_json, text=f"Created {'administrator' if created.is_admin else 'user'} {created.email}.")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@plain_errors
+def user_list(as_json: bool) -> None:
+    """List the users."""
+    found = run_with_db(lambda db: users.list_users(db=db))
+    lines = [f"{u.email}{' (administrator)' if u.is_admin else ''}" for u in found]
+    emit(found, as_json=as_json, text="\n".join(lines) or "No users yet.")
+
+
+@cli.group()
+def domain() -> None:
+    """Per-domain switches and limits (the administrator's settings)."""
+
+
+@domain.command("set")
+@click.argument("name")
+@click.option("--retrieval", type=ON_OFF, help="IMAP/POP Retrieval for the domain's users.")
+@click.option("--smtp-accounts", type=ON_OFF, help="SMTP Accounts for the domain's users.")
+@click.option("--max-tasks", type=click.IntRange(min=0), help="Retrieval tasks allowed per user.")
+@click.option("--max-message-size", type=click.IntRange(min=1024), help="Largest message retrieved, in bytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the domain as JSON.")
+@plain_errors
+def domain_set(
+    name: str,
+    retrieval: str | None,
+    smtp_accounts: str | None,
+    max_tasks: int | None,
+    max_message_size: int | None,
+    as_json: bool,
+) -> None:
+    """Change a domain's settings (creating the domain if it is new)."""
+    changed = run_with_db(
+        lambda db: domains.set_domain(
+            db=db,
+            name=name,
+            retrieval_enabled=None if retrieval is None else retrieval == "on",
+            smtp_accounts_enabled=None if smtp_accounts is None else smtp_accounts == "on",
+            max_tasks_per_user=max_tasks,
+            max_message_bytes=max_message_size,
+        )
+    )
+    summary = (
+        f"{changed.name}: IMAP/POP Retrieval {'on' if changed.retrieval_enabled else 'off'}, "
+        f"SMTP Accounts {'on' if changed.smtp_accounts_enabled else 'off'}."
+    )
+    emit(changed, as_json=as_json, text=summary)
+
+
+@domain.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@plain_errors
+def domain_list(as_json: bool) -> None:
+    """List the domains and their switches."""
+    found = run_with_db(lambda db: domains.list_domains(db=db))
+    lines = [
+        f"{d.name}: retrieval {'on' if d.retrieval_enabled else 'off'}, "
+        f"SMTP accounts {'on' if d.smtp_accounts_enabled else 'off'}"
+        for d in found
+    ]
+    emit(found, as_json=as_json, text="\n".join(lines) or "No domains yet.")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""What users and the scheduler do. Each use case owns its transaction and returns domain values."""
