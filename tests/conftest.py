@@ -1,0 +1,7 @@
+"""Shared fixtures: real servers and a fresh database per test (see tests/fixtures/)."""
+
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.dovecot",
+    "tests.fixtures.smtp",
+]
