@@ -18,6 +18,8 @@ from service.persistence.tables import metadata
 from service.persistence.types import UtcDateTime
 
 config = context.config
+# Callers may compare against other tables (the drift test does); normally ours.
+target_metadata = config.attributes.get("target_metadata", metadata)
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
@@ -37,7 +39,7 @@ def run_migrations_offline() -> None:
     url = _url()
     context.configure(
         url=url,
-        target_metadata=metadata,
+        target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,
@@ -55,7 +57,7 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(
             connection=connection,
-            target_metadata=metadata,
+            target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
             render_item=_render_item,
