@@ -11,6 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := dovecot-imapd dovecot-pop3d chromium openssl
 export UV_PYTHON_DOWNLOADS := never
+export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 .PHONY: help install system-deps run migrate lint typecheck imports pytest test clean

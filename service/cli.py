@@ -20,7 +20,6 @@ import click
 
 from service.config import Settings
 from service.errors import TributaryError
-from service.persistence import migrations
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import domains, users
@@ -93,6 +92,8 @@ def db() -> None:
 @plain_errors
 def db_upgrade() -> None:
     """Apply every migration (creates the SQLite database and the key file on first run)."""
+    from service.persistence import migrations  # Alembic is slow to import; only this command needs it
+
     settings = Settings()
     SecretBox.from_settings(settings)
     migrations.upgrade(settings)

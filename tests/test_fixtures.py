@@ -65,9 +65,7 @@ def test_imaps_sees_non_ascii_nested_folders(dovecot: DovecotServer, mail_user: 
     assert dovecot.message_count(mail_user.email, "Reisen/Ça va") == 1
     assert {"INBOX", "Entwürfe", "Reisen", "Reisen/Ça va"} <= set(dovecot.folders(mail_user.email))
 
-    with IMAPClient(
-        dovecot.host, port=dovecot.imaps_port, ssl=True, ssl_context=dovecot.ssl_context()
-    ) as client:
+    with IMAPClient(dovecot.host, port=dovecot.imaps_port, ssl=True, ssl_context=dovecot.ssl_context()) as client:
         client.login(mail_user.email, mail_user.password)
         listed = {name: delimiter for _flags, delimiter, name in client.list_folders()}
         assert listed["Reisen/Ça va"] == b"/"
@@ -86,9 +84,7 @@ def test_imaps_sees_non_ascii_nested_folders(dovecot: DovecotServer, mail_user: 
 
 def test_imap_wrong_password_raises_login_error(dovecot: DovecotServer, mail_user: MailUser) -> None:
     with (
-        IMAPClient(
-            dovecot.host, port=dovecot.imaps_port, ssl_context=dovecot.ssl_context()
-        ) as client,
+        IMAPClient(dovecot.host, port=dovecot.imaps_port, ssl_context=dovecot.ssl_context()) as client,
         pytest.raises(LoginError),
     ):
         client.login(mail_user.email, mail_user.password + "-wrong")
@@ -136,9 +132,7 @@ def test_pop3_stls_user_pass_stat_and_uidl(dovecot: DovecotServer, mail_user: Ma
 def test_pop3s_apop(dovecot: DovecotServer, mail_user: MailUser) -> None:
     dovecot.deliver(mail_user.email, raw_message(unique_subject()))
 
-    pop = poplib.POP3_SSL(
-        dovecot.host, dovecot.pop3s_port, context=dovecot.ssl_context(), timeout=TIMEOUT
-    )
+    pop = poplib.POP3_SSL(dovecot.host, dovecot.pop3s_port, context=dovecot.ssl_context(), timeout=TIMEOUT)
     try:
         assert re.search(rb"<[^<>@]+@[^<>]+>", pop.getwelcome())
         pop.apop(mail_user.email, mail_user.password)
@@ -148,9 +142,7 @@ def test_pop3s_apop(dovecot: DovecotServer, mail_user: MailUser) -> None:
 
 
 def test_pop3_wrong_password_is_refused(dovecot: DovecotServer, mail_user: MailUser) -> None:
-    pop = poplib.POP3_SSL(
-        dovecot.host, dovecot.pop3s_port, context=dovecot.ssl_context(), timeout=TIMEOUT
-    )
+    pop = poplib.POP3_SSL(dovecot.host, dovecot.pop3s_port, context=dovecot.ssl_context(), timeout=TIMEOUT)
     try:
         with pytest.raises(poplib.error_proto, match="Authentication failed"):
             pop.apop(mail_user.email, "not-" + mail_user.password)
@@ -162,9 +154,7 @@ def test_pop3_wrong_password_is_refused(dovecot: DovecotServer, mail_user: MailU
 
 
 @pytest.mark.parametrize("mode", ["plain", "starttls", "ssl"])
-async def test_smtp_send_with_auth_is_recorded(
-    smtp_server: StartSmtpServer, mode: SmtpMode
-) -> None:
+async def test_smtp_send_with_auth_is_recorded(smtp_server: StartSmtpServer, mode: SmtpMode) -> None:
     server = smtp_server(mode=mode, users={"sender@example.test": "s3cret"})
     subject = unique_subject()
 

@@ -1,0 +1,127 @@
+"""Signed-in sessions: server-side, in a file store shared by every web process.
+
+The browser holds only a random id (cookie `tributary_session`, HttpOnly,
+SameSite=Lax, Secure behind HTTPS); the data (the user's id) lives in the store
+under settings.data_dir / "sessions". Litestar's stock backend trusts whatever
+id the browser sends, so this one adds three rules:
+
+- an id is reused only if the store knows it; an unknown id (one a visitor
+  made up, or one that expired or was signed out) is replaced by a fresh one;
+- `sign_in` rotates the id: the old one is deleted from the store and a new one
+  is issued, so an id seen before sign-in (session fixation) is worthless after;
+- an empty session is never stored, so anonymous visitors leave no files, and
+  `sign_out` deletes the stored session and expires the cookie.
+
+Every response that carries a session writes it back with a fresh expiry, so
+`max_age` is an idle timeout (settings.session_idle_minutes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
+from litestar.types import Message, ScopeSession
+
+from service.domain.users import UserView
+
+SESSION_STORE = "sessions"
+USER_ID_KEY = "user_id"
+
+_LOADED_ID = "tributary.session.loaded_id"
+_NEW_ID = "tributary.session.new_id"
+_ROTATE = "tributary.session.rotate"
+
+
+def _state(connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
+    return connection.scope.setdefault("state", {})
+
+
+class RotatingSessionBackend(ServerSideSessionBackend):
+    """A server-side session backend that never adopts a client-chosen id and rotates at sign-in."""
+
+    async def load_from_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
+        session_id = connection.cookies.get(self.config.key)
+        if session_id:
+            store = self.config.get_store_from_app(connection.scope["app"])
+            data = await self.get(session_id, store=store)
+            if data is not None:
+                _state(connection)[_LOADED_ID] = session_id
+                return self.deserialize_data(data)
+        return {}
+
+    def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+        state = _state(connection)
+        loaded: str | None = state.get(_LOADED_ID)
+        if loaded and not state.get(_ROTATE):
+            return loaded
+        if (new_id := state.get(_NEW_ID)) is None:
+            new_id = state[_NEW_ID] = self.generate_session_id()
+        return str(new_id)
+
+    def _cookie(self, value: str, max_age: int) -> str:
+        config = self.config
+        return Cookie(
+            key=config.key,
+            value=value,
+            path=config.path,
+            domain=config.domain,
+            max_age=max_age,
+            secure=config.secure,
+            httponly=config.httponly,
+            samesite=config.samesite,
+        ).to_header(header="")
+
+    async def store_in_message(
+        self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> None:
+        store = self.config.get_store_from_app(connection.scope["app"])
+        headers = MutableScopeHeaders.from_message(message)
+        state = _state(connection)
+        loaded: str | None = state.get(_LOADED_ID)
+        if loaded and (state.get(_ROTATE) or not scope_session):
+            await self.delete(loaded, store=store)
+        if not scope_session:  # Empty (cleared) or {}: store nothing, forget any cookie the browser has.
+            if connection.cookies.get(self.config.key):
+                headers.add("Set-Cookie", self._cookie("", max_age=0))
+            return
+        session_id = self.get_session_id(connection)
+        await self.set(session_id, self.serialize_data(scope_session, connection.scope), store=store)
+        headers.add("Set-Cookie", self._cookie(session_id, max_age=self.config.max_age))
+
+
+class RotatingSessionConfig(ServerSideSessionConfig):
+    """ServerSideSessionConfig whose middleware uses `RotatingSessionBackend`."""
+
+    _backend_class = RotatingSessionBackend
+
+
+def session_config(*, secure: bool, idle_minutes: int) -> RotatingSessionConfig:
+    return RotatingSessionConfig(
+        key="tributary_session",
+        store=SESSION_STORE,
+        max_age=idle_minutes * 60,
+        renew_on_access=True,
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+        exclude=["^/static/", "^/health$"],
+    )
+
+
+def sign_in(connection: ASGIConnection[Any, Any, Any, Any], user: UserView) -> None:
+    """Start a signed-in session under a new id; whatever the session held before is dropped."""
+    _state(connection)[_ROTATE] = True
+    connection.set_session({USER_ID_KEY: user.id})
+
+
+def sign_out(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """End the session: its stored data is deleted and the browser's cookie expired."""
+    connection.clear_session()
+
+
+def session_user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> int | None:
+    value = connection.session.get(USER_ID_KEY)
+    return value if isinstance(value, int) else None
