@@ -1,16 +1,35 @@
-"""The local mailbox: folders per user. Message delivery and reading join this module later.
+"""The local mailbox: folders per user, delivering a message, reading it back.
 
 Every user has the special-use folders (Inbox, Sent, Drafts, Trash, Junk,
-Outbox) from the moment they exist.
+Outbox) from the moment they exist. A message is stored byte for byte in
+`message_body`; its index row in `message` is derived from those bytes and may
+be degraded, never missing. Functions here work inside the caller's session,
+because the caller's transaction also commits the retrieval cursor.
 """
 
 from __future__ import annotations
 
-from sqlmodel import select
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service.domain.message_index import index_message, sort_date
 from service.domain.values import SPECIAL_FOLDER_NAMES, SpecialUse
-from service.persistence.tables import Folder
+from service.errors import InvalidInput, NotFound
+from service.persistence.tables import Folder, Message, MessageBody
+from service.persistence.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOrigin:
+    """Where a retrieved message came from: its identity for exactly-once retrieval."""
+
+    task_id: int
+    remote_folder: str | None = None
+    uidvalidity: int | None = None
+    uid: int | None = None
 
 
 async def ensure_special_folders(session: AsyncSession, user_id: int) -> dict[SpecialUse, Folder]:
@@ -39,3 +58,86 @@ async def list_folders(session: AsyncSession, user_id: int) -> list[Folder]:
         folders,
         key=lambda f: (order.index(f.special_use) if f.special_use else len(order), f.path.casefold()),
     )
+
+
+async def folder_by_path(session: AsyncSession, user_id: int, path: str) -> Folder:
+    """The user's folder at `path` ("A/B/C"), creating it and any missing parents."""
+    parts = [part for part in path.split("/") if part]
+    if not parts:
+        raise InvalidInput("A folder needs a name.")
+    parent: Folder | None = None
+    for depth in range(1, len(parts) + 1):
+        current = "/".join(parts[:depth])
+        folder = (await session.exec(select(Folder).where(Folder.user_id == user_id, Folder.path == current))).first()
+        if folder is None:
+            folder = Folder(
+                user_id=user_id, parent_id=parent.id if parent else None, name=parts[depth - 1], path=current
+            )
+            session.add(folder)
+            await session.flush()
+        parent = folder
+    assert parent is not None
+    return parent
+
+
+async def deliver(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    folder_id: int,
+    raw: bytes,
+    seen: bool = False,
+    flagged: bool = False,
+    answered: bool = False,
+    draft: bool = False,
+    received_at: datetime | None = None,
+    origin: MessageOrigin | None = None,
+) -> Message:
+    """Store a message byte for byte, with its index, in the caller's transaction."""
+    index = index_message(raw)
+    arrived = received_at or utcnow()
+    message = Message(
+        user_id=user_id,
+        folder_id=folder_id,
+        task_id=origin.task_id if origin else None,
+        remote_folder=origin.remote_folder if origin else None,
+        remote_uidvalidity=origin.uidvalidity if origin else None,
+        remote_uid=origin.uid if origin else None,
+        message_id_header=index.message_id,
+        in_reply_to=index.in_reply_to,
+        subject=index.subject,
+        from_address=index.from_address,
+        to_addresses=index.to_addresses,
+        cc_addresses=index.cc_addresses,
+        date=index.date,
+        sort_date=sort_date(index.date, arrived),
+        size=index.size,
+        sha256=index.sha256,
+        preview=index.preview,
+        has_attachments=index.has_attachments,
+        parse_error=index.parse_error,
+        seen=seen,
+        flagged=flagged,
+        answered=answered,
+        draft=draft,
+        received_at=arrived,
+    )
+    session.add(message)
+    await session.flush()
+    assert message.id is not None
+    session.add(MessageBody(message_id=message.id, raw=raw))
+    return message
+
+
+async def read_raw(session: AsyncSession, *, user_id: int, message_id: int) -> bytes:
+    """A message's bytes exactly as stored; NotFound for another user's message."""
+    row = (
+        await session.exec(
+            select(MessageBody.raw)
+            .join(Message, col(Message.id) == MessageBody.message_id)
+            .where(Message.id == message_id, Message.user_id == user_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("This message does not exist.")
+    return row

@@ -1,0 +1,115 @@
+"""Deriving a message's index row from its raw bytes, defensively.
+
+Real-world mail breaks parsers (bad encodings, broken MIME boundaries, headers
+the stdlib raises on with IndexError or RecursionError). Every field is derived
+on its own and falls back to empty, so a message the parser chokes on is still
+stored and listed; `parse_error` says what went wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
+
+PREVIEW_LENGTH = 200
+HEADER_LIMIT = 998  # RFC 5322 2.1.1: a line is at most 998 characters
+_PARSE_FAILURES = (Exception, RecursionError)
+_TAGS = re.compile(r"(?is)<(script|style)\b.*?</\1>|<[^>]+>")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIndex:
+    subject: str
+    from_address: str
+    to_addresses: str
+    cc_addresses: str
+    date: datetime | None
+    message_id: str | None
+    in_reply_to: str | None
+    size: int
+    sha256: str
+    preview: str
+    has_attachments: bool
+    parse_error: str | None
+
+
+def _header(message: Message, name: str) -> str:
+    try:
+        value = message.get(name)
+    except _PARSE_FAILURES:
+        return ""
+    if value is None:
+        return ""
+    text = " ".join(str(value).split())
+    return text.replace("\0", "")[:HEADER_LIMIT]
+
+
+def _date(message: Message) -> datetime | None:
+    raw = _header(message, "Date")
+    if not raw:
+        return None
+    try:
+        parsed = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _preview_and_attachments(message: Message) -> tuple[str, bool]:
+    if not isinstance(message, EmailMessage):
+        return "", False
+    has_attachments = any(True for _ in message.iter_attachments()) if message.is_multipart() else False
+    body = message.get_body(preferencelist=("plain", "html"))
+    if body is None:
+        return "", has_attachments
+    content = body.get_content()
+    if not isinstance(content, str):
+        return "", has_attachments
+    if body.get_content_subtype() == "html":
+        content = _TAGS.sub(" ", content)
+    return " ".join(content.split())[:PREVIEW_LENGTH], has_attachments
+
+
+def sort_date(date: datetime | None, received_at: datetime) -> datetime:
+    """The date a list sorts by: the Date header when plausible, else when the message arrived."""
+    if date is None or date.year < 1980 or date > received_at + timedelta(days=1):
+        return received_at
+    return date
+
+
+def index_message(raw: bytes) -> MessageIndex:
+    """The index of a raw RFC 5322 message. Never raises on malformed input."""
+    errors: list[str] = []
+    try:
+        message: Message = BytesParser(policy=policy.default).parsebytes(raw)
+    except _PARSE_FAILURES as exc:
+        errors.append(f"unparseable: {type(exc).__name__}")
+        message = Message()
+    try:
+        preview, has_attachments = _preview_and_attachments(message)
+    except _PARSE_FAILURES as exc:
+        errors.append(f"body: {type(exc).__name__}")
+        preview, has_attachments = "", False
+    defects = getattr(message, "defects", [])
+    if defects and not errors:
+        errors.append("defects: " + ", ".join(sorted({type(d).__name__ for d in defects}))[:200])
+    return MessageIndex(
+        subject=_header(message, "Subject"),
+        from_address=_header(message, "From"),
+        to_addresses=_header(message, "To"),
+        cc_addresses=_header(message, "Cc"),
+        date=_date(message),
+        message_id=_header(message, "Message-ID") or None,
+        in_reply_to=_header(message, "In-Reply-To") or None,
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        preview=preview,
+        has_attachments=has_attachments,
+        parse_error="; ".join(errors) or None,
+    )
