@@ -7,12 +7,12 @@ its ALTER TABLE cannot change columns or constraints in place.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import create_engine, pool
 
-from alembic import context
 from service.config import Settings
 from service.persistence.tables import metadata
 from service.persistence.types import UtcDateTime
@@ -22,7 +22,7 @@ config = context.config
 target_metadata = config.attributes.get("target_metadata", metadata)
 
 
-def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render our own column types with a plain import, so migrations import cleanly."""
     if type_ == "type" and isinstance(obj, UtcDateTime):
         autogen_context.imports.add("from service.persistence.types import UtcDateTime")

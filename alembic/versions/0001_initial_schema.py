@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
-
 from alembic import op
+
 from service.persistence.types import UtcDateTime
 
 revision: str = "0001"
