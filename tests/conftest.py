@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.dovecot",
     "tests.fixtures.smtp",
+    "tests.fixtures.webapp",
+    "tests.fixtures.browser",
 ]

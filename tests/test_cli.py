@@ -33,7 +33,9 @@ def test_db_upgrade_is_idempotent(settings: Settings) -> None:
 
 
 def test_user_add_and_list_as_json(settings: Settings) -> None:
-    added = run(settings, "user", "add", "root@example.test", "--admin", "--password-stdin", "--json", stdin="s3cret-pass\n")
+    added = run(
+        settings, "user", "add", "root@example.test", "--admin", "--password-stdin", "--json", stdin="s3cret-pass\n"
+    )
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout) == {
         "id": 1,

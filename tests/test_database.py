@@ -65,4 +65,4 @@ async def test_timestamps_come_back_aware_in_utc(db: Database) -> None:
 async def test_naive_timestamps_are_refused(db: Database) -> None:
     with pytest.raises(Exception, match="naive datetime"):
         async with db.write() as session:
-            session.add(Domain(name="naive.test", created_at=datetime(2024, 1, 1)))  # noqa: DTZ001
+            session.add(Domain(name="naive.test", created_at=datetime(2024, 1, 1)))

@@ -13,18 +13,21 @@ either across network I/O.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 
 _BEGIN_OPTION = "tributary_sqlite_begin"
+PING_TIMEOUT_SECONDS = 5
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
@@ -71,6 +74,15 @@ class Database:
         """A transaction that commits when the block ends (BEGIN IMMEDIATE on SQLite)."""
         async with AsyncSession(self._write_engine, expire_on_commit=False) as session, session.begin():
             yield session
+
+    async def ping(self) -> bool:
+        """True when the database answers a SELECT 1 within PING_TIMEOUT_SECONDS."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_SECONDS), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError, TimeoutError):
+            return False
+        return True
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -23,7 +23,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
-from litestar.types import Message, ScopeSession
+from litestar.types import Empty, Message, ScopeSession
 
 from service.domain.users import UserView
 
@@ -81,9 +81,10 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         headers = MutableScopeHeaders.from_message(message)
         state = _state(connection)
         loaded: str | None = state.get(_LOADED_ID)
-        if loaded and (state.get(_ROTATE) or not scope_session):
+        empty = scope_session is Empty or not scope_session  # cleared, or nothing worth storing
+        if loaded and (empty or state.get(_ROTATE)):
             await self.delete(loaded, store=store)
-        if not scope_session:  # Empty (cleared) or {}: store nothing, forget any cookie the browser has.
+        if empty:  # store nothing, and make the browser forget any id it holds
             if connection.cookies.get(self.config.key):
                 headers.add("Set-Cookie", self._cookie("", max_age=0))
             return

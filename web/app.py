@@ -1,0 +1,136 @@
+"""The Litestar application: `create_app(settings)` wires the web face together.
+
+At start-up (lifespan) it opens the Database, loads the SecretBox (creating the
+key file on first start), starts the Scheduler and a sweeper for expired
+sessions; at shutdown it stops them and disposes of the database. Handlers get
+these by dependency injection (see support.dependencies).
+
+Also configured here: Jinja templates (web/templates), static files (web/static
+at /static, htmx from web/node_modules at /static/vendor/htmx.min.js),
+server-side sessions in a FileStore under data_dir/sessions, CSRF, security
+headers, the request log and the exception handlers. No OpenAPI schema is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import File
+from litestar.static_files import create_static_files_router
+from litestar.stores.file import FileStore
+from litestar.template import TemplateConfig
+from litestar.types import ControllerRouterHandler
+
+from service.config import Settings
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.scheduler import Scheduler
+from web.controllers import ROUTE_HANDLERS
+from web.support.csrf import csrf_config
+from web.support.dependencies import DEPENDENCIES
+from web.support.errors import EXCEPTION_HANDLERS, log_unexpected
+from web.support.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from web.support.sessions import SESSION_STORE, session_config
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+HTMX_FILE = WEB_DIR / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
+SESSION_SWEEP_SECONDS = 3600
+
+
+def _htmx_route(htmx_file: Path) -> list[ControllerRouterHandler]:
+    """The route serving htmx, or none (with a warning) when `npm ci` has not been run."""
+    if not htmx_file.is_file():
+        log.warning("htmx is missing (%s); run `make install` (npm ci in web/). Pages work without it.", htmx_file)
+        return []
+
+    @get("/static/vendor/htmx.min.js", name="htmx", include_in_schema=False, sync_to_thread=False)
+    def htmx() -> File:
+        return File(path=htmx_file, content_disposition_type="inline", media_type="text/javascript")
+
+    return [htmx]
+
+
+async def _sweep_expired_sessions(store: FileStore) -> None:
+    """Expired sessions are only dropped when read; remove the ones nobody comes back for."""
+    while True:
+        try:
+            await store.delete_expired()
+        except Exception:  # a half-written file from another process must not stop the sweeper
+            log.warning("could not sweep expired sessions", exc_info=True)
+        await asyncio.sleep(SESSION_SWEEP_SECONDS)
+
+
+def _ensure_logging() -> None:
+    """Send INFO logs to stderr unless the process configured logging itself (tests, an operator's config)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _lifespan(settings: Settings, store: FileStore) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        _ensure_logging()
+        db = Database(settings)
+        app.state.db = db
+        app.state.secret_box = SecretBox.from_settings(settings)
+        scheduler = Scheduler(settings=settings, db=db)
+        sweeper: asyncio.Task[None] | None = None
+        try:
+            scheduler.start()
+            sweeper = asyncio.create_task(_sweep_expired_sessions(store))
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            scheduler.shutdown()
+            await db.dispose()
+
+    return lifespan
+
+
+def create_app(settings: Settings, *, htmx_file: Path = HTMX_FILE) -> Litestar:
+    """The web app for these settings. Nothing touches the database until it starts.
+
+    Building it creates data_dir/sessions (0700) and, when no key is configured, the
+    key file: the CSRF secret is derived from the key (see support.csrf).
+    """
+    sessions_dir = settings.data_dir / "sessions"
+    sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    session_store = FileStore(sessions_dir, create_directories=True)
+    static = create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False)
+    return Litestar(
+        route_handlers=[*ROUTE_HANDLERS, *_htmx_route(htmx_file), static],
+        dependencies=DEPENDENCIES,
+        state=State({"settings": settings}),
+        lifespan=[_lifespan(settings, session_store)],
+        stores={SESSION_STORE: session_store},
+        middleware=[
+            DefineMiddleware(AccessLogMiddleware),
+            DefineMiddleware(SecurityHeadersMiddleware),
+            session_config(secure=settings.secure_cookies, idle_minutes=settings.session_idle_minutes).middleware,
+        ],
+        csrf_config=csrf_config(settings),
+        template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
+        exception_handlers=EXCEPTION_HANDLERS,
+        after_exception=[log_unexpected],
+        openapi_config=None,
+        # Litestar configures no logging: its request logging records bodies and cookies.
+        # AccessLogMiddleware logs method, path and status; log_unexpected logs bugs.
+        logging_config=None,
+        debug=False,
+    )

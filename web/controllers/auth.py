@@ -1,0 +1,110 @@
+"""Signing in and out, and creating the first administrator on a fresh install.
+
+GET/POST /setup works only while no user exists; it creates the administrator
+and signs them in. GET/POST /login checks a password; every failure shows the
+same words. POST /logout ends the session. Each successful sign-in rotates the
+session id (see support.sessions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+
+from service.domain.users import UserView
+from service.errors import AuthenticationFailed, Conflict, InvalidInput
+from service.persistence.database import Database
+from service.usecases.users import authenticate, create_first_admin, needs_first_admin
+from web.support.rendering import page, see_other, status_for
+from web.support.sessions import sign_in, sign_out
+
+PASSWORDS_DIFFER = "The two passwords do not match."
+
+
+@dataclass
+class SetupForm:
+    email: str = ""
+    display_name: str = ""
+    password: str = ""
+    password_confirm: str = ""
+
+
+@dataclass
+class LoginForm:
+    email: str = ""
+    password: str = ""
+
+
+SetupBody = Annotated[SetupForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+LoginBody = Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+def _setup_page(
+    *, email: str = "", display_name: str = "", error: str | None = None, status: int = 200
+) -> Response[Any]:
+    # Passwords are never sent back to the browser, not even after a mistake.
+    return page("setup.html", viewer=None, status_code=status, email=email, display_name=display_name, error=error)
+
+
+def _login_page(*, email: str = "", error: str | None = None, status: int = 200) -> Response[Any]:
+    return page("login.html", viewer=None, status_code=status, email=email, error=error)
+
+
+@get("/setup", name="setup")
+async def setup_form(db: NamedDependency[Database]) -> Response[Any]:
+    if not await needs_first_admin(db=db):
+        return see_other("/login")
+    return _setup_page()
+
+
+@post("/setup")
+async def setup_submit(
+    request: Request[Any, Any, Any], data: SetupBody, db: NamedDependency[Database]
+) -> Response[Any]:
+    if not await needs_first_admin(db=db):
+        return see_other("/login")
+    if data.password != data.password_confirm:
+        return _setup_page(email=data.email, display_name=data.display_name, error=PASSWORDS_DIFFER, status=400)
+    try:
+        admin = await create_first_admin(
+            db=db, email=data.email, password=data.password, display_name=data.display_name
+        )
+    except (InvalidInput, Conflict) as exc:
+        return _setup_page(email=data.email, display_name=data.display_name, error=exc.message, status=status_for(exc))
+    sign_in(request, admin)
+    return see_other("/")
+
+
+@get("/login", name="login")
+async def login_form(db: NamedDependency[Database], viewer: NamedDependency[UserView | None]) -> Response[Any]:
+    if viewer is not None:
+        return see_other("/")
+    if await needs_first_admin(db=db):
+        return see_other("/setup")
+    return _login_page()
+
+
+@post("/login")
+async def login_submit(
+    request: Request[Any, Any, Any], data: LoginBody, db: NamedDependency[Database]
+) -> Response[Any]:
+    try:
+        user = await authenticate(db=db, email=data.email, password=data.password)
+    except AuthenticationFailed as exc:
+        return _login_page(email=data.email, error=exc.message, status=status_for(exc))
+    sign_in(request, user)
+    return see_other("/")
+
+
+@post("/logout", name="logout")
+async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+    sign_out(request)
+    return see_other("/login")
+
+
+ROUTES = [setup_form, setup_submit, login_form, login_submit, logout]

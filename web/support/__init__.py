@@ -1,0 +1,1 @@
+"""HTTP plumbing the controllers share: sessions, CSRF secret, dependencies, errors, headers."""

@@ -1,0 +1,73 @@
+"""Exception handlers: every error becomes a page (or a redirect to sign in), and
+unexpected ones are logged with a traceback, never with the request's data.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.response import Redirect
+from litestar.types import ExceptionHandlersMap, Scope
+
+from service.errors import TributaryError
+from web.support.dependencies import SignInRequired
+from web.support.middleware import SECURITY_HEADERS
+from web.support.rendering import page, status_for
+
+log = logging.getLogger("web.errors")
+
+CSRF_FAILED = "This form has expired or did not come from Tributary. Reload the page and try again."
+
+
+def _error_page(status_code: int, title: str, message: str) -> Response[Any]:
+    response = page("error.html", viewer=None, status_code=status_code, title=title, message=message)
+    response.headers.update(SECURITY_HEADERS)  # errors raised before routing skip the middleware
+    return response
+
+
+def _is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def handle_sign_in_required(request: Request[Any, Any, Any], _exc: SignInRequired) -> Response[Any]:
+    if _is_htmx(request):
+        return Response(content=b"", status_code=401, headers={"HX-Redirect": "/login", **SECURITY_HEADERS})
+    return Redirect(path="/login", status_code=303)
+
+
+def handle_service_error(_request: Request[Any, Any, Any], exc: TributaryError) -> Response[Any]:
+    """A service error that no form caught: its own words, with the status its kind maps to."""
+    status = status_for(exc)
+    return _error_page(status, "Something is not right" if status < 500 else "Something went wrong", exc.message)
+
+
+def handle_http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
+        return _error_page(403, "Please try again", CSRF_FAILED)
+    if exc.status_code == 404:
+        return _error_page(404, "Not found", "There is nothing at this address.")
+    if exc.status_code >= 500:
+        return _error_page(exc.status_code, "Something went wrong", "Tributary could not answer. Try again later.")
+    return _error_page(exc.status_code, "Something is not right", str(exc.detail))
+
+
+def handle_unexpected(_request: Request[Any, Any, Any], _exc: Exception) -> Response[Any]:
+    return _error_page(500, "Something went wrong", "Tributary hit an unexpected error. Try again later.")
+
+
+async def log_unexpected(exc: Exception, scope: Scope) -> None:
+    """after_exception hook: a traceback for bugs; expected errors are the user's to read, not the log's."""
+    if isinstance(exc, HTTPException | TributaryError):
+        return
+    log.error("unhandled error on %s %s", scope.get("method", "-"), scope["path"], exc_info=exc)
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    SignInRequired: handle_sign_in_required,
+    TributaryError: handle_service_error,
+    HTTPException: handle_http_error,
+    Exception: handle_unexpected,
+}

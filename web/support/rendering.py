@@ -1,0 +1,47 @@
+"""Building responses: a page from a template, a redirect after a form, and HTTP statuses
+for service errors (the one place where `service.errors` meet status codes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.response import Redirect, Template
+
+from service.domain.users import UserView
+from service.errors import (
+    AuthenticationFailed,
+    Conflict,
+    FeatureDisabled,
+    InvalidInput,
+    NotFound,
+    RemoteError,
+    TributaryError,
+)
+
+STATUS_BY_ERROR: dict[type[TributaryError], int] = {
+    InvalidInput: 400,
+    AuthenticationFailed: 401,
+    FeatureDisabled: 403,
+    NotFound: 404,
+    Conflict: 409,
+    RemoteError: 502,
+}
+
+
+def status_for(error: TributaryError) -> int:
+    """The HTTP status for a service error: the nearest class in STATUS_BY_ERROR, else 500."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def page(template_name: str, *, viewer: UserView | None, status_code: int = 200, **context: Any) -> Template:
+    """A full HTML page; `viewer` (the signed-in user or None) fills the header."""
+    return Template(template_name=template_name, context={"viewer": viewer, **context}, status_code=status_code)
+
+
+def see_other(path: str) -> Redirect:
+    """303 See Other: after a form POST the browser GETs the next page."""
+    return Redirect(path=path, status_code=303)
