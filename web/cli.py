@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from service.cli import cli, plain_errors
+from service.cli import cli
+from service.cli.common import plain_errors
 
 
 @cli.command()

@@ -1,86 +1,14 @@
-"""The `tributary` command: the service's face for operators and scripts.
-
-Every command builds Settings from the environment when it runs. Commands that
-list or create take --json and then print JSON on stdout; errors go to stderr
-as one plain sentence with exit code 1 (2 for a mistyped command line).
-`serve` is added by web/cli.py, because it needs the web face.
-"""
+"""Administration commands: the database schema, users and domains."""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import json
-import sys
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
-
 import click
 
+from service.cli import cli
+from service.cli.common import ON_OFF, emit, plain_errors, read_password, run_with_db
 from service.config import Settings
-from service.errors import TributaryError
-from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import domains, users
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-ON_OFF = click.Choice(["on", "off"])
-
-
-def _fail(message: str) -> None:
-    click.echo(message, err=True)
-    sys.exit(1)
-
-
-def plain_errors(func: Callable[P, T]) -> Callable[P, T]:
-    """Turn Tributary's errors into one sentence on stderr and exit code 1."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return func(*args, **kwargs)
-        except TributaryError as exc:
-            _fail(exc.message)
-            raise  # unreachable: _fail exits
-
-    return wrapper
-
-
-def run_with_db(work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run one use case against the configured database, then close it."""
-    settings = Settings()
-
-    async def main() -> T:
-        db = Database(settings)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(main())
-
-
-def emit(value: Any, *, as_json: bool, text: str) -> None:
-    if as_json:
-        click.echo(json.dumps(_plain(value), indent=2, sort_keys=True))
-    else:
-        click.echo(text)
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
-    """Tributary: gather your external mailboxes into one and send as any of your addresses."""
 
 
 @cli.group()
@@ -114,10 +42,7 @@ def user() -> None:
 @plain_errors
 def user_add(email: str, admin: bool, password_stdin: bool, display_name: str, as_json: bool) -> None:
     """Create a user (and their domain, if it is new)."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin)
     created = run_with_db(
         lambda db: users.add_user(db=db, email=email, password=password, is_admin=admin, display_name=display_name)
     )
@@ -185,7 +110,3 @@ def domain_list(as_json: bool) -> None:
         for d in found
     ]
     emit(found, as_json=as_json, text="\n".join(lines) or "No domains yet.")
-
-
-def main() -> None:
-    cli()

@@ -1,0 +1,28 @@
+"""The `tributary` command: the service's face for operators and scripts.
+
+Every command builds Settings from the environment when it runs. Commands that
+list or create take --json and then print JSON on stdout; errors go to stderr
+as one plain sentence with exit code 1 (2 for a mistyped command line).
+Each group lives in its own module; `serve` is added by web/cli.py, because it
+needs the web face.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Tributary: gather your external mailboxes into one and send as any of your addresses."""
+
+
+def _register() -> None:
+    from service.cli import admin, mail, retrieval, sending  # noqa: F401  (each module adds its commands)
+
+
+_register()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""Reading the local mailbox from the command line: folders, messages, export."""

@@ -1,0 +1,1 @@
+"""`tributary retrieval ...`: email retrieval tasks (IMAP and POP3)."""

@@ -1,0 +1,1 @@
+"""`tributary smtp ...`, `send` and `outbox`: SMTP accounts and sending."""
