@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(default=30, ge=1, description="Log entries older than this are pruned.")
     session_idle_minutes: int = Field(default=120, ge=1, description="Signed-in sessions expire after this idle time.")
     secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set when served over HTTPS).")
+    extra_ca_file: Path | None = Field(
+        default=None,
+        description="A PEM file of extra certificate authorities to trust for remote servers "
+        "(a company CA), beside the system's.",
+    )
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     outbound_allow: str = Field(
         default="",

@@ -1,0 +1,25 @@
+"""The result of "Test Connection": each step with its outcome, duration and, on failure, a hint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step: "resolve", "connect", "tls", "greeting", "capabilities", "login", ..."""
+
+    name: str
+    ok: bool
+    duration_ms: float
+    detail: str = ""
+    hint: str = ""
+
+
+@dataclass(slots=True)
+class ConnectionReport:
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.ok for step in self.steps)

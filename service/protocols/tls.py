@@ -1,0 +1,66 @@
+"""TLS for every adapter: one way to build client contexts, describe certificates and
+turn ssl's exceptions into sentences.
+
+Verification is on unless the account turns it off; then the context still
+encrypts but accepts any certificate and any name. `extra_ca_file` (setting
+TRIBUTARY_EXTRA_CA_FILE) adds a company CA to the system's trust store.
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from service.errors import TlsFailure
+
+WRONG_PORT_HINT = (
+    "The port may not match the security setting: SSL/TLS ports (993, 995, 465) expect TLS at once, "
+    "STARTTLS and None ports (143, 110, 587, 25) expect plain text first."
+)
+
+
+def client_context(*, verify: bool, extra_ca_file: Path | None = None) -> ssl.SSLContext:
+    """A client context: TLS 1.2+, certificate and host name checked unless `verify` is False."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if extra_ca_file is not None:
+        context.load_verify_locations(cafile=str(extra_ca_file))
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _name(parts: Any) -> str:
+    """'CN=mail.example.com, O=Example' from getpeercert()'s nested tuples."""
+    names = [f"{key}={value}" for rdn in parts or () for key, value in rdn]
+    return ", ".join(names)
+
+
+def describe_certificate(sock: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> str:
+    """Subject, issuer and expiry of the peer's certificate, and whether it was verified."""
+    cert = sock.getpeercert() if verified else None
+    if cert:
+        expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(str(cert["notAfter"])), UTC)
+        return (
+            f"{sock.version()}, certificate for {_name(cert.get('subject'))} issued by {_name(cert.get('issuer'))}, "
+            f"expires {expires:%Y-%m-%d}, verified"
+        )
+    der = sock.getpeercert(binary_form=True)
+    return f"{sock.version()}, certificate not verified ({len(der or b'')} bytes, verification is off)"
+
+
+def tls_failure(exc: BaseException, host: str) -> TlsFailure:
+    """A sentence for an ssl error: which host, what was wrong, what to do."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or str(exc)
+        return TlsFailure(
+            f"The certificate of {host} could not be verified ({reason}). If you trust this server, "
+            "turn off certificate verification for this account."
+        )
+    text = str(exc)
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "packet length too long" in text:
+        return TlsFailure(f"{host} did not answer with TLS. {WRONG_PORT_HINT}")
+    return TlsFailure(f"TLS with {host} failed ({getattr(exc, 'reason', None) or text}).")
