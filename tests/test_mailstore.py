@@ -34,7 +34,7 @@ BROKEN = (
 
 
 def test_index_of_a_normal_message() -> None:
-    index = index_message(GOOD)
+    index = index_message(GOOD, with_body=True)
     assert index.subject == "Grüße"
     assert index.from_address == "Jörg Müller <joerg@example.test>"
     assert index.date == datetime(2024, 3, 5, 9, 11, 12, tzinfo=UTC)
@@ -43,10 +43,19 @@ def test_index_of_a_normal_message() -> None:
     assert index.has_attachments
     assert index.parse_error is None
     assert index.size == len(GOOD)
+    cheap = index_message(GOOD)
+    assert (cheap.subject, cheap.from_address, cheap.date, cheap.has_attachments, cheap.preview) == (
+        index.subject,
+        index.from_address,
+        index.date,
+        True,
+        "",
+    )
 
 
 @pytest.mark.parametrize("raw", [BROKEN, b"", b"\r\n\r\n", b"Subject: " + b"x" * 5000, b"no headers at all"])
 def test_index_never_raises(raw: bytes) -> None:
+    assert index_message(raw, with_body=True).size == len(raw)
     index = index_message(raw)
     assert index.size == len(raw)
     assert len(index.subject) <= 998
@@ -64,7 +73,7 @@ async def test_broken_message_is_stored_unchanged_and_listed(db: Database) -> No
         assert {m.id for m in listed} == {stored.id, good.id}
         assert stored.id is not None
         assert await read_raw(session, user_id=user.id, message_id=stored.id) == BROKEN
-    assert stored.parse_error is not None
+    assert index_message(BROKEN, with_body=True).parse_error is not None  # the full parse sees the damage
     assert good.parse_error is None
     assert good.seen
 

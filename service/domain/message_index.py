@@ -83,21 +83,50 @@ def sort_date(date: datetime | None, received_at: datetime) -> datetime:
     return date
 
 
-def index_message(raw: bytes) -> MessageIndex:
-    """The index of a raw RFC 5322 message. Never raises on malformed input."""
+def _header_block(raw: bytes) -> bytes:
+    """The bytes up to and including the blank line that ends the header (RFC 5322 2.1)."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    if not ends:
+        return raw
+    end = min(ends)
+    return raw[: end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)]
+
+
+def _looks_like_attachments(message: Message) -> bool:
+    """Without walking the MIME tree: multipart/mixed (or related/report) usually carries files."""
+    try:
+        content_type = message.get_content_type()
+    except _PARSE_FAILURES:
+        return False
+    return content_type in {"multipart/mixed", "multipart/report", "application/octet-stream"} or (
+        not content_type.startswith(("text/", "multipart/alternative", "multipart/related"))
+        and content_type != "message/rfc822"
+        and "/" in content_type
+        and not content_type.startswith("multipart/")
+    )
+
+
+def index_message(raw: bytes, *, with_body: bool = False) -> MessageIndex:
+    """The index of a raw RFC 5322 message. Never raises on malformed input.
+
+    By default only the header block is parsed (cheap enough for bulk import);
+    `with_body` also walks the MIME tree for a preview and real attachment flag.
+    """
     errors: list[str] = []
     try:
-        message: Message = BytesParser(policy=policy.default).parsebytes(raw)
+        parser = BytesParser(policy=policy.default)
+        message: Message = parser.parsebytes(raw) if with_body else parser.parsebytes(_header_block(raw))
     except _PARSE_FAILURES as exc:
         errors.append(f"unparseable: {type(exc).__name__}")
         message = Message()
-    try:
-        preview, has_attachments = _preview_and_attachments(message)
-    except _PARSE_FAILURES as exc:
-        errors.append(f"body: {type(exc).__name__}")
-        preview, has_attachments = "", False
+    preview, has_attachments = "", _looks_like_attachments(message)
+    if with_body:
+        try:
+            preview, has_attachments = _preview_and_attachments(message)
+        except _PARSE_FAILURES as exc:
+            errors.append(f"body: {type(exc).__name__}")
     defects = getattr(message, "defects", [])
-    if defects and not errors:
+    if with_body and defects and not errors:
         errors.append("defects: " + ", ".join(sorted({type(d).__name__ for d in defects}))[:200])
     return MessageIndex(
         subject=_header(message, "Subject"),

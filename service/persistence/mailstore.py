@@ -9,9 +9,12 @@ because the caller's transaction also commits the retrieval cursor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,7 +29,7 @@ from service.persistence.types import utcnow
 class MessageOrigin:
     """Where a retrieved message came from: its identity for exactly-once retrieval."""
 
-    task_id: int
+    task_id: int | None
     remote_folder: str | None = None
     uidvalidity: int | None = None
     uid: int | None = None
@@ -80,6 +83,77 @@ async def folder_by_path(session: AsyncSession, user_id: int, path: str) -> Fold
     return parent
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A message to store: its bytes, flags and arrival time, and where it came from."""
+
+    raw: bytes
+    seen: bool = False
+    flagged: bool = False
+    answered: bool = False
+    draft: bool = False
+    received_at: datetime | None = None
+    origin: MessageOrigin | None = None
+
+
+def _index_row(user_id: int, folder_id: int, incoming: IncomingMessage, *, full_index: bool) -> dict[str, Any]:
+    index = index_message(incoming.raw, with_body=full_index)
+    arrived = incoming.received_at or utcnow()
+    origin = incoming.origin
+    return {
+        "user_id": user_id,
+        "folder_id": folder_id,
+        "task_id": origin.task_id if origin else None,
+        "remote_folder": origin.remote_folder if origin else None,
+        "remote_uidvalidity": origin.uidvalidity if origin else None,
+        "remote_uid": origin.uid if origin else None,
+        "message_id_header": index.message_id,
+        "in_reply_to": index.in_reply_to,
+        "subject": index.subject,
+        "from_address": index.from_address,
+        "to_addresses": index.to_addresses,
+        "cc_addresses": index.cc_addresses,
+        "date": index.date,
+        "sort_date": sort_date(index.date, arrived),
+        "size": index.size,
+        "sha256": index.sha256,
+        "preview": index.preview,
+        "has_attachments": index.has_attachments,
+        "parse_error": index.parse_error,
+        "seen": incoming.seen,
+        "flagged": incoming.flagged,
+        "answered": incoming.answered,
+        "draft": incoming.draft,
+        "received_at": arrived,
+        "created_at": utcnow(),
+    }
+
+
+async def deliver_many(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    folder_id: int,
+    messages: Sequence[IncomingMessage],
+    full_index: bool = False,
+) -> list[int]:
+    """Store messages byte for byte with their index rows, in the caller's transaction.
+
+    Two multi-row INSERTs (index rows with RETURNING, then bodies), not two
+    round trips per message: bulk retrieval is bound by the server, not by us.
+    """
+    if not messages:
+        return []
+    rows = [_index_row(user_id, folder_id, m, full_index=full_index) for m in messages]
+    connection = await session.connection()
+    inserted = await connection.execute(insert(Message).returning(col(Message.id), sort_by_parameter_order=True), rows)
+    ids = [int(message_id) for (message_id,) in inserted if message_id is not None]
+    await connection.execute(
+        insert(MessageBody), [{"message_id": mid, "raw": m.raw} for mid, m in zip(ids, messages, strict=True)]
+    )
+    return ids
+
+
 async def deliver(
     session: AsyncSession,
     *,
@@ -92,40 +166,17 @@ async def deliver(
     draft: bool = False,
     received_at: datetime | None = None,
     origin: MessageOrigin | None = None,
+    full_index: bool = True,
 ) -> Message:
-    """Store a message byte for byte, with its index, in the caller's transaction."""
-    index = index_message(raw)
-    arrived = received_at or utcnow()
-    message = Message(
-        user_id=user_id,
-        folder_id=folder_id,
-        task_id=origin.task_id if origin else None,
-        remote_folder=origin.remote_folder if origin else None,
-        remote_uidvalidity=origin.uidvalidity if origin else None,
-        remote_uid=origin.uid if origin else None,
-        message_id_header=index.message_id,
-        in_reply_to=index.in_reply_to,
-        subject=index.subject,
-        from_address=index.from_address,
-        to_addresses=index.to_addresses,
-        cc_addresses=index.cc_addresses,
-        date=index.date,
-        sort_date=sort_date(index.date, arrived),
-        size=index.size,
-        sha256=index.sha256,
-        preview=index.preview,
-        has_attachments=index.has_attachments,
-        parse_error=index.parse_error,
-        seen=seen,
-        flagged=flagged,
-        answered=answered,
-        draft=draft,
-        received_at=arrived,
+    """Store one message (see `deliver_many`) and return its index row."""
+    incoming = IncomingMessage(
+        raw=raw, seen=seen, flagged=flagged, answered=answered, draft=draft, received_at=received_at, origin=origin
     )
-    session.add(message)
-    await session.flush()
-    assert message.id is not None
-    session.add(MessageBody(message_id=message.id, raw=raw))
+    [message_id] = await deliver_many(
+        session, user_id=user_id, folder_id=folder_id, messages=[incoming], full_index=full_index
+    )
+    message = await session.get(Message, message_id)
+    assert message is not None
     return message
 
 

@@ -1,0 +1,409 @@
+"""IMAP4rev1 (RFC 3501) retrieval with imapclient: the only module that talks IMAP.
+
+Blocking by nature (imaplib underneath): the use case calls these methods
+through `asyncio.to_thread`, one call at a time. What this adapter guarantees:
+
+- Security is data: SSL wraps the socket before the greeting (port 993);
+  STARTTLS (RFC 2595) upgrades after it and is an error, never a fallback to
+  plain text, when the server does not offer it; None stays in clear.
+- Certificates are verified unless the account turns that off.
+- Timeouts: a connect timeout, a read timeout per socket operation, and a
+  deadline for the whole session enforced by a watchdog that shuts the socket
+  down, so a server trickling one byte a minute cannot hold a worker forever.
+- Folders are read-only (EXAMINE) and bodies fetched with BODY.PEEK[], so the
+  remote \\Seen flags stay as they were. Names arrive decoded from modified
+  UTF-7 (RFC 3501 5.1.3) and are returned with "/" as the hierarchy delimiter.
+- Every library, socket and ssl exception leaves as a `service.errors` error.
+"""
+
+from __future__ import annotations
+
+import ast
+import imaplib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imapclient import IMAPClient, SocketTimeout
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from service.domain.connection_test import ConnectionReport
+from service.domain.values import Security, SpecialUse
+from service.errors import CredentialsRejected, MailboxMissing, RemoteError, ServerUnavailable, TlsFailure
+from service.protocols.probe import StepFailed, resolve_and_connect, step
+from service.protocols.tls import WRONG_PORT_HINT, client_context, describe_certificate, tls_failure
+from service.protocols.transcript import Transcript
+
+CONNECT_TIMEOUT_SECONDS = 15.0
+
+# RFC 6154 attributes of LIST, and the local folder each maps to in "root" transfer.
+SPECIAL_USE_FLAGS: dict[bytes, SpecialUse | None] = {
+    b"\\Sent": SpecialUse.SENT,
+    b"\\Drafts": SpecialUse.DRAFTS,
+    b"\\Trash": SpecialUse.TRASH,
+    b"\\Junk": SpecialUse.JUNK,
+    b"\\Archive": None,  # no local special folder: lands in "Archive" at the root
+}
+_NOT_SELECTABLE = {b"\\noselect", b"\\nonexistent"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImapAccount:
+    """How to reach and sign in to one remote mailbox."""
+
+    host: str
+    port: int
+    security: Security
+    username: str
+    password: str
+    verify_certificate: bool = True
+    timeout_seconds: float = 60.0
+    extra_ca_file: Path | None = None
+    debug: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFolder:
+    """A selectable remote folder. `path` uses "/"; `name` is what SELECT needs."""
+
+    name: str
+    path: str
+    special_use: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class SelectedFolder:
+    uidvalidity: int
+    exists: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes
+    flags: frozenset[str]
+    internal_date: datetime | None
+
+
+def _flag_names(flags: Sequence[Any]) -> frozenset[str]:
+    return frozenset(f.decode("ascii", "replace") if isinstance(f, bytes) else str(f) for f in flags)
+
+
+def message_set(uids: Sequence[int]) -> str:
+    """A compact UID set, "1:5,9,12:14", for sorted UIDs (RFC 3501 9, sequence-set)."""
+    parts: list[str] = []
+    start = prev = uids[0]
+    for uid in uids[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        parts.append(f"{start}:{prev}" if prev != start else str(start))
+        start = prev = uid
+    parts.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(parts)
+
+
+class ImapSession:
+    """One signed-in IMAP session. Use `open_session()`; call methods from one thread at a time."""
+
+    def __init__(self, account: ImapAccount, *, deadline: float | None = None) -> None:
+        self.account = account
+        self.deadline = deadline
+        self.transcript = Transcript(secrets=(account.password,)) if account.debug else None
+        self.client: IMAPClient | None = None
+        self.welcome = ""
+        self.tls_socket: ssl.SSLSocket | None = None
+        self._watchdog: threading.Timer | None = None
+        self._expired = False
+
+    # -- connection ---------------------------------------------------------
+
+    def _remaining(self) -> float:
+        if self.deadline is None:
+            return float("inf")
+        return self.deadline - time.monotonic()
+
+    def _context(self) -> ssl.SSLContext:
+        return client_context(verify=self.account.verify_certificate, extra_ca_file=self.account.extra_ca_file)
+
+    def connect(self) -> None:
+        """TCP connect, TLS for SSL, read the greeting, then STARTTLS when asked for."""
+        account = self.account
+        timeout = SocketTimeout(
+            connect=min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds), read=account.timeout_seconds
+        )
+        with self.translated("connect"):
+            self.client = IMAPClient(
+                account.host,
+                port=account.port,
+                ssl=account.security is Security.SSL,
+                ssl_context=self._context() if account.security is Security.SSL else None,
+                timeout=timeout,
+            )
+            self.client.normalise_times = False
+            self._arm_watchdog()
+            self.welcome = self.client.welcome.decode("utf-8", "replace") if self.client.welcome else ""
+            self._trace_received(self.welcome)
+            self._hook_transcript()
+            if account.security is Security.STARTTLS:
+                self.start_tls()
+            if account.security is not Security.NONE:
+                sock = self.client.socket()
+                self.tls_socket = sock if isinstance(sock, ssl.SSLSocket) else None
+
+    def start_tls(self) -> None:
+        assert self.client is not None
+        if not self.client.has_capability("STARTTLS"):
+            raise TlsFailure(
+                f"{self.account.host} does not offer STARTTLS on port {self.account.port}. Choose SSL/TLS "
+                "(usually port 993), or None only if you accept sending your password in clear."
+            )
+        self.client.starttls(self._context())
+
+    def capabilities(self) -> list[str]:
+        assert self.client is not None
+        with self.translated("capabilities"):
+            return [c.decode("ascii", "replace") for c in self.client.capabilities()]
+
+    def login(self) -> None:
+        assert self.client is not None
+        with self.translated("login"):
+            self.client.login(self.account.username, self.account.password)
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.client is None:
+            return
+        try:
+            self.client.logout()
+        except (IMAPClientError, imaplib.IMAP4.error, OSError):
+            with suppress(OSError):
+                self.client.shutdown()
+        self.client = None
+
+    def _arm_watchdog(self) -> None:
+        remaining = self._remaining()
+        if remaining == float("inf"):
+            return
+        self._watchdog = threading.Timer(max(remaining, 0.0), self._expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _expire(self) -> None:
+        """The run's deadline passed: cut the connection so a blocked read returns at once."""
+        self._expired = True
+        client = self.client
+        if client is not None:
+            with suppress(OSError):
+                client.socket().shutdown(socket.SHUT_RDWR)
+
+    # -- transcript ---------------------------------------------------------
+
+    def _hook_transcript(self) -> None:
+        """Route imaplib's debug output (one line per command and response) into the transcript."""
+        if self.transcript is None or self.client is None:
+            return
+        imap: Any = self.client._imap
+        transcript = self.transcript
+
+        def mesg(text: str, secs: float | None = None) -> None:
+            if text.startswith(("> ", "< ")):
+                line = text[2:]
+                if line.startswith(("b'", 'b"')):
+                    try:
+                        line = bytes(ast.literal_eval(line)).decode("utf-8", "replace")
+                    except (ValueError, SyntaxError):  # unreadable: keep it as text, still redacted
+                        line = line[2:-1]
+                (transcript.sent if text.startswith(">") else transcript.received)(line)
+
+        imap._mesg = mesg
+        imap.debug = 4
+
+    def _trace_received(self, line: str) -> None:
+        if self.transcript is not None and line:
+            self.transcript.received(line)
+
+    # -- folders and messages -------------------------------------------------
+
+    def list_folders(self) -> list[RemoteFolder]:
+        """Every selectable folder (LIST "" "*"; \\Noselect and \\NonExistent skipped)."""
+        assert self.client is not None
+        with self.translated("list folders"):
+            listed = self.client.list_folders()
+        folders = []
+        for flags, delimiter, name in listed:
+            lowered = {f.lower() for f in flags if isinstance(f, bytes)}
+            if lowered & _NOT_SELECTABLE:
+                continue
+            folders.append(RemoteFolder(name=name, path=_local_path(name, delimiter), special_use=_special(flags)))
+        return folders
+
+    def select(self, folder: RemoteFolder) -> SelectedFolder:
+        """EXAMINE the folder (read-only, RFC 3501 6.3.2): its UIDVALIDITY and size."""
+        assert self.client is not None
+        with self.translated(f"open folder {folder.path}", folder=folder.path):
+            info = self.client.select_folder(folder.name, readonly=True)
+        uidvalidity = info.get(b"UIDVALIDITY")
+        if uidvalidity is None:
+            raise MailboxMissing(f"The folder {folder.path} on {self.account.host} has no UIDVALIDITY.")
+        return SelectedFolder(uidvalidity=int(uidvalidity), exists=int(info.get(b"EXISTS", 0)))
+
+    def uids_above(self, last_uid: int) -> list[int]:
+        """UIDs greater than `last_uid`, ascending. `UID n:*` always returns the highest
+        message even when n is beyond it (RFC 3501 6.4.8), hence the filter."""
+        assert self.client is not None
+        with self.translated("search"):
+            found = self.client.search(["UID", f"{last_uid + 1}:*"])
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of each UID, to plan batches by bytes before downloading."""
+        assert self.client is not None
+        if not uids:
+            return {}
+        with self.translated("fetch sizes"):
+            response = self.client.fetch(message_set(uids), ["RFC822.SIZE"])
+        return {int(uid): int(data.get(b"RFC822.SIZE", 0)) for uid, data in response.items()}
+
+    def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        """The messages' bytes (BODY.PEEK[]), flags and INTERNALDATE, in UID order."""
+        assert self.client is not None
+        if not uids:
+            return []
+        with self.translated("fetch"):
+            response = self.client.fetch(message_set(uids), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+        wanted = set(uids)
+        messages = []
+        for uid in sorted(response):
+            data = response[uid]
+            raw = data.get(b"BODY[]")
+            if uid not in wanted or raw is None:
+                continue  # expunged meanwhile, or an unsolicited FETCH
+            internal = data.get(b"INTERNALDATE")
+            if isinstance(internal, datetime) and internal.tzinfo is None:
+                internal = internal.replace(tzinfo=UTC)
+            messages.append(
+                FetchedMessage(
+                    uid=int(uid),
+                    raw=bytes(raw),
+                    flags=_flag_names(data.get(b"FLAGS", ())),
+                    internal_date=internal if isinstance(internal, datetime) else None,
+                )
+            )
+        return messages
+
+    # -- errors -----------------------------------------------------------------
+
+    @contextmanager
+    def translated(self, step: str, *, folder: str | None = None) -> Iterator[None]:
+        """Turn imapclient, imaplib, socket and ssl exceptions into service errors."""
+        host, port = self.account.host, self.account.port
+        try:
+            yield
+        except RemoteError:
+            raise
+        except LoginError as exc:
+            raise CredentialsRejected(
+                f"{host} rejected the username or password ({_server_text(exc)}). Check them and try again."
+            ) from exc
+        except ssl.SSLError as exc:
+            raise tls_failure(exc, host) from exc
+        except socket.gaierror as exc:
+            raise ServerUnavailable(f"The server name {host} could not be found. Check the server address.") from exc
+        except ConnectionRefusedError as exc:
+            raise ServerUnavailable(
+                f"{host} refused the connection on port {port}. Check the server address and port."
+            ) from exc
+        except TimeoutError as exc:
+            if self._expired:
+                raise ServerUnavailable(f"{host} was too slow: the retrieval ran out of time during {step}.") from exc
+            if step == "connect":
+                raise ServerUnavailable(
+                    f"{host} did not answer on port {port} within {self.account.timeout_seconds:g} seconds. "
+                    f"{WRONG_PORT_HINT}"
+                ) from exc
+            raise ServerUnavailable(f"{host} stopped answering during {step}.") from exc
+        except (IMAPClientAbortError, imaplib.IMAP4.abort, OSError, EOFError) as exc:
+            if self._expired:
+                raise ServerUnavailable(f"{host} was too slow: the retrieval ran out of time during {step}.") from exc
+            text = str(exc)
+            if "TLS not supported" in text:
+                raise TlsFailure(f"{host} does not offer STARTTLS on port {port}.") from exc
+            if step == "connect" and ("greeting" in text.lower() or "unexpected response" in text.lower()):
+                raise ServerUnavailable(f"{host} did not greet like an IMAP server. {WRONG_PORT_HINT}") from exc
+            raise ServerUnavailable(f"{host} closed the connection unexpectedly during {step}.") from exc
+        except (IMAPClientError, imaplib.IMAP4.error) as exc:
+            if folder is not None:
+                raise MailboxMissing(f"The folder {folder} could not be opened: {_server_text(exc)}.") from exc
+            raise ServerUnavailable(f"{host} refused {step}: {_server_text(exc)}.") from exc
+
+
+def _server_text(exc: BaseException) -> str:
+    text = str(exc)
+    if text.startswith("b'") or text.startswith('b"'):
+        text = text[2:-1]
+    return text.strip()[:200] or type(exc).__name__
+
+
+def _special(flags: Sequence[Any]) -> bytes | None:
+    for flag in flags:
+        if isinstance(flag, bytes):
+            for known in SPECIAL_USE_FLAGS:
+                if flag.lower() == known.lower():
+                    return known
+    return None
+
+
+def _local_path(name: str, delimiter: bytes | str | None) -> str:
+    """The remote name with its own delimiter replaced by "/" ("/" inside a level becomes "_")."""
+    if isinstance(delimiter, bytes):
+        delimiter = delimiter.decode("ascii", "replace")
+    if not delimiter or delimiter == "/":
+        return name
+    return "/".join(part.replace("/", "_") for part in name.split(delimiter))
+
+
+@contextmanager
+def open_session(account: ImapAccount, *, deadline: float | None = None) -> Iterator[ImapSession]:
+    """Connect, sign in, and always log out (or cut the connection) at the end."""
+    session = ImapSession(account, deadline=deadline)
+    try:
+        session.connect()
+        session.login()
+        yield session
+    finally:
+        session.close()
+
+
+def test_connection(account: ImapAccount) -> ConnectionReport:
+    """Resolve, connect, TLS, greeting, capabilities, login, folder count: each timed."""
+    report = ConnectionReport()
+    session = ImapSession(account, deadline=time.monotonic() + 3 * account.timeout_seconds)
+    try:
+        resolve_and_connect(report, account.host, account.port, min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds))
+        with step(report, "greeting", hint=WRONG_PORT_HINT) as detail:
+            session.connect()
+            detail.append(session.welcome[:200])
+        if session.tls_socket is not None:
+            with step(report, "tls") as detail:
+                detail.append(describe_certificate(session.tls_socket, verified=account.verify_certificate))
+        with step(report, "capabilities") as detail:
+            detail.append(" ".join(session.capabilities()))
+        with step(report, "login", hint="Check the username and password.") as detail:
+            session.login()
+            detail.append(f"signed in as {account.username}")
+        with step(report, "folders") as detail:
+            detail.append(f"{len(session.list_folders())} folders")
+    except StepFailed:
+        pass
+    finally:
+        session.close()
+    return report
