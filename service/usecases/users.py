@@ -132,3 +132,12 @@ async def list_users(*, db: Database) -> list[UserView]:
     async with db.read() as session:
         rows = (await session.exec(select(User, Domain).join(Domain).order_by(User.email))).all()
     return [_view(user, domain) for user, domain in rows]
+
+
+async def find_user(*, db: Database, email: str) -> UserView:
+    """The user with this address (case-insensitive); NotFound otherwise."""
+    async with db.read() as session:
+        row = (await session.exec(select(User, Domain).join(Domain).where(User.email == email.strip().lower()))).first()
+    if row is None:
+        raise NotFound(f"There is no user {email.strip()}.")
+    return _view(*row)

@@ -1,0 +1,119 @@
+"""Retrieval values and rules: task views, run results, and where a remote folder lands locally."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security, SpecialUse
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A retrieval task as the faces show it. The password is write-only: never here."""
+
+    id: int
+    user_id: int
+    name: str
+    protocol: Protocol
+    host: str
+    port: int
+    security: Security
+    username: str
+    verify_certificate: bool
+    method: RetrievalMethod
+    folder_transfer: FolderTransfer
+    destination_folder: str | None
+    use_apop: bool
+    leave_on_server: bool
+    delete_after_days: int | None
+    apply_filters: bool
+    enable_debug: bool
+    is_active: bool
+    last_run_at: datetime | None
+    last_success_at: datetime | None
+    messages_imported: int
+    last_error: str | None
+    failing_since: datetime | None
+    needs_action: bool
+    next_run_at: datetime | None
+
+
+@dataclass(slots=True)
+class FolderResult:
+    """What one remote folder gave in one run."""
+
+    remote: str
+    local: str
+    imported: int = 0
+    skipped: int = 0  # too large, or already here after a UIDVALIDITY change
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The outcome of one run: counts, and the errors a user should read."""
+
+    imported: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    folders: list[FolderResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        parts = [
+            f"{f.remote} -> {f.local}: {f.imported} new"
+            + (f", {f.skipped} skipped" if f.skipped else "")
+            + (f", error: {f.error}" if f.error else "")
+            for f in self.folders
+        ]
+        head = f"Imported {self.imported} message{'s' if self.imported != 1 else ''}"
+        if self.skipped:
+            head += f", skipped {self.skipped}"
+        return head + (" (" + "; ".join(parts) + ")" if parts else "") + "."
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTarget:
+    """Where a remote folder lands: a special folder, or a path created on demand."""
+
+    special_use: SpecialUse | None
+    path: str
+
+
+_ROOT_SPECIAL = {
+    "\\Sent": SpecialUse.SENT,
+    "\\Drafts": SpecialUse.DRAFTS,
+    "\\Trash": SpecialUse.TRASH,
+    "\\Junk": SpecialUse.JUNK,
+}
+
+
+def default_destination(task_name: str, username: str, host: str) -> str:
+    """The folder "Add as subfolders" uses when the user named none: one named after the account."""
+    name = task_name.strip() or (username if "@" in username else f"{username}@{host}")
+    return name.replace("/", "_")
+
+
+def local_target(
+    remote_path: str, special_use: str | None, *, transfer: FolderTransfer, destination: str
+) -> LocalTarget:
+    """Map a remote folder (path with "/") to its local folder.
+
+    subfolders: P -> <destination>/P, INBOX included.
+    root: INBOX -> Inbox (and INBOX/x -> Inbox/x), \\Sent \\Drafts \\Trash \\Junk -> the local
+    special folders, \\Archive -> Archive, anything else -> P at the root.
+    """
+    if transfer is FolderTransfer.SUBFOLDERS:
+        return LocalTarget(None, f"{destination.strip('/')}/{remote_path}")
+    head, _, rest = remote_path.partition("/")
+    if head.upper() == "INBOX":
+        return LocalTarget(SpecialUse.INBOX, "Inbox") if not rest else LocalTarget(None, f"Inbox/{rest}")
+    if special_use in _ROOT_SPECIAL:
+        return LocalTarget(_ROOT_SPECIAL[special_use], "")
+    if special_use == "\\Archive":
+        return LocalTarget(None, "Archive")
+    return LocalTarget(None, remote_path)
