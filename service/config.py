@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     )
     retrieval_interval: int = Field(default=600, ge=10, description="Seconds between automatic retrievals.")
     retrieval_jitter: float = Field(default=0.1, ge=0, le=1, description="Fraction of the interval to spread runs by.")
+    run_deadline_seconds: int = Field(
+        default=3600, ge=10, description="A retrieval run stops (keeping what it stored) after this long."
+    )
     worker_concurrency: int = Field(default=4, ge=1, description="Retrieval runs at once per process.")
     log_retention_days: int = Field(default=30, ge=1, description="Log entries older than this are pruned.")
     session_idle_minutes: int = Field(default=120, ge=1, description="Signed-in sessions expire after this idle time.")

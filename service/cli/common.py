@@ -8,6 +8,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from functools import wraps
@@ -18,6 +19,7 @@ import click
 from service.config import Settings
 from service.errors import TributaryError
 from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -52,6 +54,30 @@ def run_with_db(work: Callable[[Database], Awaitable[T]]) -> T:
         db = Database(settings)
         try:
             return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What use cases need, built once per command."""
+
+    settings: Settings
+    db: Database
+    secret_box: SecretBox
+
+
+def run_with_services(work: Callable[[Services], Awaitable[T]]) -> T:
+    """Like `run_with_db`, for use cases that also need the settings and the secret box."""
+    settings = Settings()
+    secret_box = SecretBox.from_settings(settings)
+
+    async def main() -> T:
+        db = Database(settings)
+        try:
+            return await work(Services(settings=settings, db=db, secret_box=secret_box))
         finally:
             await db.dispose()
 

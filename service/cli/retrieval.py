@@ -1,1 +1,178 @@
-"""`tributary retrieval ...`: email retrieval tasks (IMAP and POP3)."""
+"""`tributary retrieval ...`: Email Retrieval tasks (add, list, run, test, delete)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+
+import click
+
+from service.cli import cli
+from service.cli.common import Services, emit, plain_errors, read_password, run_with_services
+from service.domain.connection_test import ConnectionReport
+from service.domain.retrieval import RunResult
+from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
+from service.usecases import retrieval_tasks, users
+from service.usecases.retrieval import run_task
+
+
+@cli.group()
+def retrieval() -> None:
+    """Email Retrieval tasks: remote IMAP and POP3 mailboxes pulled into the local one."""
+
+
+@retrieval.command("add")
+@click.option("--user", "user_email", required=True, help="The Tributary user who owns the task.")
+@click.option("--protocol", type=click.Choice([p.value for p in Protocol]), required=True)
+@click.option("--server", required=True, help="The remote server's host name.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Default: suggested by the security mode.")
+@click.option(
+    "--security", type=click.Choice([s.value for s in Security]), default=Security.SSL.value, show_default=True
+)
+@click.option("--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
+@click.option("--name", default="", help="A name for the task (default: the account's address).")
+@click.option("--folder-transfer", type=click.Choice([f.value for f in FolderTransfer]), default="subfolders")
+@click.option("--destination", help="Local folder: the parent for subfolders (IMAP), or the target (POP3).")
+@click.option("--manual", "method", flag_value=RetrievalMethod.MANUAL.value, help="Run only when asked.")
+@click.option("--automatic", "method", flag_value=RetrievalMethod.AUTOMATIC.value, default=True, help="Every interval.")
+@click.option("--no-verify-cert", is_flag=True, help="Accept any certificate (only for servers you trust).")
+@click.option("--no-filter", is_flag=True, help="Do not apply spam and content filtering.")
+@click.option("--apop", is_flag=True, help="POP3: Enable APOP authentication.")
+@click.option(
+    "--leave-on-server/--delete-from-server", default=True, help="POP3: keep retrieved messages on the server."
+)
+@click.option("--delete-after-days", type=click.IntRange(min=1), help="POP3: delete from the server after N days.")
+@click.option("--debug", is_flag=True, help="Enable debug: log the protocol transcript (credentials redacted).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": N}.')
+@plain_errors
+def retrieval_add(
+    user_email: str,
+    protocol: str,
+    server: str,
+    port: int | None,
+    security: str,
+    username: str,
+    password_stdin: bool,
+    name: str,
+    folder_transfer: str,
+    destination: str | None,
+    method: str,
+    no_verify_cert: bool,
+    no_filter: bool,
+    apop: bool,
+    leave_on_server: bool,
+    delete_after_days: int | None,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Create a retrieval task and print its id."""
+    password = read_password(password_stdin)
+    new = retrieval_tasks.NewTask(
+        protocol=Protocol(protocol),
+        host=server,
+        port=port,
+        security=Security(security),
+        username=username,
+        password=password,
+        name=name,
+        folder_transfer=FolderTransfer(folder_transfer),
+        destination_folder=destination,
+        method=RetrievalMethod(method),
+        verify_certificate=not no_verify_cert,
+        apply_filters=not no_filter,
+        use_apop=apop,
+        leave_on_server=leave_on_server,
+        delete_after_days=delete_after_days,
+        enable_debug=debug,
+    )
+
+    async def work(services: Services) -> int:
+        owner = await users.find_user(db=services.db, email=user_email)
+        task = await retrieval_tasks.add_task(db=services.db, secret_box=services.secret_box, user_id=owner.id, new=new)
+        return task.id
+
+    task_id = run_with_services(work)
+    emit({"id": task_id}, as_json=as_json, text=str(task_id))
+
+
+@retrieval.command("list")
+@click.option("--user", "user_email", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@plain_errors
+def retrieval_list(user_email: str, as_json: bool) -> None:
+    """List a user's retrieval tasks with their health."""
+
+    async def work(services: Services) -> list[dict[str, object]]:
+        owner = await users.find_user(db=services.db, email=user_email)
+        return [asdict(t) for t in await retrieval_tasks.list_tasks(db=services.db, user_id=owner.id)]
+
+    tasks = run_with_services(work)
+    lines = [
+        f"{t['id']}: {t['protocol']} {t['username']}@{t['host']}:{t['port']} ({t['method']})"
+        + (f" - last error: {t['last_error']}" if t["last_error"] else "")
+        for t in tasks
+    ]
+    emit(tasks, as_json=as_json, text="\n".join(lines) or "No retrieval tasks.")
+
+
+@retrieval.command("run")
+@click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help='Print {"imported": N, "skipped": N, "errors": [...]}.')
+@plain_errors
+def retrieval_run(task_id: int, as_json: bool) -> None:
+    """Retrieve Messages Now: run the task at once (exit code 1 if it reported errors)."""
+
+    async def work(services: Services) -> RunResult:
+        return await run_task(
+            db=services.db, secret_box=services.secret_box, settings=services.settings, task_id=task_id
+        )
+
+    result = run_with_services(work)
+    shown = {
+        "imported": result.imported,
+        "skipped": result.skipped,
+        "errors": result.errors,
+        "folders": [asdict(f) for f in result.folders],
+    }
+    emit(shown, as_json=as_json, text=result.summary())
+    if result.errors:
+        if not as_json:
+            click.echo(" ".join(result.errors), err=True)
+        sys.exit(1)
+
+
+@retrieval.command("test")
+@click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@plain_errors
+def retrieval_test(task_id: int, as_json: bool) -> None:
+    """Test Connection: each step with its result and duration (exit code 1 if a step failed)."""
+
+    async def work(services: Services) -> ConnectionReport:
+        return await retrieval_tasks.test_task(
+            db=services.db, secret_box=services.secret_box, settings=services.settings, task_id=task_id, user_id=None
+        )
+
+    report = run_with_services(work)
+    lines = [
+        f"{'ok  ' if s.ok else 'FAIL'} {s.name:<13} {s.duration_ms:>8.1f} ms  {s.detail}"
+        + (f"\n     hint: {s.hint}" if not s.ok and s.hint else "")
+        for s in report.steps
+    ]
+    emit({"ok": report.ok, "steps": [asdict(s) for s in report.steps]}, as_json=as_json, text="\n".join(lines))
+    if not report.ok:
+        sys.exit(1)
+
+
+@retrieval.command("delete")
+@click.argument("task_id", type=int)
+@plain_errors
+def retrieval_delete(task_id: int) -> None:
+    """Delete a task (the messages it brought in stay)."""
+
+    async def work(services: Services) -> None:
+        await retrieval_tasks.delete_task(db=services.db, task_id=task_id, user_id=None)
+
+    run_with_services(work)
+    click.echo(f"Deleted retrieval task {task_id}.")

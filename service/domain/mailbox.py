@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from service.domain.values import SpecialUse
 
@@ -20,3 +21,19 @@ class FolderView:
     @property
     def depth(self) -> int:
         return self.path.count("/")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """A row of the message list."""
+
+    id: int
+    folder: str
+    subject: str
+    from_address: str
+    date: datetime | None
+    message_id: str | None
+    size: int
+    seen: bool
+    flagged: bool
+    has_attachments: bool

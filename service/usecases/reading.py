@@ -1,14 +1,16 @@
-"""Reading the local mailbox: the folder tree with counts (message lists and views join later)."""
+"""Reading the local mailbox: the folder tree with counts, a folder's messages, a message's bytes."""
 
 from __future__ import annotations
 
 from sqlalchemy import case, func
 from sqlmodel import col, select
 
-from service.domain.mailbox import FolderView
+from service.domain.mailbox import FolderView, MessageSummary
+from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.mailstore import list_folders as stored_folders
-from service.persistence.tables import Message
+from service.persistence.mailstore import read_raw
+from service.persistence.tables import Folder, Message
 
 
 async def list_folders(*, db: Database, user_id: int) -> list[FolderView]:
@@ -45,3 +47,45 @@ async def list_folders(*, db: Database, user_id: int) -> list[FolderView]:
             )
         )
     return views
+
+
+async def list_messages(
+    *, db: Database, user_id: int, folder_path: str, limit: int = 100, offset: int = 0
+) -> list[MessageSummary]:
+    """A page of a folder's messages, newest first. NotFound for a folder the user lacks."""
+    async with db.read() as session:
+        folder = (
+            await session.exec(select(Folder).where(Folder.user_id == user_id, Folder.path == folder_path))
+        ).first()
+        if folder is None:
+            raise NotFound(f"There is no folder {folder_path}.")
+        rows = (
+            await session.exec(
+                select(Message)
+                .where(Message.folder_id == folder.id)
+                .order_by(col(Message.sort_date).desc(), col(Message.id).desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+    return [
+        MessageSummary(
+            id=m.id or 0,
+            folder=folder.path,
+            subject=m.subject,
+            from_address=m.from_address,
+            date=m.date,
+            message_id=m.message_id_header,
+            size=m.size,
+            seen=m.seen,
+            flagged=m.flagged,
+            has_attachments=m.has_attachments,
+        )
+        for m in rows
+    ]
+
+
+async def export_raw(*, db: Database, user_id: int, message_id: int) -> bytes:
+    """The message's bytes exactly as they were received."""
+    async with db.read() as session:
+        return await read_raw(session, user_id=user_id, message_id=message_id)

@@ -1,0 +1,210 @@
+"""Retrieving every folder of an IMAP account, incrementally and exactly once.
+
+Per remote folder the cursor is (UIDVALIDITY, highest stored UID). A run
+EXAMINEs the folder, asks for UIDs above the cursor, plans batches bounded by
+count and bytes from RFC822.SIZE (skipping, with a warning, messages over the
+domain's limit), and downloads batch n+1 while batch n is being committed.
+
+When UIDVALIDITY changed (RFC 3501 2.3.1.1: the old UIDs mean nothing now),
+the folder is read again from the start and each message is matched by the
+SHA-256 of its bytes (which covers size and Message-ID) against what this task
+already stored from it, counting duplicates, so nothing is imported twice and
+nothing skipped. One failing folder does not stop the others; a lost
+connection ends the run, keeping every committed batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from service.domain.retrieval import FolderResult, RunResult, local_target
+from service.domain.values import FolderTransfer
+from service.errors import MailboxMissing
+from service.persistence.database import Database
+from service.persistence.mailstore import IncomingMessage, MessageOrigin
+from service.protocols.imap import FetchedMessage, ImapSession, RemoteFolder
+from service.usecases.retrieval.store import (
+    Cursor,
+    Owner,
+    commit_batch,
+    load_cursor,
+    resolve_folder,
+    stored_hashes,
+)
+
+BATCH_MAX_MESSAGES = 250
+BATCH_MAX_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """UIDs to download, UIDs skipped as too large, and the highest UID the batch covers."""
+
+    fetch: list[int]
+    too_large: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def cover(self) -> int:
+        return max([*self.fetch, *(uid for uid, _ in self.too_large)])
+
+
+def plan_batches(uids: Sequence[int], sizes: dict[int, int], *, max_message_bytes: int) -> list[Batch]:
+    """Split ascending UIDs into batches of at most BATCH_MAX_MESSAGES and about BATCH_MAX_BYTES."""
+    batches: list[Batch] = []
+    fetch: list[int] = []
+    too_large: list[tuple[int, int]] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid)
+        if size is None:
+            continue  # expunged since SEARCH
+        if size > max_message_bytes:
+            too_large.append((uid, size))
+            continue
+        if fetch and (len(fetch) >= BATCH_MAX_MESSAGES or total + size > BATCH_MAX_BYTES):
+            batches.append(Batch(fetch, too_large))
+            fetch, too_large, total = [], [], 0
+        fetch.append(uid)
+        total += size
+    if fetch or too_large:
+        batches.append(Batch(fetch, too_large))
+    return batches
+
+
+@dataclass(frozen=True, slots=True)
+class ImapPlan:
+    """Where a task's folders land and what it may store."""
+
+    owner: Owner
+    transfer: FolderTransfer
+    destination: str
+    max_message_bytes: int
+
+
+def _incoming(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:
+    return IncomingMessage(
+        raw=message.raw,
+        seen="\\Seen" in message.flags,
+        flagged="\\Flagged" in message.flags,
+        answered="\\Answered" in message.flags,
+        draft="\\Draft" in message.flags,
+        received_at=message.internal_date,
+        origin=MessageOrigin(task_id=task_id, remote_folder=remote, uidvalidity=uidvalidity, uid=message.uid),
+    )
+
+
+async def retrieve_folder(
+    db: Database, session: ImapSession, plan: ImapPlan, folder: RemoteFolder, result: FolderResult
+) -> None:
+    """Bring one remote folder up to date, counting into `result` as batches commit.
+    Raises on connection loss; every committed batch stays."""
+    special = folder.special_use.decode() if folder.special_use else None
+    target = local_target(folder.path, special, transfer=plan.transfer, destination=plan.destination)
+    result.local = target.path or (target.special_use or "").capitalize()
+    selected = await asyncio.to_thread(session.select, folder)
+    cursor = await load_cursor(db, plan.owner.task_id, folder.path)
+    rescan = cursor is not None and cursor.uidvalidity != selected.uidvalidity
+    last_uid = cursor.last_uid if cursor is not None and not rescan else 0
+    uids = await asyncio.to_thread(session.uids_above, last_uid) if selected.exists else []
+    known: Counter[str] = await stored_hashes(db, plan.owner.task_id, folder.path) if rescan else Counter()
+    warnings = (
+        [
+            f"The folder {folder.path} on {session.account.host} was reset by the server (UIDVALIDITY changed); "
+            "its messages were matched again, so nothing is imported twice."
+        ]
+        if rescan
+        else []
+    )
+    if not uids:
+        if cursor is None or rescan:  # remember the folder's UIDVALIDITY even while it is empty
+            await commit_batch(
+                db,
+                owner=plan.owner,
+                folder_id=await resolve_folder(db, plan.owner.user_id, target),
+                remote_folder=folder.path,
+                messages=[],
+                cursor=Cursor(selected.uidvalidity, last_uid),
+                warnings=warnings,
+            )
+        return
+    folder_id = await resolve_folder(db, plan.owner.user_id, target)
+    sizes = await asyncio.to_thread(session.sizes, uids)
+    batches = plan_batches(uids, sizes, max_message_bytes=plan.max_message_bytes)
+    committer = _FolderCommitter(db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result)
+    pending = asyncio.ensure_future(asyncio.to_thread(session.fetch, batches[0].fetch)) if batches else None
+    try:
+        for index, batch in enumerate(batches):
+            assert pending is not None
+            fetched = await pending
+            pending = (
+                asyncio.ensure_future(asyncio.to_thread(session.fetch, batches[index + 1].fetch))
+                if index + 1 < len(batches)
+                else None
+            )
+            await committer.commit(batch, fetched)
+    finally:
+        if pending is not None:  # a commit failed: let the download in flight finish before the session closes
+            with contextlib.suppress(Exception):
+                await pending
+
+
+@dataclass(slots=True)
+class _FolderCommitter:
+    """Commits a folder's downloaded batches in order, matching them against `known` after a reset."""
+
+    db: Database
+    plan: ImapPlan
+    remote_folder: str
+    folder_id: int
+    uidvalidity: int
+    known: Counter[str]
+    warnings: list[str]
+    result: FolderResult
+
+    async def commit(self, batch: Batch, fetched: list[FetchedMessage]) -> None:
+        fresh = []
+        for message in fetched:
+            digest = hashlib.sha256(message.raw).hexdigest()
+            if self.known[digest] > 0:  # stored before the server reset the folder
+                self.known[digest] -= 1
+                self.result.skipped += 1
+                continue
+            fresh.append(_incoming(message, self.plan.owner.task_id, self.remote_folder, self.uidvalidity))
+        warnings = self.warnings + [
+            f"Message {uid} in {self.remote_folder} ({size:,} bytes) is larger than the "
+            f"{self.plan.max_message_bytes:,} bytes your administrator allows and was not retrieved."
+            for uid, size in batch.too_large
+        ]
+        self.warnings = []
+        self.result.skipped += len(batch.too_large)
+        self.result.imported += await commit_batch(
+            self.db,
+            owner=self.plan.owner,
+            folder_id=self.folder_id,
+            remote_folder=self.remote_folder,
+            messages=fresh,
+            cursor=Cursor(self.uidvalidity, batch.cover),
+            warnings=warnings,
+        )
+
+
+async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, run: RunResult) -> None:
+    """Every selectable folder, one after the other, counted into `run` as they go.
+    A folder that cannot be opened is reported and skipped; a lost connection raises."""
+    folders = await asyncio.to_thread(session.list_folders)
+    for folder in folders:
+        folder_result = FolderResult(remote=folder.path, local="")
+        run.folders.append(folder_result)
+        try:
+            await retrieve_folder(db, session, plan, folder, folder_result)
+        except MailboxMissing as exc:
+            folder_result.error = exc.message
+            run.errors.append(exc.message)
+        finally:
+            run.imported += folder_result.imported
+            run.skipped += folder_result.skipped

@@ -1,0 +1,116 @@
+"""Committing retrieved mail: each batch and the cursor that covers it in one transaction.
+
+This is what makes retrieval exactly-once (DESIGN.md section 3): a run killed
+at any instant leaves either the batch and its cursor, or neither, so the next
+run starts right after the last committed UID and neither loses nor repeats.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.domain.retrieval import LocalTarget
+from service.domain.values import LogLevel, LogSource
+from service.persistence.database import Database
+from service.persistence.mailstore import IncomingMessage, deliver_many, ensure_special_folders, folder_by_path
+from service.persistence.tables import ImapCursor, Message, RetrievalTask
+from service.persistence.types import utcnow
+from service.usecases.logs import record
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    uidvalidity: int
+    last_uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose mail this is: the task and its user (for log entries and delivery)."""
+
+    task_id: int
+    user_id: int
+
+
+async def load_cursor(db: Database, task_id: int, remote_folder: str) -> Cursor | None:
+    async with db.read() as session:
+        row = (
+            await session.exec(
+                select(ImapCursor).where(ImapCursor.task_id == task_id, ImapCursor.remote_folder == remote_folder)
+            )
+        ).first()
+    return Cursor(row.uidvalidity, row.last_uid) if row else None
+
+
+async def stored_hashes(db: Database, task_id: int, remote_folder: str) -> Counter[str]:
+    """How many copies of each message (by SHA-256 of its bytes) this task stored from the folder."""
+    async with db.read() as session:
+        hashes = (
+            await session.exec(
+                select(Message.sha256).where(Message.task_id == task_id, Message.remote_folder == remote_folder)
+            )
+        ).all()
+    return Counter(hashes)
+
+
+async def resolve_folder(db: Database, user_id: int, target: LocalTarget) -> int:
+    """The local folder's id, creating it (and its parents) when needed."""
+    async with db.write() as session:
+        if target.special_use is not None:
+            folder = (await ensure_special_folders(session, user_id))[target.special_use]
+        else:
+            folder = await folder_by_path(session, user_id, target.path)
+        assert folder.id is not None
+        return folder.id
+
+
+async def _save_cursor(session: AsyncSession, task_id: int, remote_folder: str, cursor: Cursor) -> None:
+    row = (
+        await session.exec(
+            select(ImapCursor).where(ImapCursor.task_id == task_id, ImapCursor.remote_folder == remote_folder)
+        )
+    ).first()
+    if row is None:
+        row = ImapCursor(task_id=task_id, remote_folder=remote_folder, uidvalidity=cursor.uidvalidity)
+    row.uidvalidity = cursor.uidvalidity
+    row.last_uid = cursor.last_uid
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+async def commit_batch(
+    db: Database,
+    *,
+    owner: Owner,
+    folder_id: int,
+    remote_folder: str,
+    messages: Sequence[IncomingMessage],
+    cursor: Cursor,
+    warnings: Sequence[str] = (),
+) -> int:
+    """Store the messages and move the folder's cursor, atomically. Returns how many were stored."""
+    async with db.write() as session:
+        ids = await deliver_many(session, user_id=owner.user_id, folder_id=folder_id, messages=messages)
+        await _save_cursor(session, owner.task_id, remote_folder, cursor)
+        if ids:
+            await session.exec(
+                update(RetrievalTask)
+                .where(col(RetrievalTask.id) == owner.task_id)
+                .values(messages_imported=col(RetrievalTask.messages_imported) + len(ids))
+            )
+        for text in warnings:
+            record(
+                session,
+                source=LogSource.INCOMING,
+                level=LogLevel.WARNING,
+                text=text,
+                user_id=owner.user_id,
+                retrieval_task_id=owner.task_id,
+            )
+        return len(ids)
