@@ -42,6 +42,7 @@ from service.protocols.tls import WRONG_PORT_HINT, client_context, describe_cert
 from service.protocols.transcript import Transcript
 
 CONNECT_TIMEOUT_SECONDS = 15.0
+SIZE_CHUNK = 1000  # UIDs per FETCH RFC822.SIZE: keeps command lines well under servers' limits
 
 # RFC 6154 attributes of LIST, and the local folder each maps to in "root" transfer.
 SPECIAL_USE_FLAGS: dict[bytes, SpecialUse | None] = {
@@ -94,20 +95,6 @@ class FetchedMessage:
 
 def _flag_names(flags: Sequence[Any]) -> frozenset[str]:
     return frozenset(f.decode("ascii", "replace") if isinstance(f, bytes) else str(f) for f in flags)
-
-
-def message_set(uids: Sequence[int]) -> str:
-    """A compact UID set, "1:5,9,12:14", for sorted UIDs (RFC 3501 9, sequence-set)."""
-    parts: list[str] = []
-    start = prev = uids[0]
-    for uid in uids[1:]:
-        if uid == prev + 1:
-            prev = uid
-            continue
-        parts.append(f"{start}:{prev}" if prev != start else str(start))
-        start = prev = uid
-    parts.append(f"{start}:{prev}" if prev != start else str(start))
-    return ",".join(parts)
 
 
 class ImapSession:
@@ -269,9 +256,12 @@ class ImapSession:
         assert self.client is not None
         if not uids:
             return {}
+        sizes: dict[int, int] = {}
         with self.translated("fetch sizes"):
-            response = self.client.fetch(message_set(uids), ["RFC822.SIZE"])
-        return {int(uid): int(data.get(b"RFC822.SIZE", 0)) for uid, data in response.items()}
+            for start in range(0, len(uids), SIZE_CHUNK):
+                response = self.client.fetch(list(uids[start : start + SIZE_CHUNK]), ["RFC822.SIZE"])
+                sizes.update((int(uid), int(data.get(b"RFC822.SIZE", 0))) for uid, data in response.items())
+        return sizes
 
     def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
         """The messages' bytes (BODY.PEEK[]), flags and INTERNALDATE, in UID order."""
@@ -279,7 +269,7 @@ class ImapSession:
         if not uids:
             return []
         with self.translated("fetch"):
-            response = self.client.fetch(message_set(uids), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            response = self.client.fetch(list(uids), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
         wanted = set(uids)
         messages = []
         for uid in sorted(response):

@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 from service.persistence.tables.accounts import ImapCursor, PopUidl, RetrievalTask, SmtpAccount
 from service.persistence.tables.logs import LogEntry
 from service.persistence.tables.mail import Folder, Message, MessageBody
+from service.persistence.tables.outbox import OutboxEntry
 from service.persistence.tables.tenancy import Domain, User
 
 metadata = SQLModel.metadata
@@ -20,6 +21,7 @@ __all__ = [
     "LogEntry",
     "Message",
     "MessageBody",
+    "OutboxEntry",
     "PopUidl",
     "RetrievalTask",
     "SmtpAccount",

@@ -1,0 +1,128 @@
+"""SMTP accounts as the faces see and edit them, and the Send From choices. No I/O.
+
+A view never holds the password: it is write-only, so a view only says whether
+one is stored. The input is what the "SMTP Account" form (or `tributary smtp
+add`) submits; `checked()` returns it normalised or raises InvalidInput.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from service.domain.compose import Mailbox, check_header_text, parse_address
+from service.domain.values import Security, default_port
+from service.errors import InvalidInput
+
+MIN_TIMEOUT, MAX_TIMEOUT = 5, 300
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpAccountInput:
+    """The settings of an SMTP account (DESIGN.md section 1). ``port`` None: the security's default."""
+
+    email_address: str
+    host: str
+    port: int | None = None
+    security: Security = Security.STARTTLS
+    display_name: str = ""
+    auth_required: bool = True
+    username: str = ""
+    verify_certificate: bool = True
+    timeout_seconds: int = 30
+    signature_text: str = ""
+    signature_html: str = ""
+    save_copy_in_sent: bool = True
+    messages_per_minute: int | None = None
+    enable_debug: bool = False
+    is_active: bool = True
+    is_default: bool = False
+
+    def checked(self) -> SmtpAccountInput:
+        """Normalised settings: address in ASCII form, host checked, port filled in."""
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise InvalidInput("The port must be between 1 and 65535.")
+        if not MIN_TIMEOUT <= self.timeout_seconds <= MAX_TIMEOUT:
+            raise InvalidInput(f"The connection timeout must be between {MIN_TIMEOUT} and {MAX_TIMEOUT} seconds.")
+        if self.messages_per_minute is not None and self.messages_per_minute < 1:
+            raise InvalidInput("The send rate must be at least one message per minute, or empty for no limit.")
+        address = parse_address(self.email_address, "email address")
+        username = check_header_text(self.username.strip(), "username")
+        return replace(
+            self,
+            email_address=address,
+            host=check_host(self.host),
+            port=self.port or default_port("smtp", self.security),
+            display_name=" ".join(check_header_text(self.display_name, "display name").split()),
+            username=(username or address) if self.auth_required else username,
+        )
+
+
+def check_host(value: str) -> str:
+    """A host name (IDN allowed, stored as punycode) or an IP address; anything else is refused."""
+    host = value.strip().rstrip(".").lower()
+    if not host:
+        raise InvalidInput("Enter the server address.")
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidInput(f"{value.strip()!r} is not a valid server address.") from exc
+    if len(ascii_host) > 253 or not all(_HOST_LABEL.match(label) for label in ascii_host.split(".")):
+        raise InvalidInput(f"{value.strip()!r} is not a valid server address.")
+    return ascii_host
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpAccountView:
+    id: int
+    email_address: str
+    display_name: str
+    host: str
+    port: int
+    security: Security
+    auth_required: bool
+    username: str
+    has_password: bool
+    verify_certificate: bool
+    timeout_seconds: int
+    signature_text: str
+    signature_html: str
+    save_copy_in_sent: bool
+    messages_per_minute: int | None
+    enable_debug: bool
+    is_active: bool
+    is_default: bool
+    last_used_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    needs_action: bool
+
+    @property
+    def label(self) -> str:
+        return str(Mailbox(self.email_address, self.display_name))
+
+
+@dataclass(frozen=True, slots=True)
+class FromChoice:
+    """One entry of the Send From dropdown. ``account_id`` None: the company relay, as the user."""
+
+    account_id: int | None
+    address: str
+    display_name: str
+    is_default: bool = False
+
+    @property
+    def label(self) -> str:
+        return str(Mailbox(self.address, self.display_name))
+
+    @property
+    def key(self) -> str:
+        """The form value: the account's id, or "relay"."""
+        return "relay" if self.account_id is None else str(self.account_id)

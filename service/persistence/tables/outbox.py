@@ -1,0 +1,50 @@
+"""The durable outbox: one row per outgoing message, written before any network I/O.
+
+The message's bytes live in the mailstore (`message_id`: first in the Outbox
+folder, then moved to Sent or deleted). The first `data_offset` bytes of that
+copy (a Bcc header) are never transmitted. The recipient columns are JSON text:
+lists of addresses, and an object of address -> the server's reply.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from service.domain.outbox import OutboxStatus
+from service.persistence.tables.columns import enum_type
+from service.persistence.types import UtcDateTime, utcnow
+
+
+class OutboxEntry(SQLModel, table=True):
+    """An outgoing message's envelope and each recipient's fate.
+
+    `smtp_account_id` is None when the message goes through the domain's company
+    relay (`via_relay`), or when its account was deleted.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_account_attempts", "smtp_account_id", "last_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", index=True)
+    smtp_account_id: int | None = Field(default=None, foreign_key="smtp_account.id", ondelete="SET NULL")
+    via_relay: bool = Field(default=False)
+    message_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
+    in_reply_to_message_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
+    data_offset: int = Field(default=0)
+    envelope_from: str = Field(max_length=320)
+    pending_recipients: str = Field(default="[]")
+    accepted_recipients: str = Field(default="[]")
+    refused_recipients: str = Field(default="{}")
+    status: OutboxStatus = Field(default=OutboxStatus.QUEUED, sa_type=enum_type(OutboxStatus))
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_reply: str | None = Field(default=None)
+    last_error: str | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

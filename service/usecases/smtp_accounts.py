@@ -1,0 +1,285 @@
+"""SMTP Accounts: add, edit, delete, list and test the external servers a user sends through.
+
+Everything but deleting is refused with FeatureDisabled while the user's domain
+has SMTP Accounts turned off (deleting stays allowed: a user may always remove
+their stored credentials). Passwords are encrypted with the SecretBox, are
+write-only (views only say whether one is stored) and are never logged.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service.config import Settings
+from service.domain.connection_test import ConnectionReport
+from service.domain.outbox import OutboxStatus
+from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
+from service.domain.values import LogLevel, LogSource
+from service.errors import Conflict, FeatureDisabled, InvalidInput, NotFound
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.persistence.tables import Domain, OutboxEntry, SmtpAccount, User
+from service.persistence.types import utcnow
+from service.protocols import smtp
+from service.protocols.transcript import Transcript
+from service.usecases.logs import record
+
+NO_ACCOUNT = "This SMTP account does not exist."
+
+
+def disabled_message(domain: Domain) -> str:
+    return f"Your administrator turned off SMTP accounts for {domain.name}."
+
+
+async def user_id_for_email(*, db: Database, email: str) -> int:
+    """The id of the active user with this address (the CLI names users by address)."""
+    async with db.read() as session:
+        user_id = (await session.exec(select(User.id).where(User.email == email.strip().lower(), User.is_active))).first()
+    if user_id is None:
+        raise NotFound(f"There is no user {email.strip()}.")
+    return user_id
+
+
+async def owner_of_smtp_account(*, db: Database, account_id: int) -> int:
+    """Whose account this is (for operator commands that name an account by id only)."""
+    async with db.read() as session:
+        owner = (await session.exec(select(SmtpAccount.user_id).where(SmtpAccount.id == account_id))).first()
+    if owner is None:
+        raise NotFound(NO_ACCOUNT)
+    return owner
+
+
+async def user_and_domain(session: AsyncSession, user_id: int) -> tuple[User, Domain]:
+    row = (await session.exec(select(User, Domain).join(Domain).where(User.id == user_id, User.is_active))).first()
+    if row is None:
+        raise NotFound("This user does not exist.")
+    return row
+
+
+async def _enabled_user(session: AsyncSession, user_id: int) -> User:
+    user, domain = await user_and_domain(session, user_id)
+    if not domain.smtp_accounts_enabled:
+        raise FeatureDisabled(disabled_message(domain))
+    return user
+
+
+async def _owned(session: AsyncSession, user_id: int, account_id: int) -> SmtpAccount:
+    account = await session.get(SmtpAccount, account_id)
+    if account is None or account.user_id != user_id:
+        raise NotFound(NO_ACCOUNT)
+    return account
+
+
+def view(account: SmtpAccount, user: User) -> SmtpAccountView:
+    assert account.id is not None
+    return SmtpAccountView(
+        id=account.id,
+        email_address=account.email_address,
+        display_name=account.display_name,
+        host=account.host,
+        port=account.port,
+        security=account.security,
+        auth_required=account.auth_required,
+        username=account.username,
+        has_password=account.password_encrypted is not None,
+        verify_certificate=account.verify_certificate,
+        timeout_seconds=account.timeout_seconds,
+        signature_text=account.signature_text,
+        signature_html=account.signature_html,
+        save_copy_in_sent=account.save_copy_in_sent,
+        messages_per_minute=account.messages_per_minute,
+        enable_debug=account.enable_debug,
+        is_active=account.is_active,
+        is_default=user.default_from_account_id == account.id,
+        last_used_at=account.last_used_at,
+        last_success_at=account.last_success_at,
+        last_error=account.last_error,
+        needs_action=account.needs_action,
+    )
+
+
+def _apply(account: SmtpAccount, settings: SmtpAccountInput, secret_box: SecretBox, password: str | None) -> None:
+    for name in (
+        "email_address", "display_name", "host", "port", "security", "auth_required", "username",
+        "verify_certificate", "timeout_seconds", "signature_text", "signature_html", "save_copy_in_sent",
+        "messages_per_minute", "enable_debug", "is_active",
+    ):  # fmt: skip
+        setattr(account, name, getattr(settings, name))
+    if not settings.auth_required:
+        account.password_encrypted = None
+    elif password:
+        account.password_encrypted = secret_box.encrypt(password)
+    elif account.password_encrypted is None:
+        raise InvalidInput("Enter the password for this SMTP account, or turn authentication off.")
+    account.updated_at = utcnow()
+    account.needs_action = False
+
+
+async def _check_unique(session: AsyncSession, user_id: int, address: str, account_id: int | None) -> None:
+    clash = (
+        await session.exec(
+            select(SmtpAccount.id).where(
+                SmtpAccount.user_id == user_id,
+                func.lower(SmtpAccount.email_address) == address.lower(),
+                SmtpAccount.id != account_id,
+            )
+        )
+    ).first()
+    if clash is not None:
+        raise Conflict(f"You already have an SMTP account for {address}.")
+
+
+def _set_default(user: User, account_id: int, wanted: bool) -> None:
+    if wanted:
+        user.default_from_account_id = account_id
+    elif user.default_from_account_id == account_id:
+        user.default_from_account_id = None
+
+
+async def list_smtp_accounts(*, db: Database, user_id: int) -> list[SmtpAccountView]:
+    async with db.read() as session:
+        user = await _enabled_user(session, user_id)
+        accounts = (await session.exec(select(SmtpAccount).where(SmtpAccount.user_id == user_id))).all()
+    return [view(account, user) for account in sorted(accounts, key=lambda a: a.id or 0)]
+
+
+async def get_smtp_account(*, db: Database, user_id: int, account_id: int) -> SmtpAccountView:
+    async with db.read() as session:
+        user = await _enabled_user(session, user_id)
+        return view(await _owned(session, user_id, account_id), user)
+
+
+async def add_smtp_account(
+    *, db: Database, secret_box: SecretBox, user_id: int, account: SmtpAccountInput, password: str | None = None
+) -> SmtpAccountView:
+    """Create an account (the "New SMTP Account" form). The password is required when it authenticates."""
+    settings = account.checked()
+    async with db.write() as session:
+        user, domain = await user_and_domain(session, user_id)
+        if not domain.smtp_accounts_enabled:
+            raise FeatureDisabled(disabled_message(domain))
+        count = (await session.exec(select(func.count()).where(SmtpAccount.user_id == user_id))).one()
+        limit = domain.max_smtp_accounts_per_user
+        if limit is not None and count >= limit:
+            raise Conflict(f"You can have at most {limit} SMTP account{'s' if limit != 1 else ''}.")
+        await _check_unique(session, user_id, settings.email_address, None)
+        row = SmtpAccount(user_id=user_id, email_address=settings.email_address, host=settings.host, port=0)
+        _apply(row, settings, secret_box, password)
+        session.add(row)
+        await session.flush()
+        assert row.id is not None
+        _set_default(user, row.id, settings.is_default)
+        session.add(user)
+        return view(row, user)
+
+
+async def update_smtp_account(
+    *,
+    db: Database,
+    secret_box: SecretBox,
+    user_id: int,
+    account_id: int,
+    account: SmtpAccountInput,
+    password: str | None = None,
+) -> SmtpAccountView:
+    """Replace an account's settings. An empty or missing password keeps the stored one."""
+    settings = account.checked()
+    async with db.write() as session:
+        user = await _enabled_user(session, user_id)
+        row = await _owned(session, user_id, account_id)
+        await _check_unique(session, user_id, settings.email_address, account_id)
+        _apply(row, settings, secret_box, password)
+        _set_default(user, account_id, settings.is_default)
+        session.add_all([row, user])
+        return view(row, user)
+
+
+async def delete_smtp_account(*, db: Database, user_id: int, account_id: int) -> None:
+    """Delete an account and its stored password; its messages still waiting in the outbox fail."""
+    async with db.write() as session:
+        user, _domain = await user_and_domain(session, user_id)
+        row = await _owned(session, user_id, account_id)
+        await session.exec(
+            update(OutboxEntry)
+            .where(col(OutboxEntry.smtp_account_id) == account_id, col(OutboxEntry.status) == OutboxStatus.QUEUED)
+            .values(
+                status=OutboxStatus.FAILED,
+                last_error="The SMTP account this message was to go through was deleted.",
+                next_attempt_at=None,
+                updated_at=utcnow(),
+            )
+        )
+        _set_default(user, account_id, False)
+        session.add(user)
+        await session.delete(row)
+
+
+def endpoint_for(
+    account: SmtpAccount, *, secret_box: SecretBox, settings: Settings, password: str | None = None
+) -> smtp.SmtpEndpoint:
+    """How to reach an account's server; `password` overrides the stored one (Test Connection before saving)."""
+    if password is None and account.auth_required and account.password_encrypted:
+        password = secret_box.decrypt(account.password_encrypted)
+    return smtp.SmtpEndpoint(
+        host=account.host,
+        port=account.port,
+        security=account.security,
+        verify_certificate=account.verify_certificate,
+        auth_required=account.auth_required,
+        username=account.username,
+        password=password or "",
+        timeout_seconds=account.timeout_seconds,
+        extra_ca_file=settings.extra_ca_file,
+    )
+
+
+async def _probe(
+    db: Database, endpoint: smtp.SmtpEndpoint, *, user_id: int, account_id: int | None, debug: bool
+) -> ConnectionReport:
+    transcript = Transcript(secrets=(endpoint.password, endpoint.username))
+    report = await smtp.probe(endpoint, transcript=transcript)
+    if debug:
+        async with db.write() as session:
+            record(
+                session,
+                source=LogSource.OUTGOING,
+                level=LogLevel.DEBUG,
+                text=f"Test Connection with {endpoint.host}:\n{transcript.text()}",
+                user_id=user_id,
+                smtp_account_id=account_id,
+            )
+    return report
+
+
+async def probe_smtp_account(
+    *, db: Database, secret_box: SecretBox, settings: Settings, user_id: int, account_id: int
+) -> ConnectionReport:
+    """Test Connection for a saved account: resolve, connect, TLS, EHLO, STARTTLS, AUTH, each timed."""
+    async with db.read() as session:
+        await _enabled_user(session, user_id)
+        row = await _owned(session, user_id, account_id)
+    endpoint = endpoint_for(row, secret_box=secret_box, settings=settings)
+    return await _probe(db, endpoint, user_id=user_id, account_id=account_id, debug=row.enable_debug)
+
+
+async def probe_smtp_settings(
+    *,
+    db: Database,
+    secret_box: SecretBox,
+    settings: Settings,
+    user_id: int,
+    account: SmtpAccountInput,
+    password: str | None = None,
+    account_id: int | None = None,
+) -> ConnectionReport:
+    """Test Connection from the form, before saving; for an existing account an empty password means the stored one."""
+    checked = account.checked()
+    async with db.read() as session:
+        await _enabled_user(session, user_id)
+        row = await _owned(session, user_id, account_id) if account_id is not None else SmtpAccount(user_id=user_id)
+    for name in ("host", "port", "security", "verify_certificate", "auth_required", "username", "timeout_seconds"):
+        setattr(row, name, getattr(checked, name))
+    endpoint = endpoint_for(row, secret_box=secret_box, settings=settings, password=password or None)
+    return await _probe(db, endpoint, user_id=user_id, account_id=account_id, debug=False)
