@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,7 +22,7 @@ from service.usecases import domains, retrieval_tasks
 from service.usecases.retrieval import run_task
 from service.usecases.users import add_user
 from tests.fixtures.dovecot import DovecotServer, MailUser
-from tests.fixtures.faults import CuttingProxy, FakeImapServer
+from tests.fixtures.faults import CuttingProxy, FakeImapServer, TricklingServer
 from tests.mail_samples import EIGHT_BIT, MALFORMED, sample
 
 
@@ -309,3 +310,15 @@ async def test_another_users_task_cannot_be_run(env: Env) -> None:
     other = await add_user(db=env.db, email="other@example.test", password="long enough")
     with pytest.raises(NotFound):
         await run_task(db=env.db, secret_box=env.secret_box, settings=env.settings, task_id=task_id, user_id=other.id)
+
+
+async def test_a_trickling_server_cannot_hold_a_run_past_its_deadline(env: Env) -> None:
+    """Every read gets a byte in time, so only the run's deadline can end this."""
+    impatient = env.settings.model_copy(update={"run_deadline_seconds": 2})
+    with TricklingServer() as tarpit:
+        task_id = await env.add_task(port=tarpit.port, security=Security.NONE, timeout_seconds=5)
+        started = time.monotonic()
+        result = await env.run(task_id, impatient)
+    assert time.monotonic() - started < 8
+    assert len(result.errors) == 1
+    assert "too slow" in result.errors[0]

@@ -24,14 +24,14 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imapclient import IMAPClient, SocketTimeout
+from imapclient import IMAPClient, SocketTimeout, imap4, tls
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from service.domain.connection_test import ConnectionReport
@@ -97,6 +97,55 @@ def _flag_names(flags: Sequence[Any]) -> frozenset[str]:
     return frozenset(f.decode("ascii", "replace") if isinstance(f, bytes) else str(f) for f in flags)
 
 
+class _WatchedPlain(imap4.IMAP4WithTimeout):  # type: ignore[misc]
+    """imapclient's plain connection, handing its socket to a watcher before the greeting."""
+
+    def __init__(self, host: str, port: int, timeout: float | None, watcher: Callable[[socket.socket], None]) -> None:
+        self._watcher = watcher
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout if timeout is not None else self._timeout)
+        self._watcher(sock)
+        return sock
+
+
+class _WatchedTls(tls.IMAP4_TLS):  # type: ignore[misc]  # imapclient ships no types
+    """imapclient's implicit-TLS connection, handing its socket to a watcher before the handshake."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext | None,
+        timeout: float | None,
+        watcher: Callable[[socket.socket], None],
+    ) -> None:
+        self._watcher = watcher
+        super().__init__(host, port, context, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout if timeout is not None else self._timeout)
+        self._watcher(sock)
+        wrapped: socket.socket = tls.wrap_socket(sock, self.ssl_context, self.host)
+        return wrapped
+
+
+class _WatchedClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no types
+    """IMAPClient whose sockets are known to the session from the first byte, so the run's
+    deadline can cut a server that trickles its TLS handshake or greeting."""
+
+    def __init__(self, *args: Any, watcher: Callable[[socket.socket], None], **kwargs: Any) -> None:
+        self._watcher = watcher
+        super().__init__(*args, **kwargs)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        connect_timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _WatchedTls(self.host, self.port, self.ssl_context, connect_timeout, self._watcher)
+        return _WatchedPlain(self.host, self.port, connect_timeout, self._watcher)
+
+
 class ImapSession:
     """One signed-in IMAP session. Use `open_session()`; call methods from one thread at a time."""
 
@@ -108,6 +157,7 @@ class ImapSession:
         self.welcome = ""
         self.tls_socket: ssl.SSLSocket | None = None
         self._watchdog: threading.Timer | None = None
+        self._socket: socket.socket | None = None
         self._expired = False
 
     # -- connection ---------------------------------------------------------
@@ -126,16 +176,17 @@ class ImapSession:
         timeout = SocketTimeout(
             connect=min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds), read=account.timeout_seconds
         )
+        self._arm_watchdog()
         with self.translated("connect"):
-            self.client = IMAPClient(
+            self.client = _WatchedClient(
                 account.host,
                 port=account.port,
                 ssl=account.security is Security.SSL,
                 ssl_context=self._context() if account.security is Security.SSL else None,
                 timeout=timeout,
+                watcher=self._watch,
             )
             self.client.normalise_times = False
-            self._arm_watchdog()
             self.welcome = self.client.welcome.decode("utf-8", "replace") if self.client.welcome else ""
             self._trace_received(self.welcome)
             self._hook_transcript()
@@ -184,13 +235,22 @@ class ImapSession:
         self._watchdog.daemon = True
         self._watchdog.start()
 
+    def _watch(self, sock: socket.socket) -> None:
+        self._socket = sock
+        if self._expired:  # the deadline passed while connecting
+            self._expire()
+
     def _expire(self) -> None:
-        """The run's deadline passed: cut the connection so a blocked read returns at once."""
+        """The run's deadline passed: cut the connection so a blocked read returns at once.
+        Works from the first byte: the socket is known before TLS and the greeting."""
         self._expired = True
-        client = self.client
-        if client is not None:
-            with suppress(OSError):
-                client.socket().shutdown(socket.SHUT_RDWR)
+        sockets = [self._socket]
+        with suppress(Exception):  # no client yet, or imaplib has no socket yet
+            sockets.append(self.client.socket() if self.client is not None else None)
+        for sock in sockets:
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     # -- transcript ---------------------------------------------------------
 
