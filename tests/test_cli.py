@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from service.config import Settings
-
-TRIBUTARY = str(Path(sys.executable).with_name("tributary"))
+from tests.cli_runner import tributary
 
 
 def run(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUTARY_")}
-    env["TRIBUTARY_DATA_DIR"] = str(settings.data_dir)
-    env["TRIBUTARY_DATABASE_URL"] = settings.async_database_url
-    assert settings.secret_key is not None
-    env["TRIBUTARY_SECRET_KEY"] = settings.secret_key.get_secret_value()
-    return subprocess.run(
-        [TRIBUTARY, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
-    )
+    return tributary(settings, *args, stdin=stdin)
 
 
 def test_db_upgrade_is_idempotent(settings: Settings) -> None:

@@ -1,0 +1,32 @@
+"""Running the real `tributary` command, as an operator would, against a test's settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from service.config import Settings
+
+TRIBUTARY = str(Path(sys.executable).with_name("tributary"))
+
+
+def tributary(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run `tributary ARGS` with the settings in its environment; text output."""
+    result = tributary_bytes(settings, *args, stdin=stdin.encode())
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+    )
+
+
+def tributary_bytes(settings: Settings, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """Run `tributary ARGS`; stdout as bytes (for `export`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUTARY_")}
+    env["TRIBUTARY_DATA_DIR"] = str(settings.data_dir)
+    env["TRIBUTARY_DATABASE_URL"] = settings.async_database_url
+    if settings.secret_key is not None:
+        env["TRIBUTARY_SECRET_KEY"] = settings.secret_key.get_secret_value()
+    if settings.extra_ca_file is not None:
+        env["TRIBUTARY_EXTRA_CA_FILE"] = str(settings.extra_ca_file)
+    return subprocess.run([TRIBUTARY, *args], input=stdin, capture_output=True, env=env, timeout=120, check=False)
