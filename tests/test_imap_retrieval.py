@@ -322,3 +322,18 @@ async def test_a_trickling_server_cannot_hold_a_run_past_its_deadline(env: Env) 
     assert time.monotonic() - started < 8
     assert len(result.errors) == 1
     assert "too slow" in result.errors[0]
+
+
+async def test_test_connection_before_saving(env: Env) -> None:
+    new = retrieval_tasks.NewTask(
+        protocol=Protocol.IMAP,
+        host="127.0.0.1",
+        port=env.dovecot.imap_port,
+        security=Security.STARTTLS,
+        username=env.mailbox.email,
+        password=env.mailbox.password,
+    )
+    report = await retrieval_tasks.test_unsaved(settings=env.settings, new=new)
+    assert report.ok, report.steps
+    assert [s.name for s in report.steps][2:4] == ["greeting", "tls"]
+    assert await retrieval_tasks.list_tasks(db=env.db, user_id=env.user_id) == []

@@ -188,6 +188,24 @@ def imap_account(task: RetrievalTask, secret_box: SecretBox, settings: Settings)
     )
 
 
+async def test_unsaved(*, settings: Settings, new: NewTask) -> ConnectionReport:
+    """Test Connection before saving: the same steps, with the settings as typed."""
+    _check(new)
+    if new.protocol is not Protocol.IMAP:
+        raise InvalidInput("Test Connection for POP3 tasks is not available yet.")
+    account = imap.ImapAccount(
+        host=new.host.strip(),
+        port=new.port or default_port(new.protocol, new.security),
+        security=new.security,
+        username=new.username.strip(),
+        password=new.password,
+        verify_certificate=new.verify_certificate,
+        timeout_seconds=float(new.timeout_seconds),
+        extra_ca_file=settings.extra_ca_file,
+    )
+    return await asyncio.to_thread(imap.test_connection, account)
+
+
 async def test_task(
     *, db: Database, secret_box: SecretBox, settings: Settings, task_id: int, user_id: int | None
 ) -> ConnectionReport:
