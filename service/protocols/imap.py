@@ -22,7 +22,6 @@ import ast
 import imaplib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -37,8 +36,10 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from service.domain.connection_test import ConnectionReport
 from service.domain.values import Security, SpecialUse
 from service.errors import CredentialsRejected, MailboxMissing, RemoteError, ServerUnavailable, TlsFailure
+from service.protocols.deadline import Deadline
+from service.protocols.network import network_error
 from service.protocols.probe import StepFailed, resolve_and_connect, step
-from service.protocols.tls import WRONG_PORT_HINT, client_context, describe_certificate, tls_failure
+from service.protocols.tls import WRONG_PORT_HINT, client_context, describe_certificate
 from service.protocols.transcript import Transcript
 
 CONNECT_TIMEOUT_SECONDS = 15.0
@@ -156,16 +157,9 @@ class ImapSession:
         self.client: IMAPClient | None = None
         self.welcome = ""
         self.tls_socket: ssl.SSLSocket | None = None
-        self._watchdog: threading.Timer | None = None
-        self._socket: socket.socket | None = None
-        self._expired = False
+        self._deadline = Deadline(deadline)
 
     # -- connection ---------------------------------------------------------
-
-    def _remaining(self) -> float:
-        if self.deadline is None:
-            return float("inf")
-        return self.deadline - time.monotonic()
 
     def _context(self) -> ssl.SSLContext:
         return client_context(verify=self.account.verify_certificate, extra_ca_file=self.account.extra_ca_file)
@@ -176,7 +170,7 @@ class ImapSession:
         timeout = SocketTimeout(
             connect=min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds), read=account.timeout_seconds
         )
-        self._arm_watchdog()
+        self._deadline.start()
         with self.translated("connect"):
             self.client = _WatchedClient(
                 account.host,
@@ -184,7 +178,7 @@ class ImapSession:
                 ssl=account.security is Security.SSL,
                 ssl_context=self._context() if account.security is Security.SSL else None,
                 timeout=timeout,
-                watcher=self._watch,
+                watcher=self._deadline.watch,
             )
             self.client.normalise_times = False
             self.welcome = self.client.welcome.decode("utf-8", "replace") if self.client.welcome else ""
@@ -195,6 +189,8 @@ class ImapSession:
             if account.security is not Security.NONE:
                 sock = self.client.socket()
                 self.tls_socket = sock if isinstance(sock, ssl.SSLSocket) else None
+                if self.tls_socket is not None:
+                    self._deadline.watch(self.tls_socket)
 
     def start_tls(self) -> None:
         assert self.client is not None
@@ -216,8 +212,7 @@ class ImapSession:
             self.client.login(self.account.username, self.account.password)
 
     def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        self._deadline.cancel()
         if self.client is None:
             return
         try:
@@ -226,31 +221,6 @@ class ImapSession:
             with suppress(OSError):
                 self.client.shutdown()
         self.client = None
-
-    def _arm_watchdog(self) -> None:
-        remaining = self._remaining()
-        if remaining == float("inf"):
-            return
-        self._watchdog = threading.Timer(max(remaining, 0.0), self._expire)
-        self._watchdog.daemon = True
-        self._watchdog.start()
-
-    def _watch(self, sock: socket.socket) -> None:
-        self._socket = sock
-        if self._expired:  # the deadline passed while connecting
-            self._expire()
-
-    def _expire(self) -> None:
-        """The run's deadline passed: cut the connection so a blocked read returns at once.
-        Works from the first byte: the socket is known before TLS and the greeting."""
-        self._expired = True
-        sockets = [self._socket]
-        with suppress(Exception):  # no client yet, or imaplib has no socket yet
-            sockets.append(self.client.socket() if self.client is not None else None)
-        for sock in sockets:
-            if sock is not None:
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
 
     # -- transcript ---------------------------------------------------------
 
@@ -364,32 +334,24 @@ class ImapSession:
             raise CredentialsRejected(
                 f"{host} rejected the username or password ({_server_text(exc)}). Check them and try again."
             ) from exc
-        except ssl.SSLError as exc:
-            raise tls_failure(exc, host) from exc
-        except socket.gaierror as exc:
-            raise ServerUnavailable(f"The server name {host} could not be found. Check the server address.") from exc
-        except ConnectionRefusedError as exc:
-            raise ServerUnavailable(
-                f"{host} refused the connection on port {port}. Check the server address and port."
-            ) from exc
-        except TimeoutError as exc:
-            if self._expired:
+        except (IMAPClientAbortError, imaplib.IMAP4.abort) as exc:
+            if self._deadline.expired:
                 raise ServerUnavailable(f"{host} was too slow: the retrieval ran out of time during {step}.") from exc
-            if step == "connect":
-                raise ServerUnavailable(
-                    f"{host} did not answer on port {port} within {self.account.timeout_seconds:g} seconds. "
-                    f"{WRONG_PORT_HINT}"
-                ) from exc
-            raise ServerUnavailable(f"{host} stopped answering during {step}.") from exc
-        except (IMAPClientAbortError, imaplib.IMAP4.abort, OSError, EOFError) as exc:
-            if self._expired:
-                raise ServerUnavailable(f"{host} was too slow: the retrieval ran out of time during {step}.") from exc
-            text = str(exc)
-            if "TLS not supported" in text:
+            if "TLS not supported" in str(exc):
                 raise TlsFailure(f"{host} does not offer STARTTLS on port {port}.") from exc
-            if step == "connect" and ("greeting" in text.lower() or "unexpected response" in text.lower()):
+            if step == "connect" and not self._deadline.expired:
                 raise ServerUnavailable(f"{host} did not greet like an IMAP server. {WRONG_PORT_HINT}") from exc
             raise ServerUnavailable(f"{host} closed the connection unexpectedly during {step}.") from exc
+        except (OSError, EOFError) as exc:
+            translated = network_error(
+                exc,
+                host=host,
+                port=port,
+                step=step,
+                timeout=self.account.timeout_seconds,
+                expired=self._deadline.expired,
+            )
+            raise (translated or ServerUnavailable(f"{host} failed during {step}.")) from exc
         except (IMAPClientError, imaplib.IMAP4.error) as exc:
             if folder is not None:
                 raise MailboxMissing(f"The folder {folder} could not be opened: {_server_text(exc)}.") from exc

@@ -1,0 +1,23 @@
+"""Where and how to reach an SMTP server: the adapter's only input besides the message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service.domain.values import Security
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpEndpoint:
+    """Host, port, security mode (as data), certificate checking and credentials. The password stays out of repr()."""
+
+    host: str
+    port: int
+    security: Security
+    verify_certificate: bool = True
+    auth_required: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout_seconds: float = 30
+    extra_ca_file: Path | None = None
