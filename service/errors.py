@@ -55,6 +55,10 @@ class TlsFailure(RemoteError):
     """TLS could not be set up: wrong port for the security mode, or a certificate that does not verify."""
 
 
+class UnsupportedByServer(RemoteError):
+    """The server lacks something the account's settings need (APOP, UIDL, STARTTLS): change the settings."""
+
+
 class MailboxMissing(RemoteError):
     """A remote folder is gone or cannot be selected."""
 

@@ -22,6 +22,13 @@ def tributary(settings: Settings, *args: str, stdin: str = "") -> subprocess.Com
 
 def tributary_bytes(settings: Settings, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     """Run `tributary ARGS`; stdout as bytes (for `export`)."""
+    return subprocess.run(
+        [TRIBUTARY, *args], input=stdin, capture_output=True, env=cli_environment(settings), timeout=120, check=False
+    )
+
+
+def cli_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with TRIBUTARY_* replaced by the test's settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUTARY_")}
     env["TRIBUTARY_DATA_DIR"] = str(settings.data_dir)
     env["TRIBUTARY_DATABASE_URL"] = settings.async_database_url
@@ -29,4 +36,4 @@ def tributary_bytes(settings: Settings, *args: str, stdin: bytes = b"") -> subpr
         env["TRIBUTARY_SECRET_KEY"] = settings.secret_key.get_secret_value()
     if settings.extra_ca_file is not None:
         env["TRIBUTARY_EXTRA_CA_FILE"] = str(settings.extra_ca_file)
-    return subprocess.run([TRIBUTARY, *args], input=stdin, capture_output=True, env=env, timeout=120, check=False)
+    return env

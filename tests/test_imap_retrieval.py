@@ -5,85 +5,30 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
-from typing import Any
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from service.config import Settings
-from service.domain.retrieval import RunResult
 from service.domain.values import FolderTransfer, LogLevel, Protocol, Security
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Folder, LogEntry, Message, MessageBody, RetrievalTask
+from service.persistence.tables import Message, MessageBody, RetrievalTask
 from service.usecases import domains, retrieval_tasks
 from service.usecases.retrieval import run_task
 from service.usecases.users import add_user
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import CuttingProxy, FakeImapServer, TricklingServer
 from tests.mail_samples import EIGHT_BIT, MALFORMED, sample
-
-
-@dataclass
-class Env:
-    """A Tributary user with a retrieval task for a Dovecot mailbox."""
-
-    db: Database
-    settings: Settings
-    secret_box: SecretBox
-    dovecot: DovecotServer
-    mailbox: MailUser
-    user_id: int
-
-    async def add_task(self, **changes: Any) -> int:
-        new = retrieval_tasks.NewTask(
-            protocol=Protocol.IMAP,
-            host="127.0.0.1",
-            port=self.dovecot.imaps_port,
-            security=Security.SSL,
-            username=self.mailbox.email,
-            password=self.mailbox.password,
-            name="Remote",
-            timeout_seconds=10,
-        )
-        task = await retrieval_tasks.add_task(
-            db=self.db, secret_box=self.secret_box, user_id=self.user_id, new=replace(new, **changes)
-        )
-        return task.id
-
-    async def run(self, task_id: int, settings: Settings | None = None) -> RunResult:
-        return await run_task(
-            db=self.db, secret_box=self.secret_box, settings=settings or self.settings, task_id=task_id
-        )
-
-    async def local_counts(self) -> dict[str, int]:
-        async with self.db.read() as session:
-            rows = (
-                await session.exec(select(Folder.path, Message.id).join(Message, col(Message.folder_id) == Folder.id))
-            ).all()
-        return dict(Counter(path for path, _ in rows))
-
-    async def local_hashes(self) -> Counter[str]:
-        async with self.db.read() as session:
-            raws = (await session.exec(select(MessageBody.raw))).all()
-        return Counter(hashlib.sha256(raw).hexdigest() for raw in raws)
-
-    async def logs(self, level: LogLevel | None = None) -> list[str]:
-        async with self.db.read() as session:
-            query = select(LogEntry).order_by(col(LogEntry.id))
-            entries = (await session.exec(query)).all()
-        return [e.text for e in entries if level is None or e.level is level]
+from tests.retrieval_env import Env, make_env
 
 
 @pytest.fixture
 async def env(
     db: Database, settings: Settings, secret_box: SecretBox, dovecot: DovecotServer, mail_user: MailUser
 ) -> Env:
-    user = await add_user(db=db, email="reader@example.test", password="long enough")
-    trusting = settings.model_copy(update={"extra_ca_file": dovecot.cert_pem_path})
-    return Env(db, trusting, secret_box, dovecot, mail_user, user.id)
+    return await make_env(db, settings, secret_box, dovecot, mail_user)
 
 
 FOLDERS = ["INBOX", "Entwürfe", "Archiv/2024", "Reisen/Ça va", "Rechnungen & Belege"]
@@ -333,7 +278,7 @@ async def test_test_connection_before_saving(env: Env) -> None:
         username=env.mailbox.email,
         password=env.mailbox.password,
     )
-    report = await retrieval_tasks.test_unsaved(settings=env.settings, new=new)
+    report = await retrieval_tasks.test_unsaved(secret_box=env.secret_box, settings=env.settings, new=new)
     assert report.ok, report.steps
     assert [s.name for s in report.steps][2:4] == ["greeting", "tls"]
     assert await retrieval_tasks.list_tasks(db=env.db, user_id=env.user_id) == []

@@ -24,7 +24,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, User
 from service.persistence.types import utcnow
-from service.protocols import imap
+from service.protocols import imap, pop3
 
 MAX_HOST_LENGTH = 253
 
@@ -127,30 +127,34 @@ async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: Ne
             ).one()
             if count >= domain.max_tasks_per_user:
                 raise InvalidInput(f"You already have the {domain.max_tasks_per_user} retrieval tasks allowed.")
-        task = RetrievalTask(
-            user_id=user_id,
-            name=new.name.strip(),
-            protocol=new.protocol,
-            host=new.host.strip().lower(),
-            port=new.port or default_port(new.protocol, new.security),
-            security=new.security,
-            username=new.username.strip(),
-            password_encrypted=secret_box.encrypt(new.password),
-            verify_certificate=new.verify_certificate,
-            timeout_seconds=new.timeout_seconds,
-            method=new.method,
-            folder_transfer=new.folder_transfer,
-            destination_folder=(new.destination_folder or "").strip("/ ") or None,
-            use_apop=new.use_apop,
-            leave_on_server=new.leave_on_server,
-            delete_after_days=new.delete_after_days,
-            apply_filters=new.apply_filters,
-            enable_debug=new.enable_debug,
-            next_run_at=utcnow() if new.method is RetrievalMethod.AUTOMATIC else None,
-        )
+        task = _task_row(user_id, new, secret_box)
         session.add(task)
         await session.flush()
         return task_view(task)
+
+
+def _task_row(user_id: int, new: NewTask, secret_box: SecretBox) -> RetrievalTask:
+    return RetrievalTask(
+        user_id=user_id,
+        name=new.name.strip(),
+        protocol=new.protocol,
+        host=new.host.strip().lower(),
+        port=new.port or default_port(new.protocol, new.security),
+        security=new.security,
+        username=new.username.strip(),
+        password_encrypted=secret_box.encrypt(new.password),
+        verify_certificate=new.verify_certificate,
+        timeout_seconds=new.timeout_seconds,
+        method=new.method,
+        folder_transfer=new.folder_transfer,
+        destination_folder=(new.destination_folder or "").strip("/ ") or None,
+        use_apop=new.use_apop,
+        leave_on_server=new.leave_on_server,
+        delete_after_days=new.delete_after_days,
+        apply_filters=new.apply_filters,
+        enable_debug=new.enable_debug,
+        next_run_at=utcnow() if new.method is RetrievalMethod.AUTOMATIC else None,
+    )
 
 
 async def list_tasks(*, db: Database, user_id: int) -> list[TaskView]:
@@ -188,22 +192,31 @@ def imap_account(task: RetrievalTask, secret_box: SecretBox, settings: Settings)
     )
 
 
-async def test_unsaved(*, settings: Settings, new: NewTask) -> ConnectionReport:
+def pop3_account(task: RetrievalTask, secret_box: SecretBox, settings: Settings) -> pop3.Pop3Account:
+    return pop3.Pop3Account(
+        host=task.host,
+        port=task.port,
+        security=task.security,
+        username=task.username,
+        password=secret_box.decrypt(task.password_encrypted),
+        verify_certificate=task.verify_certificate,
+        timeout_seconds=float(task.timeout_seconds),
+        extra_ca_file=settings.extra_ca_file,
+        use_apop=task.use_apop,
+        debug=task.enable_debug,
+    )
+
+
+async def _probe(task: RetrievalTask, secret_box: SecretBox, settings: Settings) -> ConnectionReport:
+    if task.protocol is Protocol.IMAP:
+        return await asyncio.to_thread(imap.test_connection, imap_account(task, secret_box, settings))
+    return await asyncio.to_thread(pop3.test_connection, pop3_account(task, secret_box, settings))
+
+
+async def test_unsaved(*, secret_box: SecretBox, settings: Settings, new: NewTask) -> ConnectionReport:
     """Test Connection before saving: the same steps, with the settings as typed."""
     _check(new)
-    if new.protocol is not Protocol.IMAP:
-        raise InvalidInput("Test Connection for POP3 tasks is not available yet.")
-    account = imap.ImapAccount(
-        host=new.host.strip(),
-        port=new.port or default_port(new.protocol, new.security),
-        security=new.security,
-        username=new.username.strip(),
-        password=new.password,
-        verify_certificate=new.verify_certificate,
-        timeout_seconds=float(new.timeout_seconds),
-        extra_ca_file=settings.extra_ca_file,
-    )
-    return await asyncio.to_thread(imap.test_connection, account)
+    return await _probe(_task_row(0, new, secret_box), secret_box, settings)
 
 
 async def test_task(
@@ -212,6 +225,4 @@ async def test_task(
     """Test Connection for a saved task, step by step."""
     async with db.read() as session:
         task = await load_task(session, task_id, user_id)
-    if task.protocol is Protocol.IMAP:
-        return await asyncio.to_thread(imap.test_connection, imap_account(task, secret_box, settings))
-    raise InvalidInput("Test Connection for POP3 tasks is not available yet.")
+    return await _probe(task, secret_box, settings)

@@ -2,7 +2,8 @@
 
 `run.py` owns a run's frame (load the task, call the protocol's runner, record
 health and the "Incoming mail" log entry); `imap_run.py` retrieves every IMAP
-folder; `store.py` commits each batch together with the cursor that covers it.
+folder; `pop3_run.py` the POP3 inbox, deleting only after a durable commit;
+`store.py` commits each batch together with the cursor that covers it.
 """
 
 from service.usecases.retrieval.run import run_task

@@ -14,19 +14,21 @@ import time
 from sqlmodel import select
 
 from service.config import Settings
-from service.domain.retrieval import RunResult, default_destination
-from service.domain.values import LogLevel, LogSource, Protocol
-from service.errors import CredentialsRejected, FeatureDisabled, InvalidInput, RemoteError
+from service.domain.retrieval import LocalTarget, RunResult, default_destination
+from service.domain.values import LogLevel, LogSource, Protocol, SpecialUse
+from service.errors import CredentialsRejected, FeatureDisabled, RemoteError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, User
 from service.persistence.types import utcnow
 from service.protocols.imap import ImapSession
+from service.protocols.pop3 import Pop3Session
 from service.protocols.transcript import Transcript
 from service.usecases.logs import record
 from service.usecases.retrieval.imap_run import ImapPlan, retrieve_account
+from service.usecases.retrieval.pop3_run import Pop3Plan, retrieve_pop3
 from service.usecases.retrieval.store import Owner
-from service.usecases.retrieval_tasks import imap_account, load_task
+from service.usecases.retrieval_tasks import imap_account, load_task, pop3_account
 
 
 async def run_task(
@@ -38,24 +40,23 @@ async def run_task(
         domain = (await session.exec(select(Domain).join(User).where(User.id == task.user_id))).one()
     if not domain.retrieval_enabled:
         raise FeatureDisabled(f"Your administrator turned off IMAP/POP Retrieval for {domain.name}.")
-    if task.protocol is not Protocol.IMAP:
-        raise InvalidInput("POP3 retrieval is not available yet.")
     assert task.id is not None
     deadline = time.monotonic() + settings.run_deadline_seconds
-    account = imap_account(task, secret_box, settings)
-    plan = ImapPlan(
-        owner=Owner(task_id=task.id, user_id=task.user_id),
-        transfer=task.folder_transfer,
-        destination=task.destination_folder or default_destination(task.name, task.username, task.host),
-        max_message_bytes=domain.max_message_bytes,
-    )
+    owner = Owner(task_id=task.id, user_id=task.user_id)
     result = RunResult()
     failure: RemoteError | None = None
-    remote = ImapSession(account, deadline=deadline)
+    remote: ImapSession | Pop3Session
+    if task.protocol is Protocol.IMAP:
+        remote = ImapSession(imap_account(task, secret_box, settings), deadline=deadline)
+    else:
+        remote = Pop3Session(pop3_account(task, secret_box, settings), deadline=deadline)
     try:
         await asyncio.to_thread(remote.connect)
         await asyncio.to_thread(remote.login)
-        await retrieve_account(db, remote, plan, result)
+        if isinstance(remote, ImapSession):
+            await retrieve_account(db, remote, _imap_plan(task, owner, domain), result)
+        else:
+            await retrieve_pop3(db, remote, _pop3_plan(task, owner, domain), result)
     except RemoteError as exc:
         failure = exc
         result.errors.append(exc.message)
@@ -63,6 +64,29 @@ async def run_task(
         await asyncio.to_thread(remote.close)
     await _record_outcome(db, task, result, failure, remote.transcript)
     return result
+
+
+def _imap_plan(task: RetrievalTask, owner: Owner, domain: Domain) -> ImapPlan:
+    return ImapPlan(
+        owner=owner,
+        transfer=task.folder_transfer,
+        destination=task.destination_folder or default_destination(task.name, task.username, task.host),
+        max_message_bytes=domain.max_message_bytes,
+    )
+
+
+def _pop3_plan(task: RetrievalTask, owner: Owner, domain: Domain) -> Pop3Plan:
+    """POP3 brings only the inbox, into the destination folder (Inbox when none is set)."""
+    target = (
+        LocalTarget(None, task.destination_folder) if task.destination_folder else LocalTarget(SpecialUse.INBOX, "")
+    )
+    return Pop3Plan(
+        owner=owner,
+        target=target,
+        leave_on_server=task.leave_on_server,
+        delete_after_days=task.delete_after_days,
+        max_message_bytes=domain.max_message_bytes,
+    )
 
 
 async def _record_outcome(
@@ -92,7 +116,8 @@ async def _record_outcome(
         session.add(fresh)
         level = LogLevel.INFO if result.ok else LogLevel.ERROR if failure else LogLevel.WARNING
         text = result.summary() + ("" if result.ok else " " + " ".join(result.errors))
-        source = LogSource.IMAP_AUTH if isinstance(failure, CredentialsRejected) else LogSource.INCOMING
+        auth_source = LogSource.IMAP_AUTH if fresh.protocol is Protocol.IMAP else LogSource.POP3_AUTH
+        source = auth_source if isinstance(failure, CredentialsRejected) else LogSource.INCOMING
         record(session, source=source, level=level, text=text, user_id=fresh.user_id, retrieval_task_id=fresh.id)
         if transcript is not None and transcript.lines:
             record(

@@ -1,5 +1,8 @@
 """Committing retrieved mail: each batch and the cursor that covers it in one transaction.
 
+The IMAP cursor is (UIDVALIDITY, last UID) per folder; the POP3 cursor is the
+set of UIDL keys stored.
+
 This is what makes retrieval exactly-once (DESIGN.md section 3): a run killed
 at any instant leaves either the batch and its cursor, or neither, so the next
 run starts right after the last committed UID and neither loses nor repeats.
@@ -8,10 +11,11 @@ run starts right after the last committed UID and neither loses nor repeats.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,7 +23,7 @@ from service.domain.retrieval import LocalTarget
 from service.domain.values import LogLevel, LogSource
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, deliver_many, ensure_special_folders, folder_by_path
-from service.persistence.tables import ImapCursor, Message, RetrievalTask
+from service.persistence.tables import ImapCursor, Message, PopUidl, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.logs import record
 
@@ -96,21 +100,67 @@ async def commit_batch(
 ) -> int:
     """Store the messages and move the folder's cursor, atomically. Returns how many were stored."""
     async with db.write() as session:
-        ids = await deliver_many(session, user_id=owner.user_id, folder_id=folder_id, messages=messages)
+        ids = await _deliver(session, owner, folder_id, messages, warnings)
         await _save_cursor(session, owner.task_id, remote_folder, cursor)
-        if ids:
-            await session.exec(
-                update(RetrievalTask)
-                .where(col(RetrievalTask.id) == owner.task_id)
-                .values(messages_imported=col(RetrievalTask.messages_imported) + len(ids))
-            )
-        for text in warnings:
-            record(
-                session,
-                source=LogSource.INCOMING,
-                level=LogLevel.WARNING,
-                text=text,
-                user_id=owner.user_id,
-                retrieval_task_id=owner.task_id,
-            )
         return len(ids)
+
+
+async def _deliver(
+    session: AsyncSession, owner: Owner, folder_id: int, messages: Sequence[IncomingMessage], warnings: Sequence[str]
+) -> list[int]:
+    """Store messages, count them on the task and log warnings, in the caller's transaction."""
+    ids = await deliver_many(session, user_id=owner.user_id, folder_id=folder_id, messages=messages)
+    if ids:
+        await session.exec(
+            update(RetrievalTask)
+            .where(col(RetrievalTask.id) == owner.task_id)
+            .values(messages_imported=col(RetrievalTask.messages_imported) + len(ids))
+        )
+    for text in warnings:
+        record(
+            session,
+            source=LogSource.INCOMING,
+            level=LogLevel.WARNING,
+            text=text,
+            user_id=owner.user_id,
+            retrieval_task_id=owner.task_id,
+        )
+    return ids
+
+
+async def known_uidls(db: Database, task_id: int) -> dict[str, datetime]:
+    """The POP3 messages this task has stored: UIDL key -> when it was stored."""
+    async with db.read() as session:
+        rows = (await session.exec(select(PopUidl.uidl, PopUidl.retrieved_at).where(PopUidl.task_id == task_id))).all()
+    return dict(rows)
+
+
+async def commit_pop_batch(
+    db: Database,
+    *,
+    owner: Owner,
+    folder_id: int,
+    messages: Sequence[IncomingMessage],
+    keys: Sequence[str],
+    warnings: Sequence[str] = (),
+) -> int:
+    """Store POP3 messages and their UIDL keys, atomically (the POP3 cursor is the set of keys).
+
+    Only after this commit returns may the messages be marked for deletion on the server.
+    """
+    async with db.write() as session:
+        ids = await _deliver(session, owner, folder_id, messages, warnings)
+        for key, message_id in zip(keys, ids, strict=True):
+            session.add(PopUidl(task_id=owner.task_id, uidl=key, message_id=message_id))
+        return len(ids)
+
+
+async def forget_uidls(db: Database, task_id: int, keys: Iterable[str]) -> None:
+    """Drop UIDL keys of messages no longer on the server, so the state stays bounded."""
+    doomed = list(keys)
+    if not doomed:
+        return
+    async with db.write() as session:
+        for start in range(0, len(doomed), 500):
+            chunk = doomed[start : start + 500]
+            await session.exec(delete(PopUidl).where(col(PopUidl.task_id) == task_id, col(PopUidl.uidl).in_(chunk)))

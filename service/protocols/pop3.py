@@ -1,0 +1,330 @@
+"""POP3 (RFC 1939) retrieval with poplib: the only module that talks POP3.
+
+Blocking, like imaplib: the use case calls it through `asyncio.to_thread`.
+
+- Security is data: SSL wraps the socket before the greeting (port 995);
+  STLS (RFC 2595 section 4) upgrades after it and is an error, never a
+  fallback, when CAPA (RFC 2449) does not list it.
+- Authentication: USER/PASS, or APOP (RFC 1939 section 7), whose digest
+  needs the "<...>" timestamp in the greeting.
+- UIDL gives each message a stable id; without it `uidl()` returns None.
+- Deletion is only ever DELE (marks) followed by QUIT (the UPDATE state
+  commits the marks); a session that ends any other way deletes nothing.
+- poplib's 2,048-byte line limit is lifted; RETR collects a message straight
+  into one buffer, with byte-stuffing undone.
+"""
+
+from __future__ import annotations
+
+import poplib
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.domain.connection_test import ConnectionReport
+from service.domain.values import Security
+from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
+from service.protocols.deadline import Deadline
+from service.protocols.network import network_error
+from service.protocols.probe import StepFailed, resolve_and_connect, step
+from service.protocols.tls import WRONG_PORT_HINT, client_context, describe_certificate
+from service.protocols.transcript import Transcript
+
+CONNECT_TIMEOUT_SECONDS = 15.0
+MAX_LINE_BYTES = 1024 * 1024  # a line longer than this is not mail, it is an attack
+APOP_TIMESTAMP = re.compile(rb"<[^<>]+@[^<>]+>|<[^<>]+>")
+
+
+@dataclass(frozen=True, slots=True)
+class Pop3Account:
+    host: str
+    port: int
+    security: Security
+    username: str
+    password: str
+    verify_certificate: bool = True
+    timeout_seconds: float = 60.0
+    extra_ca_file: Path | None = None
+    use_apop: bool = False
+    debug: bool = False
+
+
+class _Pop3(poplib.POP3):
+    """poplib.POP3 that reports its socket before the greeting, traces lines, and reads long lines."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        *,
+        watcher: Callable[[socket.socket], None],
+        context: ssl.SSLContext | None,
+        transcript: Transcript | None,
+    ) -> None:
+        self._watcher = watcher
+        self._implicit_tls = context
+        self._transcript = transcript
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout: float) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout)
+        self._watcher(sock)
+        if self._implicit_tls is not None:
+            tls_sock = self._implicit_tls.wrap_socket(sock, server_hostname=self.host)
+            self._watcher(tls_sock)
+            return tls_sock
+        return sock
+
+    def _putline(self, line: bytes) -> None:
+        if self._transcript is not None:
+            self._transcript.sent(line.decode("utf-8", "replace"))
+        super()._putline(line)  # type: ignore[misc]  # private in typeshed, stable in poplib
+
+    def _getline(self) -> tuple[bytes, int]:
+        line = self.file.readline(MAX_LINE_BYTES + 1)
+        if len(line) > MAX_LINE_BYTES:
+            raise poplib.error_proto("line too long")
+        if not line:
+            raise poplib.error_proto("-ERR EOF")
+        octets = len(line)
+        if line[-2:] == b"\r\n":
+            line = line[:-2]
+        elif line[-1:] in (b"\n", b"\r"):
+            line = line[:-1]
+        return line, octets
+
+    def _getresp(self) -> bytes:
+        response: bytes = super()._getresp()  # type: ignore[misc]
+        if self._transcript is not None:
+            self._transcript.received(response.decode("utf-8", "replace"))
+        return response
+
+    def retr_bytes(self, which: int) -> bytes:
+        """RETR one message into a single buffer: lines joined with CRLF, dot-stuffing undone."""
+        self._putcmd(f"RETR {which}")  # type: ignore[attr-defined]
+        self._getresp()
+        buffer = bytearray()
+        while True:
+            line, _ = self._getline()
+            if line == b".":
+                return bytes(buffer)
+            buffer += line[1:] if line.startswith(b"..") else line
+            buffer += b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What the maildrop holds now: message numbers with sizes, and UIDLs when the server has them."""
+
+    sizes: dict[int, int]
+    uidls: dict[int, bytes] | None
+
+
+class Pop3Session:
+    """One signed-in POP3 session. Methods are called from one thread at a time."""
+
+    def __init__(self, account: Pop3Account, *, deadline: float | None = None) -> None:
+        self.account = account
+        self.transcript = Transcript(secrets=(account.password,)) if account.debug else None
+        self.client: _Pop3 | None = None
+        self.welcome = ""
+        self.tls_socket: ssl.SSLSocket | None = None
+        self.stls_offered = False
+        self._deadline = Deadline(deadline)
+
+    def _context(self) -> ssl.SSLContext:
+        return client_context(verify=self.account.verify_certificate, extra_ca_file=self.account.extra_ca_file)
+
+    @property
+    def apop_timestamp(self) -> bool:
+        return APOP_TIMESTAMP.search(self.welcome.encode()) is not None
+
+    def connect(self) -> None:
+        account = self.account
+        self._deadline.start()
+        with self.translated("connect"):
+            self.client = _Pop3(
+                account.host,
+                account.port,
+                min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds),
+                watcher=self._deadline.watch,
+                context=self._context() if account.security is Security.SSL else None,
+                transcript=self.transcript,
+            )
+            self.client.sock.settimeout(account.timeout_seconds)
+            self.welcome = self.client.getwelcome().decode("utf-8", "replace")
+            if account.security is Security.STARTTLS:
+                self._start_tls()
+            if isinstance(self.client.sock, ssl.SSLSocket):
+                self.tls_socket = self.client.sock
+                self._deadline.watch(self.tls_socket)
+
+    def capabilities(self) -> dict[str, list[str]]:
+        assert self.client is not None
+        try:
+            capabilities: dict[str, list[str]] = self.client.capa()
+        except poplib.error_proto:
+            return {}  # CAPA is optional (RFC 2449): a server without it has only the basics
+        return capabilities
+
+    def _start_tls(self) -> None:
+        assert self.client is not None
+        self.stls_offered = "STLS" in self.capabilities()
+        if not self.stls_offered:
+            raise TlsFailure(
+                f"{self.account.host} does not offer STLS on port {self.account.port}. Choose SSL/TLS "
+                "(usually port 995), or None only if you accept sending your password in clear."
+            )
+        self.client.stls(context=self._context())
+
+    def login(self) -> None:
+        assert self.client is not None
+        account = self.account
+        with self.translated("login"):
+            if account.use_apop:
+                if not self.apop_timestamp:
+                    raise UnsupportedByServer(
+                        f"{account.host} does not support APOP: its greeting carries no timestamp. "
+                        "Turn off APOP authentication for this task."
+                    )
+                self.client.apop(account.username, account.password)
+            else:
+                self.client.user(account.username)
+                self.client.pass_(account.password)
+
+    def listing(self) -> Listing:
+        """LIST (sizes) and UIDL (ids; None when the server answers UIDL with -ERR)."""
+        assert self.client is not None
+        with self.translated("list messages"):
+            _, lines, _ = self.client.list()
+            sizes = {number: int(value) for number, value in map(_number_and_value, lines)}
+            try:
+                _, lines, _ = self.client.uidl()
+            except poplib.error_proto:
+                return Listing(sizes=sizes, uidls=None)
+        uidls = {}
+        for line in lines:
+            number, value = _number_and_value(line)
+            uidls[number] = value
+        return Listing(sizes=sizes, uidls=uidls)
+
+    def retrieve(self, number: int) -> bytes:
+        assert self.client is not None
+        with self.translated(f"retrieve message {number}"):
+            return self.client.retr_bytes(number)
+
+    def mark_deleted(self, number: int) -> None:
+        """DELE: marks only. Nothing is removed unless QUIT follows (RFC 1939 section 6)."""
+        assert self.client is not None
+        with self.translated("mark for deletion"):
+            self.client.dele(number)
+
+    def quit(self) -> None:
+        """QUIT: the server commits the DELE marks now. Raises if it could not."""
+        assert self.client is not None
+        with self.translated("quit"):
+            self.client.quit()
+        self.client = None
+
+    def close(self) -> None:
+        """End the session without committing deletions (no QUIT): for errors and aborted runs."""
+        self._deadline.cancel()
+        if self.client is not None:
+            with suppress(OSError):
+                self.client.close()
+            self.client = None
+
+    def message_count(self) -> int:
+        assert self.client is not None
+        with self.translated("count messages"):
+            count, _ = self.client.stat()
+        return int(count)
+
+    @contextmanager
+    def translated(self, step_name: str) -> Iterator[None]:
+        host, port = self.account.host, self.account.port
+        try:
+            yield
+        except RemoteError:
+            raise
+        except poplib.error_proto as exc:
+            text = _server_text(exc)
+            if self._deadline.expired:
+                raise ServerUnavailable(
+                    f"{host} was too slow: the retrieval ran out of time during {step_name}."
+                ) from exc
+            if step_name == "login":
+                raise CredentialsRejected(
+                    f"{host} rejected the username or password ({text}). Check them and try again."
+                ) from exc
+            if step_name == "connect":
+                raise ServerUnavailable(f"{host} did not greet like a POP3 server. {WRONG_PORT_HINT}") from exc
+            if "EOF" in text:
+                raise ServerUnavailable(f"{host} closed the connection unexpectedly during {step_name}.") from exc
+            raise ServerUnavailable(f"{host} refused {step_name}: {text}.") from exc
+        except (OSError, EOFError) as exc:
+            timeout, expired = self.account.timeout_seconds, self._deadline.expired
+            translated = network_error(exc, host=host, port=port, step=step_name, timeout=timeout, expired=expired)
+            raise (translated or ServerUnavailable(f"{host} failed during {step_name}.")) from exc
+
+
+def _number_and_value(line: bytes) -> tuple[int, bytes]:
+    number, _, value = line.strip().partition(b" ")
+    return int(number), value.strip()
+
+
+def _server_text(exc: BaseException) -> str:
+    arg: Any = exc.args[0] if exc.args else b""
+    text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+    return text.strip()[:200] or type(exc).__name__
+
+
+@contextmanager
+def open_session(account: Pop3Account, *, deadline: float | None = None) -> Iterator[Pop3Session]:
+    session = Pop3Session(account, deadline=deadline)
+    try:
+        session.connect()
+        session.login()
+        yield session
+    finally:
+        session.close()
+
+
+def test_connection(account: Pop3Account) -> ConnectionReport:
+    """Resolve, connect, greeting (APOP timestamp?), TLS, capabilities (STLS?), login, message count."""
+    report = ConnectionReport()
+    session = Pop3Session(account, deadline=time.monotonic() + 3 * account.timeout_seconds)
+    try:
+        resolve_and_connect(report, account.host, account.port, min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds))
+        with step(report, "greeting", hint=WRONG_PORT_HINT) as detail:
+            session.connect()
+            detail.append(session.welcome[:200])
+            detail.append("APOP timestamp present" if session.apop_timestamp else "no APOP timestamp")
+        if session.tls_socket is not None:
+            with step(report, "tls") as detail:
+                detail.append(describe_certificate(session.tls_socket, verified=account.verify_certificate))
+        with step(report, "capabilities") as detail:
+            capabilities = session.capabilities()
+            detail.append(" ".join(sorted(capabilities)) or "CAPA not supported")
+            offered = session.stls_offered or "STLS" in capabilities
+            detail.append("STLS offered" if offered else "STLS not offered")
+        with step(report, "login", hint="Check the username and password (and the APOP setting).") as detail:
+            session.login()
+            detail.append(f"signed in as {account.username}" + (" with APOP" if account.use_apop else ""))
+        with step(report, "messages") as detail:
+            detail.append(f"{session.message_count()} messages")
+    except StepFailed:
+        pass
+    finally:
+        if session.client is not None:
+            with suppress(RemoteError):
+                session.quit()
+        session.close()
+    return report

@@ -1,0 +1,196 @@
+"""Retrieving a POP3 inbox: new UIDLs in batches, deletion only after a durable commit.
+
+The order is what keeps mail safe (RFC 1939 sections 6 and 7):
+
+1. LIST and UIDL; messages whose UIDL key this task stored are not fetched again.
+2. RETR a batch, commit the messages with their UIDL keys (SQLite commits with
+   synchronous=FULL, so the copy survives a power cut), and only then DELE them
+   when "Leave messages on server" is off.
+3. Messages stored by an earlier run are DELEd too: a run that died before QUIT
+   left them on the server, and this one finishes its work.
+4. QUIT commits the deletions. A session that ends any other way deletes nothing,
+   and the next run recognises every UIDL, so nothing is lost or imported twice.
+5. UIDL keys of messages no longer on the server are forgotten.
+
+A UIDL that appears more than once is ambiguous: each copy is imported once and
+none is ever deleted. A UIDL that is not 1-70 printable characters is kept as a
+hash. Without UIDL the messages can only be told apart by content: allowed only
+when they are deleted after retrieval, with their SHA-256 as the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from service.domain.retrieval import FolderResult, LocalTarget, RunResult
+from service.errors import UnsupportedByServer
+from service.persistence.database import Database
+from service.persistence.mailstore import IncomingMessage, MessageOrigin
+from service.persistence.types import utcnow
+from service.protocols.pop3 import Pop3Session
+from service.usecases.retrieval.store import Owner, commit_pop_batch, forget_uidls, known_uidls, resolve_folder
+
+BATCH_MAX_MESSAGES = 100
+BATCH_MAX_BYTES = 16 * 1024 * 1024
+REMOTE_FOLDER = "INBOX"
+
+
+@dataclass(frozen=True, slots=True)
+class Pop3Plan:
+    owner: Owner
+    target: LocalTarget
+    leave_on_server: bool
+    delete_after_days: int | None
+    max_message_bytes: int
+
+
+def uidl_key(uidl: bytes) -> str:
+    """The stored form of a UIDL: itself when it is 1-70 printable ASCII characters (RFC 1939
+    section 7), else a hash of its bytes, so odd server values can neither break nor collide."""
+    if 1 <= len(uidl) <= 70 and all(0x21 <= byte <= 0x7E for byte in uidl):
+        return uidl.decode("ascii")
+    return "x:" + hashlib.sha256(uidl).hexdigest()
+
+
+def content_key(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(slots=True)
+class _Maildrop:
+    """The server's messages by number, with their keys (None without UIDL) and the ambiguous ones."""
+
+    sizes: dict[int, int]
+    keys: dict[int, str] | None
+    ambiguous: set[int]
+
+    @classmethod
+    def from_listing(cls, sizes: dict[int, int], uidls: dict[int, bytes] | None) -> _Maildrop:
+        if uidls is None:
+            return cls(sizes, None, set())
+        counts = Counter(uidls.values())
+        seen: Counter[bytes] = Counter()
+        keys: dict[int, str] = {}
+        ambiguous: set[int] = set()
+        for number in sorted(uidls):
+            uidl = uidls[number]
+            key = uidl_key(uidl)
+            if counts[uidl] > 1:
+                seen[uidl] += 1
+                key = f"{key}#{seen[uidl]}"
+                ambiguous.add(number)
+            keys[number] = key
+        return cls(sizes, keys, ambiguous)
+
+
+def _batches(numbers: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for number in numbers:
+        size = sizes[number]
+        if current and (len(current) >= BATCH_MAX_MESSAGES or total + size > BATCH_MAX_BYTES):
+            batches.append(current)
+            current, total = [], 0
+        current.append(number)
+        total += size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _fetch(session: Pop3Session, numbers: list[int]) -> list[tuple[int, bytes]]:
+    return [(number, session.retrieve(number)) for number in numbers]
+
+
+async def retrieve_pop3(db: Database, session: Pop3Session, plan: Pop3Plan, run: RunResult) -> None:
+    """One POP3 run (see the module docstring). Raises on connection loss; committed batches stay."""
+    result = FolderResult(remote=REMOTE_FOLDER, local=plan.target.path or "Inbox")
+    run.folders.append(result)
+    try:
+        await _retrieve(db, session, plan, result)
+    finally:
+        run.imported += result.imported
+        run.skipped += result.skipped
+
+
+async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: FolderResult) -> None:
+    listing = await asyncio.to_thread(session.listing)
+    if listing.uidls is None and plan.leave_on_server:
+        raise UnsupportedByServer(
+            f"{session.account.host} does not support UIDL, so messages left on the server cannot be told "
+            'apart from new ones. Turn off "Leave messages on server" to retrieve and delete them instead.'
+        )
+    drop = _Maildrop.from_listing(listing.sizes, listing.uidls)
+    known = await known_uidls(db, plan.owner.task_id)
+    folder_id = await resolve_folder(db, plan.owner.user_id, plan.target)
+
+    too_large = [n for n in sorted(drop.sizes) if drop.sizes[n] > plan.max_message_bytes]
+    wanted = [n for n in sorted(drop.sizes) if n not in too_large and (drop.keys is None or drop.keys[n] not in known)]
+    warnings = [
+        f"Message {n} on {session.account.host} ({drop.sizes[n]:,} bytes) is larger than the "
+        f"{plan.max_message_bytes:,} bytes your administrator allows and was not retrieved."
+        for n in too_large
+    ]
+    result.skipped += len(too_large)
+    marked: set[int] = set()
+    for batch in _batches(wanted, drop.sizes):
+        fetched = await asyncio.to_thread(_fetch, session, batch)
+        incoming, keys = [], []
+        for number, raw in fetched:
+            key = drop.keys[number] if drop.keys is not None else content_key(raw)
+            if key in known:  # without UIDL: stored by a run that died before QUIT
+                result.skipped += 1
+                continue
+            incoming.append(
+                IncomingMessage(raw=raw, origin=MessageOrigin(task_id=plan.owner.task_id, remote_folder=REMOTE_FOLDER))
+            )
+            keys.append(key)
+            known[key] = utcnow()
+        result.imported += await commit_pop_batch(
+            db, owner=plan.owner, folder_id=folder_id, messages=incoming, keys=keys, warnings=warnings
+        )
+        warnings = []
+        if not plan.leave_on_server:  # committed: now, and only now, they may go
+            deletable = [n for n in batch if n not in drop.ambiguous]
+            await asyncio.to_thread(_mark, session, deletable)
+            marked.update(deletable)
+    if warnings:
+        await commit_pop_batch(db, owner=plan.owner, folder_id=folder_id, messages=[], keys=[], warnings=warnings)
+
+    earlier = _stored_earlier(drop, known, plan, marked)
+    await asyncio.to_thread(_mark, session, earlier)
+    marked.update(earlier)
+    await asyncio.to_thread(session.quit)  # the server commits the deletions now
+
+    if drop.keys is None:
+        await forget_uidls(db, plan.owner.task_id, list(known))
+        return
+    on_server = {key for number, key in drop.keys.items() if number not in marked}
+    await forget_uidls(db, plan.owner.task_id, [key for key in known if key not in on_server])
+
+
+def _stored_earlier(drop: _Maildrop, known: dict[str, datetime], plan: Pop3Plan, marked: set[int]) -> list[int]:
+    """Messages already stored that should now leave the server: all of them when nothing is
+    left on the server, else those stored more than `delete_after_days` ago."""
+    if drop.keys is None or (plan.leave_on_server and plan.delete_after_days is None):
+        return []
+    cutoff = utcnow() - timedelta(days=plan.delete_after_days or 0)
+    return [
+        number
+        for number, key in sorted(drop.keys.items())
+        if number not in marked
+        and number not in drop.ambiguous
+        and key in known
+        and (not plan.leave_on_server or known[key] <= cutoff)
+    ]
+
+
+def _mark(session: Pop3Session, numbers: Sequence[int]) -> None:
+    for number in numbers:
+        session.mark_deleted(number)
