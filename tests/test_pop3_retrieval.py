@@ -203,3 +203,36 @@ def test_odd_uidls_get_safe_keys() -> None:
 async def _point_at(env: Env, task_id: int, port: int) -> None:
     async with env.db.write() as session:
         await session.exec(update(RetrievalTask).where(col(RetrievalTask.id) == task_id).values(port=port))
+
+
+async def test_without_uidl_leave_on_server_is_refused_clearly(env: Env) -> None:
+    with FakePop3Server(messages=[sample("a")], uidls=None) as fake:
+        task_id = await env.add_task(POP3, port=fake.port, security=Security.NONE, leave_on_server=True)
+        result = await env.run(task_id)
+    assert result.imported == 0
+    assert len(result.errors) == 1
+    assert "does not support UIDL" in result.errors[0]
+    assert len(fake.messages) == 1  # nothing deleted
+
+
+async def test_without_uidl_messages_are_retrieved_and_deleted_exactly_once(env: Env) -> None:
+    messages = [sample(f"no uidl {n}") for n in range(3)]
+    with FakePop3Server(messages=messages, uidls=None) as fake:
+        task_id = await env.add_task(POP3, port=fake.port, security=Security.NONE, leave_on_server=False)
+        result = await env.run(task_id)
+        assert (result.imported, result.errors) == (3, [])
+        assert fake.messages == []
+        assert (await env.run(task_id)).imported == 0
+    assert await stored(env) == sorted(messages)
+
+
+async def test_duplicate_and_odd_uidls_import_once_and_delete_nothing_ambiguous(env: Env) -> None:
+    messages = [sample(f"odd {n}") for n in range(4)]
+    uidls = [b"same", b"same", b"\x01\x02bin", b"y" * 90]
+    with FakePop3Server(messages=messages, uidls=uidls) as fake:
+        task_id = await env.add_task(POP3, port=fake.port, security=Security.NONE, leave_on_server=False)
+        result = await env.run(task_id)
+        assert (result.imported, result.errors) == (4, [])
+        assert fake.messages == messages[:2]  # the two copies of "same" are ambiguous: never deleted
+        assert (await env.run(task_id)).imported == 0
+    assert await stored(env) == sorted(messages)
