@@ -1,33 +1,58 @@
 """APScheduler 3 wiring for `tributary serve` and `tributary worker`.
 
-One AsyncIOScheduler per process, started inside the running event loop. Jobs
-are coroutines on the default executor (replacing it silently stops coroutine
-jobs). Today it runs housekeeping; the retrieval dispatcher and outbox retries
-join it with their issues.
+One AsyncIOScheduler per process, started inside the running event loop, with
+coroutine jobs on its default executor (replacing that executor silently stops
+coroutine jobs). Jobs:
+
+- dispatch: every few seconds, claim due automatic retrieval tasks for this
+  process's free slots (the Runner; leases keep several processes apart);
+- outbox: send queued messages whose retry time has come;
+- housekeeping: prune old log entries.
+
+Nothing here assumes runs are short or that polling is the only trigger: a push
+mode (IMAP IDLE) can hand tasks to the same Runner.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.config import Settings
 from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
 from service.usecases import logs
+from service.usecases.retrieval import Runner
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_SECONDS = 3600
+OUTBOX_INTERVAL_SECONDS = 30
+
+
+def dispatch_interval(settings: Settings) -> float:
+    """How often to look for due tasks: often enough to keep jitter meaningful, at most every 15 s."""
+    return max(1.0, min(15.0, settings.retrieval_interval / 20))
 
 
 class Scheduler:
-    """The background jobs of one process."""
+    """The background jobs of one process, and the Runner that "Retrieve Messages Now" shares."""
 
-    def __init__(self, *, settings: Settings, db: Database) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        secret_box: SecretBox,
+        outbox: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._settings = settings
         self._db = db
+        self._outbox = outbox
+        self.runner = Runner(db=db, secret_box=secret_box, settings=settings)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
 
     @property
@@ -36,21 +61,32 @@ class Scheduler:
 
     def start(self) -> None:
         """Start the jobs; call from inside the running event loop."""
-        self._scheduler.add_job(
-            self.housekeeping,
-            "interval",
-            seconds=HOUSEKEEPING_INTERVAL_SECONDS,
-            id="housekeeping",
-            coalesce=True,
-            max_instances=1,
-        )
+        jobs: list[tuple[Callable[[], Awaitable[object]], float, str]] = [
+            (self.dispatch, dispatch_interval(self._settings), "dispatch"),
+            (self.housekeeping, HOUSEKEEPING_INTERVAL_SECONDS, "housekeeping"),
+        ]
+        if self._outbox is not None:
+            jobs.append((self._outbox, OUTBOX_INTERVAL_SECONDS, "outbox"))
+        for job, seconds, name in jobs:
+            self._scheduler.add_job(
+                job, "interval", seconds=seconds, id=name, coalesce=True, max_instances=1, misfire_grace_time=None
+            )
         self._scheduler.start()
+
+    async def dispatch(self) -> int:
+        try:
+            return await self.runner.dispatch_due()
+        except Exception:  # a database hiccup must not kill the job; the next tick tries again
+            log.exception("dispatching due retrieval tasks failed")
+            return 0
 
     async def housekeeping(self) -> None:
         removed = await logs.prune_logs(db=self._db, retention_days=self._settings.log_retention_days)
         if removed:
             log.info("housekeeping pruned %d log entries", removed)
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        """Stop taking work, let running runs finish their current batch and release their leases."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        await self.runner.shutdown()

@@ -10,6 +10,8 @@ from pathlib import Path
 from service.config import Settings
 
 TRIBUTARY = str(Path(sys.executable).with_name("tributary"))
+# Settings tests shorten (intervals, leases); passed on so the process behaves like the test expects.
+TUNED = ("retrieval_interval", "retrieval_jitter", "lease_seconds", "worker_concurrency", "run_deadline_seconds")
 
 
 def tributary(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -36,4 +38,6 @@ def cli_environment(settings: Settings) -> dict[str, str]:
         env["TRIBUTARY_SECRET_KEY"] = settings.secret_key.get_secret_value()
     if settings.extra_ca_file is not None:
         env["TRIBUTARY_EXTRA_CA_FILE"] = str(settings.extra_ca_file)
+    for name in TUNED:
+        env[f"TRIBUTARY_{name.upper()}"] = str(getattr(settings, name))
     return env

@@ -86,7 +86,8 @@ def _lifespan(settings: Settings, store: FileStore) -> Callable[[Litestar], Abst
         db = Database(settings)
         app.state.db = db
         app.state.secret_box = SecretBox.from_settings(settings)
-        scheduler = Scheduler(settings=settings, db=db)
+        scheduler = Scheduler(settings=settings, db=db, secret_box=app.state.secret_box)
+        app.state.scheduler = scheduler
         sweeper: asyncio.Task[None] | None = None
         try:
             scheduler.start()
@@ -97,7 +98,7 @@ def _lifespan(settings: Settings, store: FileStore) -> Callable[[Litestar], Abst
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
-            scheduler.shutdown()
+            await scheduler.shutdown()
             await db.dispose()
 
     return lifespan

@@ -133,9 +133,13 @@ def retrieval_run(task_id: int, as_json: bool) -> None:
         "imported": result.imported,
         "skipped": result.skipped,
         "errors": result.errors,
+        "already_running": result.already_running,
         "folders": [asdict(f) for f in result.folders],
     }
-    emit(shown, as_json=as_json, text=result.summary())
+    text = result.summary()
+    if result.already_running:
+        text = "This task is already running; " + (text if result.folders else "its result will show on the task.")
+    emit(shown, as_json=as_json, text=text)
     if result.errors:
         if not as_json:
             click.echo(" ".join(result.errors), err=True)

@@ -58,6 +58,8 @@ class RunResult:
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
     folders: list[FolderResult] = field(default_factory=list)
+    already_running: bool = False  # another run of the task was in progress: this is its result, or none
+    interrupted: bool = False  # stopped early (shutdown); what was committed stays
 
     @property
     def ok(self) -> bool:
@@ -117,3 +119,19 @@ def local_target(
     if special_use == "\\Archive":
         return LocalTarget(None, "Archive")
     return LocalTarget(None, remote_path)
+
+
+MAX_BACKOFF_FACTOR = 16  # failing tasks wait at most 16 intervals (160 minutes at the default)
+AUTH_FAILURES_BEFORE_PAUSE = 3
+
+
+def next_run_delay(interval: float, consecutive_failures: int, jitter: float, spread: float) -> float:
+    """Seconds until a task's next automatic run.
+
+    The interval doubles with each consecutive failure, up to MAX_BACKOFF_FACTOR times it,
+    and is spread by +/- `jitter` (a fraction) using `spread` in [0, 1), so a thousand tasks
+    created at once do not all start in the same second.
+    """
+    factor: int = min(2 ** max(consecutive_failures, 0), MAX_BACKOFF_FACTOR)
+    base = interval * factor
+    return base * (1 + jitter * (2 * spread - 1))

@@ -141,12 +141,13 @@ async def retrieve_folder(
         for index, batch in enumerate(batches):
             assert pending is not None
             fetched = await pending
+            more = index + 1 < len(batches) and not plan.owner.stopping
             pending = (
-                asyncio.ensure_future(asyncio.to_thread(session.fetch, batches[index + 1].fetch))
-                if index + 1 < len(batches)
-                else None
+                asyncio.ensure_future(asyncio.to_thread(session.fetch, batches[index + 1].fetch)) if more else None
             )
             await committer.commit(batch, fetched)
+            if plan.owner.stopping:  # shutting down: this batch is safe, the rest waits for the next run
+                break
     finally:
         if pending is not None:  # a commit failed: let the download in flight finish before the session closes
             with contextlib.suppress(Exception):
@@ -198,6 +199,8 @@ async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, r
     A folder that cannot be opened is reported and skipped; a lost connection raises."""
     folders = await asyncio.to_thread(session.list_folders)
     for folder in folders:
+        if plan.owner.stopping:
+            break
         folder_result = FolderResult(remote=folder.path, local="")
         run.folders.append(folder_result)
         try:

@@ -140,6 +140,8 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
     result.skipped += len(too_large)
     marked: set[int] = set()
     for batch in _batches(wanted, drop.sizes):
+        if plan.owner.stopping:  # shutting down: still DELE what is committed and QUIT below
+            break
         fetched = await asyncio.to_thread(_fetch, session, batch)
         incoming, keys = [], []
         for number, raw in fetched:

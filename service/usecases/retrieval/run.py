@@ -1,22 +1,32 @@
-"""One run of a retrieval task, start to finish, whoever asked for it.
+"""One run of a retrieval task, start to finish, under a lease its caller holds.
 
 Loads the task (short read), runs the protocol with a deadline in worker
-threads (never holding a database session across network I/O), then records
-the task's health and one "Incoming mail" log entry with counts per folder; with
-"Enable debug", the protocol transcript too (credentials redacted).
+threads (never holding a database session across network I/O), then, in one
+transaction, records the task's health, its next run (the interval doubled per
+consecutive failure, with jitter), pauses it after repeated sign-in failures,
+releases the lease and writes the "Incoming mail" log entry with counts per
+folder; with "Enable debug", the protocol transcript too (credentials redacted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 from sqlmodel import select
 
+from service import metrics
 from service.config import Settings
-from service.domain.retrieval import LocalTarget, RunResult, default_destination
-from service.domain.values import LogLevel, LogSource, Protocol, SpecialUse
-from service.errors import CredentialsRejected, FeatureDisabled, RemoteError
+from service.domain.retrieval import (
+    AUTH_FAILURES_BEFORE_PAUSE,
+    LocalTarget,
+    RunResult,
+    default_destination,
+    next_run_delay,
+)
+from service.domain.values import LogLevel, LogSource, Protocol, RetrievalMethod, SpecialUse
+from service.errors import CredentialsRejected, FeatureDisabled, RemoteError, TributaryError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, User
@@ -26,43 +36,68 @@ from service.protocols.pop3 import Pop3Session
 from service.protocols.transcript import Transcript
 from service.usecases.logs import record
 from service.usecases.retrieval.imap_run import ImapPlan, retrieve_account
+from service.usecases.retrieval.lease import Lease, LeaseLost
 from service.usecases.retrieval.pop3_run import Pop3Plan, retrieve_pop3
 from service.usecases.retrieval.store import Owner
 from service.usecases.retrieval_tasks import imap_account, load_task, pop3_account
 
 
-async def run_task(
-    *, db: Database, secret_box: SecretBox, settings: Settings, task_id: int, user_id: int | None = None
-) -> RunResult:
-    """Retrieve new mail for one task now. Remote failures come back in `errors`, never raised."""
+async def check_runnable(*, db: Database, task_id: int, user_id: int | None) -> RetrievalTask:
+    """The task, if this user may run it now: NotFound for another user's, FeatureDisabled
+    when the domain's administrator turned retrieval off."""
     async with db.read() as session:
         task = await load_task(session, task_id, user_id)
         domain = (await session.exec(select(Domain).join(User).where(User.id == task.user_id))).one()
     if not domain.retrieval_enabled:
         raise FeatureDisabled(f"Your administrator turned off IMAP/POP Retrieval for {domain.name}.")
+    return task
+
+
+async def run_leased(
+    *,
+    db: Database,
+    secret_box: SecretBox,
+    settings: Settings,
+    lease: Lease,
+    stop: asyncio.Event | None = None,
+    spread: float = 0.5,
+) -> RunResult:
+    """One run of a task whose lease the caller holds. Remote failures come back in `errors`;
+    the task's health, next run and the lease's release are recorded at the end."""
+    async with db.read() as session:
+        task = await session.get(RetrievalTask, lease.task_id)
+        domain = (await session.exec(select(Domain).join(User).where(User.id == task.user_id))).one() if task else None
+    if task is None or domain is None:
+        return RunResult(errors=["This retrieval task does not exist."])
     assert task.id is not None
     deadline = time.monotonic() + settings.run_deadline_seconds
-    owner = Owner(task_id=task.id, user_id=task.user_id)
+    owner = Owner(task_id=task.id, user_id=task.user_id, lease=lease, stop=stop)
     result = RunResult()
-    failure: RemoteError | None = None
+    failure: TributaryError | None = None
     remote: ImapSession | Pop3Session
     if task.protocol is Protocol.IMAP:
         remote = ImapSession(imap_account(task, secret_box, settings), deadline=deadline)
     else:
         remote = Pop3Session(pop3_account(task, secret_box, settings), deadline=deadline)
+    started = time.monotonic()
     try:
+        if not domain.retrieval_enabled:
+            raise FeatureDisabled(f"Your administrator turned off IMAP/POP Retrieval for {domain.name}.")
         await asyncio.to_thread(remote.connect)
         await asyncio.to_thread(remote.login)
         if isinstance(remote, ImapSession):
             await retrieve_account(db, remote, _imap_plan(task, owner, domain), result)
         else:
             await retrieve_pop3(db, remote, _pop3_plan(task, owner, domain), result)
-    except RemoteError as exc:
+    except (RemoteError, FeatureDisabled, LeaseLost) as exc:
         failure = exc
         result.errors.append(exc.message)
     finally:
         await asyncio.to_thread(remote.close)
-    await _record_outcome(db, task, result, failure, remote.transcript)
+    result.interrupted = stop is not None and stop.is_set()
+    metrics.record_run(task.protocol.value, result, time.monotonic() - started)
+    if not isinstance(failure, LeaseLost):  # the new holder records its own outcome
+        await _record_outcome(db, task, result, failure, remote.transcript, lease, settings, spread)
     return result
 
 
@@ -90,14 +125,24 @@ def _pop3_plan(task: RetrievalTask, owner: Owner, domain: Domain) -> Pop3Plan:
 
 
 async def _record_outcome(
-    db: Database, task: RetrievalTask, result: RunResult, failure: RemoteError | None, transcript: Transcript | None
+    db: Database,
+    task: RetrievalTask,
+    result: RunResult,
+    failure: TributaryError | None,
+    transcript: Transcript | None,
+    lease: Lease,
+    settings: Settings,
+    spread: float,
 ) -> None:
-    """Health fields on the task and the run's log entries, in one transaction."""
+    """Health fields, the next run, the lease's release and the run's log entries, in one transaction."""
     now = utcnow()
     async with db.write() as session:
         fresh = await session.get(RetrievalTask, task.id)
         if fresh is None:  # deleted while it ran
             return
+        if fresh.lease_owner == lease.owner:
+            fresh.lease_owner = None
+            fresh.lease_expires_at = None
         fresh.last_run_at = now
         if result.ok:
             fresh.last_success_at = now
@@ -113,12 +158,30 @@ async def _record_outcome(
             if isinstance(failure, CredentialsRejected):
                 fresh.auth_failures += 1
                 fresh.needs_action = True
+                if fresh.auth_failures >= AUTH_FAILURES_BEFORE_PAUSE:
+                    fresh.paused_reason = (
+                        f"Paused after {fresh.auth_failures} failed sign-ins to {fresh.host}, so that the "
+                        "remote account is not locked. Correct the password, then resume the task."
+                    )
+        delay = next_run_delay(
+            settings.retrieval_interval, fresh.consecutive_failures, settings.retrieval_jitter, spread
+        )
+        fresh.next_run_at = now + timedelta(seconds=delay) if fresh.method is RetrievalMethod.AUTOMATIC else None
         session.add(fresh)
         level = LogLevel.INFO if result.ok else LogLevel.ERROR if failure else LogLevel.WARNING
         text = result.summary() + ("" if result.ok else " " + " ".join(result.errors))
         auth_source = LogSource.IMAP_AUTH if fresh.protocol is Protocol.IMAP else LogSource.POP3_AUTH
         source = auth_source if isinstance(failure, CredentialsRejected) else LogSource.INCOMING
         record(session, source=source, level=level, text=text, user_id=fresh.user_id, retrieval_task_id=fresh.id)
+        if fresh.paused_reason and isinstance(failure, CredentialsRejected):
+            record(
+                session,
+                source=LogSource.SCHEDULER,
+                level=LogLevel.WARNING,
+                text=fresh.paused_reason,
+                user_id=fresh.user_id,
+                retrieval_task_id=fresh.id,
+            )
         if transcript is not None and transcript.lines:
             record(
                 session,

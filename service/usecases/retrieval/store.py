@@ -10,6 +10,7 @@ run starts right after the last committed UID and neither loses nor repeats.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from service.persistence.mailstore import IncomingMessage, deliver_many, ensure_
 from service.persistence.tables import ImapCursor, Message, PopUidl, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.logs import record
+from service.usecases.retrieval.lease import Lease, renew_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +38,20 @@ class Cursor:
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """Whose mail this is: the task and its user (for log entries and delivery)."""
+    """Whose mail this is (the task and its user), the lease the run holds, and its stop signal.
+
+    With a lease, every commit renews it in the same transaction and fails when
+    it was lost, so only the lease's holder can store batches.
+    """
 
     task_id: int
     user_id: int
+    lease: Lease | None = None
+    stop: asyncio.Event | None = None  # set at shutdown: finish the current batch, then return
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
 
 async def load_cursor(db: Database, task_id: int, remote_folder: str) -> Cursor | None:
@@ -109,6 +121,8 @@ async def _deliver(
     session: AsyncSession, owner: Owner, folder_id: int, messages: Sequence[IncomingMessage], warnings: Sequence[str]
 ) -> list[int]:
     """Store messages, count them on the task and log warnings, in the caller's transaction."""
+    if owner.lease is not None:
+        await renew_in(session, owner.lease)
     ids = await deliver_many(session, user_id=owner.user_id, folder_id=folder_id, messages=messages)
     if ids:
         await session.exec(

@@ -1,0 +1,48 @@
+"""`tributary worker`: the scheduler without the web face.
+
+Scale out by starting several workers (and `serve` processes) against one
+PostgreSQL: run leases in the database keep every task to one run at a time.
+SIGTERM or Ctrl-C stops taking work, lets running runs commit their current
+batch and release their leases, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from service.cli import cli
+from service.cli.common import plain_errors
+from service.config import Settings
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+@cli.command()
+@plain_errors
+def worker() -> None:
+    """Run automatic retrieval, outbox retries and housekeeping until stopped (no web pages)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_work(Settings()))
+
+
+async def _work(settings: Settings) -> None:
+    db = Database(settings)
+    scheduler = Scheduler(settings=settings, db=db, secret_box=SecretBox.from_settings(settings))
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    scheduler.start()
+    log.info("worker %s started", scheduler.runner.worker_id)
+    try:
+        await stopping.wait()
+    finally:
+        log.info("worker %s stopping", scheduler.runner.worker_id)
+        await scheduler.shutdown()
+        await db.dispose()
