@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     run_deadline_seconds: int = Field(
         default=3600, ge=10, description="A retrieval run stops (keeping what it stored) after this long."
     )
+    retrieval_batch_messages: int = Field(default=250, ge=1, description="Messages per committed batch.")
+    retrieval_batch_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="About this many bytes per batch."
+    )
     lease_seconds: int = Field(
         default=90, ge=2, description="A run's lease on its task; renewed while it runs, expires if the worker dies."
     )

@@ -11,7 +11,14 @@ from service.config import Settings
 
 TRIBUTARY = str(Path(sys.executable).with_name("tributary"))
 # Settings tests shorten (intervals, leases); passed on so the process behaves like the test expects.
-TUNED = ("retrieval_interval", "retrieval_jitter", "lease_seconds", "worker_concurrency", "run_deadline_seconds")
+TUNED = (
+    "retrieval_interval",
+    "retrieval_jitter",
+    "lease_seconds",
+    "worker_concurrency",
+    "run_deadline_seconds",
+    "retrieval_batch_messages",
+)
 
 
 def tributary(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -1,1 +1,259 @@
-"""`tributary smtp ...`, `send` and `outbox`: SMTP accounts and sending."""
+"""`tributary smtp ...`, `send` and `outbox`: SMTP accounts and sending.
+
+Users are named by their address (--user). `send --from` takes an SMTP account's
+id (see `smtp list`) or the word "relay" for the domain's company relay. `send`
+exits 1 when the message failed or its delivery is unknown (with --json the
+result is still printed on stdout).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+
+from service.cli import cli
+from service.cli.common import emit, fail, plain, plain_errors, read_password, run_with_db
+from service.config import Settings
+from service.domain.compose import Attachment, Draft
+from service.domain.connection_test import ConnectionReport
+from service.domain.outbox import OutboxStatus, OutboxView, SendResult
+from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
+from service.domain.values import Security
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.usecases import sending, smtp_accounts
+
+SECURITY = click.Choice([s.value for s in Security])
+
+
+@cli.group()
+def smtp() -> None:
+    """SMTP accounts: the servers you send through."""
+
+
+@smtp.command("add")
+@click.option("--user", "user_email", required=True, help="The Tributary user the account belongs to.")
+@click.option("--email", "address", required=True, help="The address messages are sent from.")
+@click.option("--server", required=True, help="The SMTP server's host name or IP address.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Default: 25, 587 or 465 by security.")
+@click.option("--security", type=SECURITY, default=Security.STARTTLS.value, show_default=True)
+@click.option("--display-name", default="", help='The name shown in From: "Display Name <address>".')
+@click.option("--username", help="Sign in with this username (default: the address, when a password is given).")
+@click.option("--password-stdin", is_flag=True, help="Sign in, reading the password from standard input.")
+@click.option("--no-verify-cert", is_flag=True, help="Accept any certificate (only for servers you trust).")
+@click.option("--default", "is_default", is_flag=True, help="Make it the default Send From address.")
+@click.option("--messages-per-minute", type=click.IntRange(min=1), help="Send at most this many a minute.")
+@click.option("--no-save-copy", is_flag=True, help="Do not keep a copy of sent messages in Sent.")
+@click.option("--timeout", type=click.IntRange(5, 300), default=30, show_default=True, help="Seconds per step.")
+@click.option("--debug", is_flag=True, help="Log the protocol transcript (credentials redacted).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": N}.')
+@plain_errors
+def smtp_add(
+    user_email: str,
+    address: str,
+    server: str,
+    port: int | None,
+    security: str,
+    display_name: str,
+    username: str | None,
+    password_stdin: bool,
+    no_verify_cert: bool,
+    is_default: bool,
+    messages_per_minute: int | None,
+    no_save_copy: bool,
+    timeout: int,
+    debug: bool,
+    as_json: bool,
+) -> None:
+    """Add an SMTP account and print its id."""
+    authenticates = password_stdin or username is not None
+    password = read_password(password_stdin) if authenticates else None
+    account = SmtpAccountInput(
+        email_address=address,
+        host=server,
+        port=port,
+        security=Security(security),
+        display_name=display_name,
+        auth_required=authenticates,
+        username=username or "",
+        verify_certificate=not no_verify_cert,
+        timeout_seconds=timeout,
+        save_copy_in_sent=not no_save_copy,
+        messages_per_minute=messages_per_minute,
+        enable_debug=debug,
+        is_default=is_default,
+    )
+    box = SecretBox.from_settings(Settings())
+
+    async def work(db: Database) -> int:
+        user_id = await smtp_accounts.user_id_for_email(db=db, email=user_email)
+        created = await smtp_accounts.add_smtp_account(
+            db=db, secret_box=box, user_id=user_id, account=account, password=password
+        )
+        return created.id
+
+    account_id = run_with_db(work)
+    emit({"id": account_id}, as_json=as_json, text=str(account_id))
+
+
+@smtp.command("list")
+@click.option("--user", "user_email", required=True, help="Whose accounts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (passwords are never shown).")
+@plain_errors
+def smtp_list(user_email: str, as_json: bool) -> None:
+    """List a user's SMTP accounts."""
+
+    async def work(db: Database) -> list[SmtpAccountView]:
+        user_id = await smtp_accounts.user_id_for_email(db=db, email=user_email)
+        return await smtp_accounts.list_smtp_accounts(db=db, user_id=user_id)
+
+    found = run_with_db(work)
+    lines = [
+        f"{a.id}  {a.label} via {a.host}:{a.port} ({a.security.value}){' [default]' if a.is_default else ''}"
+        f"{'' if a.is_active else ' [off]'}"
+        for a in found
+    ]
+    emit(found, as_json=as_json, text="\n".join(lines) or "No SMTP accounts yet.")
+
+
+async def _owner(db: Database, account_id: int, user_email: str | None) -> int:
+    if user_email is None:
+        return await smtp_accounts.owner_of_smtp_account(db=db, account_id=account_id)
+    return await smtp_accounts.user_id_for_email(db=db, email=user_email)
+
+
+def _report_text(report: ConnectionReport) -> str:
+    lines = []
+    for step in report.steps:
+        mark = "ok" if step.ok else "FAILED"
+        lines.append(f"{step.name}: {mark} ({step.duration_ms:.0f} ms) {step.detail}".rstrip())
+        if step.hint:
+            lines.append(f"  hint: {step.hint}")
+    return "\n".join(lines)
+
+
+@smtp.command("test")
+@click.argument("account_id", type=int)
+@click.option("--user", "user_email", help="The account's owner (default: whoever owns it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the steps as JSON.")
+@plain_errors
+def smtp_test(account_id: int, user_email: str | None, as_json: bool) -> None:
+    """Test Connection: resolve, connect, TLS, EHLO, STARTTLS and AUTH, each timed. Exit 1 on failure."""
+    settings = Settings()
+    box = SecretBox.from_settings(settings)
+
+    async def work(db: Database) -> ConnectionReport:
+        user_id = await _owner(db, account_id, user_email)
+        return await smtp_accounts.probe_smtp_account(
+            db=db, secret_box=box, settings=settings, user_id=user_id, account_id=account_id
+        )
+
+    report = run_with_db(work)
+    emit({"ok": report.ok, "steps": plain(report)["steps"]}, as_json=as_json, text=_report_text(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@smtp.command("delete")
+@click.argument("account_id", type=int)
+@click.option("--user", "user_email", help="The account's owner (default: whoever owns it).")
+@plain_errors
+def smtp_delete(account_id: int, user_email: str | None) -> None:
+    """Delete an SMTP account and its stored password."""
+
+    async def work(db: Database) -> None:
+        user_id = await _owner(db, account_id, user_email)
+        await smtp_accounts.delete_smtp_account(db=db, user_id=user_id, account_id=account_id)
+
+    run_with_db(work)
+    click.echo(f"Deleted SMTP account {account_id}.")
+
+
+def _from_choice(value: str) -> int | None:
+    if value.strip().lower() == "relay":
+        return None
+    if not value.strip().isdigit():
+        raise click.BadParameter("give an SMTP account's id (see `tributary smtp list`) or relay", param_hint="--from")
+    return int(value)
+
+
+def _attachment(path: Path) -> Attachment:
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Attachment(filename=path.name, content=path.read_bytes(), content_type=content_type)
+
+
+@cli.command("send")
+@click.option("--user", "user_email", required=True, help="The Tributary user sending.")
+@click.option("--from", "from_value", required=True, help="SMTP account id (see `smtp list`), or relay.")
+@click.option("--to", multiple=True, help="A recipient; repeat for more.")
+@click.option("--cc", multiple=True, help="A copy recipient; repeat for more.")
+@click.option("--bcc", multiple=True, help="A blind copy recipient (envelope only); repeat for more.")
+@click.option("--subject", default="", help="The subject.")
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), help="The plain-text body (- for stdin).")
+@click.option("--attach", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help='Print {"status": ..., "refused": {...}}.')
+@plain_errors
+def send(
+    user_email: str,
+    from_value: str,
+    to: tuple[str, ...],
+    cc: tuple[str, ...],
+    bcc: tuple[str, ...],
+    subject: str,
+    body_file: IO[str] | None,
+    attach: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Send a message through an SMTP account (or the company relay); it waits in the outbox if it must."""
+    from_account_id = _from_choice(from_value)
+    draft = Draft(
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        subject=subject,
+        text=body_file.read() if body_file is not None else "",
+        attachments=tuple(_attachment(path) for path in attach),
+    )
+    settings = Settings()
+    box = SecretBox.from_settings(settings)
+
+    async def work(db: Database) -> SendResult:
+        user_id = await smtp_accounts.user_id_for_email(db=db, email=user_email)
+        return await sending.send_message(
+            db=db, secret_box=box, settings=settings, user_id=user_id, from_account_id=from_account_id, draft=draft
+        )
+
+    result = run_with_db(work)
+    bad = result.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN)
+    if as_json or not bad:
+        emit({"status": result.status.value, "refused": dict(result.refused)}, as_json=as_json, text=result.detail)
+    if bad:
+        if as_json:
+            sys.exit(1)
+        fail(result.detail)
+
+
+@cli.command("outbox")
+@click.option("--user", "user_email", required=True, help="Whose outbox.")
+@click.option("--all", "include_sent", is_flag=True, help="Include messages already sent.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@plain_errors
+def outbox(user_email: str, include_sent: bool, as_json: bool) -> None:
+    """Messages waiting to be sent, failed, or of unknown delivery."""
+
+    async def work(db: Database) -> list[OutboxView]:
+        user_id = await smtp_accounts.user_id_for_email(db=db, email=user_email)
+        return await sending.list_outbox(db=db, user_id=user_id, include_sent=include_sent)
+
+    found = run_with_db(work)
+    lines = []
+    for entry in found:
+        when = f", next attempt {entry.next_attempt_at:%Y-%m-%d %H:%M} UTC" if entry.next_attempt_at else ""
+        lines.append(f"{entry.id}  {entry.status.value}  {entry.subject or '(no subject)'}{when}")
+        if entry.last_error:
+            lines.append(f"    {entry.last_error}")
+    emit(found, as_json=as_json, text="\n".join(lines) or "The outbox is empty.")

@@ -127,7 +127,7 @@ def parse_address(value: str, what: str = "address") -> str:
 
 
 def parse_mailbox(value: str, what: str = "address") -> Mailbox:
-    """ "addr", "Name <addr>" or '"Name" <addr>' as a validated Mailbox."""
+    """One address as typed: addr, Name <addr> or "Name" <addr>, validated."""
     check_header_text(value, what)
     named = _NAMED.match(value)
     if named is None:
@@ -158,7 +158,8 @@ def split_addresses(value: str) -> list[str]:
 
 
 def parse_mailboxes(values: tuple[str, ...], what: str) -> list[Mailbox]:
-    return [parse_mailbox(item, what) for value in values for item in split_addresses(value)]
+    """Every address of every value (each may be a list); any CR, LF or NUL is refused, even at the ends."""
+    return [parse_mailbox(item, what) for value in values for item in split_addresses(check_header_text(value, what))]
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:

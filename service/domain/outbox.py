@@ -39,7 +39,7 @@ LONGEST_RETRY = timedelta(hours=1)
 GIVE_UP_AFTER = timedelta(hours=24)
 RATE_WINDOW = timedelta(minutes=1)
 # An attempt older than this still marked "sending" belongs to a process that died.
-STALE_SENDING = timedelta(minutes=30)
+STALE_SENDING = timedelta(hours=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +100,11 @@ class Recipients:
         return Recipients(pending=tuple(pending), accepted=accepted, refused=refused)
 
 
-def next_retry(*, created_at: datetime, attempts: int, now: datetime) -> datetime | None:
+def next_retry(*, give_up_at: datetime, attempts: int, now: datetime) -> datetime | None:
     """When to try again after `attempts` failed attempts: 1, 2, 4 ... minutes, at most an hour
-    apart; None once the message has waited GIVE_UP_AFTER (it then fails). The last
-    attempt happens at the deadline itself."""
-    deadline = created_at + GIVE_UP_AFTER
+    apart; None from `give_up_at` on (GIVE_UP_AFTER after queueing: the message then fails).
+    The last attempt happens at the deadline itself."""
+    deadline = give_up_at
     if now >= deadline:
         return None
     delay = min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 16)), LONGEST_RETRY)

@@ -135,3 +135,15 @@ def next_run_delay(interval: float, consecutive_failures: int, jitter: float, sp
     factor: int = min(2 ** max(consecutive_failures, 0), MAX_BACKOFF_FACTOR)
     base = interval * factor
     return base * (1 + jitter * (2 * spread - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """A batch (downloaded, then committed with its cursor in one transaction) holds at most
+    `messages` messages and about `bytes` bytes (one larger message still makes a batch)."""
+
+    messages: int = 250
+    bytes: int = 16 * 1024 * 1024
+
+    def full(self, count: int, total: int, next_size: int) -> bool:
+        return count > 0 and (count >= self.messages or total + next_size > self.bytes)

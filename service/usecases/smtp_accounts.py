@@ -8,6 +8,8 @@ write-only (views only say whether one is stored) and are never logged.
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import func
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,6 +29,8 @@ from service.protocols.transcript import Transcript
 from service.usecases.logs import record
 
 NO_ACCOUNT = "This SMTP account does not exist."
+# The form's fields that are columns of SmtpAccount (the default From is a column of User).
+EDITABLE = tuple(field.name for field in dataclasses.fields(SmtpAccountInput) if field.name != "is_default")
 
 
 def disabled_message(domain: Domain) -> str:
@@ -36,7 +40,9 @@ def disabled_message(domain: Domain) -> str:
 async def user_id_for_email(*, db: Database, email: str) -> int:
     """The id of the active user with this address (the CLI names users by address)."""
     async with db.read() as session:
-        user_id = (await session.exec(select(User.id).where(User.email == email.strip().lower(), User.is_active))).first()
+        user_id = (
+            await session.exec(select(User.id).where(User.email == email.strip().lower(), User.is_active))
+        ).first()
     if user_id is None:
         raise NotFound(f"There is no user {email.strip()}.")
     return user_id
@@ -101,11 +107,7 @@ def view(account: SmtpAccount, user: User) -> SmtpAccountView:
 
 
 def _apply(account: SmtpAccount, settings: SmtpAccountInput, secret_box: SecretBox, password: str | None) -> None:
-    for name in (
-        "email_address", "display_name", "host", "port", "security", "auth_required", "username",
-        "verify_certificate", "timeout_seconds", "signature_text", "signature_html", "save_copy_in_sent",
-        "messages_per_minute", "enable_debug", "is_active",
-    ):  # fmt: skip
+    for name in EDITABLE:
         setattr(account, name, getattr(settings, name))
     if not settings.auth_required:
         account.password_encrypted = None
@@ -118,16 +120,12 @@ def _apply(account: SmtpAccount, settings: SmtpAccountInput, secret_box: SecretB
 
 
 async def _check_unique(session: AsyncSession, user_id: int, address: str, account_id: int | None) -> None:
-    clash = (
-        await session.exec(
-            select(SmtpAccount.id).where(
-                SmtpAccount.user_id == user_id,
-                func.lower(SmtpAccount.email_address) == address.lower(),
-                SmtpAccount.id != account_id,
-            )
-        )
-    ).first()
-    if clash is not None:
+    query = select(SmtpAccount.id).where(
+        SmtpAccount.user_id == user_id, func.lower(SmtpAccount.email_address) == address.lower()
+    )
+    if account_id is not None:
+        query = query.where(SmtpAccount.id != account_id)
+    if (await session.exec(query)).first() is not None:
         raise Conflict(f"You already have an SMTP account for {address}.")
 
 
@@ -160,7 +158,9 @@ async def add_smtp_account(
         user, domain = await user_and_domain(session, user_id)
         if not domain.smtp_accounts_enabled:
             raise FeatureDisabled(disabled_message(domain))
-        count = (await session.exec(select(func.count()).where(SmtpAccount.user_id == user_id))).one()
+        count = (
+            await session.exec(select(func.count()).select_from(SmtpAccount).where(SmtpAccount.user_id == user_id))
+        ).one()
         limit = domain.max_smtp_accounts_per_user
         if limit is not None and count >= limit:
             raise Conflict(f"You can have at most {limit} SMTP account{'s' if limit != 1 else ''}.")
@@ -238,7 +238,7 @@ def endpoint_for(
 async def _probe(
     db: Database, endpoint: smtp.SmtpEndpoint, *, user_id: int, account_id: int | None, debug: bool
 ) -> ConnectionReport:
-    transcript = Transcript(secrets=(endpoint.password, endpoint.username))
+    transcript = Transcript(secrets=(endpoint.password,))
     report = await smtp.probe(endpoint, transcript=transcript)
     if debug:
         async with db.write() as session:
@@ -276,10 +276,23 @@ async def probe_smtp_settings(
 ) -> ConnectionReport:
     """Test Connection from the form, before saving; for an existing account an empty password means the stored one."""
     checked = account.checked()
+    assert checked.port is not None
+    stored: str | None = None
     async with db.read() as session:
         await _enabled_user(session, user_id)
-        row = await _owned(session, user_id, account_id) if account_id is not None else SmtpAccount(user_id=user_id)
-    for name in ("host", "port", "security", "verify_certificate", "auth_required", "username", "timeout_seconds"):
-        setattr(row, name, getattr(checked, name))
-    endpoint = endpoint_for(row, secret_box=secret_box, settings=settings, password=password or None)
+        if account_id is not None:
+            stored = (await _owned(session, user_id, account_id)).password_encrypted
+    if not password and stored and checked.auth_required:
+        password = secret_box.decrypt(stored)
+    endpoint = smtp.SmtpEndpoint(
+        host=checked.host,
+        port=checked.port,
+        security=checked.security,
+        verify_certificate=checked.verify_certificate,
+        auth_required=checked.auth_required,
+        username=checked.username,
+        password=password or "",
+        timeout_seconds=checked.timeout_seconds,
+        extra_ca_file=settings.extra_ca_file,
+    )
     return await _probe(db, endpoint, user_id=user_id, account_id=account_id, debug=False)

@@ -51,5 +51,5 @@ def csrf_config(settings: Settings) -> CSRFConfig:
         cookie_secure=settings.secure_cookies,
         cookie_httponly=True,
         cookie_samesite="lax",
-        exclude=["^/health$"],
+        exclude=["^/health$", "^/metrics$"],
     )

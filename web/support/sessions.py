@@ -108,7 +108,7 @@ def session_config(*, secure: bool, idle_minutes: int) -> RotatingSessionConfig:
         secure=secure,
         httponly=True,
         samesite="lax",
-        exclude=["^/static/", "^/health$"],
+        exclude=["^/static/", "^/health$", "^/metrics$"],
     )
 
 

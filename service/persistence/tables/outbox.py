@@ -43,6 +43,8 @@ class OutboxEntry(SQLModel, table=True):
     status: OutboxStatus = Field(default=OutboxStatus.QUEUED, sa_type=enum_type(OutboxStatus))
     attempts: int = Field(default=0)
     next_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # Automatic retries stop here (24 hours after queueing, or after the user's "retry").
+    give_up_at: datetime = Field(sa_type=UtcDateTime)
     last_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     last_reply: str | None = Field(default=None)
     last_error: str | None = Field(default=None)

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.domain.retrieval import FolderResult, RunResult, local_target
+from service.domain.retrieval import BatchLimits, FolderResult, RunResult, local_target
 from service.domain.values import FolderTransfer
 from service.errors import MailboxMissing
 from service.persistence.database import Database
@@ -37,9 +37,6 @@ from service.usecases.retrieval.store import (
     stored_hashes,
 )
 
-BATCH_MAX_MESSAGES = 250
-BATCH_MAX_BYTES = 16 * 1024 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -53,8 +50,10 @@ class Batch:
         return max([*self.fetch, *(uid for uid, _ in self.too_large)])
 
 
-def plan_batches(uids: Sequence[int], sizes: dict[int, int], *, max_message_bytes: int) -> list[Batch]:
-    """Split ascending UIDs into batches of at most BATCH_MAX_MESSAGES and about BATCH_MAX_BYTES."""
+def plan_batches(
+    uids: Sequence[int], sizes: dict[int, int], *, max_message_bytes: int, limits: BatchLimits
+) -> list[Batch]:
+    """Split ascending UIDs into batches within `limits`; too-large ones ride along, to be skipped."""
     batches: list[Batch] = []
     fetch: list[int] = []
     too_large: list[tuple[int, int]] = []
@@ -66,7 +65,7 @@ def plan_batches(uids: Sequence[int], sizes: dict[int, int], *, max_message_byte
         if size > max_message_bytes:
             too_large.append((uid, size))
             continue
-        if fetch and (len(fetch) >= BATCH_MAX_MESSAGES or total + size > BATCH_MAX_BYTES):
+        if limits.full(len(fetch), total, size):
             batches.append(Batch(fetch, too_large))
             fetch, too_large, total = [], [], 0
         fetch.append(uid)
@@ -84,6 +83,7 @@ class ImapPlan:
     transfer: FolderTransfer
     destination: str
     max_message_bytes: int
+    batch: BatchLimits
 
 
 def _incoming(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:
@@ -134,7 +134,7 @@ async def retrieve_folder(
         return
     folder_id = await resolve_folder(db, plan.owner.user_id, target)
     sizes = await asyncio.to_thread(session.sizes, uids)
-    batches = plan_batches(uids, sizes, max_message_bytes=plan.max_message_bytes)
+    batches = plan_batches(uids, sizes, max_message_bytes=plan.max_message_bytes, limits=plan.batch)
     committer = _FolderCommitter(db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result)
     pending = asyncio.ensure_future(asyncio.to_thread(session.fetch, batches[0].fetch)) if batches else None
     try:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from service.domain.retrieval import FolderResult, LocalTarget, RunResult
+from service.domain.retrieval import BatchLimits, FolderResult, LocalTarget, RunResult
 from service.errors import UnsupportedByServer
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, MessageOrigin
@@ -35,8 +35,6 @@ from service.persistence.types import utcnow
 from service.protocols.pop3 import Pop3Session
 from service.usecases.retrieval.store import Owner, commit_pop_batch, forget_uidls, known_uidls, resolve_folder
 
-BATCH_MAX_MESSAGES = 100
-BATCH_MAX_BYTES = 16 * 1024 * 1024
 REMOTE_FOLDER = "INBOX"
 
 
@@ -47,6 +45,7 @@ class Pop3Plan:
     leave_on_server: bool
     delete_after_days: int | None
     max_message_bytes: int
+    batch: BatchLimits
 
 
 def uidl_key(uidl: bytes) -> str:
@@ -88,13 +87,13 @@ class _Maildrop:
         return cls(sizes, keys, ambiguous)
 
 
-def _batches(numbers: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
+def _batches(numbers: Sequence[int], sizes: dict[int, int], limits: BatchLimits) -> list[list[int]]:
     batches: list[list[int]] = []
     current: list[int] = []
     total = 0
     for number in numbers:
         size = sizes[number]
-        if current and (len(current) >= BATCH_MAX_MESSAGES or total + size > BATCH_MAX_BYTES):
+        if limits.full(len(current), total, size):
             batches.append(current)
             current, total = [], 0
         current.append(number)
@@ -139,7 +138,7 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
     ]
     result.skipped += len(too_large)
     marked: set[int] = set()
-    for batch in _batches(wanted, drop.sizes):
+    for batch in _batches(wanted, drop.sizes, plan.batch):
         if plan.owner.stopping:  # shutting down: still DELE what is committed and QUIT below
             break
         fetched = await asyncio.to_thread(_fetch, session, batch)

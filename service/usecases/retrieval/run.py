@@ -20,6 +20,7 @@ from service import metrics
 from service.config import Settings
 from service.domain.retrieval import (
     AUTH_FAILURES_BEFORE_PAUSE,
+    BatchLimits,
     LocalTarget,
     RunResult,
     default_destination,
@@ -79,6 +80,7 @@ async def run_leased(
         remote = ImapSession(imap_account(task, secret_box, settings), deadline=deadline)
     else:
         remote = Pop3Session(pop3_account(task, secret_box, settings), deadline=deadline)
+    batch = BatchLimits(settings.retrieval_batch_messages, settings.retrieval_batch_bytes)
     started = time.monotonic()
     try:
         if not domain.retrieval_enabled:
@@ -86,9 +88,9 @@ async def run_leased(
         await asyncio.to_thread(remote.connect)
         await asyncio.to_thread(remote.login)
         if isinstance(remote, ImapSession):
-            await retrieve_account(db, remote, _imap_plan(task, owner, domain), result)
+            await retrieve_account(db, remote, _imap_plan(task, owner, domain, batch), result)
         else:
-            await retrieve_pop3(db, remote, _pop3_plan(task, owner, domain), result)
+            await retrieve_pop3(db, remote, _pop3_plan(task, owner, domain, batch), result)
     except (RemoteError, FeatureDisabled, LeaseLost) as exc:
         failure = exc
         result.errors.append(exc.message)
@@ -101,16 +103,17 @@ async def run_leased(
     return result
 
 
-def _imap_plan(task: RetrievalTask, owner: Owner, domain: Domain) -> ImapPlan:
+def _imap_plan(task: RetrievalTask, owner: Owner, domain: Domain, batch: BatchLimits) -> ImapPlan:
     return ImapPlan(
         owner=owner,
         transfer=task.folder_transfer,
         destination=task.destination_folder or default_destination(task.name, task.username, task.host),
         max_message_bytes=domain.max_message_bytes,
+        batch=batch,
     )
 
 
-def _pop3_plan(task: RetrievalTask, owner: Owner, domain: Domain) -> Pop3Plan:
+def _pop3_plan(task: RetrievalTask, owner: Owner, domain: Domain, batch: BatchLimits) -> Pop3Plan:
     """POP3 brings only the inbox, into the destination folder (Inbox when none is set)."""
     target = (
         LocalTarget(None, task.destination_folder) if task.destination_folder else LocalTarget(SpecialUse.INBOX, "")
@@ -121,6 +124,7 @@ def _pop3_plan(task: RetrievalTask, owner: Owner, domain: Domain) -> Pop3Plan:
         leave_on_server=task.leave_on_server,
         delete_after_days=task.delete_after_days,
         max_message_bytes=domain.max_message_bytes,
+        batch=batch,
     )
 
 
