@@ -1,4 +1,4 @@
-"""IMAP4rev1 (RFC 3501) retrieval with imapclient: the only module that talks IMAP.
+"""One IMAP4rev1 (RFC 3501) session with imapclient: connect, sign in, list, select, fetch.
 
 Blocking by nature (imaplib underneath): the use case calls these methods
 through `asyncio.to_thread`, one call at a time. What this adapter guarantees:
@@ -20,26 +20,23 @@ from __future__ import annotations
 
 import ast
 import imaplib
-import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imapclient import IMAPClient, SocketTimeout, imap4, tls
+from imapclient import SocketTimeout
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from service.domain.connection_test import ConnectionReport
 from service.domain.values import Security, SpecialUse
 from service.errors import CredentialsRejected, MailboxMissing, RemoteError, ServerUnavailable, TlsFailure
 from service.protocols.deadline import Deadline
+from service.protocols.imap.connection import WatchedClient
 from service.protocols.network import network_error
-from service.protocols.probe import StepFailed, resolve_and_connect, step
-from service.protocols.tls import WRONG_PORT_HINT, client_context, describe_certificate
+from service.protocols.tls import WRONG_PORT_HINT, client_context
 from service.protocols.transcript import Transcript
 
 CONNECT_TIMEOUT_SECONDS = 15.0
@@ -98,55 +95,6 @@ def _flag_names(flags: Sequence[Any]) -> frozenset[str]:
     return frozenset(f.decode("ascii", "replace") if isinstance(f, bytes) else str(f) for f in flags)
 
 
-class _WatchedPlain(imap4.IMAP4WithTimeout):  # type: ignore[misc]
-    """imapclient's plain connection, handing its socket to a watcher before the greeting."""
-
-    def __init__(self, host: str, port: int, timeout: float | None, watcher: Callable[[socket.socket], None]) -> None:
-        self._watcher = watcher
-        super().__init__(host, port, timeout)
-
-    def _create_socket(self, timeout: float | None = None) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout if timeout is not None else self._timeout)
-        self._watcher(sock)
-        return sock
-
-
-class _WatchedTls(tls.IMAP4_TLS):  # type: ignore[misc]  # imapclient ships no types
-    """imapclient's implicit-TLS connection, handing its socket to a watcher before the handshake."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        context: ssl.SSLContext | None,
-        timeout: float | None,
-        watcher: Callable[[socket.socket], None],
-    ) -> None:
-        self._watcher = watcher
-        super().__init__(host, port, context, timeout)
-
-    def _create_socket(self, timeout: float | None = None) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout if timeout is not None else self._timeout)
-        self._watcher(sock)
-        wrapped: socket.socket = tls.wrap_socket(sock, self.ssl_context, self.host)
-        return wrapped
-
-
-class _WatchedClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no types
-    """IMAPClient whose sockets are known to the session from the first byte, so the run's
-    deadline can cut a server that trickles its TLS handshake or greeting."""
-
-    def __init__(self, *args: Any, watcher: Callable[[socket.socket], None], **kwargs: Any) -> None:
-        self._watcher = watcher
-        super().__init__(*args, **kwargs)
-
-    def _create_IMAP4(self) -> imaplib.IMAP4:
-        connect_timeout = getattr(self._timeout, "connect", None)
-        if self.ssl:
-            return _WatchedTls(self.host, self.port, self.ssl_context, connect_timeout, self._watcher)
-        return _WatchedPlain(self.host, self.port, connect_timeout, self._watcher)
-
-
 class ImapSession:
     """One signed-in IMAP session. Use `open_session()`; call methods from one thread at a time."""
 
@@ -154,7 +102,7 @@ class ImapSession:
         self.account = account
         self.deadline = deadline
         self.transcript = Transcript(secrets=(account.password,)) if account.debug else None
-        self.client: IMAPClient | None = None
+        self.client: WatchedClient | None = None
         self.welcome = ""
         self.tls_socket: ssl.SSLSocket | None = None
         self._deadline = Deadline(deadline)
@@ -172,7 +120,7 @@ class ImapSession:
         )
         self._deadline.start()
         with self.translated("connect"):
-            self.client = _WatchedClient(
+            self.client = WatchedClient(
                 account.host,
                 port=account.port,
                 ssl=account.security is Security.SSL,
@@ -393,29 +341,3 @@ def open_session(account: ImapAccount, *, deadline: float | None = None) -> Iter
         yield session
     finally:
         session.close()
-
-
-def test_connection(account: ImapAccount) -> ConnectionReport:
-    """Resolve, connect, TLS, greeting, capabilities, login, folder count: each timed."""
-    report = ConnectionReport()
-    session = ImapSession(account, deadline=time.monotonic() + 3 * account.timeout_seconds)
-    try:
-        resolve_and_connect(report, account.host, account.port, min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds))
-        with step(report, "greeting", hint=WRONG_PORT_HINT) as detail:
-            session.connect()
-            detail.append(session.welcome[:200])
-        if session.tls_socket is not None:
-            with step(report, "tls") as detail:
-                detail.append(describe_certificate(session.tls_socket, verified=account.verify_certificate))
-        with step(report, "capabilities") as detail:
-            detail.append(" ".join(session.capabilities()))
-        with step(report, "login", hint="Check the username and password.") as detail:
-            session.login()
-            detail.append(f"signed in as {account.username}")
-        with step(report, "folders") as detail:
-            detail.append(f"{len(session.list_folders())} folders")
-    except StepFailed:
-        pass
-    finally:
-        session.close()
-    return report

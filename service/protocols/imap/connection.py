@@ -1,0 +1,61 @@
+"""imapclient's connections, made to hand their socket to the session's deadline before the
+TLS handshake and the greeting, so a tarpit cannot hold a run past its deadline."""
+
+from __future__ import annotations
+
+import imaplib
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from imapclient import IMAPClient, imap4, tls
+
+
+class _WatchedPlain(imap4.IMAP4WithTimeout):  # type: ignore[misc]
+    """imapclient's plain connection, handing its socket to a watcher before the greeting."""
+
+    def __init__(self, host: str, port: int, timeout: float | None, watcher: Callable[[socket.socket], None]) -> None:
+        self._watcher = watcher
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout if timeout is not None else self._timeout)
+        self._watcher(sock)
+        return sock
+
+
+class _WatchedTls(tls.IMAP4_TLS):  # type: ignore[misc]  # imapclient ships no types
+    """imapclient's implicit-TLS connection, handing its socket to a watcher before the handshake."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext | None,
+        timeout: float | None,
+        watcher: Callable[[socket.socket], None],
+    ) -> None:
+        self._watcher = watcher
+        super().__init__(host, port, context, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout if timeout is not None else self._timeout)
+        self._watcher(sock)
+        wrapped: socket.socket = tls.wrap_socket(sock, self.ssl_context, self.host)
+        return wrapped
+
+
+class WatchedClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no types
+    """IMAPClient whose sockets are known to the session from the first byte, so the run's
+    deadline can cut a server that trickles its TLS handshake or greeting."""
+
+    def __init__(self, *args: Any, watcher: Callable[[socket.socket], None], **kwargs: Any) -> None:
+        self._watcher = watcher
+        super().__init__(*args, **kwargs)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        connect_timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _WatchedTls(self.host, self.port, self.ssl_context, connect_timeout, self._watcher)
+        return _WatchedPlain(self.host, self.port, connect_timeout, self._watcher)
