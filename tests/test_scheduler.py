@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from service.config import Settings
@@ -24,6 +25,7 @@ from service.domain.values import LogLevel, LogSource, RetrievalMethod, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import LogEntry, MessageBody, RetrievalTask
+from service.persistence.types import utcnow
 from service.scheduler import Scheduler
 from service.usecases.retrieval import Runner
 from tests.cli_runner import TRIBUTARY, cli_environment, tributary
@@ -265,3 +267,27 @@ async def test_graceful_shutdown_keeps_the_batch_and_releases_the_lease(env: Env
         assert 0 < stored < 100
         later = await env.run(task_id)  # the next run continues where the last batch ended
     assert later.imported == 100 - stored
+
+
+async def test_failures_back_off_and_repeated_sign_in_failures_pause_the_task(env: Env) -> None:
+    settings = env.settings.model_copy(update={"retrieval_interval": 600, "retrieval_jitter": 0.0})
+    runner = Runner(db=env.db, secret_box=env.secret_box, settings=settings)
+    task_id = await env.add_task(password="wrong")
+    delays = []
+    for _ in range(3):
+        started = utcnow()
+        result = await runner.run_now(task_id)
+        assert "rejected the username or password" in result.errors[0]
+        async with env.db.read() as session:
+            task = await session.get(RetrievalTask, task_id)
+        assert task is not None
+        assert task.next_run_at is not None
+        delays.append(round((task.next_run_at - started).total_seconds() / 600))
+    assert delays == [2, 4, 8]  # doubling from the interval
+    assert task is not None
+    assert task.needs_action
+    assert task.paused_reason is not None
+    assert "Correct the password" in task.paused_reason
+    async with env.db.write() as session:  # due now, but paused: the dispatcher leaves it alone
+        await session.exec(update(RetrievalTask).values(next_run_at=utcnow()))
+    assert await runner.dispatch_due() == 0
