@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.usecases import logs
+from service.usecases import logs, sending
 from service.usecases.retrieval import Runner
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,10 @@ def dispatch_interval(settings: Settings) -> float:
 class Scheduler:
     """The background jobs of one process, and the Runner that "Retrieve Messages Now" shares."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        db: Database,
-        secret_box: SecretBox,
-        outbox: Callable[[], Awaitable[object]] | None = None,
-    ) -> None:
+    def __init__(self, *, settings: Settings, db: Database, secret_box: SecretBox) -> None:
         self._settings = settings
         self._db = db
-        self._outbox = outbox
+        self._secret_box = secret_box
         self.runner = Runner(db=db, secret_box=secret_box, settings=settings)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
 
@@ -63,10 +56,9 @@ class Scheduler:
         """Start the jobs; call from inside the running event loop."""
         jobs: list[tuple[Callable[[], Awaitable[object]], float, str]] = [
             (self.dispatch, dispatch_interval(self._settings), "dispatch"),
+            (self.outbox, OUTBOX_INTERVAL_SECONDS, "outbox"),
             (self.housekeeping, HOUSEKEEPING_INTERVAL_SECONDS, "housekeeping"),
         ]
-        if self._outbox is not None:
-            jobs.append((self._outbox, OUTBOX_INTERVAL_SECONDS, "outbox"))
         for job, seconds, name in jobs:
             self._scheduler.add_job(
                 job, "interval", seconds=seconds, id=name, coalesce=True, max_instances=1, misfire_grace_time=None
@@ -79,6 +71,13 @@ class Scheduler:
         except Exception:  # a database hiccup must not kill the job; the next tick tries again
             log.exception("dispatching due retrieval tasks failed")
             return 0
+
+    async def outbox(self) -> None:
+        """Send queued messages whose retry time has come (sending.process_due_outbox)."""
+        try:
+            await sending.process_due_outbox(db=self._db, secret_box=self._secret_box, settings=self._settings)
+        except Exception:
+            log.exception("processing the outbox failed")
 
     async def housekeeping(self) -> None:
         removed = await logs.prune_logs(db=self._db, retention_days=self._settings.log_retention_days)

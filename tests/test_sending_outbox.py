@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from service.config import Settings
@@ -17,6 +18,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Folder, LogEntry, Message, MessageBody, OutboxEntry, SmtpAccount
 from service.persistence.types import utcnow
+from service.scheduler import Scheduler
 from service.usecases import sending
 from tests.fixtures.smtp import SmtpMode, StartSmtpServer
 from tests.test_smtp_fakes import RawSmtpServer, make_account, make_user, scripted_aiosmtpd, trusting
@@ -336,3 +338,18 @@ async def test_retry_after_failure_goes_only_to_the_recipients_not_accepted(
         entry = await session.get(OutboxEntry, failed.outbox_id)
     assert entry is not None
     assert json.loads(entry.accepted_recipients) == ["gone@example.test"]
+
+
+async def test_the_scheduler_retries_the_outbox(db: Database, secret_box: SecretBox, settings: Settings) -> None:
+    with scripted_aiosmtpd(data=["451 4.3.0 Try again later"]) as server:
+        user_id = await make_user(db)
+        account_id = await make_account(db, secret_box, user_id, server.host, server.port)
+        first = await send(db, secret_box, settings, user_id, account_id, now=utcnow())
+        assert first.status is OutboxStatus.QUEUED
+        async with db.write() as session:  # the retry is due now
+            await session.exec(update(OutboxEntry).values(next_attempt_at=utcnow()))
+        scheduler = Scheduler(settings=settings, db=db, secret_box=secret_box)
+        await scheduler.outbox()
+        [sent] = await sending.list_outbox(db=db, user_id=user_id, include_sent=True)
+        assert sent.status is OutboxStatus.SENT
+        assert len(server.handler.received) == 1

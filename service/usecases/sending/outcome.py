@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service import metrics
 from service.domain.outbox import DeliveryReport, OutboxStatus, SendResult, next_retry
 from service.domain.values import LogLevel, LogSource, SpecialUse
 from service.errors import CredentialsRejected, MessageRejected, RemoteError, ServerUnavailable
@@ -112,6 +113,7 @@ async def _after_report(
         _log(session, job, LogLevel.ERROR, f"Could not send {_about(job)}: {entry.last_error}")
         return result_of(entry)
     entry.status = OutboxStatus.SENT
+    metrics.SENT.inc()
     entry.last_error = f"{host} refused some recipients ({refused})." if refused else None
     await _file_copy(session, entry, job)
     if report.reply is not None:
