@@ -7,6 +7,14 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.controllers import auth, health, mail, metrics
+from web.controllers import admin, auth, compose, health, mail, metrics, settings
 
-ROUTE_HANDLERS: list[ControllerRouterHandler] = [*auth.ROUTES, *mail.ROUTES, *health.ROUTES, *metrics.ROUTES]
+ROUTE_HANDLERS: list[ControllerRouterHandler] = [
+    *auth.ROUTES,
+    *mail.ROUTES,
+    *compose.ROUTES,
+    *settings.ROUTES,
+    *admin.ROUTES,
+    *health.ROUTES,
+    *metrics.ROUTES,
+]
