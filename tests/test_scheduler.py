@@ -93,7 +93,7 @@ async def test_automatic_tasks_run_on_their_own(env: Env, scheduler: Callable[[S
     fast = env.settings.model_copy(update={"retrieval_interval": 2, "retrieval_jitter": 0.1})
     automatic = await env.add_task(method=RetrievalMethod.AUTOMATIC)
     manual = await env.add_task(method=RetrievalMethod.MANUAL, destination_folder="Manual")
-    scheduler(fast)
+    running = scheduler(fast)
 
     async def stored() -> int:
         async with env.db.read() as session:
@@ -109,6 +109,7 @@ async def test_automatic_tasks_run_on_their_own(env: Env, scheduler: Callable[[S
         return await stored() == 2
 
     await eventually(two, within=15, what="the next automatic run")
+    await running.shutdown()  # a run may be under way right now: shutdown lets it finish and release
     times = await run_times(env.db)
     assert manual not in times  # manual tasks run only when asked
     async with env.db.read() as session:
