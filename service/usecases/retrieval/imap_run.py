@@ -170,11 +170,12 @@ class _FolderCommitter:
     async def commit(self, batch: Batch, fetched: list[FetchedMessage]) -> None:
         fresh = []
         for message in fetched:
-            digest = hashlib.sha256(message.raw).hexdigest()
-            if self.known[digest] > 0:  # stored before the server reset the folder
-                self.known[digest] -= 1
-                self.result.skipped += 1
-                continue
+            if self.known:  # after a reset: was it stored before? (hashing only then)
+                digest = hashlib.sha256(message.raw).hexdigest()
+                if self.known[digest] > 0:
+                    self.known[digest] -= 1
+                    self.result.skipped += 1
+                    continue
             fresh.append(_incoming(message, self.plan.owner.task_id, self.remote_folder, self.uidvalidity))
         warnings = self.warnings + [
             f"Message {uid} in {self.remote_folder} ({size:,} bytes) is larger than the "
