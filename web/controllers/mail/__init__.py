@@ -1,0 +1,16 @@
+"""The Mail pages: folders with unread counts, message lists, reading a message, and changing them.
+
+`pages`: the list and the message (HTML pages). `content`: the message's body
+frame, inline images and downloads, each with its own strict headers.
+`actions`: mark read/unread, move, delete. `present`: formatting for the
+templates. `links`: signed URLs for inline images (the sandboxed frame sends
+no cookies). The work itself is in service.usecases.reading and .mailbox.
+"""
+
+from __future__ import annotations
+
+from litestar.types import ControllerRouterHandler
+
+from web.controllers.mail import actions, content, pages
+
+ROUTES: list[ControllerRouterHandler] = [*pages.ROUTES, *content.ROUTES, *actions.ROUTES]
