@@ -1,14 +1,18 @@
-"""Email Retrieval tasks: create, list, delete, and Test Connection.
+"""Email Retrieval tasks: create, list, edit, resume, delete, and Test Connection.
 
 Tasks belong to a user: every function takes the acting user's id and treats
 another user's task as missing. `user_id=None` is the operator's scope (the
 CLI), which sees every task. Passwords are encrypted before they are stored
-and never leave this module in a view.
+and never leave this module in a view; editing with an empty password keeps
+the stored one. Creating, editing and resuming are refused (FeatureDisabled)
+while the domain's administrator has IMAP/POP Retrieval turned off; deleting
+is always allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 
 from sqlalchemy import func
@@ -52,53 +56,50 @@ class NewTask:
     timeout_seconds: int = 60
 
 
-def task_view(task: RetrievalTask) -> TaskView:
+@dataclass(frozen=True, slots=True)
+class TaskDetails(TaskView):
+    """A TaskView plus what the settings page shows and edits: the timeout and why it is paused."""
+
+    timeout_seconds: int = 60
+    paused_reason: str | None = None
+
+
+def task_view(task: RetrievalTask) -> TaskDetails:
+    """The view of a row: every view field is the column of the same name (never the password)."""
     assert task.id is not None
-    return TaskView(
-        id=task.id,
-        user_id=task.user_id,
-        name=task.name,
-        protocol=task.protocol,
-        host=task.host,
-        port=task.port,
-        security=task.security,
-        username=task.username,
-        verify_certificate=task.verify_certificate,
-        method=task.method,
-        folder_transfer=task.folder_transfer,
-        destination_folder=task.destination_folder,
-        use_apop=task.use_apop,
-        leave_on_server=task.leave_on_server,
-        delete_after_days=task.delete_after_days,
-        apply_filters=task.apply_filters,
-        enable_debug=task.enable_debug,
-        is_active=task.is_active,
-        last_run_at=task.last_run_at,
-        last_success_at=task.last_success_at,
-        messages_imported=task.messages_imported,
-        last_error=task.last_error,
-        failing_since=task.failing_since,
-        needs_action=task.needs_action,
-        next_run_at=task.next_run_at,
-    )
+    return TaskDetails(**{f.name: getattr(task, f.name) for f in dataclasses.fields(TaskDetails)})
 
 
-def _check(new: NewTask) -> None:
+def task_problems(new: NewTask, *, password_required: bool = True) -> dict[str, str]:
+    """What is wrong with a task's settings, by field (the form shows each next to its field).
+
+    `password_required` is False when editing: an empty password keeps the stored one.
+    """
+    problems: dict[str, str] = {}
     host = new.host.strip()
     if not host or len(host) > MAX_HOST_LENGTH or any(c.isspace() or c in "/@\0" for c in host):
-        raise InvalidInput("Enter the server's host name or address, for example imap.example.com.")
+        problems["host"] = "Enter the server's host name or address, for example imap.example.com."
     if new.port is not None and not 1 <= new.port <= 65535:
-        raise InvalidInput("The port must be a number from 1 to 65535.")
+        problems["port"] = "The port must be a number from 1 to 65535."
     if not new.username.strip():
-        raise InvalidInput("Enter the username for the remote mailbox.")
-    if not new.password:
-        raise InvalidInput("Enter the password for the remote mailbox.")
-    if any(c in new.username + new.password for c in "\r\n\0"):
-        raise InvalidInput("The username and password cannot contain line breaks.")
+        problems["username"] = "Enter the username for the remote mailbox."
+    elif any(c in new.username for c in "\r\n\0"):
+        problems["username"] = "The username cannot contain line breaks."
+    if password_required and not new.password:
+        problems["password"] = "Enter the password for the remote mailbox."  # noqa: S105 (a message)
+    elif any(c in new.password for c in "\r\n\0"):
+        problems["password"] = "The password cannot contain line breaks."  # noqa: S105 (a message)
     if new.delete_after_days is not None and new.delete_after_days < 1:
-        raise InvalidInput("Delete after must be at least 1 day.")
+        problems["delete_after_days"] = "Delete after must be at least 1 day."
     if not 5 <= new.timeout_seconds <= 600:
-        raise InvalidInput("The timeout must be from 5 to 600 seconds.")
+        problems["timeout_seconds"] = "The timeout must be from 5 to 600 seconds."
+    return problems
+
+
+def _check(new: NewTask, *, password_required: bool = True) -> None:
+    problems = task_problems(new, password_required=password_required)
+    if problems:
+        raise InvalidInput(next(iter(problems.values())))
 
 
 async def load_task(session: AsyncSession, task_id: int, user_id: int | None) -> RetrievalTask:
@@ -109,7 +110,29 @@ async def load_task(session: AsyncSession, task_id: int, user_id: int | None) ->
     return task
 
 
-async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: NewTask) -> TaskView:
+def disabled_message(domain_name: str) -> str:
+    return f"Your administrator turned off IMAP/POP Retrieval for {domain_name}."
+
+
+def _require_enabled(domain: Domain) -> None:
+    if not domain.retrieval_enabled:
+        raise FeatureDisabled(disabled_message(domain.name))
+
+
+async def _domain_of(session: AsyncSession, user_id: int) -> Domain:
+    domain = (await session.exec(select(Domain).join(User).where(User.id == user_id))).first()
+    if domain is None:
+        raise NotFound("This user does not exist.")
+    return domain
+
+
+async def check_retrieval_enabled(*, db: Database, user_id: int) -> None:
+    """FeatureDisabled (in the administrator's words) when the user's domain has retrieval turned off."""
+    async with db.read() as session:
+        _require_enabled(await _domain_of(session, user_id))
+
+
+async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: NewTask) -> TaskDetails:
     """Create a task. Refused when the domain's administrator turned retrieval off or the limit is reached."""
     _check(new)
     async with db.write() as session:
@@ -117,8 +140,7 @@ async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: Ne
         if row is None:
             raise NotFound("This user does not exist.")
         _, domain = row
-        if not domain.retrieval_enabled:
-            raise FeatureDisabled(f"Your administrator turned off IMAP/POP Retrieval for {domain.name}.")
+        _require_enabled(domain)
         if domain.max_tasks_per_user is not None:
             count = (
                 await session.exec(
@@ -157,7 +179,7 @@ def _task_row(user_id: int, new: NewTask, secret_box: SecretBox) -> RetrievalTas
     )
 
 
-async def list_tasks(*, db: Database, user_id: int) -> list[TaskView]:
+async def list_tasks(*, db: Database, user_id: int) -> list[TaskDetails]:
     async with db.read() as session:
         tasks = (
             await session.exec(
@@ -167,9 +189,63 @@ async def list_tasks(*, db: Database, user_id: int) -> list[TaskView]:
     return [task_view(t) for t in tasks]
 
 
-async def get_task(*, db: Database, task_id: int, user_id: int | None) -> TaskView:
+async def get_task(*, db: Database, task_id: int, user_id: int | None) -> TaskDetails:
     async with db.read() as session:
         return task_view(await load_task(session, task_id, user_id))
+
+
+# The columns "Edit" replaces: every setting of the form (the password only when one is typed).
+_EDITABLE = tuple(f.name for f in dataclasses.fields(NewTask) if f.name != "password")
+
+
+def _resume(task: RetrievalTask) -> None:
+    """Lift a pause: sign-in failures forgotten, no action needed, due now when automatic."""
+    task.paused_reason = None
+    task.auth_failures = 0
+    task.needs_action = False
+    task.next_run_at = utcnow() if task.method is RetrievalMethod.AUTOMATIC else None
+
+
+async def update_task(
+    *, db: Database, secret_box: SecretBox, user_id: int | None, task_id: int, new: NewTask
+) -> TaskDetails:
+    """Replace every setting of a task ("Edit"). An empty password keeps the stored one.
+
+    A new password or username resumes a paused task (the user fixed what the pause asked for).
+    Cursors stay: the same mailbox under a new host name must not be imported twice.
+    """
+    _check(new, password_required=False)
+    async with db.write() as session:
+        task = await load_task(session, task_id, user_id)
+        _require_enabled(await _domain_of(session, task.user_id))
+        edited = _task_row(task.user_id, new, secret_box)
+        credentials_changed = bool(new.password) or edited.username != task.username
+        for name in _EDITABLE:
+            setattr(task, name, getattr(edited, name))
+        if new.password:
+            task.password_encrypted = edited.password_encrypted
+        if credentials_changed:
+            _resume(task)
+        elif task.method is RetrievalMethod.MANUAL:
+            task.next_run_at = None
+        elif task.next_run_at is None:
+            task.next_run_at = utcnow()
+        task.updated_at = utcnow()
+        session.add(task)
+        await session.flush()
+        return task_view(task)
+
+
+async def resume_task(*, db: Database, task_id: int, user_id: int | None) -> TaskDetails:
+    """Resume a task paused after repeated sign-in failures (or clear "needs your action")."""
+    async with db.write() as session:
+        task = await load_task(session, task_id, user_id)
+        _require_enabled(await _domain_of(session, task.user_id))
+        _resume(task)
+        task.updated_at = utcnow()
+        session.add(task)
+        await session.flush()
+        return task_view(task)
 
 
 async def delete_task(*, db: Database, task_id: int, user_id: int | None) -> None:
@@ -217,6 +293,19 @@ async def test_unsaved(*, secret_box: SecretBox, settings: Settings, new: NewTas
     """Test Connection before saving: the same steps, with the settings as typed."""
     _check(new)
     return await _probe(_task_row(0, new, secret_box), secret_box, settings)
+
+
+async def test_changes(
+    *, db: Database, secret_box: SecretBox, settings: Settings, task_id: int, user_id: int | None, new: NewTask
+) -> ConnectionReport:
+    """Test Connection from the Edit form, before saving: an empty password means the stored one."""
+    _check(new, password_required=False)
+    async with db.read() as session:
+        stored = await load_task(session, task_id, user_id)
+    row = _task_row(stored.user_id, new, secret_box)
+    if not new.password:
+        row.password_encrypted = stored.password_encrypted
+    return await _probe(row, secret_box, settings)
 
 
 async def test_task(

@@ -3,6 +3,9 @@ Settings (kept in app.state by the lifespan), and who is signed in.
 
 `viewer` is the signed-in user or None; `user` is the signed-in user, and asking for
 it on a page sends an anonymous visitor to the sign-in page (`SignInRequired`).
+
+Loading the viewer also counts what needs their action (one small query) into
+`request.state.needs_action`, which the header's badge (templates/_badge.html) reads.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from service.domain.users import UserView
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
+from service.usecases.attention import needs_action_count
 from service.usecases.users import get_user
 from web.support.sessions import session_user_id, sign_out
 
@@ -45,10 +49,12 @@ async def provide_viewer(request: Request[Any, Any, Any], db: NamedDependency[Da
     if user_id is None:
         return None
     try:
-        return await get_user(db=db, user_id=user_id)
+        user = await get_user(db=db, user_id=user_id)
     except NotFound:
         sign_out(request)
         return None
+    request.state.needs_action = await needs_action_count(db=db, user_id=user.id)
+    return user
 
 
 async def provide_user(viewer: NamedDependency[UserView | None]) -> UserView:

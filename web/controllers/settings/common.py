@@ -1,0 +1,78 @@
+"""What the settings controllers share: telling htmx requests apart, flash messages that
+survive the redirect after a plain form POST, and reading numbers and switches from forms.
+
+Flash messages live in the server-side session under "flash" and are shown (once) by the
+Connectivity page; htmx requests get their result in the fragment instead.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypeVar, cast
+
+from litestar import Request, Response
+from litestar.datastructures import State
+
+from service.scheduler import Scheduler
+from web.controllers.settings.present import Message
+from web.support.rendering import see_other
+
+AnyRequest = Request[Any, Any, Any]
+E = TypeVar("E", bound=StrEnum)
+CONNECTIVITY = "/settings/connectivity"
+_FLASH = "flash"
+
+
+def is_htmx(request: AnyRequest) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def scheduler(state: State) -> Scheduler:
+    return cast(Scheduler, state.scheduler)
+
+
+def flash(request: AnyRequest, message: Message) -> None:
+    request.set_session({**request.session, _FLASH: {"kind": message.kind, "text": message.text}})
+
+
+def pop_flash(request: AnyRequest) -> Message | None:
+    session = dict(request.session)
+    stored = session.pop(_FLASH, None)
+    if not isinstance(stored, dict):
+        return None
+    request.set_session(session)
+    return Message(str(stored.get("kind", "info")), str(stored.get("text", "")))
+
+
+def back(request: AnyRequest, message: Message, *, anchor: str = "") -> Response[Any]:
+    """After an action: flash its result and go back to Connectivity (htmx: a full-page redirect)."""
+    flash(request, message)
+    path = CONNECTIVITY + (f"#{anchor}" if anchor else "")
+    if is_htmx(request):
+        return Response(content=b"", status_code=200, headers={"HX-Redirect": path})
+    return see_other(path)
+
+
+def checked(value: str) -> bool:
+    """An HTML checkbox: present (any value but "") means on."""
+    return value not in ("", "off", "false", "0")
+
+
+def number(value: str, errors: dict[str, str], name: str, message: str) -> int | None:
+    """A whole number from a form field, None when empty; a mistake goes into `errors[name]`."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        errors[name] = message
+        return None
+
+
+def choice(kind: type[E], value: str, default: E) -> E:
+    """The enum member whose value was posted, or the default for anything else."""
+    try:
+        return kind(value)
+    except ValueError:
+        return default

@@ -1,0 +1,212 @@
+"""Plain words for the settings pages: health of tasks and accounts, Test Connection steps,
+the outcome of "Retrieve Messages Now". Pure functions of the service's views and a clock.
+
+Times are shown relative to now ("5 minutes ago", "in 9 minutes"), with the exact UTC
+time in a <time> element's datetime and title.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from service.domain.connection_test import ConnectionReport
+from service.domain.retrieval import RunResult
+from service.domain.smtp_accounts import SmtpAccountView
+from service.domain.values import Protocol, RetrievalMethod, Security
+from service.usecases.retrieval_tasks import TaskDetails
+
+SECURITY_LABELS = {Security.NONE: "None", Security.STARTTLS: "STARTTLS", Security.SSL: "SSL/TLS"}
+PROTOCOL_LABELS = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3"}
+STEP_LABELS = {
+    "resolve": "Look up the server",
+    "connect": "Connect",
+    "tls": "Secure connection (TLS)",
+    "greeting": "Server greeting",
+    "capabilities": "Capabilities",
+    "ehlo": "EHLO",
+    "starttls": "STARTTLS",
+    "login": "Sign in",
+    "auth": "Sign in",
+    "folders": "List folders",
+    "messages": "Count messages",
+}
+CREDENTIALS_HINT = "The server rejected the username or password. Edit it to correct them."
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    iso: str
+    text: str  # relative: "5 minutes ago", "in 9 minutes"
+    exact: str  # "2024-03-05 10:00 UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    label: str
+    text: str = ""
+    moment: Moment | None = None
+    tone: str = ""  # "error" for the last error
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A sentence shown after an action: kind is ok, info, warning or error."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One task or account as its card shows it."""
+
+    id: int
+    title: str
+    summary: str
+    status: str  # ok, new, failing, action, paused, off
+    status_text: str
+    facts: list[Fact] = field(default_factory=list)
+    problem: str | None = None
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StepLine:
+    label: str
+    ok: bool
+    detail: str
+    hint: str
+    duration: str
+
+
+def _plural(n: int, unit: str) -> str:
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def moment(value: datetime | None, now: datetime) -> Moment | None:
+    if value is None:
+        return None
+    seconds = (value - now).total_seconds()
+    distance = abs(seconds)
+    if distance < 45:
+        text = "in less than a minute" if seconds > 0 else "just now"
+    else:
+        minutes = round(distance / 60)
+        hours, days = round(distance / 3600), round(distance / 86400)
+        amount = (
+            _plural(minutes, "minute")
+            if minutes < 60
+            else _plural(hours, "hour")
+            if hours < 24
+            else _plural(days, "day")
+        )
+        text = f"in {amount}" if seconds > 0 else f"{amount} ago"
+    return Moment(value.isoformat(), text, value.strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def _when(label: str, value: datetime | None, now: datetime, never: str) -> Fact:
+    found = moment(value, now)
+    return Fact(label, moment=found) if found else Fact(label, never)
+
+
+def _next_run(task: TaskDetails, now: datetime) -> Fact:
+    if task.paused_reason:
+        return Fact("Next run", "Paused until you resume it")
+    if task.method is RetrievalMethod.MANUAL:
+        return Fact("Next run", "Only when you click Retrieve Messages Now")
+    if not task.is_active or task.next_run_at is None:
+        return Fact("Next run", "Not scheduled")
+    if task.next_run_at <= now:
+        return Fact("Next run", "Due now")
+    return _when("Next run", task.next_run_at, now, "")
+
+
+def task_row(task: TaskDetails, now: datetime, *, retrieval_enabled: bool = True) -> Row:
+    protocol = PROTOCOL_LABELS[task.protocol]
+    summary = f"{protocol} · {task.username} on {task.host}:{task.port} · {SECURITY_LABELS[task.security]} · " + (
+        "Automatic" if task.method is RetrievalMethod.AUTOMATIC else "Manual"
+    )
+    facts = [
+        _when("Last run", task.last_run_at, now, "Never"),
+        _when("Last success", task.last_success_at, now, "Never"),
+        Fact("Messages imported", f"{task.messages_imported:,}"),
+        _next_run(task, now),
+    ]
+    if task.failing_since:
+        facts.append(_when("Failing since", task.failing_since, now, ""))
+    if task.last_error:
+        facts.append(Fact("Last error", task.last_error, tone="error"))
+    problem: str | None = None
+    if not retrieval_enabled:
+        status, status_text = "off", "Turned off by your administrator"
+    elif task.paused_reason:
+        status, status_text, problem = "paused", "Paused: needs your action", task.paused_reason
+    elif task.needs_action:
+        status, status_text, problem = "action", "Needs your action", CREDENTIALS_HINT
+    elif task.last_error:
+        status, status_text = "failing", "Failing"
+    elif task.last_run_at is None:
+        status, status_text = "new", "Not run yet"
+    else:
+        status, status_text = "ok", "Working"
+    title = task.name or task.username
+    return Row(task.id, title, summary, status, status_text, facts, problem, paused=bool(task.paused_reason))
+
+
+def smtp_row(account: SmtpAccountView, now: datetime) -> Row:
+    summary = f"{account.host}:{account.port} · {SECURITY_LABELS[account.security]} · " + (
+        f"signs in as {account.username}" if account.auth_required else "no authentication"
+    )
+    if account.is_default:
+        summary += " · Default From address"
+    facts = [
+        _when("Last used", account.last_used_at, now, "Never"),
+        _when("Last success", account.last_success_at, now, "Never"),
+    ]
+    if account.last_error:
+        facts.append(Fact("Last error", account.last_error, tone="error"))
+    problem: str | None = None
+    if account.needs_action:
+        status, status_text, problem = "action", "Needs your action", CREDENTIALS_HINT
+    elif not account.is_active:
+        status, status_text = "off", "Not offered in Send From"
+    elif account.last_error:
+        status, status_text = "failing", "Failing"
+    elif account.last_used_at is None:
+        status, status_text = "new", "Not used yet"
+    else:
+        status, status_text = "ok", "Working"
+    return Row(account.id, account.label, summary, status, status_text, facts, problem)
+
+
+def steps(report: ConnectionReport) -> list[StepLine]:
+    return [
+        StepLine(
+            STEP_LABELS.get(step.name, step.name.capitalize()),
+            step.ok,
+            step.detail,
+            step.hint if not step.ok else "",
+            f"{step.duration_ms:,.0f} ms",
+        )
+        for step in report.steps
+    ]
+
+
+def report_context(report: ConnectionReport) -> dict[str, Any]:
+    """What templates/settings/_steps.html shows for a Test Connection report."""
+    return {"steps": steps(report), "steps_ok": report.ok}
+
+
+def run_message(result: RunResult) -> Message:
+    """What "Retrieve Messages Now" says: the counts, or the error sentence."""
+    if result.already_running and not result.folders and not result.errors:
+        return Message("info", "This task is already running; its result will show here when it finishes.")
+    prefix = "This task was already running. " if result.already_running else ""
+    if result.errors and not result.imported:
+        return Message("error", prefix + " ".join(result.errors))
+    text = prefix + result.summary()
+    if result.errors:
+        return Message("warning", f"{text} {' '.join(result.errors)}")
+    return Message("ok", text)

@@ -1,0 +1,124 @@
+"""The "Retrieval Task" form: what it posts, how it is read into a NewTask (with an error per
+field), and how a saved task fills it for "Edit". The password is never filled in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Annotated
+
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+
+from service.domain.values import DEFAULT_PORTS, FolderTransfer, Protocol, RetrievalMethod, Security, default_port
+from service.usecases.retrieval_tasks import NewTask, TaskDetails, task_problems
+from web.controllers.settings.common import checked, choice, number
+
+ON = "on"
+PORT_MESSAGE = "The port must be a number from 1 to 65535."
+
+
+@dataclass
+class TaskForm:
+    """Every field as typed. Checkboxes are "on" when ticked and absent (empty) otherwise."""
+
+    name: str = ""
+    protocol: str = Protocol.IMAP.value
+    host: str = ""
+    security: str = Security.SSL.value
+    port: str = ""
+    username: str = ""
+    password: str = ""
+    verify_certificate: str = ""
+    timeout_seconds: str = "60"
+    method: str = RetrievalMethod.AUTOMATIC.value
+    folder_transfer: str = FolderTransfer.SUBFOLDERS.value
+    destination_folder: str = ""
+    use_apop: str = ""
+    leave_on_server: str = ""
+    delete_after_days: str = ""
+    apply_filters: str = ""
+    enable_debug: str = ""
+
+    @classmethod
+    def blank(cls) -> TaskForm:
+        """The "New Retrieval Task" form: IMAP over SSL/TLS, certificate checked, filters on."""
+        return cls(
+            port=str(default_port(Protocol.IMAP, Security.SSL)),
+            verify_certificate=ON,
+            leave_on_server=ON,
+            apply_filters=ON,
+        )
+
+    @classmethod
+    def of(cls, task: TaskDetails) -> TaskForm:
+        """The Edit form for a saved task (password left empty: it is write-only)."""
+        return cls(
+            name=task.name,
+            protocol=task.protocol.value,
+            host=task.host,
+            security=task.security.value,
+            port=str(task.port),
+            username=task.username,
+            verify_certificate=ON if task.verify_certificate else "",
+            timeout_seconds=str(task.timeout_seconds),
+            method=task.method.value,
+            folder_transfer=task.folder_transfer.value,
+            destination_folder=task.destination_folder or "",
+            use_apop=ON if task.use_apop else "",
+            leave_on_server=ON if task.leave_on_server else "",
+            delete_after_days=str(task.delete_after_days or ""),
+            apply_filters=ON if task.apply_filters else "",
+            enable_debug=ON if task.enable_debug else "",
+        )
+
+    def without_password(self) -> TaskForm:
+        return replace(self, password="")
+
+    def read(self, *, password_required: bool = True) -> tuple[NewTask, dict[str, str]]:
+        """The NewTask this form describes, and what is wrong with it (field name -> sentence)."""
+        errors: dict[str, str] = {}
+        protocol = choice(Protocol, self.protocol, Protocol.IMAP)
+        security = choice(Security, self.security, Security.SSL)
+        port = number(self.port, errors, "port", PORT_MESSAGE)
+        timeout = number(self.timeout_seconds, errors, "timeout_seconds", "The timeout must be a number of seconds.")
+        leave = checked(self.leave_on_server)
+        days = number(self.delete_after_days, errors, "delete_after_days", "Enter a number of days, or leave it empty.")
+        imap = protocol is Protocol.IMAP
+        new = NewTask(
+            protocol=protocol,
+            host=self.host,
+            username=self.username,
+            password=self.password,
+            security=security,
+            port=port,
+            name=self.name,
+            verify_certificate=checked(self.verify_certificate),
+            method=choice(RetrievalMethod, self.method, RetrievalMethod.AUTOMATIC),
+            folder_transfer=choice(FolderTransfer, self.folder_transfer, FolderTransfer.SUBFOLDERS),
+            destination_folder=self.destination_folder.strip() or None,
+            use_apop=checked(self.use_apop) and not imap,
+            leave_on_server=leave or imap,
+            delete_after_days=days if leave and not imap else None,
+            apply_filters=checked(self.apply_filters),
+            enable_debug=checked(self.enable_debug),
+            timeout_seconds=timeout if timeout is not None else 60,
+        )
+        problems = task_problems(new, password_required=password_required)
+        return new, {**problems, **errors}
+
+
+def suggested_port(kind: str, security: str, current: str) -> str:
+    """The port a security mode suggests for IMAP, POP3 or SMTP, unless the user typed their own.
+
+    A port is replaced when it is empty or one of the well-known ports (143/993, 110/995,
+    25/587/465): switching IMAP over SSL/TLS to POP3 moves 993 to 995, a custom 10993 stays.
+    """
+    try:
+        wanted = default_port(kind if kind == "smtp" else Protocol(kind), Security(security))
+    except (KeyError, ValueError):
+        return current
+    known = {str(port) for port in DEFAULT_PORTS.values()}
+    return str(wanted) if current.strip() in known | {""} else current
+
+
+TaskBody = Annotated[TaskForm, Body(media_type=RequestEncodingType.URL_ENCODED)]

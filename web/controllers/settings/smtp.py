@@ -1,0 +1,225 @@
+"""SMTP Accounts routes: New SMTP Account, Edit, Delete and Test Connection (saved, or the form
+before saving). Another user's account id answers 404; while the domain's administrator has
+SMTP Accounts turned off, the use cases refuse (FeatureDisabled) and the page says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from service.config import Settings
+from service.domain.users import UserView
+from service.errors import Conflict, InvalidInput
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.usecases import smtp_accounts
+from web.controllers.settings import present
+from web.controllers.settings.common import AnyRequest, back, is_htmx
+from web.controllers.settings.connectivity import connectivity_page
+from web.controllers.settings.smtp_form import SmtpBody, SmtpForm
+from web.support.rendering import page
+
+NEW = "/settings/smtp/new"
+
+
+def _form_page(
+    *,
+    user: UserView,
+    form: SmtpForm,
+    account_id: int | None = None,
+    errors: dict[str, str] | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response[Any]:
+    base = NEW if account_id is None else f"/settings/smtp/{account_id}/edit"
+    return page(
+        "settings/smtp_form.html",
+        viewer=user,
+        status_code=status_code,
+        nav="settings",
+        heading="New SMTP Account" if account_id is None else "Edit SMTP Account",
+        action=base,
+        test_action="/settings/smtp/test" if account_id is None else f"{base}/test",
+        editing=account_id is not None,
+        password_hint="Leave empty to keep the stored password."
+        if account_id is not None
+        else "Stored encrypted and never shown again.",
+        form=form.without_password(),
+        errors=errors or {},
+        error=error or ("Some fields need your attention." if errors else None),
+        **extra,
+    )
+
+
+def _refused(exc: InvalidInput | Conflict) -> tuple[dict[str, str], str | None]:
+    """A refusal from the use case: a duplicate address belongs next to the address field."""
+    if isinstance(exc, Conflict) and "already have" in exc.message:
+        return {"email_address": exc.message}, None
+    return {}, exc.message
+
+
+@get(NEW, name="smtp-new")
+async def new_account(db: NamedDependency[Database], user: NamedDependency[UserView]) -> Response[Any]:
+    await smtp_accounts.list_smtp_accounts(db=db, user_id=user.id)  # FeatureDisabled when turned off
+    return _form_page(user=user, form=SmtpForm.blank())
+
+
+@post(NEW)
+async def create_account(
+    data: SmtpBody,
+    request: AnyRequest,
+    db: NamedDependency[Database],
+    secret_box: NamedDependency[SecretBox],
+    user: NamedDependency[UserView],
+) -> Response[Any]:
+    account, errors = data.read()
+    if errors:
+        return _form_page(user=user, form=data, errors=errors, status_code=400)
+    try:
+        saved = await smtp_accounts.add_smtp_account(
+            db=db, secret_box=secret_box, user_id=user.id, account=account, password=data.password or None
+        )
+    except (InvalidInput, Conflict) as exc:
+        field_errors, error = _refused(exc)
+        return _form_page(user=user, form=data, errors=field_errors, error=error, status_code=400)
+    return back(request, present.Message("ok", f"Saved the SMTP account {saved.label}."), anchor=f"smtp-{saved.id}")
+
+
+@get("/settings/smtp/{account_id:int}/edit", name="smtp-edit")
+async def edit_account(
+    account_id: FromPath[int], db: NamedDependency[Database], user: NamedDependency[UserView]
+) -> Response[Any]:
+    account = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
+    return _form_page(user=user, form=SmtpForm.of(account), account_id=account_id)
+
+
+@post("/settings/smtp/{account_id:int}/edit")
+async def save_account(
+    account_id: FromPath[int],
+    data: SmtpBody,
+    request: AnyRequest,
+    db: NamedDependency[Database],
+    secret_box: NamedDependency[SecretBox],
+    user: NamedDependency[UserView],
+) -> Response[Any]:
+    current = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
+    account, errors = data.read(has_password=current.has_password)
+    if errors:
+        return _form_page(user=user, form=data, account_id=account_id, errors=errors, status_code=400)
+    try:
+        saved = await smtp_accounts.update_smtp_account(
+            db=db,
+            secret_box=secret_box,
+            user_id=user.id,
+            account_id=account_id,
+            account=account,
+            password=data.password or None,
+        )
+    except (InvalidInput, Conflict) as exc:
+        field_errors, error = _refused(exc)
+        return _form_page(
+            user=user, form=data, account_id=account_id, errors=field_errors, error=error, status_code=400
+        )
+    return back(request, present.Message("ok", f"Saved the SMTP account {saved.label}."), anchor=f"smtp-{saved.id}")
+
+
+async def _test_form(
+    request: AnyRequest,
+    data: SmtpForm,
+    *,
+    db: Database,
+    secret_box: SecretBox,
+    settings: Settings,
+    user: UserView,
+    account_id: int | None,
+    has_password: bool,
+) -> Response[Any]:
+    """Test Connection from the form, before saving: the steps (htmx), or the form again with them."""
+    account, errors = data.read(has_password=has_password)
+    if errors:
+        if is_htmx(request):  # 200: htmx swaps only successful answers
+            return page("settings/_steps.html", viewer=user, problems=list(errors.values()))
+        return _form_page(user=user, form=data, account_id=account_id, errors=errors, status_code=400)
+    report = await smtp_accounts.probe_smtp_settings(
+        db=db,
+        secret_box=secret_box,
+        settings=settings,
+        user_id=user.id,
+        account=account,
+        password=data.password or None,
+        account_id=account_id,
+    )
+    if is_htmx(request):
+        return page("settings/_steps.html", viewer=user, **present.report_context(report))
+    note = "Type the password again before saving." if data.password else None
+    return _form_page(user=user, form=data, account_id=account_id, error=note, **present.report_context(report))
+
+
+@post("/settings/smtp/test", name="smtp-test-unsaved")
+async def test_unsaved(
+    data: SmtpBody,
+    request: AnyRequest,
+    db: NamedDependency[Database],
+    secret_box: NamedDependency[SecretBox],
+    user: NamedDependency[UserView],
+    settings: NamedDependency[Settings],
+) -> Response[Any]:
+    return await _test_form(
+        request, data, db=db, secret_box=secret_box, settings=settings, user=user, account_id=None, has_password=False
+    )
+
+
+@post("/settings/smtp/{account_id:int}/edit/test")
+async def test_edited(
+    account_id: FromPath[int],
+    data: SmtpBody,
+    request: AnyRequest,
+    db: NamedDependency[Database],
+    secret_box: NamedDependency[SecretBox],
+    user: NamedDependency[UserView],
+    settings: NamedDependency[Settings],
+) -> Response[Any]:
+    current = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
+    return await _test_form(
+        request,
+        data,
+        db=db,
+        secret_box=secret_box,
+        settings=settings,
+        user=user,
+        account_id=account_id,
+        has_password=current.has_password,
+    )
+
+
+@post("/settings/smtp/{account_id:int}/test", name="smtp-test")
+async def test_saved(
+    account_id: FromPath[int],
+    request: AnyRequest,
+    db: NamedDependency[Database],
+    secret_box: NamedDependency[SecretBox],
+    user: NamedDependency[UserView],
+    settings: NamedDependency[Settings],
+) -> Response[Any]:
+    report = await smtp_accounts.probe_smtp_account(
+        db=db, secret_box=secret_box, settings=settings, user_id=user.id, account_id=account_id
+    )
+    if is_htmx(request):
+        return page("settings/_steps.html", viewer=user, **present.report_context(report))
+    return await connectivity_page(db, user, output_for=f"smtp-{account_id}", **present.report_context(report))
+
+
+@post("/settings/smtp/{account_id:int}/delete", name="smtp-delete")
+async def delete(
+    account_id: FromPath[int], request: AnyRequest, db: NamedDependency[Database], user: NamedDependency[UserView]
+) -> Response[Any]:
+    await smtp_accounts.delete_smtp_account(db=db, user_id=user.id, account_id=account_id)
+    return back(request, present.Message("ok", "Deleted the SMTP account and its stored password."))
+
+
+ROUTES = [new_account, create_account, edit_account, save_account, test_unsaved, test_edited, test_saved, delete]
