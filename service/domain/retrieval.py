@@ -37,6 +37,8 @@ class TaskView:
     failing_since: datetime | None
     needs_action: bool
     next_run_at: datetime | None
+    timeout_seconds: int = 60
+    paused_reason: str | None = None
 
 
 @dataclass(slots=True)

@@ -56,18 +56,10 @@ class NewTask:
     timeout_seconds: int = 60
 
 
-@dataclass(frozen=True, slots=True)
-class TaskDetails(TaskView):
-    """A TaskView plus what the settings page shows and edits: the timeout and why it is paused."""
-
-    timeout_seconds: int = 60
-    paused_reason: str | None = None
-
-
-def task_view(task: RetrievalTask) -> TaskDetails:
+def task_view(task: RetrievalTask) -> TaskView:
     """The view of a row: every view field is the column of the same name (never the password)."""
     assert task.id is not None
-    return TaskDetails(**{f.name: getattr(task, f.name) for f in dataclasses.fields(TaskDetails)})
+    return TaskView(**{f.name: getattr(task, f.name) for f in dataclasses.fields(TaskView)})
 
 
 def task_problems(new: NewTask, *, password_required: bool = True) -> dict[str, str]:
@@ -132,7 +124,7 @@ async def check_retrieval_enabled(*, db: Database, user_id: int) -> None:
         _require_enabled(await _domain_of(session, user_id))
 
 
-async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: NewTask) -> TaskDetails:
+async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: NewTask) -> TaskView:
     """Create a task. Refused when the domain's administrator turned retrieval off or the limit is reached."""
     _check(new)
     async with db.write() as session:
@@ -179,7 +171,7 @@ def _task_row(user_id: int, new: NewTask, secret_box: SecretBox) -> RetrievalTas
     )
 
 
-async def list_tasks(*, db: Database, user_id: int) -> list[TaskDetails]:
+async def list_tasks(*, db: Database, user_id: int) -> list[TaskView]:
     async with db.read() as session:
         tasks = (
             await session.exec(
@@ -189,7 +181,7 @@ async def list_tasks(*, db: Database, user_id: int) -> list[TaskDetails]:
     return [task_view(t) for t in tasks]
 
 
-async def get_task(*, db: Database, task_id: int, user_id: int | None) -> TaskDetails:
+async def get_task(*, db: Database, task_id: int, user_id: int | None) -> TaskView:
     async with db.read() as session:
         return task_view(await load_task(session, task_id, user_id))
 
@@ -208,7 +200,7 @@ def _resume(task: RetrievalTask) -> None:
 
 async def update_task(
     *, db: Database, secret_box: SecretBox, user_id: int | None, task_id: int, new: NewTask
-) -> TaskDetails:
+) -> TaskView:
     """Replace every setting of a task ("Edit"). An empty password keeps the stored one.
 
     A new password or username resumes a paused task (the user fixed what the pause asked for).
@@ -236,7 +228,7 @@ async def update_task(
         return task_view(task)
 
 
-async def resume_task(*, db: Database, task_id: int, user_id: int | None) -> TaskDetails:
+async def resume_task(*, db: Database, task_id: int, user_id: int | None) -> TaskView:
     """Resume a task paused after repeated sign-in failures (or clear "needs your action")."""
     async with db.write() as session:
         task = await load_task(session, task_id, user_id)

@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from service.domain.connection_test import ConnectionReport
-from service.domain.retrieval import RunResult
+from service.domain.retrieval import RunResult, TaskView
 from service.domain.smtp_accounts import SmtpAccountView
 from service.domain.values import Protocol, RetrievalMethod, Security
-from service.usecases.retrieval_tasks import TaskDetails
 
 SECURITY_LABELS = {Security.NONE: "None", Security.STARTTLS: "STARTTLS", Security.SSL: "SSL/TLS"}
 PROTOCOL_LABELS = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3"}
@@ -111,7 +110,7 @@ def _when(label: str, value: datetime | None, now: datetime, never: str) -> Fact
     return Fact(label, moment=found) if found else Fact(label, never)
 
 
-def _next_run(task: TaskDetails, now: datetime) -> Fact:
+def _next_run(task: TaskView, now: datetime) -> Fact:
     if task.paused_reason:
         return Fact("Next run", "Paused until you resume it")
     if task.method is RetrievalMethod.MANUAL:
@@ -123,7 +122,7 @@ def _next_run(task: TaskDetails, now: datetime) -> Fact:
     return _when("Next run", task.next_run_at, now, "")
 
 
-def task_row(task: TaskDetails, now: datetime, *, retrieval_enabled: bool = True) -> Row:
+def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True) -> Row:
     protocol = PROTOCOL_LABELS[task.protocol]
     summary = f"{protocol} · {task.username} on {task.host}:{task.port} · {SECURITY_LABELS[task.security]} · " + (
         "Automatic" if task.method is RetrievalMethod.AUTOMATIC else "Manual"

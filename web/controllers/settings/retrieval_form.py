@@ -9,8 +9,9 @@ from typing import Annotated
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
+from service.domain.retrieval import TaskView
 from service.domain.values import DEFAULT_PORTS, FolderTransfer, Protocol, RetrievalMethod, Security, default_port
-from service.usecases.retrieval_tasks import NewTask, TaskDetails, task_problems
+from service.usecases.retrieval_tasks import NewTask, task_problems
 from web.controllers.settings.common import checked, choice, number
 
 ON = "on"
@@ -50,7 +51,7 @@ class TaskForm:
         )
 
     @classmethod
-    def of(cls, task: TaskDetails) -> TaskForm:
+    def of(cls, task: TaskView) -> TaskForm:
         """The Edit form for a saved task (password left empty: it is write-only)."""
         return cls(
             name=task.name,
