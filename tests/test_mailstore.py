@@ -102,3 +102,17 @@ async def test_another_users_message_is_not_found(db: Database) -> None:
     async with db.read() as session:
         with pytest.raises(NotFound):
             await read_raw(session, user_id=mallory.id, message_id=message.id)
+
+
+async def test_a_nul_byte_in_the_text_is_stored_on_every_database(db: Database) -> None:
+    """PostgreSQL text cannot hold NUL: the index drops it, the raw bytes keep it."""
+    raw = b"Subject: nul\r\nContent-Type: text/plain\r\n\r\nbefore\x00after\r\n"
+    user = await add_user(db=db, email="nul@example.test", password="long enough")
+    async with db.write() as session:
+        inbox = await folder_by_path(session, user.id, "Inbox")
+        assert inbox.id is not None
+        message = await deliver(session, user_id=user.id, folder_id=inbox.id, raw=raw, full_index=True)
+    assert message.preview == "before after"
+    async with db.read() as session:
+        assert message.id is not None
+        assert await read_raw(session, user_id=user.id, message_id=message.id) == raw

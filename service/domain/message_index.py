@@ -76,7 +76,7 @@ def _preview_and_attachments(message: Message) -> tuple[str, bool]:
         return "", has_attachments
     if body.get_content_subtype() == "html":
         content = _TAGS.sub(" ", content)
-    return " ".join(content.split())[:PREVIEW_LENGTH], has_attachments
+    return " ".join(content.replace("\0", " ").split())[:PREVIEW_LENGTH], has_attachments
 
 
 def sort_date(date: datetime | None, received_at: datetime) -> datetime:
