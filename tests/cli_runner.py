@@ -18,6 +18,7 @@ TUNED = (
     "worker_concurrency",
     "run_deadline_seconds",
     "retrieval_batch_messages",
+    "outbound_allow",
 )
 
 

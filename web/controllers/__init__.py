@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.controllers import admin, auth, compose, health, mail, metrics, settings
+from web.controllers import admin, api, auth, compose, health, mail, metrics, settings
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *auth.ROUTES,
@@ -17,4 +17,5 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *admin.ROUTES,
     *health.ROUTES,
     *metrics.ROUTES,
+    *api.ROUTES,
 ]
