@@ -205,3 +205,18 @@ def test_rate_limit_queues_until_the_window_frees() -> None:
     assert rate_limited_until(recent, per_minute=3, now=NOW) is None
     assert rate_limited_until(recent, per_minute=2, now=NOW) == NOW + timedelta(seconds=10)
     assert rate_limited_until(recent, per_minute=1, now=NOW) == NOW + timedelta(seconds=50)
+
+
+def test_a_utf8_text_attachment_says_its_charset() -> None:
+    draft = Draft(
+        to=("bob@example.test",),
+        subject="notes",
+        text="see attached",
+        attachments=(Attachment(filename="notes.txt", content_type="text/plain", content="Grüße\n".encode()),),
+    )
+    composed = compose(draft, sender=SENDER, now=NOW)
+    parsed = BytesParser(policy=policy.default).parsebytes(composed.data)
+    assert isinstance(parsed, EmailMessage)
+    [part] = list(parsed.iter_attachments())
+    assert part.get_content_charset() == "utf-8"
+    assert part.get_content() == "Grüße\n"

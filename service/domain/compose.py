@@ -192,6 +192,17 @@ def _bodies(draft: Draft, sender: Sender) -> tuple[str, str | None]:
     return text, markup
 
 
+def _text_charset(maintype: str, content: bytes) -> dict[str, str]:
+    """A text file's charset when it is certain (UTF-8, which ASCII is too), so readers do not guess."""
+    if maintype != "text":
+        return {}
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}
+    return {"charset": "utf-8"}
+
+
 def compose(draft: Draft, *, sender: Sender, now: datetime, thread: Thread | None = None) -> ComposedMessage:
     """The message to send, its local copy, and its envelope. Raises InvalidInput on bad input."""
     from_box = Mailbox(parse_address(sender.address, "sender address"), check_header_text(sender.display_name, "name"))
@@ -226,7 +237,13 @@ def compose(draft: Draft, *, sender: Sender, now: datetime, thread: Thread | Non
         message.add_alternative(markup, subtype="html")
     for attachment in draft.attachments:
         maintype, subtype = attachment.content_type.split("/", 1)
-        message.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
+        message.add_attachment(
+            attachment.content,
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+            params=_text_charset(maintype, attachment.content),
+        )
     for part in message.walk():
         if part is not message:
             del part["MIME-Version"]  # EmailMessage adds it to every part; it belongs on the top only
