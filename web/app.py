@@ -8,7 +8,8 @@ these by dependency injection (see support.dependencies).
 Also configured here: Jinja templates (web/templates), static files (web/static
 at /static, htmx from web/node_modules at /static/vendor/htmx.min.js),
 server-side sessions in a FileStore under data_dir/sessions, CSRF, security
-headers, the request log and the exception handlers. No OpenAPI schema is served.
+headers, the request log and the exception handlers. The OpenAPI schema is served as JSON
+only, at /api/v1/schema/openapi.json (see controllers.api.OPENAPI_CONFIG): no UI that loads assets from a CDN.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.scheduler import Scheduler
 from web.controllers import ROUTE_HANDLERS
+from web.controllers.api import OPENAPI_CONFIG
 from web.support.csrf import csrf_config
 from web.support.dependencies import DEPENDENCIES
 from web.support.errors import EXCEPTION_HANDLERS, log_unexpected
@@ -129,7 +131,7 @@ def create_app(settings: Settings, *, htmx_file: Path = HTMX_FILE) -> Litestar:
         template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[log_unexpected],
-        openapi_config=None,
+        openapi_config=OPENAPI_CONFIG,
         # Litestar configures no logging: its request logging records bodies and cookies.
         # AccessLogMiddleware logs method, path and status; log_unexpected logs bugs.
         logging_config=None,

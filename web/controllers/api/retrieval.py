@@ -1,0 +1,195 @@
+"""/api/v1/retrieval-tasks: the "Email Retrieval" card as JSON (service.usecases.retrieval_tasks).
+
+GET    /retrieval-tasks               list, with each task's health
+POST   /retrieval-tasks               create (201; the password is required)
+POST   /retrieval-tasks/test          Test Connection before saving
+GET    /retrieval-tasks/{id}          one
+PUT    /retrieval-tasks/{id}          replace every setting (empty password: keep the stored one)
+DELETE /retrieval-tasks/{id}          delete (204); the messages it brought stay
+POST   /retrieval-tasks/{id}/test     Test Connection for the saved task
+POST   /retrieval-tasks/{id}/run      Retrieve Messages Now (the scheduler's runner, same lease as the scheduler)
+POST   /retrieval-tasks/{id}/resume   resume a task paused after sign-in failures
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+import msgspec
+from litestar import Controller, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from service.config import Settings
+from service.domain.retrieval import TaskView
+from service.domain.users import UserView
+from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.scheduler import Scheduler
+from service.usecases import retrieval_tasks
+from service.usecases.retrieval_tasks import NewTask
+from web.controllers.api.schemas import ConnectionReportOut, Id, IdParam, Number, RunOut
+
+
+class RetrievalTaskIn(msgspec.Struct):
+    """A retrieval task's settings. `password` is write-only; `port` null: the protocol's default."""
+
+    protocol: Protocol
+    host: str
+    username: str
+    password: str = ""
+    security: Security = Security.SSL
+    port: Number | None = None
+    name: str = ""
+    verify_certificate: bool = True
+    method: RetrievalMethod = RetrievalMethod.AUTOMATIC
+    folder_transfer: FolderTransfer = FolderTransfer.SUBFOLDERS
+    destination_folder: str | None = None
+    use_apop: bool = False
+    leave_on_server: bool = True
+    delete_after_days: Number | None = None
+    apply_filters: bool = True
+    enable_debug: bool = False
+    timeout_seconds: Number = 60
+
+    def new_task(self) -> NewTask:
+        return NewTask(**msgspec.structs.asdict(self))
+
+
+class RetrievalTestIn(RetrievalTaskIn):
+    """Settings to test before saving; with `task_id`, an empty password means the stored one."""
+
+    task_id: Id | None = None
+
+
+class RetrievalTaskOut(msgspec.Struct):
+    """A retrieval task and its health. The password is never returned."""
+
+    id: int
+    name: str
+    protocol: Protocol
+    host: str
+    port: int
+    security: Security
+    username: str
+    verify_certificate: bool
+    method: RetrievalMethod
+    folder_transfer: FolderTransfer
+    destination_folder: str | None
+    use_apop: bool
+    leave_on_server: bool
+    delete_after_days: int | None
+    apply_filters: bool
+    enable_debug: bool
+    timeout_seconds: int
+    is_active: bool
+    last_run_at: datetime | None
+    last_success_at: datetime | None
+    messages_imported: int
+    last_error: str | None
+    failing_since: datetime | None
+    needs_action: bool
+    next_run_at: datetime | None
+    paused_reason: str | None
+
+    @classmethod
+    def from_view(cls, v: TaskView) -> RetrievalTaskOut:
+        return cls(**{f.name: getattr(v, f.name) for f in msgspec.structs.fields(cls)})
+
+
+class RetrievalTasksController(Controller):
+    path = "/retrieval-tasks"
+    tags = ["Retrieval tasks"]
+
+    @get("/")
+    async def list_tasks(
+        self, db: NamedDependency[Database], user: NamedDependency[UserView]
+    ) -> list[RetrievalTaskOut]:
+        return [RetrievalTaskOut.from_view(t) for t in await retrieval_tasks.list_tasks(db=db, user_id=user.id)]
+
+    @post("/")
+    async def create_task(
+        self,
+        data: JSONBody[RetrievalTaskIn],
+        db: NamedDependency[Database],
+        secret_box: NamedDependency[SecretBox],
+        user: NamedDependency[UserView],
+    ) -> RetrievalTaskOut:
+        saved = await retrieval_tasks.add_task(db=db, secret_box=secret_box, user_id=user.id, new=data.new_task())
+        return RetrievalTaskOut.from_view(saved)
+
+    @post("/test", status_code=200)
+    async def test_unsaved(
+        self,
+        data: JSONBody[RetrievalTestIn],
+        db: NamedDependency[Database],
+        secret_box: NamedDependency[SecretBox],
+        settings: NamedDependency[Settings],
+        user: NamedDependency[UserView],
+    ) -> ConnectionReportOut:
+        fields = msgspec.structs.asdict(data)
+        task_id = fields.pop("task_id")
+        new = RetrievalTaskIn(**fields).new_task()
+        await retrieval_tasks.check_retrieval_enabled(db=db, user_id=user.id)
+        if task_id is None:
+            report = await retrieval_tasks.test_unsaved(secret_box=secret_box, settings=settings, new=new)
+        else:
+            report = await retrieval_tasks.test_changes(
+                db=db, secret_box=secret_box, settings=settings, task_id=task_id, user_id=user.id, new=new
+            )
+        return ConnectionReportOut.from_report(report)
+
+    @get("/{task_id:int}")
+    async def get_task(
+        self, task_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
+    ) -> RetrievalTaskOut:
+        return RetrievalTaskOut.from_view(await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id))
+
+    @put("/{task_id:int}")
+    async def update_task(
+        self,
+        task_id: FromPath[IdParam],
+        data: JSONBody[RetrievalTaskIn],
+        db: NamedDependency[Database],
+        secret_box: NamedDependency[SecretBox],
+        user: NamedDependency[UserView],
+    ) -> RetrievalTaskOut:
+        saved = await retrieval_tasks.update_task(
+            db=db, secret_box=secret_box, user_id=user.id, task_id=task_id, new=data.new_task()
+        )
+        return RetrievalTaskOut.from_view(saved)
+
+    @delete("/{task_id:int}")
+    async def delete_task(
+        self, task_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
+    ) -> None:
+        await retrieval_tasks.delete_task(db=db, task_id=task_id, user_id=user.id)
+
+    @post("/{task_id:int}/test", status_code=200)
+    async def test_saved(
+        self,
+        task_id: FromPath[IdParam],
+        db: NamedDependency[Database],
+        secret_box: NamedDependency[SecretBox],
+        settings: NamedDependency[Settings],
+        user: NamedDependency[UserView],
+    ) -> ConnectionReportOut:
+        report = await retrieval_tasks.test_task(
+            db=db, secret_box=secret_box, settings=settings, task_id=task_id, user_id=user.id
+        )
+        return ConnectionReportOut.from_report(report)
+
+    @post("/{task_id:int}/run", status_code=200)
+    async def run_now(self, task_id: FromPath[IdParam], state: State, user: NamedDependency[UserView]) -> RunOut:
+        """Retrieve Messages Now: run at once, or join the run in progress (`already_running`)."""
+        result = await cast(Scheduler, state.scheduler).runner.run_now(task_id, user_id=user.id)
+        return RunOut.from_result(result)
+
+    @post("/{task_id:int}/resume", status_code=200)
+    async def resume(
+        self, task_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
+    ) -> RetrievalTaskOut:
+        return RetrievalTaskOut.from_view(await retrieval_tasks.resume_task(db=db, task_id=task_id, user_id=user.id))

@@ -1,0 +1,185 @@
+"""/api/v1/smtp-accounts: the "SMTP Accounts" card as JSON (service.usecases.smtp_accounts).
+
+GET    /smtp-accounts                 list
+POST   /smtp-accounts                 create (201)
+POST   /smtp-accounts/test            Test Connection before saving
+GET    /smtp-accounts/{id}            one
+PUT    /smtp-accounts/{id}            replace every setting (no password or "": keep the stored one)
+DELETE /smtp-accounts/{id}            delete (204)
+POST   /smtp-accounts/{id}/test       Test Connection for the saved account
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from litestar import Controller, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from service.config import Settings
+from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
+from service.domain.users import UserView
+from service.domain.values import Security
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.usecases import smtp_accounts
+from web.controllers.api.schemas import ConnectionReportOut, Id, IdParam, Number
+
+
+class SmtpAccountIn(msgspec.Struct):
+    """An SMTP account's settings. `password` is write-only; `port` null: the security's default."""
+
+    email_address: str
+    host: str
+    port: Number | None = None
+    security: Security = Security.STARTTLS
+    display_name: str = ""
+    auth_required: bool = True
+    username: str = ""
+    password: str | None = None
+    verify_certificate: bool = True
+    timeout_seconds: Number = 30
+    signature_text: str = ""
+    signature_html: str = ""
+    save_copy_in_sent: bool = True
+    messages_per_minute: Number | None = None
+    enable_debug: bool = False
+    is_active: bool = True
+    is_default: bool = False
+
+    def settings(self) -> SmtpAccountInput:
+        fields = msgspec.structs.asdict(self)
+        fields.pop("password")
+        return SmtpAccountInput(**fields)
+
+
+class SmtpTestIn(SmtpAccountIn):
+    """Settings to test before saving; with `account_id`, an empty password means the stored one."""
+
+    account_id: Id | None = None
+
+
+class SmtpAccountOut(msgspec.Struct):
+    """An SMTP account. The password is never returned: `has_password` says whether one is stored."""
+
+    id: int
+    email_address: str
+    display_name: str
+    host: str
+    port: int
+    security: Security
+    auth_required: bool
+    username: str
+    has_password: bool
+    verify_certificate: bool
+    timeout_seconds: int
+    signature_text: str
+    signature_html: str
+    save_copy_in_sent: bool
+    messages_per_minute: int | None
+    enable_debug: bool
+    is_active: bool
+    is_default: bool
+    last_used_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    needs_action: bool
+
+    @classmethod
+    def from_view(cls, v: SmtpAccountView) -> SmtpAccountOut:
+        names = msgspec.structs.fields(cls)
+        return cls(**{f.name: getattr(v, f.name) for f in names})
+
+
+class SmtpAccountsController(Controller):
+    path = "/smtp-accounts"
+    tags = ["SMTP accounts"]
+
+    @get("/")
+    async def list_accounts(
+        self, db: NamedDependency[Database], user: NamedDependency[UserView]
+    ) -> list[SmtpAccountOut]:
+        return [SmtpAccountOut.from_view(a) for a in await smtp_accounts.list_smtp_accounts(db=db, user_id=user.id)]
+
+    @post("/")
+    async def create_account(
+        self,
+        data: JSONBody[SmtpAccountIn],
+        db: NamedDependency[Database],
+        secret_box: NamedDependency[SecretBox],
+        user: NamedDependency[UserView],
+    ) -> SmtpAccountOut:
+        saved = await smtp_accounts.add_smtp_account(
+            db=db, secret_box=secret_box, user_id=user.id, account=data.settings(), password=data.password or None
+        )
+        return SmtpAccountOut.from_view(saved)
+
+    @post("/test", status_code=200)
+    async def test_unsaved(
+        self,
+        data: JSONBody[SmtpTestIn],
+        db: NamedDependency[Database],
+        secret_box: NamedDependency[SecretBox],
+        settings: NamedDependency[Settings],
+        user: NamedDependency[UserView],
+    ) -> ConnectionReportOut:
+        settings_in = SmtpAccountIn(**{k: v for k, v in msgspec.structs.asdict(data).items() if k != "account_id"})
+        report = await smtp_accounts.probe_smtp_settings(
+            db=db,
+            secret_box=secret_box,
+            settings=settings,
+            user_id=user.id,
+            account=settings_in.settings(),
+            password=data.password or None,
+            account_id=data.account_id,
+        )
+        return ConnectionReportOut.from_report(report)
+
+    @get("/{account_id:int}")
+    async def get_account(
+        self, account_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
+    ) -> SmtpAccountOut:
+        return SmtpAccountOut.from_view(
+            await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
+        )
+
+    @put("/{account_id:int}")
+    async def update_account(
+        self,
+        account_id: FromPath[IdParam],
+        data: JSONBody[SmtpAccountIn],
+        db: NamedDependency[Database],
+        secret_box: NamedDependency[SecretBox],
+        user: NamedDependency[UserView],
+    ) -> SmtpAccountOut:
+        saved = await smtp_accounts.update_smtp_account(
+            db=db,
+            secret_box=secret_box,
+            user_id=user.id,
+            account_id=account_id,
+            account=data.settings(),
+            password=data.password or None,
+        )
+        return SmtpAccountOut.from_view(saved)
+
+    @delete("/{account_id:int}")
+    async def delete_account(
+        self, account_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
+    ) -> None:
+        await smtp_accounts.delete_smtp_account(db=db, user_id=user.id, account_id=account_id)
+
+    @post("/{account_id:int}/test", status_code=200)
+    async def test_saved(
+        self,
+        account_id: FromPath[IdParam],
+        db: NamedDependency[Database],
+        secret_box: NamedDependency[SecretBox],
+        settings: NamedDependency[Settings],
+        user: NamedDependency[UserView],
+    ) -> ConnectionReportOut:
+        report = await smtp_accounts.probe_smtp_account(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, account_id=account_id
+        )
+        return ConnectionReportOut.from_report(report)
