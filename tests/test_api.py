@@ -310,3 +310,18 @@ async def test_an_unknown_api_path_answers_404_json(web_client: WebClient, db: D
         response = await api(web_client, "GET", path)
         assert response.status_code == 404
         assert response.json() == {"error": "There is nothing at this address."}
+
+
+async def test_errors_before_routing_are_json_and_giant_ids_are_not_found(web_client: WebClient, db: Database) -> None:
+    await signed_in(web_client, db)
+    deep = await web_client.get(f"{API}/smtp-accounts/1/no-such-thing")
+    assert deep.status_code == 404
+    assert deep.json() == {"error": "There is nothing at this address."}
+    for path in ("/mail/messages/99999999999999999999", f"{API}/messages/99999999999999999999"):
+        response = await web_client.get(path)
+        assert response.status_code in (400, 404), (path, response.status_code)
+
+
+async def test_only_the_api_is_in_the_schema(web_client: WebClient) -> None:
+    schema = ok(await web_client.get(f"{API}/schema/openapi.json"))
+    assert all(path.startswith("/api/v1/") for path in schema["paths"])

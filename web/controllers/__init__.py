@@ -5,17 +5,24 @@
 
 from __future__ import annotations
 
+from litestar import Router
 from litestar.types import ControllerRouterHandler
 
 from web.controllers import admin, api, auth, compose, health, mail, metrics, settings
 
-ROUTE_HANDLERS: list[ControllerRouterHandler] = [
-    *auth.ROUTES,
-    *mail.ROUTES,
-    *compose.ROUTES,
-    *settings.ROUTES,
-    *admin.ROUTES,
-    *health.ROUTES,
-    *metrics.ROUTES,
-    *api.ROUTES,
-]
+# The pages are not part of the API's OpenAPI schema; only /api/v1 is.
+PAGES = Router(
+    path="/",
+    route_handlers=[
+        *auth.ROUTES,
+        *mail.ROUTES,
+        *compose.ROUTES,
+        *settings.ROUTES,
+        *admin.ROUTES,
+        *health.ROUTES,
+        *metrics.ROUTES,
+    ],
+    include_in_schema=False,
+)
+
+ROUTE_HANDLERS: list[ControllerRouterHandler] = [PAGES, *api.ROUTES]

@@ -11,6 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, PermissionDeniedException
 from litestar.response import Redirect
 from litestar.types import ExceptionHandlersMap, Scope
+from sqlalchemy.exc import DataError, StatementError
 
 from service.errors import TributaryError
 from web.support.dependencies import SignInRequired
@@ -44,7 +45,14 @@ def handle_service_error(_request: Request[Any, Any, Any], exc: TributaryError) 
     return _error_page(status, "Something is not right" if status < 500 else "Something went wrong", exc.message)
 
 
-def handle_http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _is_api(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if _is_api(request):  # raised before any API handler ran (no route, wrong method): still JSON
+        detail = "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
+        return Response({"error": detail}, status_code=exc.status_code, headers=SECURITY_HEADERS)
     if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         return _error_page(403, "Please try again", CSRF_FAILED)
     if exc.status_code == 404:
@@ -54,13 +62,28 @@ def handle_http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> R
     return _error_page(exc.status_code, "Something is not right", str(exc.detail))
 
 
-def handle_unexpected(_request: Request[Any, Any, Any], _exc: Exception) -> Response[Any]:
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if _is_out_of_range_id(exc):  # an id no row can have (beyond 64 bits): simply not found
+        if _is_api(request):
+            return Response({"error": "There is nothing at this address."}, status_code=404, headers=SECURITY_HEADERS)
+        return _error_page(404, "Not found", "There is nothing at this address.")
+    if _is_api(request):
+        return Response({"error": "Tributary hit an unexpected error."}, status_code=500, headers=SECURITY_HEADERS)
     return _error_page(500, "Something went wrong", "Tributary hit an unexpected error. Try again later.")
+
+
+def _is_out_of_range_id(exc: BaseException) -> bool:
+    """SQLite raises OverflowError, PostgreSQL a numeric-out-of-range DataError, for a giant id."""
+    if isinstance(exc, OverflowError):
+        return True
+    if isinstance(exc, DataError) and "out of range" in str(exc.orig):
+        return True
+    return isinstance(exc, StatementError) and isinstance(exc.orig, OverflowError)
 
 
 async def log_unexpected(exc: Exception, scope: Scope) -> None:
     """after_exception hook: a traceback for bugs; expected errors are the user's to read, not the log's."""
-    if isinstance(exc, HTTPException | TributaryError):
+    if isinstance(exc, HTTPException | TributaryError) or _is_out_of_range_id(exc):
         return
     log.error("unhandled error on %s %s", scope.get("method", "-"), scope["path"], exc_info=exc)
 
