@@ -28,6 +28,34 @@ def _key_file(settings: Settings) -> Path:
     return settings.data_dir / KEY_FILE_NAME
 
 
+def key_file_in_use(settings: Settings) -> Path | None:
+    """The key file the keys come from, or None when TRIBUTARY_SECRET_KEY supplies them."""
+    return None if settings.secret_key is not None else _key_file(settings)
+
+
+def write_key_file(path: Path, keys: list[bytes]) -> None:
+    """Replace the key file atomically: a 0600 temporary file, flushed to disk, renamed over it.
+
+    A reader (or a crash) sees either the whole old file or the whole new one, never a torn one.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b"".join(key + b"\n" for key in keys))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut
+    finally:
+        os.close(directory)
+
+
 def load_or_create_keys(settings: Settings) -> list[bytes]:
     """The Fernet keys, newest first. Creates the key file (0600) if no key is configured."""
     if settings.secret_key is not None:
@@ -78,4 +106,9 @@ class SecretBox:
 
     def rotate(self, token: str) -> str:
         """Re-encrypt a token under the newest key."""
-        return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        try:
+            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        except InvalidToken as exc:
+            raise SecretKeyError(
+                "A stored password cannot be decrypted with the configured keys; nothing was re-encrypted."
+            ) from exc

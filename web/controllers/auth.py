@@ -2,8 +2,11 @@
 
 GET/POST /setup works only while no user exists; it creates the administrator
 and signs them in. GET/POST /login checks a password; every failure shows the
-same words. POST /logout ends the session. Each successful sign-in rotates the
-session id (see support.sessions).
+same words. Failed sign-ins are counted per address and per client address
+(service.usecases.login_throttle, one counter per app); over budget, /login
+answers 429 with one generic sentence before checking any password. POST
+/logout ends the session. Each successful sign-in rotates the session id (see
+support.sessions).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from litestar.params import Body
 from service.domain.users import UserView
 from service.errors import AuthenticationFailed, Conflict, InvalidInput
 from service.persistence.database import Database
+from service.usecases.login_throttle import LoginThrottle, SignInThrottled
 from service.usecases.users import authenticate, create_first_admin, needs_first_admin
 from web.support.rendering import page, see_other, status_for
 from web.support.sessions import sign_in, sign_out
 
 PASSWORDS_DIFFER = "The two passwords do not match."
+THROTTLE_STATE_KEY = "login_throttle"
 
 
 @dataclass
@@ -89,14 +94,31 @@ async def login_form(db: NamedDependency[Database], viewer: NamedDependency[User
     return _login_page()
 
 
+def login_throttle(request: Request[Any, Any, Any]) -> LoginThrottle:
+    """The app's throttle, made on first use (one per app, so each test's app starts afresh)."""
+    state = request.app.state
+    throttle = state.get(THROTTLE_STATE_KEY)
+    if not isinstance(throttle, LoginThrottle):
+        throttle = LoginThrottle()
+        state[THROTTLE_STATE_KEY] = throttle
+    return throttle
+
+
 @post("/login")
 async def login_submit(
     request: Request[Any, Any, Any], data: LoginBody, db: NamedDependency[Database]
 ) -> Response[Any]:
+    throttle = login_throttle(request)
+    client = request.client.host if request.client else None
     try:
+        throttle.check(address=data.email, client=client)
         user = await authenticate(db=db, email=data.email, password=data.password)
+    except SignInThrottled as exc:
+        return _login_page(email=data.email, error=exc.message, status=429)
     except AuthenticationFailed as exc:
+        throttle.record_failure(address=data.email, client=client)
         return _login_page(email=data.email, error=exc.message, status=status_for(exc))
+    throttle.record_success(address=data.email)
     sign_in(request, user)
     return see_other("/")
 
