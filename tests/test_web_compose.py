@@ -269,7 +269,7 @@ async def test_a_message_too_large_for_the_domain_is_refused_inline(
         [("attachments", ("big.bin", b"x" * 4096, "application/octet-stream"))],
     )
     assert response.status_code == 400
-    assert "more than the 0.0 MB your administrator allows" in text_of(response)
+    assert "more than the 2.0 KB your administrator allows" in text_of(response)
     assert "Choose your 1 file again" in response.text
 
 

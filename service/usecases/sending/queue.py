@@ -26,6 +26,9 @@ from service.usecases.sending.senders import route_for, thread_of
 
 
 def _megabytes(size: int) -> str:
+    """A size for a sentence: "2.5 MB", or KB below a megabyte (never "0.0 MB")."""
+    if size < 1024 * 1024:
+        return f"{max(size / 1024, 0.1):.1f} KB"
     return f"{size / (1024 * 1024):.1f} MB"
 
 
