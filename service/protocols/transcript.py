@@ -28,9 +28,10 @@ _PATTERNS = [
 ]
 
 
-def redact_line(line: str, secrets: tuple[str, ...] = ()) -> str:
-    """One client line with any credential in it replaced by [redacted]."""
-    for pattern, replacement in _PATTERNS:
+def redact_line(line: str, secrets: tuple[str, ...] = (), *, from_client: bool = True) -> str:
+    """A line with any credential in it replaced by [redacted]: the command patterns apply to what
+    the client sends (a server's "250-AUTH LOGIN PLAIN" is not a login); the secrets to both sides."""
+    for pattern, replacement in _PATTERNS if from_client else ():
         if pattern.match(line):
             line = pattern.sub(replacement, line)
             break
@@ -58,7 +59,7 @@ class Transcript:
         text = line.rstrip("\r\n")
         # "+ base64" / "334 base64" asks for the next SASL answer.
         self._in_sasl = text.startswith(("+ ", "334 ")) or text == "+"
-        self._add("< " + redact_line(text, self.secrets))
+        self._add("< " + redact_line(text, self.secrets, from_client=False))
 
     def _add(self, line: str) -> None:
         if len(self.lines) < MAX_LINES:
