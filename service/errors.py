@@ -65,3 +65,7 @@ class MailboxMissing(RemoteError):
 
 class MessageRejected(RemoteError):
     """The remote server refused a message for good (5xx)."""
+
+
+class ConnectionNotAllowed(RemoteError):
+    """The administrator's outbound policy does not let Tributary reach this server: ask them, or use another."""

@@ -22,6 +22,7 @@ def run(
     env["TRIBUTARY_DATABASE_URL"] = settings.async_database_url
     assert settings.secret_key is not None
     env["TRIBUTARY_SECRET_KEY"] = settings.secret_key.get_secret_value()
+    env["TRIBUTARY_OUTBOUND_ALLOW"] = settings.outbound_allow  # the aiosmtpd fixture is on loopback
     if ca_file is not None:
         env["TRIBUTARY_EXTRA_CA_FILE"] = str(ca_file)
     return subprocess.run(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import click
 
 from service.cli import cli
 from service.cli.common import ON_OFF, emit, plain_errors, read_password, run_with_db
 from service.config import Settings
+from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import domains, users
 
@@ -70,6 +74,12 @@ def domain() -> None:
 @click.option("--smtp-accounts", type=ON_OFF, help="SMTP Accounts for the domain's users.")
 @click.option("--max-tasks", type=click.IntRange(min=0), help="Retrieval tasks allowed per user.")
 @click.option("--max-message-size", type=click.IntRange(min=1024), help="Largest message retrieved, in bytes.")
+@click.option(
+    "--allow-hosts",
+    metavar="LIST",
+    help="Comma-separated host names (*.example.com for subdomains), addresses or networks (10.0.0.0/8) "
+    "the domain's users may reach although private; an empty string clears the list.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the domain as JSON.")
 @plain_errors
 def domain_set(
@@ -78,22 +88,30 @@ def domain_set(
     smtp_accounts: str | None,
     max_tasks: int | None,
     max_message_size: int | None,
+    allow_hosts: str | None,
     as_json: bool,
 ) -> None:
     """Change a domain's settings (creating the domain if it is new)."""
-    changed = run_with_db(
-        lambda db: domains.set_domain(
+    hosts = None if allow_hosts is None else tuple(h for h in allow_hosts.split(",") if h.strip())
+
+    async def change(db: Database) -> dict[str, Any]:
+        changed = await domains.set_domain(
             db=db,
             name=name,
             retrieval_enabled=None if retrieval is None else retrieval == "on",
             smtp_accounts_enabled=None if smtp_accounts is None else smtp_accounts == "on",
             max_tasks_per_user=max_tasks,
             max_message_bytes=max_message_size,
+            allowed_hosts=hosts,
         )
-    )
+        settings = await domains.get_domain_settings(db=db, name=changed.name)
+        return {**dataclasses.asdict(changed), "allowed_hosts": list(settings.allowed_hosts)}
+
+    changed = run_with_db(change)
     summary = (
-        f"{changed.name}: IMAP/POP Retrieval {'on' if changed.retrieval_enabled else 'off'}, "
-        f"SMTP Accounts {'on' if changed.smtp_accounts_enabled else 'off'}."
+        f"{changed['name']}: IMAP/POP Retrieval {'on' if changed['retrieval_enabled'] else 'off'}, "
+        f"SMTP Accounts {'on' if changed['smtp_accounts_enabled'] else 'off'}, "
+        f"allowed hosts: {', '.join(changed['allowed_hosts']) or 'none'}."
     )
     emit(changed, as_json=as_json, text=summary)
 

@@ -2,6 +2,8 @@
 
 Blocking, like imaplib: the use case calls it through `asyncio.to_thread`.
 
+- The name is resolved once under the account's outbound policy and only an
+  allowed address is connected to; the name drives SNI and verification.
 - Security is data: SSL wraps the socket before the greeting (port 995);
   STLS (RFC 2595 section 4) upgrades after it and is an error, never a
   fallback, when CAPA (RFC 2449) does not list it.
@@ -21,15 +23,17 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from service.domain.connection_test import ConnectionReport
+from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
+from service.protocols import outbound
 from service.protocols.deadline import Deadline
 from service.protocols.network import network_error
 from service.protocols.probe import StepFailed, resolve_and_connect, step
@@ -53,6 +57,7 @@ class Pop3Account:
     extra_ca_file: Path | None = None
     use_apop: bool = False
     debug: bool = False
+    policy: OutboundPolicy = STRICT
 
 
 class _Pop3(poplib.POP3):
@@ -67,14 +72,16 @@ class _Pop3(poplib.POP3):
         watcher: Callable[[socket.socket], None],
         context: ssl.SSLContext | None,
         transcript: Transcript | None,
+        targets: Sequence[outbound.Target],
     ) -> None:
         self._watcher = watcher
+        self._targets = targets
         self._implicit_tls = context
         self._transcript = transcript
         super().__init__(host, port, timeout)
 
     def _create_socket(self, timeout: float) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout)
+        sock = outbound.connect(self._targets, timeout)
         self._watcher(sock)
         if self._implicit_tls is not None:
             tls_sock = self._implicit_tls.wrap_socket(sock, server_hostname=self.host)
@@ -146,10 +153,14 @@ class Pop3Session:
     def apop_timestamp(self) -> bool:
         return APOP_TIMESTAMP.search(self.welcome.encode()) is not None
 
-    def connect(self) -> None:
+    def connect(self, targets: Sequence[outbound.Target] | None = None) -> None:
+        """Resolve (unless `targets`, already checked, are given), connect to an allowed address,
+        TLS for SSL, the greeting, then STLS when asked for."""
         account = self.account
         self._deadline.start()
         with self.translated("connect"):
+            if targets is None:
+                targets = outbound.resolve(account.host, account.port, account.policy)
             self.client = _Pop3(
                 account.host,
                 account.port,
@@ -157,6 +168,7 @@ class Pop3Session:
                 watcher=self._deadline.watch,
                 context=self._context() if account.security is Security.SSL else None,
                 transcript=self.transcript,
+                targets=targets,
             )
             self.client.sock.settimeout(account.timeout_seconds)
             self.welcome = self.client.getwelcome().decode("utf-8", "replace")
@@ -302,9 +314,10 @@ def test_connection(account: Pop3Account) -> ConnectionReport:
     report = ConnectionReport()
     session = Pop3Session(account, deadline=time.monotonic() + 3 * account.timeout_seconds)
     try:
-        resolve_and_connect(report, account.host, account.port, min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds))
+        timeout = min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds)
+        targets = resolve_and_connect(report, account.host, account.port, timeout, account.policy)
         with step(report, "greeting", hint=WRONG_PORT_HINT) as detail:
-            session.connect()
+            session.connect(targets)
             detail.append(session.welcome[:200])
             detail.append("APOP timestamp present" if session.apop_timestamp else "no APOP timestamp")
         if session.tls_socket is not None:

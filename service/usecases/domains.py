@@ -14,11 +14,14 @@ removing the relay (or its username) removes the password too.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass, replace
 
 from sqlmodel import select
 
+from service.config import Settings
 from service.domain.compose import check_header_text
+from service.domain.outbound import STRICT, OutboundPolicy, build_policy
 from service.domain.smtp_accounts import check_host
 from service.domain.users import DomainView, normalise_domain
 from service.domain.values import Security, default_port
@@ -28,6 +31,7 @@ from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain
 from service.usecases.users import get_or_create_domain
 
+log = logging.getLogger(__name__)
 MIN_MESSAGE_BYTES = 1024
 NO_DOMAIN = "This domain does not exist."
 
@@ -116,6 +120,16 @@ def check_allowed_hosts(lines: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(result)
 
 
+def outbound_policy(settings: Settings, domain: Domain) -> OutboundPolicy:
+    """Which hosts the domain's retrieval tasks, SMTP accounts and relay may reach:
+    TRIBUTARY_OUTBOUND_ALLOW plus the domain's allowed hosts."""
+    try:
+        return build_policy(settings.outbound_allow, domain.allowed_hosts)
+    except InvalidInput as exc:  # a broken setting fails closed: nothing private is reachable
+        log.error("outbound policy ignored for %s: %s", domain.name, exc.message)
+        return STRICT
+
+
 def _view(domain: Domain) -> DomainView:
     assert domain.id is not None
     return DomainView(
@@ -156,8 +170,11 @@ async def set_domain(
     smtp_accounts_enabled: bool | None = None,
     max_tasks_per_user: int | None = None,
     max_message_bytes: int | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
 ) -> DomainView:
-    """Change a domain's switches and limits (None leaves a value as it is); creates the domain if new."""
+    """Change a domain's switches and limits (None leaves a value as it is); creates the domain if new.
+    `allowed_hosts` replaces the hosts users may reach (an empty tuple clears them)."""
+    hosts = check_allowed_hosts(allowed_hosts) if allowed_hosts is not None else None
     if max_message_bytes is not None and max_message_bytes < MIN_MESSAGE_BYTES:
         raise InvalidInput("The maximum message size must be at least 1 KB.")
     if max_tasks_per_user is not None and max_tasks_per_user < 0:
@@ -172,6 +189,8 @@ async def set_domain(
             domain.max_tasks_per_user = max_tasks_per_user
         if max_message_bytes is not None:
             domain.max_message_bytes = max_message_bytes
+        if hosts is not None:
+            domain.allowed_hosts = "\n".join(hosts)
         session.add(domain)
         await session.flush()
         return _view(domain)

@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
+from service.domain.outbound import OutboundPolicy, build_policy
 from service.domain.retrieval import TaskView
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security, default_port
 from service.errors import FeatureDisabled, InvalidInput, NotFound
@@ -29,6 +30,8 @@ from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, User
 from service.persistence.types import utcnow
 from service.protocols import imap, pop3
+from service.usecases.domains import outbound_policy
+from service.usecases.rate_limit import check_test_connection
 
 MAX_HOST_LENGTH = 253
 
@@ -246,7 +249,9 @@ async def delete_task(*, db: Database, task_id: int, user_id: int | None) -> Non
         await session.delete(await load_task(session, task_id, user_id))
 
 
-def imap_account(task: RetrievalTask, secret_box: SecretBox, settings: Settings) -> imap.ImapAccount:
+def imap_account(
+    task: RetrievalTask, secret_box: SecretBox, settings: Settings, *, policy: OutboundPolicy
+) -> imap.ImapAccount:
     return imap.ImapAccount(
         host=task.host,
         port=task.port,
@@ -257,10 +262,13 @@ def imap_account(task: RetrievalTask, secret_box: SecretBox, settings: Settings)
         timeout_seconds=float(task.timeout_seconds),
         extra_ca_file=settings.extra_ca_file,
         debug=task.enable_debug,
+        policy=policy,
     )
 
 
-def pop3_account(task: RetrievalTask, secret_box: SecretBox, settings: Settings) -> pop3.Pop3Account:
+def pop3_account(
+    task: RetrievalTask, secret_box: SecretBox, settings: Settings, *, policy: OutboundPolicy
+) -> pop3.Pop3Account:
     return pop3.Pop3Account(
         host=task.host,
         port=task.port,
@@ -272,19 +280,42 @@ def pop3_account(task: RetrievalTask, secret_box: SecretBox, settings: Settings)
         extra_ca_file=settings.extra_ca_file,
         use_apop=task.use_apop,
         debug=task.enable_debug,
+        policy=policy,
     )
 
 
-async def _probe(task: RetrievalTask, secret_box: SecretBox, settings: Settings) -> ConnectionReport:
+async def _probe(
+    task: RetrievalTask, secret_box: SecretBox, settings: Settings, policy: OutboundPolicy
+) -> ConnectionReport:
     if task.protocol is Protocol.IMAP:
-        return await asyncio.to_thread(imap.test_connection, imap_account(task, secret_box, settings))
-    return await asyncio.to_thread(pop3.test_connection, pop3_account(task, secret_box, settings))
+        return await asyncio.to_thread(imap.test_connection, imap_account(task, secret_box, settings, policy=policy))
+    return await asyncio.to_thread(pop3.test_connection, pop3_account(task, secret_box, settings, policy=policy))
 
 
-async def test_unsaved(*, secret_box: SecretBox, settings: Settings, new: NewTask) -> ConnectionReport:
-    """Test Connection before saving: the same steps, with the settings as typed."""
+async def _tester_policy(db: Database, settings: Settings, owner_id: int, acting_user: int | None) -> OutboundPolicy:
+    """The outbound policy of the task owner's domain, after counting one Test Connection
+    against the acting user's rate limit (the operator, None, is not limited)."""
+    check_test_connection(db, acting_user)
+    async with db.read() as session:
+        return outbound_policy(settings, await _domain_of(session, owner_id))
+
+
+async def test_unsaved(
+    *,
+    secret_box: SecretBox,
+    settings: Settings,
+    new: NewTask,
+    db: Database | None = None,  # noqa: PT028  (a use case, not a test)
+    user_id: int | None = None,  # noqa: PT028
+) -> ConnectionReport:
+    """Test Connection before saving: the same steps, with the settings as typed. With `db` and
+    `user_id` the user's domain policy and rate limit apply; without, only TRIBUTARY_OUTBOUND_ALLOW."""
     _check(new)
-    return await _probe(_task_row(0, new, secret_box), secret_box, settings)
+    if db is not None and user_id is not None:
+        policy = await _tester_policy(db, settings, user_id, user_id)
+    else:
+        policy = build_policy(settings.outbound_allow, "")
+    return await _probe(_task_row(0, new, secret_box), secret_box, settings, policy)
 
 
 async def test_changes(
@@ -294,16 +325,18 @@ async def test_changes(
     _check(new, password_required=False)
     async with db.read() as session:
         stored = await load_task(session, task_id, user_id)
+    policy = await _tester_policy(db, settings, stored.user_id, user_id)
     row = _task_row(stored.user_id, new, secret_box)
     if not new.password:
         row.password_encrypted = stored.password_encrypted
-    return await _probe(row, secret_box, settings)
+    return await _probe(row, secret_box, settings, policy)
 
 
 async def test_task(
     *, db: Database, secret_box: SecretBox, settings: Settings, task_id: int, user_id: int | None
 ) -> ConnectionReport:
-    """Test Connection for a saved task, step by step."""
+    """Test Connection for a saved task, step by step (rate limited per user)."""
     async with db.read() as session:
         task = await load_task(session, task_id, user_id)
-    return await _probe(task, secret_box, settings)
+    policy = await _tester_policy(db, settings, task.user_id, user_id)
+    return await _probe(task, secret_box, settings, policy)

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
+from service.domain.outbound import OutboundPolicy
 from service.domain.outbox import OutboxStatus
 from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
 from service.domain.values import LogLevel, LogSource
@@ -26,7 +27,9 @@ from service.persistence.tables import Domain, OutboxEntry, SmtpAccount, User
 from service.persistence.types import utcnow
 from service.protocols import smtp
 from service.protocols.transcript import Transcript
+from service.usecases.domains import outbound_policy
 from service.usecases.logs import record
+from service.usecases.rate_limit import check_test_connection
 
 NO_ACCOUNT = "This SMTP account does not exist."
 # The form's fields that are columns of SmtpAccount (the default From is a column of User).
@@ -217,9 +220,15 @@ async def delete_smtp_account(*, db: Database, user_id: int, account_id: int) ->
 
 
 def endpoint_for(
-    account: SmtpAccount, *, secret_box: SecretBox, settings: Settings, password: str | None = None
+    account: SmtpAccount,
+    *,
+    secret_box: SecretBox,
+    settings: Settings,
+    policy: OutboundPolicy,
+    password: str | None = None,
 ) -> smtp.SmtpEndpoint:
-    """How to reach an account's server; `password` overrides the stored one (Test Connection before saving)."""
+    """How to reach an account's server (and which addresses the outbound policy lets it reach);
+    `password` overrides the stored one (Test Connection before saving)."""
     if password is None and account.auth_required and account.password_encrypted:
         password = secret_box.decrypt(account.password_encrypted)
     return smtp.SmtpEndpoint(
@@ -232,7 +241,16 @@ def endpoint_for(
         password=password or "",
         timeout_seconds=account.timeout_seconds,
         extra_ca_file=settings.extra_ca_file,
+        policy=policy,
     )
+
+
+async def _tester_policy(db: Database, settings: Settings, user_id: int) -> tuple[OutboundPolicy, Domain]:
+    """Count one Test Connection against the user's rate limit; the domain's outbound policy."""
+    check_test_connection(db, user_id)
+    async with db.read() as session:
+        _user, domain = await user_and_domain(session, user_id)
+    return outbound_policy(settings, domain), domain
 
 
 async def _probe(
@@ -260,7 +278,8 @@ async def probe_smtp_account(
     async with db.read() as session:
         await _enabled_user(session, user_id)
         row = await _owned(session, user_id, account_id)
-    endpoint = endpoint_for(row, secret_box=secret_box, settings=settings)
+    policy, _domain = await _tester_policy(db, settings, user_id)
+    endpoint = endpoint_for(row, secret_box=secret_box, settings=settings, policy=policy)
     return await _probe(db, endpoint, user_id=user_id, account_id=account_id, debug=row.enable_debug)
 
 
@@ -284,6 +303,7 @@ async def probe_smtp_settings(
             stored = (await _owned(session, user_id, account_id)).password_encrypted
     if not password and stored and checked.auth_required:
         password = secret_box.decrypt(stored)
+    policy, _domain = await _tester_policy(db, settings, user_id)
     endpoint = smtp.SmtpEndpoint(
         host=checked.host,
         port=checked.port,
@@ -294,5 +314,6 @@ async def probe_smtp_settings(
         password=password or "",
         timeout_seconds=checked.timeout_seconds,
         extra_ca_file=settings.extra_ca_file,
+        policy=policy,
     )
     return await _probe(db, endpoint, user_id=user_id, account_id=account_id, debug=False)

@@ -15,9 +15,10 @@ def test_connection(account: ImapAccount) -> ConnectionReport:
     report = ConnectionReport()
     session = ImapSession(account, deadline=time.monotonic() + 3 * account.timeout_seconds)
     try:
-        resolve_and_connect(report, account.host, account.port, min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds))
+        timeout = min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds)
+        targets = resolve_and_connect(report, account.host, account.port, timeout, account.policy)
         with step(report, "greeting", hint=WRONG_PORT_HINT) as detail:
-            session.connect()
+            session.connect(targets)
             detail.append(session.welcome[:200])
         if session.tls_socket is not None:
             with step(report, "tls") as detail:

@@ -7,6 +7,9 @@ through `asyncio.to_thread`, one call at a time. What this adapter guarantees:
   STARTTLS (RFC 2595) upgrades after it and is an error, never a fallback to
   plain text, when the server does not offer it; None stays in clear.
 - Certificates are verified unless the account turns that off.
+- The server's name is resolved once and only addresses the account's outbound
+  policy allows are connected to (`service.protocols.outbound`); the name still
+  drives SNI and certificate verification.
 - Timeouts: a connect timeout, a read timeout per socket operation, and a
   deadline for the whole session enforced by a watchdog that shuts the socket
   down, so a server trickling one byte a minute cannot hold a worker forever.
@@ -31,8 +34,10 @@ from typing import Any
 from imapclient import SocketTimeout
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security, SpecialUse
 from service.errors import CredentialsRejected, MailboxMissing, RemoteError, ServerUnavailable, TlsFailure
+from service.protocols import outbound
 from service.protocols.deadline import Deadline
 from service.protocols.imap.connection import WatchedClient
 from service.protocols.network import network_error
@@ -66,6 +71,7 @@ class ImapAccount:
     timeout_seconds: float = 60.0
     extra_ca_file: Path | None = None
     debug: bool = False
+    policy: OutboundPolicy = STRICT
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +118,17 @@ class ImapSession:
     def _context(self) -> ssl.SSLContext:
         return client_context(verify=self.account.verify_certificate, extra_ca_file=self.account.extra_ca_file)
 
-    def connect(self) -> None:
-        """TCP connect, TLS for SSL, read the greeting, then STARTTLS when asked for."""
+    def connect(self, targets: Sequence[outbound.Target] | None = None) -> None:
+        """Resolve (unless `targets`, already checked, are given), TCP connect to an allowed address,
+        TLS for SSL, read the greeting, then STARTTLS when asked for."""
         account = self.account
         timeout = SocketTimeout(
             connect=min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds), read=account.timeout_seconds
         )
         self._deadline.start()
         with self.translated("connect"):
+            if targets is None:
+                targets = outbound.resolve(account.host, account.port, account.policy)
             self.client = WatchedClient(
                 account.host,
                 port=account.port,
@@ -127,6 +136,7 @@ class ImapSession:
                 ssl_context=self._context() if account.security is Security.SSL else None,
                 timeout=timeout,
                 watcher=self._deadline.watch,
+                targets=targets,
             )
             self.client.normalise_times = False
             self.welcome = self.client.welcome.decode("utf-8", "replace") if self.client.welcome else ""

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.domain.outbound import OutboundPolicy
 from service.domain.values import Security
 
 
 @dataclass(frozen=True, slots=True)
 class SmtpEndpoint:
-    """Host, port, security mode (as data), certificate checking and credentials. The password stays out of repr()."""
+    """Host, port, security mode (as data), certificate checking, credentials, and the outbound
+    policy deciding which of the host's addresses may be reached. The password stays out of repr()."""
 
     host: str
     port: int
@@ -21,3 +23,6 @@ class SmtpEndpoint:
     password: str = field(default="", repr=False)
     timeout_seconds: float = 30
     extra_ca_file: Path | None = None
+    # None: not checked. Only the adapter's own tests build endpoints without a policy; every use
+    # case passes the domain's (see usecases/smtp_accounts.endpoint_for and sending/senders).
+    policy: OutboundPolicy | None = field(default=None, repr=False)

@@ -1,6 +1,7 @@
 """Opening an SMTP session step by step, each step timed and recorded for Test Connection.
 
-resolve (getaddrinfo) -> connect (TCP, to each address in turn) -> tls (SSL/TLS:
+resolve (getaddrinfo, keeping the addresses the outbound policy allows) -> connect
+(TCP, to each allowed address in turn) -> tls (SSL/TLS:
 the handshake at once, RFC 8314) or greeting (the 220 banner) -> ehlo
 (RFC 5321 4.1.1.1; HELO if refused) -> starttls (RFC 3207, then EHLO again: what
 the server said in clear cannot be trusted) -> auth (RFC 4954). A server that
@@ -17,7 +18,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiosmtplib
 
@@ -25,6 +26,7 @@ from service.domain.connection_test import ConnectionReport, Step
 from service.domain.outbox import DeliveryReport, SmtpReply
 from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, TlsFailure
+from service.protocols import outbound
 from service.protocols.smtp.client import RecordingClient, record_reply
 from service.protocols.smtp.endpoint import SmtpEndpoint
 from service.protocols.smtp.errors import LIBRARY_ERRORS, SmtpDeferred, hint_for, translate
@@ -40,6 +42,10 @@ def _address_literal(sock: socket.socket) -> str:
     """EHLO's argument: our address literal (RFC 5321 4.1.3), which says no more than the server sees."""
     address = str(sock.getsockname()[0])
     return f"[IPv6:{address}]" if ":" in address else f"[{address}]"
+
+
+def _addresses(targets: list[outbound.Target]) -> str:
+    return ", ".join(dict.fromkeys(target.ip for target in targets))
 
 
 class SmtpSession:
@@ -75,8 +81,10 @@ class SmtpSession:
 
     async def open(self) -> None:
         endpoint = self.endpoint
-        infos = await self._step("resolve", self._resolve, lambda found: ", ".join(str(i[4][0]) for i in found))
-        sock = await self._step("connect", lambda: self._connect(infos), lambda s: f"connected to {s.getpeername()[0]}")
+        targets = await self._step("resolve", self._resolve, _addresses)
+        sock = await self._step(
+            "connect", lambda: self._connect(targets), lambda s: f"connected to {s.getpeername()[0]}"
+        )
         self._sock = sock
         if endpoint.security is not Security.NONE:
             self._context = client_context(verify=endpoint.verify_certificate, extra_ca_file=endpoint.extra_ca_file)
@@ -100,23 +108,23 @@ class SmtpSession:
         if endpoint.auth_required:
             await self._step("auth", self._login, str)
 
-    async def _resolve(self) -> list[Any]:
-        loop = asyncio.get_running_loop()
+    async def _resolve(self) -> list[outbound.Target]:
+        endpoint = self.endpoint
         try:
-            async with asyncio.timeout(self.endpoint.timeout_seconds):
-                return await loop.getaddrinfo(self.endpoint.host, self.endpoint.port, type=socket.SOCK_STREAM)
+            async with asyncio.timeout(endpoint.timeout_seconds):
+                return await outbound.resolve_async(endpoint.host, endpoint.port, endpoint.policy)
         except socket.gaierror as exc:
             raise SmtpDeferred(f"The server name {self.endpoint.host} could not be found.") from exc
 
-    async def _connect(self, infos: list[Any]) -> socket.socket:
+    async def _connect(self, targets: list[outbound.Target]) -> socket.socket:
         loop = asyncio.get_running_loop()
         error: BaseException | None = None
-        for family, kind, proto, _name, address in infos:
-            sock = socket.socket(family, kind, proto)
+        for target in targets:
+            sock = socket.socket(target.family, target.kind, target.proto)
             sock.setblocking(False)
             try:
                 async with asyncio.timeout(self.endpoint.timeout_seconds):
-                    await loop.sock_connect(sock, address)
+                    await loop.sock_connect(sock, target.sockaddr)
             except OSError as exc:  # TimeoutError included: try the next address
                 sock.close()
                 error = exc

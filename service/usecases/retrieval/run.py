@@ -35,6 +35,7 @@ from service.persistence.types import utcnow
 from service.protocols.imap import ImapSession
 from service.protocols.pop3 import Pop3Session
 from service.protocols.transcript import Transcript
+from service.usecases.domains import outbound_policy
 from service.usecases.logs import record
 from service.usecases.retrieval.imap_run import ImapPlan, retrieve_account
 from service.usecases.retrieval.lease import Lease, LeaseLost
@@ -76,10 +77,11 @@ async def run_leased(
     result = RunResult()
     failure: TributaryError | None = None
     remote: ImapSession | Pop3Session
+    policy = outbound_policy(settings, domain)
     if task.protocol is Protocol.IMAP:
-        remote = ImapSession(imap_account(task, secret_box, settings), deadline=deadline)
+        remote = ImapSession(imap_account(task, secret_box, settings, policy=policy), deadline=deadline)
     else:
-        remote = Pop3Session(pop3_account(task, secret_box, settings), deadline=deadline)
+        remote = Pop3Session(pop3_account(task, secret_box, settings, policy=policy), deadline=deadline)
     batch = BatchLimits(settings.retrieval_batch_messages, settings.retrieval_batch_bytes)
     started = time.monotonic()
     try:

@@ -30,6 +30,7 @@ from service.persistence.secrets import SecretBox, SecretKeyError
 from service.persistence.tables import Domain, Message, MessageBody, OutboxEntry, SmtpAccount, User
 from service.protocols import smtp
 from service.protocols.transcript import Transcript
+from service.usecases.domains import outbound_policy
 from service.usecases.logs import record
 from service.usecases.sending.entries import recipients_of, result_of
 from service.usecases.sending.outcome import Outcome, settle
@@ -135,7 +136,8 @@ async def _claim(
             if account is None:
                 endpoint = relay_endpoint(domain, secret_box=secret_box, settings=settings)
             else:
-                endpoint = endpoint_for(account, secret_box=secret_box, settings=settings)
+                policy = outbound_policy(settings, domain)
+                endpoint = endpoint_for(account, secret_box=secret_box, settings=settings, policy=policy)
         except SecretKeyError as exc:
             return fail(session, entry, exc.message, now)
         entry.status = OutboxStatus.SENDING

@@ -28,6 +28,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, Message, RetrievalTask, SmtpAccount
 from service.protocols.smtp import SmtpEndpoint
+from service.usecases.domains import outbound_policy
 from service.usecases.smtp_accounts import NO_ACCOUNT, disabled_message, user_and_domain
 
 RELAY_TIMEOUT_SECONDS = 30
@@ -134,7 +135,8 @@ async def thread_of(session: AsyncSession, user_id: int, message_id: int) -> Thr
 
 
 def relay_endpoint(domain: Domain, *, secret_box: SecretBox, settings: Settings) -> SmtpEndpoint:
-    """The company relay of a domain (authenticating when the administrator gave a username)."""
+    """The company relay of a domain (authenticating when the administrator gave a username),
+    reachable only as the domain's outbound policy allows."""
     if not domain.relay_host:
         raise InvalidInput(f"{domain.name} has no company relay.")
     security = Security(domain.relay_security)
@@ -149,4 +151,5 @@ def relay_endpoint(domain: Domain, *, secret_box: SecretBox, settings: Settings)
         password=password,
         timeout_seconds=RELAY_TIMEOUT_SECONDS,
         extra_ca_file=settings.extra_ca_file,
+        policy=outbound_policy(settings, domain),
     )
