@@ -11,7 +11,7 @@ from service.errors import CredentialsRejected, TlsFailure
 from service.protocols import smtp
 from service.protocols.transcript import Transcript
 from tests.fixtures.smtp import SmtpMode, SmtpServer, StartSmtpServer
-from tests.test_smtp_fakes import TIMEOUT, RawSmtpServer
+from tests.test_smtp_fakes import LOOPBACK, TIMEOUT, RawSmtpServer
 
 SECURITY: dict[SmtpMode, Security] = {"plain": Security.NONE, "starttls": Security.STARTTLS, "ssl": Security.SSL}
 MESSAGE = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n"
@@ -36,6 +36,7 @@ def endpoint(
         password=password,
         timeout_seconds=TIMEOUT,
         extra_ca_file=trust,
+        policy=LOOPBACK,
     )
 
 
@@ -158,7 +159,9 @@ async def test_ssl_against_a_plain_port_says_the_port_may_be_wrong(smtp_server: 
 async def test_nothing_listening_is_a_connect_failure() -> None:
     with RawSmtpServer() as server:
         port = server.port
-    target = smtp.SmtpEndpoint(host="127.0.0.1", port=port, security=Security.NONE, timeout_seconds=TIMEOUT)
+    target = smtp.SmtpEndpoint(
+        host="127.0.0.1", port=port, security=Security.NONE, timeout_seconds=TIMEOUT, policy=LOOPBACK
+    )
     report = await smtp.probe(target, transcript=Transcript())
     assert [(s.name, s.ok) for s in report.steps] == [("resolve", True), ("connect", False)]
     assert "refused the connection" in report.steps[-1].detail

@@ -26,6 +26,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from service.config import Settings
+from service.domain.outbound import build_policy
 from service.domain.smtp_accounts import SmtpAccountInput
 from service.domain.values import Security
 from service.persistence.database import Database
@@ -35,6 +36,7 @@ from tests.fixtures import free_ports
 from tests.fixtures.smtp import SmtpServer
 
 TIMEOUT = 10
+LOOPBACK = build_policy("127.0.0.0/8", "")  # every test server listens on loopback
 
 
 @dataclass

@@ -18,8 +18,10 @@ from service.errors import (
     RemoteError,
     TributaryError,
 )
+from service.usecases.rate_limit import TooManyAttempts
 
 STATUS_BY_ERROR: dict[type[TributaryError], int] = {
+    TooManyAttempts: 429,
     InvalidInput: 400,
     AuthenticationFailed: 401,
     FeatureDisabled: 403,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.domain.outbound import OutboundPolicy
+from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
 
 
@@ -23,6 +23,5 @@ class SmtpEndpoint:
     password: str = field(default="", repr=False)
     timeout_seconds: float = 30
     extra_ca_file: Path | None = None
-    # None: not checked. Only the adapter's own tests build endpoints without a policy; every use
-    # case passes the domain's (see usecases/smtp_accounts.endpoint_for and sending/senders).
-    policy: OutboundPolicy | None = field(default=None, repr=False)
+    # Strict unless the use case passes the domain's (usecases/smtp_accounts.endpoint_for, sending/senders).
+    policy: OutboundPolicy = field(default=STRICT, repr=False)

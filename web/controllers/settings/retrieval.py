@@ -162,6 +162,7 @@ def _problems_answer(
 async def test_unsaved(
     data: TaskBody,
     request: AnyRequest,
+    db: NamedDependency[Database],
     secret_box: NamedDependency[SecretBox],
     user: NamedDependency[UserView],
     settings: NamedDependency[Settings],
@@ -169,7 +170,9 @@ async def test_unsaved(
     new, errors = data.read()
     if errors:
         return _problems_answer(request, user, settings, data, None, errors)
-    report = await retrieval_tasks.test_unsaved(secret_box=secret_box, settings=settings, new=new)
+    report = await retrieval_tasks.test_unsaved(
+        secret_box=secret_box, settings=settings, new=new, db=db, user_id=user.id
+    )
     return _test_answer(request, user, settings, data, None, report)
 
 
