@@ -14,6 +14,7 @@ from service.usecases.logs import record
 from service.usecases.users import add_user, find_user
 from tests.fixtures.webapp import ADMIN_EMAIL, WebClient, post_form, set_up_admin
 from tests.settings_web import htmx_post, text_of
+from tests.test_smtp_fakes import make_account
 
 RETRIEVAL_OFF = "Your administrator turned off IMAP/POP Retrieval for example.test."
 SMTP_OFF = "Your administrator turned off SMTP accounts for example.test."
@@ -40,6 +41,8 @@ async def test_cards_say_when_the_administrator_turned_a_feature_off(
 ) -> None:
     await set_up_admin(web_client)
     task_id = await _admin_task(db, secret_box)
+    admin = await find_user(db=db, email=ADMIN_EMAIL)
+    account_id = await make_account(db, secret_box, admin.id, "smtp.example.test", 587)
     await set_domain(db=db, name="example.test", retrieval_enabled=False, smtp_accounts_enabled=False)
 
     page = await web_client.get("/settings/connectivity")
@@ -52,6 +55,10 @@ async def test_cards_say_when_the_administrator_turned_a_feature_off(
     assert "Turned off by your administrator" in shown
     assert "Retrieve Messages Now" not in shown
     assert f'action="/settings/retrieval/{task_id}/delete"' in page.text
+    # SMTP accounts stay listed too, with only Delete, so their stored passwords can be removed.
+    assert f'action="/settings/smtp/{account_id}/delete"' in page.text
+    assert f'action="/settings/smtp/{account_id}/edit"' not in page.text
+    assert f'action="/settings/smtp/{account_id}/test"' not in page.text
 
     for path, words in [("/settings/retrieval/new", RETRIEVAL_OFF), ("/settings/smtp/new", SMTP_OFF)]:
         refused = await web_client.get(path)
@@ -60,6 +67,8 @@ async def test_cards_say_when_the_administrator_turned_a_feature_off(
     ran = await htmx_post(web_client, f"/settings/retrieval/{task_id}/run")
     assert RETRIEVAL_OFF in text_of(ran.text)
     assert (await post_form(web_client, f"/settings/retrieval/{task_id}/delete", {})).status_code == 303
+    assert (await post_form(web_client, f"/settings/smtp/{account_id}/delete", {})).status_code == 303
+    assert f"/settings/smtp/{account_id}/" not in (await web_client.get("/settings/connectivity")).text
 
     await set_domain(db=db, name="example.test", retrieval_enabled=True, smtp_accounts_enabled=True)
     shown = text_of((await web_client.get("/settings/connectivity")).text)

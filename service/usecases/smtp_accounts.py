@@ -139,9 +139,14 @@ def _set_default(user: User, account_id: int, wanted: bool) -> None:
         user.default_from_account_id = None
 
 
-async def list_smtp_accounts(*, db: Database, user_id: int) -> list[SmtpAccountView]:
+async def list_smtp_accounts(*, db: Database, user_id: int, even_if_turned_off: bool = False) -> list[SmtpAccountView]:
+    """The user's accounts. FeatureDisabled while the domain's switch is off, unless
+    `even_if_turned_off` (the settings card still lists them so the user can delete them)."""
     async with db.read() as session:
-        user = await _enabled_user(session, user_id)
+        if even_if_turned_off:
+            user, _domain = await user_and_domain(session, user_id)
+        else:
+            user = await _enabled_user(session, user_id)
         accounts = (await session.exec(select(SmtpAccount).where(SmtpAccount.user_id == user_id))).all()
     return [view(account, user) for account in sorted(accounts, key=lambda a: a.id or 0)]
 

@@ -28,8 +28,10 @@ async def connectivity_context(db: Database, user: UserView) -> dict[str, Any]:
     context: dict[str, Any] = {"smtp_disabled": None, "smtp_rows": [], "retrieval_disabled": None}
     try:
         context["smtp_rows"] = [present.smtp_row(a, now) for a in await list_smtp_accounts(db=db, user_id=user.id)]
-    except FeatureDisabled as exc:
+    except FeatureDisabled as exc:  # still listed, with only Delete, so stored passwords can be removed
         context["smtp_disabled"] = exc.message
+        accounts = await list_smtp_accounts(db=db, user_id=user.id, even_if_turned_off=True)
+        context["smtp_rows"] = [present.smtp_row(a, now, enabled=False) for a in accounts]
     try:
         await check_retrieval_enabled(db=db, user_id=user.id)
     except FeatureDisabled as exc:

@@ -154,7 +154,7 @@ def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True) -
     return Row(task.id, title, summary, status, status_text, facts, problem, paused=bool(task.paused_reason))
 
 
-def smtp_row(account: SmtpAccountView, now: datetime) -> Row:
+def smtp_row(account: SmtpAccountView, now: datetime, *, enabled: bool = True) -> Row:
     summary = f"{account.host}:{account.port} · {SECURITY_LABELS[account.security]} · " + (
         f"signs in as {account.username}" if account.auth_required else "no authentication"
     )
@@ -167,7 +167,9 @@ def smtp_row(account: SmtpAccountView, now: datetime) -> Row:
     if account.last_error:
         facts.append(Fact("Last error", account.last_error, tone="error"))
     problem: str | None = None
-    if account.needs_action:
+    if not enabled:
+        status, status_text = "turned-off", "Turned off by your administrator"
+    elif account.needs_action:
         status, status_text, problem = "action", "Needs your action", CREDENTIALS_HINT
     elif not account.is_active:
         status, status_text = "off", "Not offered in Send From"
