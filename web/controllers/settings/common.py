@@ -13,9 +13,10 @@ from typing import Any, TypeVar, cast
 from litestar import Request, Response
 from litestar.datastructures import State
 
+from service.domain.users import UserView
 from service.scheduler import Scheduler
 from web.controllers.settings.present import Message
-from web.support.rendering import see_other
+from web.support.rendering import page, see_other
 
 AnyRequest = Request[Any, Any, Any]
 E = TypeVar("E", bound=StrEnum)
@@ -76,3 +77,38 @@ def choice(kind: type[E], value: str, default: E) -> E:
         return kind(value)
     except ValueError:
         return default
+
+
+def account_form_page(
+    *,
+    template: str,
+    noun: str,
+    base_path: str,
+    record_id: int | None,
+    user: UserView,
+    form: Any,
+    errors: dict[str, str] | None,
+    error: str | None,
+    status_code: int,
+    **extra: Any,
+) -> Response[Any]:
+    """The New/Edit form of an SMTP account or a retrieval task (`noun`), under `base_path`
+    ("/settings/smtp" or "/settings/retrieval"); the password is never rendered back."""
+    action = f"{base_path}/new" if record_id is None else f"{base_path}/{record_id}/edit"
+    return page(
+        template,
+        viewer=user,
+        status_code=status_code,
+        nav="settings",
+        heading=f"New {noun}" if record_id is None else f"Edit {noun}",
+        action=action,
+        test_action=f"{base_path}/test" if record_id is None else f"{action}/test",
+        editing=record_id is not None,
+        password_hint="Leave empty to keep the stored password."
+        if record_id is not None
+        else "Stored encrypted and never shown again.",
+        form=form.without_password(),
+        errors=errors or {},
+        error=error or ("Some fields need your attention." if errors else None),
+        **extra,
+    )

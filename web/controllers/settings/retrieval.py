@@ -25,7 +25,7 @@ from service.persistence.types import utcnow
 from service.usecases import retrieval_tasks
 from service.usecases.attention import needs_action_count
 from web.controllers.settings import present
-from web.controllers.settings.common import AnyRequest, back, is_htmx, scheduler
+from web.controllers.settings.common import AnyRequest, account_form_page, back, is_htmx, scheduler
 from web.controllers.settings.connectivity import connectivity_page
 from web.controllers.settings.retrieval_form import TaskBody, TaskForm
 from web.support.rendering import page, status_for
@@ -49,23 +49,17 @@ def _form_page(
     status_code: int = 200,
     **extra: Any,
 ) -> Response[Any]:
-    base = NEW if task_id is None else f"/settings/retrieval/{task_id}/edit"
-    return page(
-        "settings/task_form.html",
-        viewer=user,
+    return account_form_page(
+        template="settings/task_form.html",
+        noun="Retrieval Task",
+        base_path="/settings/retrieval",
+        record_id=task_id,
+        user=user,
+        form=form,
+        errors=errors,
+        error=error,
         status_code=status_code,
-        nav="settings",
-        heading="New Retrieval Task" if task_id is None else "Edit Retrieval Task",
-        action=base,
-        test_action="/settings/retrieval/test" if task_id is None else f"{base}/test",
-        editing=task_id is not None,
-        password_hint="Leave empty to keep the stored password."
-        if task_id is not None
-        else "Stored encrypted and never shown again.",
         interval=_interval(settings),
-        form=form.without_password(),
-        errors=errors or {},
-        error=error or ("Some fields need your attention." if errors else None),
         **extra,
     )
 

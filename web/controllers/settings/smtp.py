@@ -18,7 +18,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import smtp_accounts
 from web.controllers.settings import present
-from web.controllers.settings.common import AnyRequest, back, is_htmx
+from web.controllers.settings.common import AnyRequest, account_form_page, back, is_htmx
 from web.controllers.settings.connectivity import connectivity_page
 from web.controllers.settings.smtp_form import SmtpBody, SmtpForm
 from web.support.rendering import page
@@ -36,22 +36,16 @@ def _form_page(
     status_code: int = 200,
     **extra: Any,
 ) -> Response[Any]:
-    base = NEW if account_id is None else f"/settings/smtp/{account_id}/edit"
-    return page(
-        "settings/smtp_form.html",
-        viewer=user,
+    return account_form_page(
+        template="settings/smtp_form.html",
+        noun="SMTP Account",
+        base_path="/settings/smtp",
+        record_id=account_id,
+        user=user,
+        form=form,
+        errors=errors,
+        error=error,
         status_code=status_code,
-        nav="settings",
-        heading="New SMTP Account" if account_id is None else "Edit SMTP Account",
-        action=base,
-        test_action="/settings/smtp/test" if account_id is None else f"{base}/test",
-        editing=account_id is not None,
-        password_hint="Leave empty to keep the stored password."
-        if account_id is not None
-        else "Stored encrypted and never shown again.",
-        form=form.without_password(),
-        errors=errors or {},
-        error=error or ("Some fields need your attention." if errors else None),
         **extra,
     )
 
