@@ -74,6 +74,10 @@ class WatchedClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no ty
         self._watcher = watcher
         self._targets = targets
         super().__init__(*args, **kwargs)
+        # imapclient sets imaplib's debug level to 5, at which imaplib formats every response,
+        # message bodies included, into a log string (dropped unless imapclient's logger is on
+        # DEBUG): a quarter of a bulk retrieval's CPU. The session's transcript sets its own level.
+        self._imap.debug = 0
 
     def _create_IMAP4(self) -> imaplib.IMAP4:
         connect_timeout = getattr(self._timeout, "connect", None)
