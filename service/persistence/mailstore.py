@@ -18,7 +18,7 @@ from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.domain.message_index import index_message, sort_date
+from service.domain.message_index import MessageIndex, index_message, sort_date
 from service.domain.values import SPECIAL_FOLDER_NAMES, SpecialUse
 from service.errors import InvalidInput, NotFound
 from service.persistence.tables import Folder, Message, MessageBody
@@ -85,7 +85,11 @@ async def folder_by_path(session: AsyncSession, user_id: int, path: str) -> Fold
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
-    """A message to store: its bytes, flags and arrival time, and where it came from."""
+    """A message to store: its bytes, flags and arrival time, and where it came from.
+
+    `index` may be computed ahead (`index_message(raw)`, e.g. in the worker thread that
+    downloaded the message) so the event loop only writes; else it is derived on delivery.
+    """
 
     raw: bytes
     seen: bool = False
@@ -94,10 +98,11 @@ class IncomingMessage:
     draft: bool = False
     received_at: datetime | None = None
     origin: MessageOrigin | None = None
+    index: MessageIndex | None = None
 
 
 def _index_row(user_id: int, folder_id: int, incoming: IncomingMessage, *, full_index: bool) -> dict[str, Any]:
-    index = index_message(incoming.raw, with_body=full_index)
+    index = incoming.index if incoming.index is not None else index_message(incoming.raw, with_body=full_index)
     arrived = incoming.received_at or utcnow()
     origin = incoming.origin
     return {

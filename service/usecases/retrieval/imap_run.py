@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from service.domain.message_index import index_message
 from service.domain.retrieval import BatchLimits, FolderResult, RunResult, local_target
 from service.domain.values import FolderTransfer
 from service.errors import MailboxMissing
@@ -86,6 +86,21 @@ class ImapPlan:
     batch: BatchLimits
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Where a folder's messages come from: the session and the identity each message gets."""
+
+    session: ImapSession
+    task_id: int
+    remote_folder: str
+    uidvalidity: int
+
+    def download(self, uids: list[int]) -> list[IncomingMessage]:
+        """Fetch a batch and index it, both in the calling worker thread, so the event loop
+        only commits (and hashing, which releases the GIL, overlaps the previous commit)."""
+        return [_incoming(m, self.task_id, self.remote_folder, self.uidvalidity) for m in self.session.fetch(uids)]
+
+
 def _incoming(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:
     return IncomingMessage(
         raw=message.raw,
@@ -95,6 +110,7 @@ def _incoming(message: FetchedMessage, task_id: int, remote: str, uidvalidity: i
         draft="\\Draft" in message.flags,
         received_at=message.internal_date,
         origin=MessageOrigin(task_id=task_id, remote_folder=remote, uidvalidity=uidvalidity, uid=message.uid),
+        index=index_message(message.raw),
     )
 
 
@@ -136,14 +152,15 @@ async def retrieve_folder(
     sizes = await asyncio.to_thread(session.sizes, uids)
     batches = plan_batches(uids, sizes, max_message_bytes=plan.max_message_bytes, limits=plan.batch)
     committer = _FolderCommitter(db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result)
-    pending = asyncio.ensure_future(asyncio.to_thread(session.fetch, batches[0].fetch)) if batches else None
+    source = _Source(session, plan.owner.task_id, folder.path, selected.uidvalidity)
+    pending = asyncio.ensure_future(asyncio.to_thread(source.download, batches[0].fetch)) if batches else None
     try:
         for index, batch in enumerate(batches):
             assert pending is not None
             fetched = await pending
             more = index + 1 < len(batches) and not plan.owner.stopping
             pending = (
-                asyncio.ensure_future(asyncio.to_thread(session.fetch, batches[index + 1].fetch)) if more else None
+                asyncio.ensure_future(asyncio.to_thread(source.download, batches[index + 1].fetch)) if more else None
             )
             await committer.commit(batch, fetched)
             if plan.owner.stopping:  # shutting down: this batch is safe, the rest waits for the next run
@@ -167,16 +184,15 @@ class _FolderCommitter:
     warnings: list[str]
     result: FolderResult
 
-    async def commit(self, batch: Batch, fetched: list[FetchedMessage]) -> None:
+    async def commit(self, batch: Batch, fetched: list[IncomingMessage]) -> None:
         fresh = []
         for message in fetched:
-            if self.known:  # after a reset: was it stored before? (hashing only then)
-                digest = hashlib.sha256(message.raw).hexdigest()
-                if self.known[digest] > 0:
-                    self.known[digest] -= 1
-                    self.result.skipped += 1
-                    continue
-            fresh.append(_incoming(message, self.plan.owner.task_id, self.remote_folder, self.uidvalidity))
+            digest = message.index.sha256 if message.index is not None else ""
+            if self.known[digest] > 0:  # after a reset: stored before
+                self.known[digest] -= 1
+                self.result.skipped += 1
+                continue
+            fresh.append(message)
         warnings = self.warnings + [
             f"Message {uid} in {self.remote_folder} ({size:,} bytes) is larger than the "
             f"{self.plan.max_message_bytes:,} bytes your administrator allows and was not retrieved."
