@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -144,15 +144,25 @@ async def deliver_many(
 ) -> list[int]:
     """Store messages byte for byte with their index rows, in the caller's transaction.
 
-    Two multi-row INSERTs (index rows with RETURNING, then bodies), not two
-    round trips per message: bulk retrieval is bound by the server, not by us.
+    Two batched INSERTs (index rows, then bodies), not two round trips per
+    message: bulk retrieval is bound by the server, not by us.
     """
     if not messages:
         return []
     rows = [_index_row(user_id, folder_id, m, full_index=full_index) for m in messages]
     connection = await session.connection()
-    inserted = await connection.execute(insert(Message).returning(col(Message.id), sort_by_parameter_order=True), rows)
-    ids = [int(message_id) for (message_id,) in inserted if message_id is not None]
+    if connection.dialect.name == "sqlite":
+        # SQLAlchemy cannot batch an INSERT whose RETURNING must follow parameter order on
+        # SQLite (it sends one statement per row). A write transaction holds SQLite's only
+        # write lock, so the next ids are known: everything above max(id).
+        top = (await connection.execute(select(func.max(Message.id)))).scalar() or 0
+        ids = list(range(top + 1, top + 1 + len(rows)))
+        await connection.execute(insert(Message), [row | {"id": mid} for row, mid in zip(rows, ids, strict=True)])
+    else:
+        inserted = await connection.execute(
+            insert(Message).returning(col(Message.id), sort_by_parameter_order=True), rows
+        )
+        ids = [int(message_id) for (message_id,) in inserted if message_id is not None]
     await connection.execute(
         insert(MessageBody), [{"message_id": mid, "raw": m.raw} for mid, m in zip(ids, messages, strict=True)]
     )
