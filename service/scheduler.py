@@ -79,6 +79,12 @@ class Scheduler:
         except Exception:
             log.exception("processing the outbox failed")
 
+    async def run_once(self) -> int:
+        """Every due retrieval task, then the outbox, once, without the timers; returns the runs started."""
+        started = await self.runner.drain()
+        await self.outbox()
+        return started
+
     async def housekeeping(self) -> None:
         removed = await logs.prune_logs(db=self._db, retention_days=self._settings.log_retention_days)
         if removed:

@@ -146,3 +146,32 @@ def test_send_errors_are_one_sentence_on_stderr(settings: Settings) -> None:
     refused = run(settings, "send", "--user", user, "--from", "1", "--to", "b@example.test", "--json")
     assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
     assert refused.stderr.strip() == "Your administrator turned off SMTP accounts for example.test."
+
+
+def test_send_queue_then_worker_once_sends_the_queue_over_one_connection(
+    settings: Settings, smtp_server: StartSmtpServer
+) -> None:
+    server = smtp_server(mode="plain", require_auth=False)
+    user = "carol@example.test"
+    assert run(settings, "user", "add", user, "--password-stdin", stdin="long enough\n").returncode == 0
+    added = run(
+        settings, "smtp", "add", "--user", user, "--email", user, "--server", server.host,
+        "--port", str(server.port), "--security", "none", "--json",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    account = str(json.loads(added.stdout)["id"])
+    for number in range(3):
+        queued = run(
+            settings, "send", "--user", user, "--from", account, "--to", f"d{number}@example.test", "--queue", "--json"
+        )
+        assert json.loads(queued.stdout)["status"] == "queued", queued.stderr
+    assert server.received == []
+    before = server.connections_accepted
+
+    once = run(settings, "worker", "--once")
+
+    assert once.returncode == 0, once.stderr
+    assert [m.rcpt_tos for m in server.received] == [[f"d{n}@example.test"] for n in range(3)]
+    assert server.connections_accepted - before == 1
+    listed = json.loads(run(settings, "outbox", "--user", user, "--json").stdout)
+    assert listed == []

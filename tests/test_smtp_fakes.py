@@ -47,6 +47,7 @@ class ScriptedHandler:
     data: list[str] = field(default_factory=list)
     received: list[tuple[list[str], bytes]] = field(default_factory=list)
     attempts: list[list[str]] = field(default_factory=list)
+    peers: list[object] = field(default_factory=list)  # the client's address per DATA: one per connection
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -59,6 +60,7 @@ class ScriptedHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.attempts.append(list(envelope.rcpt_tos))
+        self.peers.append(session.peer)
         reply = self.data.pop(0) if self.data else "250 2.0.0 Message accepted"
         if reply.startswith("250"):
             self.received.append((list(envelope.rcpt_tos), envelope.original_content or b""))

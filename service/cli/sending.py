@@ -195,6 +195,7 @@ def _attachment(path: Path) -> Attachment:
 @click.option("--subject", default="", help="The subject.")
 @click.option("--body-file", type=click.File("r", encoding="utf-8"), help="The plain-text body (- for stdin).")
 @click.option("--attach", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--queue", is_flag=True, help="Only queue it: the next outbox round sends it, reusing connections.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"status": ..., "refused": {...}}.')
 @plain_errors
 def send(
@@ -206,6 +207,7 @@ def send(
     subject: str,
     body_file: IO[str] | None,
     attach: tuple[Path, ...],
+    queue: bool,
     as_json: bool,
 ) -> None:
     """Send a message through an SMTP account (or the company relay); it waits in the outbox if it must."""
@@ -224,7 +226,13 @@ def send(
     async def work(db: Database) -> SendResult:
         user_id = await smtp_accounts.user_id_for_email(db=db, email=user_email)
         return await sending.send_message(
-            db=db, secret_box=box, settings=settings, user_id=user_id, from_account_id=from_account_id, draft=draft
+            db=db,
+            secret_box=box,
+            settings=settings,
+            user_id=user_id,
+            from_account_id=from_account_id,
+            draft=draft,
+            send_now=not queue,
         )
 
     result = run_with_db(work)

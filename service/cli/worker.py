@@ -2,7 +2,8 @@
 
 Scale out by starting several workers (and `serve` processes) against one
 PostgreSQL: run leases in the database keep every task to one run at a time.
-SIGTERM or Ctrl-C stops taking work, lets running runs commit their current
+`--once` runs one round (every due task, then the outbox) and exits, for cron
+or a benchmark. SIGTERM or Ctrl-C stops taking work, lets running runs commit their current
 batch and release their leases, then exits.
 """
 
@@ -11,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+
+import click
 
 from service.cli import cli
 from service.cli.common import plain_errors
@@ -23,12 +27,24 @@ log = logging.getLogger(__name__)
 
 
 @cli.command()
+@click.option("--once", is_flag=True, help="Run every due retrieval task and the outbox once, then exit.")
 @plain_errors
-def worker() -> None:
+def worker(once: bool) -> None:
     """Run automatic retrieval, outbox retries and housekeeping until stopped (no web pages)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_work(Settings()))
+    asyncio.run(_once(Settings()) if once else _work(Settings()))
+
+
+async def _once(settings: Settings) -> None:
+    db = Database(settings)
+    try:
+        scheduler = Scheduler(settings=settings, db=db, secret_box=SecretBox.from_settings(settings))
+        started = time.perf_counter()
+        runs = await scheduler.run_once()
+        log.info("one round: %d retrieval runs in %.2f s, outbox processed", runs, time.perf_counter() - started)
+    finally:
+        await db.dispose()
 
 
 async def _work(settings: Settings) -> None:

@@ -2,9 +2,10 @@
 
 A session (`session`): resolve, connect, TLS at once (SSL/TLS, RFC 8314) or the
 greeting, EHLO, STARTTLS (RFC 3207; required when chosen, never skipped), AUTH
-(RFC 4954); then one mail transaction (`transaction`): MAIL FROM with SIZE,
-RCPT TO for each recipient, DATA. Every step is timed for Test Connection and
-every exchange goes to a redacted transcript for "Enable debug".
+(RFC 4954); then a mail transaction (`transaction`): MAIL FROM with SIZE,
+RCPT TO for each recipient, DATA. `pool` keeps the session for the next
+message to the same server. Every step is timed for Test Connection and every
+exchange goes to a redacted transcript for "Enable debug".
 
 Errors (`errors`) are translated once, at this edge: SmtpDeferred (try later),
 SmtpRefused (5yz), CredentialsRejected, TlsFailure, and DeliveryUnknown (lost
@@ -21,11 +22,13 @@ from service.domain.outbox import DeliveryReport
 from service.errors import RemoteError
 from service.protocols.smtp.endpoint import SmtpEndpoint
 from service.protocols.smtp.errors import DeliveryUnknown, SmtpDeferred, SmtpRefused, translate
+from service.protocols.smtp.pool import SessionPool
 from service.protocols.smtp.session import SmtpSession
 from service.protocols.transcript import Transcript
 
 __all__ = [
     "DeliveryUnknown",
+    "SessionPool",
     "SmtpDeferred",
     "SmtpEndpoint",
     "SmtpRefused",

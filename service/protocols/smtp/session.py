@@ -178,6 +178,17 @@ class SmtpSession:
         await client.login(self.endpoint.username, self.endpoint.password)
         return f"signed in as {self.endpoint.username}"
 
+    @property
+    def connected(self) -> bool:
+        """Still usable for another transaction (the server has not closed the connection)."""
+        return self._client is not None and self._client.is_connected
+
+    def record_into(self, transcript: Transcript) -> None:
+        """Record the next exchanges into `transcript` (each message keeps its own, when reused)."""
+        self.transcript = transcript
+        if self._client is not None:
+            self._client.transcript = transcript
+
     async def send(self, *, sender: str, recipients: Sequence[str], data: bytes) -> DeliveryReport:
         """One mail transaction (see `transaction`)."""
         try:

@@ -77,6 +77,17 @@ class Runner:
         metrics.DUE_TASKS.set(await due_count(self.db))
         return len(leases)
 
+    async def drain(self) -> int:
+        """One round: run every due automatic task, keeping the concurrency full, until none is
+        due and none running (`tributary worker --once`). Returns how many runs it started."""
+        started = 0
+        while not self.stop.is_set():
+            started += await self.dispatch_due()
+            if not self._running:
+                break
+            await asyncio.wait(list(self._running.values()), return_when=asyncio.FIRST_COMPLETED)
+        return started
+
     def _start_in_background(self, lease: Lease) -> None:
         task = asyncio.create_task(self._run(lease), name=f"retrieval-{lease.task_id}")
         self._running[lease.task_id] = task

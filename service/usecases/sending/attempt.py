@@ -161,16 +161,25 @@ async def _claim(
 
 
 async def attempt_delivery(
-    *, db: Database, secret_box: SecretBox, settings: Settings, entry_id: int, now: datetime
+    *,
+    db: Database,
+    secret_box: SecretBox,
+    settings: Settings,
+    entry_id: int,
+    now: datetime,
+    pool: smtp.SessionPool | None = None,
 ) -> SendResult:
-    """Try to send one outbox entry now, if it is due; returns what became of it."""
+    """Try to send one outbox entry now, if it is due; returns what became of it.
+
+    With a `pool`, the session to the entry's server is reused from (and left for) other entries."""
     job = await _claim(db, secret_box, settings, entry_id, now)
     if isinstance(job, SendResult):
         return job
     transcript = Transcript(secrets=(job.endpoint.password,))
     outcome: Outcome
     try:
-        outcome = await smtp.deliver(
+        deliver = pool.deliver if pool is not None else smtp.deliver
+        outcome = await deliver(
             job.endpoint, sender=job.sender, recipients=job.recipients, data=job.data, transcript=transcript
         )
     except RemoteError as exc:

@@ -20,11 +20,12 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message, OutboxEntry
 from service.persistence.types import utcnow
+from service.protocols.smtp import SessionPool
 from service.usecases.logs import record
 from service.usecases.sending.attempt import attempt_delivery
 from service.usecases.sending.entries import recipients_of, store_recipients, view_of
 
-DEFAULT_BATCH = 50
+DEFAULT_BATCH = 1000  # a round of the scheduler's outbox job (every 30 s)
 STALE_TEXT = (
     "Tributary stopped while this message was being sent, so whether it was delivered is unknown. "
     "It will not be sent again unless you ask."
@@ -61,7 +62,8 @@ async def _expire_stale(db: Database, now: datetime) -> None:
 async def process_due_outbox(
     *, db: Database, secret_box: SecretBox, settings: Settings, now: datetime | None = None, limit: int = DEFAULT_BATCH
 ) -> list[SendResult]:
-    """Attempt every queued entry whose time has come (oldest first, at most `limit`)."""
+    """Attempt every queued entry whose time has come (oldest first, at most `limit`), reusing
+    one SMTP session per server for the whole round."""
     now = now or utcnow()
     await _expire_stale(db, now)
     async with db.read() as session:
@@ -77,11 +79,14 @@ async def process_due_outbox(
             )
         ).all()
     results = []
-    for entry_id in due:
-        assert entry_id is not None
-        results.append(
-            await attempt_delivery(db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now)
-        )
+    async with SessionPool() as pool:
+        for entry_id in due:
+            assert entry_id is not None
+            results.append(
+                await attempt_delivery(
+                    db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now, pool=pool
+                )
+            )
     return results
 
 

@@ -22,6 +22,7 @@ from service.persistence.secrets import SecretBox
 from service.persistence.tables import OutboxEntry
 from service.persistence.types import utcnow
 from service.usecases.sending.attempt import attempt_delivery
+from service.usecases.sending.entries import result_of
 from service.usecases.sending.senders import route_for, thread_of
 
 
@@ -42,11 +43,13 @@ async def send_message(
     draft: Draft,
     reply_to_message_id: int | None = None,
     now: datetime | None = None,
+    send_now: bool = True,
 ) -> SendResult:
     """Send `draft` as the chosen Send From entry (an SMTP account's id, or None for the company relay).
 
     Raises InvalidInput, NotFound or FeatureDisabled before anything is stored;
-    otherwise returns the entry's state after the first attempt.
+    otherwise returns the entry's state after the first attempt, or, with
+    `send_now` off, queued for the outbox round (which reuses connections).
     """
     now = now or utcnow()
     async with db.read() as session:
@@ -84,4 +87,6 @@ async def send_message(
         await session.flush()
         assert entry.id is not None
         entry_id = entry.id
+        if not send_now:
+            return result_of(entry)
     return await attempt_delivery(db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now)
