@@ -8,6 +8,7 @@ side effects.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -56,6 +57,26 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated networks every domain may reach despite the default policy, e.g. 127.0.0.0/8.",
     )
+
+    spamd_address: str = Field(
+        default="",
+        description="SpamAssassin's spamd as host:port, e.g. 127.0.0.1:783, to check mail arriving in the Inbox "
+        "of tasks with filtering on. Empty: only the spam headers of upstream filters count.",
+    )
+    spamd_timeout_seconds: float = Field(
+        default=5,
+        gt=0,
+        le=120,
+        description="How long one spamd check may take before the message is delivered unchecked.",
+    )
+
+    @field_validator("spamd_address")
+    @classmethod
+    def _spamd(cls, value: str) -> str:
+        text = value.strip()
+        if text and not re.fullmatch(r"\[[0-9A-Fa-f:.]+\](:\d{1,5})?|[^:\[\]\s]+(:\d{1,5})?", text):
+            raise ValueError("write host:port, for example 127.0.0.1:783")
+        return text
 
     @field_validator("data_dir")
     @classmethod

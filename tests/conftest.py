@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.dovecot",
     "tests.fixtures.smtp",
+    "tests.fixtures.spamd",
     "tests.fixtures.webapp",
     "tests.fixtures.browser",
 ]

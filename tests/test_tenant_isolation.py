@@ -1,4 +1,4 @@
-"""Tenant isolation: two users, each with an SMTP account, a retrieval task, a folder, a message with
+"""Tenant isolation: two users, each with an SMTP account, a retrieval task, a filter, a folder, a message with
 an attachment, an outbox entry and log entries. Signed in as Bob, walk EVERY route of the app (pages
 and API, taken from app.routes, so a new route is walked too) with Alice's ids in the path, for GET
 and for every unsafe method with a valid CSRF token: each answers 404 (403 for the administration
@@ -22,12 +22,13 @@ from sqlmodel import select
 
 from service.config import Settings
 from service.domain.compose import Draft
+from service.domain.filters import Action, ActionKind, Condition, FilterField, FilterOp, FilterRule
 from service.domain.values import LogLevel, LogSource, Protocol, RetrievalMethod, Security
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain
-from service.usecases import reading, retrieval_tasks, sending, smtp_accounts
+from service.usecases import filters, reading, retrieval_tasks, sending, smtp_accounts
 from service.usecases.logs import list_logs, record
 from service.usecases.users import add_user
 from tests.fixtures.webapp import WebClient, csrf_token, log_in
@@ -54,6 +55,7 @@ class Tenant:
     part_id: str
     outbox_id: int
     domain_id: int
+    rule_id: int
     markers: tuple[str, ...]
 
     def params(self) -> dict[str, str]:
@@ -67,6 +69,7 @@ class Tenant:
             "outbox_id": str(self.outbox_id),
             "domain_id": str(self.domain_id),
             "user_id": str(self.user_id),
+            "rule_id": str(self.rule_id),
         }
 
     def query(self) -> dict[str, str]:
@@ -117,6 +120,11 @@ class Tenant:
             "username": "walker",
             "password": "walker-password",
             "method": "manual",
+            # a valid filter, so an edit or a move gets as far as the ownership check
+            "name": "walk",
+            "conditions": [{"field": "subject", "op": "contains", "value": "walk"}],
+            "actions": [{"kind": "flag"}],
+            "up": True,
         }
 
 
@@ -176,6 +184,16 @@ async def _populate(db: Database, secret_box: SecretBox, settings: Settings, use
         )
         domain_id = (await session.exec(select(Domain.id))).first()
         assert domain_id is not None
+    rule = await filters.create_rule(
+        db=db,
+        user_id=user_id,
+        rule=FilterRule(
+            name=f"{name} private filter",
+            conditions=(Condition(FilterField.SUBJECT, FilterOp.CONTAINS, f"{lower}-secret-word"),),
+            actions=(Action(ActionKind.MOVE, f"{name}FilterTarget"),),
+        ),
+    )
+    assert rule.id is not None
     view = await reading.open_message(db=db, user_id=user_id, message_id=stored.id, mark_read=False)
     [part] = view.view.attachments
     return Tenant(
@@ -187,6 +205,7 @@ async def _populate(db: Database, secret_box: SecretBox, settings: Settings, use
         part_id=part.part_id,
         outbox_id=result.outbox_id,
         domain_id=domain_id,
+        rule_id=rule.id,
         markers=(
             f"{name} private subject",
             f"{name} private body",
@@ -198,6 +217,9 @@ async def _populate(db: Database, secret_box: SecretBox, settings: Settings, use
             f"{name} log line",
             f"{name} task log line",
             f"{name} outbox subject",
+            f"{name} private filter",
+            f"{lower}-secret-word",
+            f"{name}FilterTarget",
         ),
     )
 
@@ -214,6 +236,7 @@ async def _snapshot(db: Database, tenant: Tenant) -> dict[str, Any]:
         "raw": await reading.export_raw(db=db, user_id=uid, message_id=tenant.message_id),
         "outbox": await sending.list_outbox(db=db, user_id=uid, include_sent=True),
         "logs": await list_logs(db=db, user_id=uid, limit=1000),
+        "filters": await filters.list_rules(db=db, user_id=uid),
     }
 
 

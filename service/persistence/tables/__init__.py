@@ -7,6 +7,7 @@ and `alembic check` in the test suite fails when one is missing.
 from sqlmodel import SQLModel
 
 from service.persistence.tables.accounts import ImapCursor, PopUidl, RetrievalTask, SmtpAccount
+from service.persistence.tables.filters import FilterRuleRow
 from service.persistence.tables.logs import LogEntry
 from service.persistence.tables.mail import Folder, Message, MessageBody
 from service.persistence.tables.outbox import OutboxEntry
@@ -16,6 +17,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Domain",
+    "FilterRuleRow",
     "Folder",
     "ImapCursor",
     "LogEntry",

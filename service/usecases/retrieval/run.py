@@ -37,10 +37,11 @@ from service.protocols.pop3 import Pop3Session
 from service.protocols.transcript import Transcript
 from service.usecases.domains import outbound_policy
 from service.usecases.logs import record
+from service.usecases.retrieval.filtering import InboxFilter, SpamCheck
 from service.usecases.retrieval.imap_run import ImapPlan, retrieve_account
 from service.usecases.retrieval.lease import Lease, LeaseLost
 from service.usecases.retrieval.pop3_run import Pop3Plan, retrieve_pop3
-from service.usecases.retrieval.store import Owner
+from service.usecases.retrieval.store import Owner, resolve_folder
 from service.usecases.retrieval_tasks import imap_account, load_task, pop3_account
 
 
@@ -73,7 +74,8 @@ async def run_leased(
         return RunResult(errors=["This retrieval task does not exist."])
     assert task.id is not None
     deadline = time.monotonic() + settings.run_deadline_seconds
-    owner = Owner(task_id=task.id, user_id=task.user_id, lease=lease, stop=stop)
+    filtering = await _inbox_filter(db, task, settings) if task.apply_filters else None
+    owner = Owner(task_id=task.id, user_id=task.user_id, lease=lease, stop=stop, filtering=filtering)
     result = RunResult()
     failure: TributaryError | None = None
     remote: ImapSession | Pop3Session
@@ -103,6 +105,13 @@ async def run_leased(
     if not isinstance(failure, LeaseLost):  # the new holder records its own outcome
         await _record_outcome(db, task, result, failure, remote.transcript, lease, settings, spread)
     return result
+
+
+async def _inbox_filter(db: Database, task: RetrievalTask, settings: Settings) -> InboxFilter:
+    """ "Apply spam and content filtering": the user's Inbox (mail arriving there is filtered) and
+    the administrator's spamd, if any, with its failure state for this run."""
+    inbox_id = await resolve_folder(db, task.user_id, LocalTarget(SpecialUse.INBOX, ""))
+    return InboxFilter(inbox_id=inbox_id, spamd=SpamCheck.from_settings(settings))
 
 
 def _imap_plan(task: RetrievalTask, owner: Owner, domain: Domain, batch: BatchLimits) -> ImapPlan:

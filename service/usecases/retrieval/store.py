@@ -27,6 +27,7 @@ from service.persistence.mailstore import IncomingMessage, deliver_many, ensure_
 from service.persistence.tables import ImapCursor, Message, PopUidl, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.logs import record
+from service.usecases.retrieval.filtering import InboxFilter, Screened, deliver_filtered, screen
 from service.usecases.retrieval.lease import Lease, renew_in
 
 
@@ -48,10 +49,19 @@ class Owner:
     user_id: int
     lease: Lease | None = None
     stop: asyncio.Event | None = None  # set at shutdown: finish the current batch, then return
+    filtering: InboxFilter | None = None  # "Apply spam and content filtering" is on
 
     @property
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
+
+    @property
+    def apply_filters(self) -> bool:
+        return self.filtering is not None
+
+    def filters(self, folder_id: int) -> InboxFilter | None:
+        """The filtering for a batch bound for this folder: only mail arriving in the Inbox is filtered."""
+        return self.filtering if self.filtering is not None and self.filtering.inbox_id == folder_id else None
 
 
 async def load_cursor(db: Database, task_id: int, remote_folder: str) -> Cursor | None:
@@ -110,31 +120,57 @@ async def commit_batch(
     cursor: Cursor,
     warnings: Sequence[str] = (),
 ) -> int:
-    """Store the messages and move the folder's cursor, atomically. Returns how many were stored."""
+    """Store the messages and move the folder's cursor, atomically. Returns how many were stored
+    (a message a filter deleted is covered by the cursor but not stored)."""
+    screened = await _screen(owner, folder_id, messages)
     async with db.write() as session:
-        ids = await _deliver(session, owner, folder_id, messages, warnings)
+        ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         await _save_cursor(session, owner.task_id, remote_folder, cursor)
-        return len(ids)
+        return sum(1 for message_id in ids if message_id is not None)
+
+
+async def _screen(owner: Owner, folder_id: int, messages: Sequence[IncomingMessage]) -> Screened | None:
+    """Spam verdicts for a batch bound for a filtered Inbox (network I/O: before the transaction)."""
+    filtering = owner.filters(folder_id)
+    return await screen(filtering, messages) if filtering is not None and messages else None
 
 
 async def _deliver(
-    session: AsyncSession, owner: Owner, folder_id: int, messages: Sequence[IncomingMessage], warnings: Sequence[str]
-) -> list[int]:
-    """Store messages, count them on the task and log warnings, in the caller's transaction."""
+    session: AsyncSession,
+    owner: Owner,
+    folder_id: int,
+    messages: Sequence[IncomingMessage],
+    warnings: Sequence[str],
+    screened: Screened | None = None,
+) -> list[int | None]:
+    """Store messages (through the filters when `screened`), count them on the task and log
+    warnings, in the caller's transaction. Per message: its id, or None when a filter deleted it."""
     if owner.lease is not None:
         await renew_in(session, owner.lease)
-    ids = await deliver_many(session, user_id=owner.user_id, folder_id=folder_id, messages=messages)
-    if ids:
+    ids: list[int | None]
+    notes: list[tuple[LogLevel, str]] = [(LogLevel.WARNING, text) for text in warnings]
+    if screened is None:
+        ids = list(await deliver_many(session, user_id=owner.user_id, folder_id=folder_id, messages=messages))
+    else:
+        delivered = await deliver_filtered(
+            session, user_id=owner.user_id, inbox_id=folder_id, messages=messages, spam=screened.spam
+        )
+        ids = delivered.ids
+        notes += [(LogLevel.WARNING, text) for text in screened.warnings]
+        if delivered.summary:
+            notes.append((LogLevel.INFO, delivered.summary))
+    stored = sum(1 for message_id in ids if message_id is not None)
+    if stored:
         await session.exec(
             update(RetrievalTask)
             .where(col(RetrievalTask.id) == owner.task_id)
-            .values(messages_imported=col(RetrievalTask.messages_imported) + len(ids))
+            .values(messages_imported=col(RetrievalTask.messages_imported) + stored)
         )
-    for text in warnings:
+    for level, text in notes:
         record(
             session,
             source=LogSource.INCOMING,
-            level=LogLevel.WARNING,
+            level=level,
             text=text,
             user_id=owner.user_id,
             retrieval_task_id=owner.task_id,
@@ -160,13 +196,15 @@ async def commit_pop_batch(
 ) -> int:
     """Store POP3 messages and their UIDL keys, atomically (the POP3 cursor is the set of keys).
 
-    Only after this commit returns may the messages be marked for deletion on the server.
+    Only after this commit returns may the messages be marked for deletion on the server. A
+    message a filter deleted keeps its UIDL (without a message), so it is never fetched again.
     """
+    screened = await _screen(owner, folder_id, messages)
     async with db.write() as session:
-        ids = await _deliver(session, owner, folder_id, messages, warnings)
+        ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         for key, message_id in zip(keys, ids, strict=True):
             session.add(PopUidl(task_id=owner.task_id, uidl=key, message_id=message_id))
-        return len(ids)
+        return sum(1 for message_id in ids if message_id is not None)
 
 
 async def forget_uidls(db: Database, task_id: int, keys: Iterable[str]) -> None:

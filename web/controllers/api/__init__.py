@@ -29,6 +29,7 @@ from litestar.utils.scope.state import ScopeState
 
 from service.domain.users import UserView
 from web.controllers.api.errors import API_EXCEPTION_HANDLERS
+from web.controllers.api.filters import FiltersController
 from web.controllers.api.mail import FoldersController, MessagesController
 from web.controllers.api.retrieval import RetrievalTasksController
 from web.controllers.api.sending import LogsController, OutboxController, SendController
@@ -81,6 +82,7 @@ API_ROUTER = Router(
         session_info,
         SmtpAccountsController,
         RetrievalTasksController,
+        FiltersController,
         FoldersController,
         MessagesController,
         SendController,

@@ -1,4 +1,4 @@
-"""The Settings pages: Connectivity (SMTP Accounts and Email Retrieval, with their forms) and Logs.
+"""The Settings pages: Connectivity (SMTP Accounts and Email Retrieval, with their forms), Filters and Logs.
 
 Controllers stay thin: `*_form` modules read what a form posts into the use cases' inputs
 (an error per field), `present` turns views into plain words, templates live under
@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.controllers.settings import connectivity, logs, retrieval, smtp
+from web.controllers.settings import connectivity, filters, logs, retrieval, smtp
 
-ROUTES: list[ControllerRouterHandler] = [*connectivity.ROUTES, *retrieval.ROUTES, *smtp.ROUTES, *logs.ROUTES]
+ROUTES: list[ControllerRouterHandler] = [
+    *connectivity.ROUTES,
+    *retrieval.ROUTES,
+    *smtp.ROUTES,
+    *filters.ROUTES,
+    *logs.ROUTES,
+]

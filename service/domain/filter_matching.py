@@ -1,0 +1,158 @@
+"""Applying content filters to a message's bytes, and the spam verdict of upstream headers.
+
+Messages are read defensively (DESIGN.md section 7: the stdlib parser raises on
+real mail): the header block is parsed alone (RFC 5322 2.1, compat32 policy,
+RFC 2047 encoded words decoded), the body only when a rule asks for it, and
+only its first BODY_SCAN_BYTES. A part the parser chokes on is simply not
+matched; the message is stored anyway. Patterns search each text line by line,
+MATCH_CHARS of a line and MATCH_BODY_CHARS of a body at most (see
+service.domain.filters for the limits on the patterns themselves).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses
+from functools import cached_property
+
+from service.domain.filters import ActionKind, Condition, FilterField, FilterOp, FilterRule, Verdict, size_bytes
+from service.errors import InvalidInput
+
+BODY_SCAN_BYTES = 256 * 1024
+BODY_TEXT_CHARS = 64 * 1024
+MATCH_CHARS = 500
+MATCH_BODY_CHARS = 16 * 1024
+_FAILURES = (Exception, RecursionError)
+_SPAM_FLAG = re.compile(rb"(?im)^x-spam-flag:[ \t]*yes\b")
+_SPAM_STATUS = re.compile(rb"(?im)^x-spam-status:[ \t]*yes\b")
+
+
+def is_spam_by_headers(raw: bytes) -> bool:
+    """Upstream filters said spam: X-Spam-Flag: YES or X-Spam-Status: Yes, ... (SpamAssassin's
+    headers, which most providers copy). Only the header block is read."""
+    block = header_block(raw)
+    return bool(_SPAM_FLAG.search(block) or _SPAM_STATUS.search(block))
+
+
+def header_block(raw: bytes) -> bytes:
+    """The bytes up to the blank line that ends the header (RFC 5322 2.1)."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return raw[: min(ends)] + b"\r\n" if ends else raw
+
+
+class _Mail:
+    """A message as the rules see it, parsed lazily and never raising."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    @cached_property
+    def headers(self) -> Message:
+        try:
+            return BytesParser(policy=policy.compat32).parsebytes(header_block(self.raw), headersonly=True)
+        except _FAILURES:
+            return Message()
+
+    def header_values(self, name: str) -> list[str]:
+        try:
+            values = self.headers.get_all(name) or []
+        except _FAILURES:
+            return []
+        texts = []
+        for value in values:
+            try:
+                text = str(make_header(decode_header(value)))
+            except _FAILURES:
+                text = str(value)
+            texts.append(" ".join(text.split()))
+        return texts
+
+    def addresses(self, *names: str) -> list[str]:
+        values = [v for name in names for v in self.header_values(name)]
+        try:
+            return [addr for _, addr in getaddresses(values) if addr]
+        except _FAILURES:
+            return []
+
+    @cached_property
+    def body(self) -> str:
+        """The text parts (first BODY_SCAN_BYTES of the message), up to BODY_TEXT_CHARS characters."""
+        head = len(header_block(self.raw))
+        try:
+            message = BytesParser(policy=policy.compat32).parsebytes(self.raw[:BODY_SCAN_BYTES])
+            texts = []
+            for part in message.walk():
+                if part.get_content_maintype() != "text" or part.get_filename():
+                    continue
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    texts.append(payload.decode(part.get_content_charset() or "utf-8", errors="replace"))
+            text = "\n".join(texts)
+        except _FAILURES:
+            text = self.raw[head:BODY_SCAN_BYTES].decode("utf-8", errors="replace")
+        return text[:BODY_TEXT_CHARS]
+
+
+def _test(op: FilterOp, value: str, texts: Sequence[str]) -> bool:
+    if op is FilterOp.MATCHES:
+        try:
+            pattern = re.compile(value, re.IGNORECASE)
+        except re.error:
+            return False
+        pieces = (line[:MATCH_CHARS] for text in texts for line in text.splitlines() or [""])
+        return any(pattern.search(piece) for piece in pieces)
+    wanted = value.casefold()
+    if op is FilterOp.IS:
+        return any(text.strip().casefold() == wanted for text in texts)
+    return any(wanted in text.casefold() for text in texts)
+
+
+def _holds(condition: Condition, mail: _Mail) -> bool:
+    kind, op, value = condition.field, condition.op, condition.value
+    if kind is FilterField.SIZE:
+        try:
+            return len(mail.raw) > size_bytes(value)
+        except InvalidInput:
+            return False
+    if kind is FilterField.BODY:
+        return _test(op, value, [mail.body[:MATCH_BODY_CHARS] if op is FilterOp.MATCHES else mail.body])
+    if kind is FilterField.SUBJECT:
+        return _test(op, value, mail.header_values("Subject"))
+    if kind is FilterField.HEADER:
+        return _test(op, value, mail.header_values(condition.header))
+    names = ("From",) if kind is FilterField.FROM else ("To", "Cc")
+    texts = [v for name in names for v in mail.header_values(name)]
+    if op is FilterOp.IS:  # "From is a@b" means the address, whatever the display name
+        texts += mail.addresses(*names)
+    return _test(op, value, texts)
+
+
+def evaluate(rules: Sequence[FilterRule], raw: bytes) -> Verdict:
+    """Apply enabled rules in order to one message (see the module docstring)."""
+    mail = _Mail(raw)
+    folder: str | None = None
+    seen = flagged = False
+    matched: list[str] = []
+    for rule in rules:
+        if not rule.enabled or not rule.conditions:
+            continue
+        results = (_holds(condition, mail) for condition in rule.conditions)
+        if not (all(results) if rule.match_all else any(results)):
+            continue
+        matched.append(rule.name)
+        kinds = {action.kind for action in rule.actions}
+        if ActionKind.DELETE in kinds:
+            return Verdict(deleted=True, matched=tuple(matched))
+        for action in rule.actions:
+            if action.kind is ActionKind.MOVE and folder is None:
+                folder = action.folder
+        seen = seen or ActionKind.MARK_READ in kinds
+        flagged = flagged or ActionKind.FLAG in kinds
+        if ActionKind.STOP in kinds:
+            break
+    return Verdict(folder=folder, seen=seen, flagged=flagged, matched=tuple(matched))
