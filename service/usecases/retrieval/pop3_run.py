@@ -5,7 +5,8 @@ The order is what keeps mail safe (RFC 1939 sections 6 and 7):
 1. LIST and UIDL; messages whose UIDL key this task stored are not fetched again.
 2. RETR a batch, commit the messages with their UIDL keys (SQLite commits with
    synchronous=FULL, so the copy survives a power cut), and only then DELE them
-   when "Leave messages on server" is off.
+   when "Leave messages on server" is off. The next batch downloads while one
+   commits; the DELEs of a committed batch go out just before the RETRs after it.
 3. Messages stored by an earlier run are DELEd too: a run that died before QUIT
    left them on the server, and this one finishes its work.
 4. QUIT commits the deletions. A session that ends any other way deletes nothing,
@@ -21,12 +22,14 @@ when they are deleted after retrieval, with their SHA-256 as the key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from service.domain.message_index import MessageIndex, index_message
 from service.domain.retrieval import BatchLimits, FolderResult, LocalTarget, RunResult
 from service.errors import UnsupportedByServer
 from service.persistence.database import Database
@@ -54,10 +57,6 @@ def uidl_key(uidl: bytes) -> str:
     if 1 <= len(uidl) <= 70 and all(0x21 <= byte <= 0x7E for byte in uidl):
         return uidl.decode("ascii")
     return "x:" + hashlib.sha256(uidl).hexdigest()
-
-
-def content_key(raw: bytes) -> str:
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 @dataclass(slots=True)
@@ -103,8 +102,21 @@ def _batches(numbers: Sequence[int], sizes: dict[int, int], limits: BatchLimits)
     return batches
 
 
-def _fetch(session: Pop3Session, numbers: list[int]) -> list[tuple[int, bytes]]:
-    return [(number, session.retrieve(number)) for number in numbers]
+def _download(session: Pop3Session, numbers: list[int], sizes: dict[int, int]) -> list[tuple[int, bytes, MessageIndex]]:
+    """RETR a batch and index it, in the calling worker thread (the event loop only commits)."""
+    fetched = []
+    for number in numbers:
+        raw = session.retrieve(number, size=sizes[number])
+        fetched.append((number, raw, index_message(raw)))
+    return fetched
+
+
+def _mark_then_download(
+    session: Pop3Session, committed: list[int], numbers: list[int], sizes: dict[int, int]
+) -> list[tuple[int, bytes, MessageIndex]]:
+    """DELE what earlier commits made safe, then RETR the next batch: one command at a time."""
+    _mark(session, committed)
+    return _download(session, numbers, sizes)
 
 
 async def retrieve_pop3(db: Database, session: Pop3Session, plan: Pop3Plan, run: RunResult) -> None:
@@ -138,29 +150,46 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
     ]
     result.skipped += len(too_large)
     marked: set[int] = set()
-    for batch in _batches(wanted, drop.sizes, plan.batch):
-        if plan.owner.stopping:  # shutting down: still DELE what is committed and QUIT below
-            break
-        fetched = await asyncio.to_thread(_fetch, session, batch)
-        incoming, keys = [], []
-        for number, raw in fetched:
-            key = drop.keys[number] if drop.keys is not None else content_key(raw)
-            if key in known:  # without UIDL: stored by a run that died before QUIT
-                result.skipped += 1
-                continue
-            incoming.append(
-                IncomingMessage(raw=raw, origin=MessageOrigin(task_id=plan.owner.task_id, remote_folder=REMOTE_FOLDER))
+    committed: list[int] = []  # stored, to be DELEd before the next RETR (never before the commit)
+    batches = _batches(wanted, drop.sizes, plan.batch)
+    pending = asyncio.ensure_future(asyncio.to_thread(_download, session, batches[0], drop.sizes)) if batches else None
+    try:
+        for index, batch in enumerate(batches):
+            assert pending is not None
+            fetched = await pending
+            more = index + 1 < len(batches) and not plan.owner.stopping
+            pending = (
+                asyncio.ensure_future(
+                    asyncio.to_thread(_mark_then_download, session, committed, batches[index + 1], drop.sizes)
+                )
+                if more
+                else None
             )
-            keys.append(key)
-            known[key] = utcnow()
-        result.imported += await commit_pop_batch(
-            db, owner=plan.owner, folder_id=folder_id, messages=incoming, keys=keys, warnings=warnings
-        )
-        warnings = []
-        if not plan.leave_on_server:  # committed: now, and only now, they may go
-            deletable = [n for n in batch if n not in drop.ambiguous]
-            await asyncio.to_thread(_mark, session, deletable)
-            marked.update(deletable)
+            committed = []
+            incoming, keys = [], []
+            for number, raw, message_index in fetched:
+                key = drop.keys[number] if drop.keys is not None else "sha256:" + message_index.sha256
+                if key in known:  # without UIDL: stored by a run that died before QUIT
+                    result.skipped += 1
+                    continue
+                origin = MessageOrigin(task_id=plan.owner.task_id, remote_folder=REMOTE_FOLDER)
+                incoming.append(IncomingMessage(raw=raw, origin=origin, index=message_index))
+                keys.append(key)
+                known[key] = utcnow()
+            result.imported += await commit_pop_batch(
+                db, owner=plan.owner, folder_id=folder_id, messages=incoming, keys=keys, warnings=warnings
+            )
+            warnings = []
+            if not plan.leave_on_server:  # committed: now, and only now, they may go
+                committed = [n for n in batch if n not in drop.ambiguous]
+                marked.update(committed)
+            if plan.owner.stopping:  # shutting down: still DELE what is committed and QUIT below
+                break
+    finally:
+        if pending is not None:  # a commit failed: let the download in flight finish before the session closes
+            with contextlib.suppress(Exception):
+                await pending
+    await asyncio.to_thread(_mark, session, committed)
     if warnings:
         await commit_pop_batch(db, owner=plan.owner, folder_id=folder_id, messages=[], keys=[], warnings=warnings)
 
