@@ -152,6 +152,17 @@ async def test_long_lines_and_8bit_come_through_unchanged(env: Env) -> None:
     assert await stored(env) == sorted([long_line, EIGHT_BIT])
 
 
+async def test_lines_starting_with_dots_come_through_unchanged(env: Env) -> None:
+    """RETR byte-stuffs lines that begin with "." (RFC 1939 section 3) and ends with CRLF.CRLF:
+    stuffing is undone, and a lone "." inside the body is not the end."""
+    dotted = sample("dots", body=".first\r\n..two\r\n.\r\nmiddle\r\n...\r\nlast line .\r\n.\r\n")
+    env.dovecot.deliver(env.mailbox.email, dotted)
+    task_id = await env.add_task(POP3)
+    result = await env.run(task_id)
+    assert (result.imported, result.errors) == (1, [])
+    assert await stored(env) == [dotted]
+
+
 async def test_delete_after_n_days(env: Env) -> None:
     fill(env, 2)
     task_id = await env.add_task(POP3, leave_on_server=True, delete_after_days=3)
