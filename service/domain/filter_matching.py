@@ -21,6 +21,7 @@ from email.utils import getaddresses
 from functools import cached_property
 
 from service.domain.filters import ActionKind, Condition, FilterField, FilterOp, FilterRule, Verdict, size_bytes
+from service.domain.message_index import header_block
 from service.errors import InvalidInput
 
 BODY_SCAN_BYTES = 256 * 1024
@@ -37,12 +38,6 @@ def is_spam_by_headers(raw: bytes) -> bool:
     headers, which most providers copy). Only the header block is read."""
     block = header_block(raw)
     return bool(_SPAM_FLAG.search(block) or _SPAM_STATUS.search(block))
-
-
-def header_block(raw: bytes) -> bytes:
-    """The bytes up to the blank line that ends the header (RFC 5322 2.1)."""
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    return raw[: min(ends)] + b"\r\n" if ends else raw
 
 
 class _Mail:

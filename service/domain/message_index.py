@@ -86,7 +86,7 @@ def sort_date(date: datetime | None, received_at: datetime) -> datetime:
     return date
 
 
-def _header_block(raw: bytes) -> bytes:
+def header_block(raw: bytes) -> bytes:
     """The bytes up to and including the blank line that ends the header (RFC 5322 2.1).
 
     Searches only as far as the first candidate end, never through the whole body.
@@ -170,7 +170,7 @@ def index_message(raw: bytes, *, with_body: bool = False, sha256: str | None = N
         if defects and not errors:
             errors.append("defects: " + ", ".join(sorted({type(d).__name__ for d in defects}))[:200])
     else:
-        fields = _header_fields(_header_block(raw))
+        fields = _header_fields(header_block(raw))
         has_attachments = _looks_like_attachments(fields.get("content-type", ""))
     return MessageIndex(
         subject=fields.get("subject", ""),
