@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from imapclient import IMAPClient, imap4, tls
+from imapclient.imapclient import join_message_ids
 
 from service.protocols import outbound
 
@@ -78,6 +79,15 @@ class WatchedClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no ty
         # message bodies included, into a log string (dropped unless imapclient's logger is on
         # DEBUG): a quarter of a bulk retrieval's CPU. The session's transcript sets its own level.
         self._imap.debug = 0
+
+    def fetch_untagged(self, uids: Sequence[int], items: str) -> list[Any]:
+        """UID FETCH with imapclient's command handling but imaplib's raw untagged FETCH data
+        (tuples of (prefix, literal) and trailing bytes), for a parser that knows the shape."""
+        tag = self._imap._command("UID", "FETCH", join_message_ids(list(uids)), items)
+        typ, data = self._imap._command_complete("FETCH", tag)
+        self._checkok("fetch", typ, data)
+        typ, data = self._imap._untagged_response(typ, data, "FETCH")
+        return [item for item in data if item is not None]
 
     def _create_IMAP4(self) -> imaplib.IMAP4:
         connect_timeout = getattr(self._timeout, "connect", None)

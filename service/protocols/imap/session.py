@@ -33,6 +33,7 @@ from typing import Any
 
 from imapclient import SocketTimeout
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.response_parser import parse_fetch_response
 
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security, SpecialUse
@@ -40,6 +41,7 @@ from service.errors import CredentialsRejected, MailboxMissing, RemoteError, Ser
 from service.protocols import outbound
 from service.protocols.deadline import Deadline
 from service.protocols.imap.connection import WatchedClient
+from service.protocols.imap.fetch import parse_plain_fetch
 from service.protocols.network import network_error
 from service.protocols.tls import WRONG_PORT_HINT, client_context
 from service.protocols.transcript import Transcript
@@ -257,22 +259,26 @@ class ImapSession:
         if not uids:
             return []
         with self.translated("fetch"):
-            response = self.client.fetch(list(uids), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            data = self.client.fetch_untagged(uids, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
+            parsed = parse_plain_fetch(data)
+            if parsed is None:  # an unusual shape: imapclient's full parser
+                parsed = {
+                    int(uid): (item.get(b"BODY[]"), item.get(b"FLAGS", ()), item.get(b"INTERNALDATE"))
+                    for uid, item in parse_fetch_response(data, normalise_times=False, uid_is_key=True).items()
+                }
         wanted = set(uids)
         messages = []
-        for uid in sorted(response):
-            data = response[uid]
-            raw = data.get(b"BODY[]")
+        for uid in sorted(parsed):
+            raw, flags, internal = parsed[uid]
             if uid not in wanted or raw is None:
                 continue  # expunged meanwhile, or an unsolicited FETCH
-            internal = data.get(b"INTERNALDATE")
             if isinstance(internal, datetime) and internal.tzinfo is None:
                 internal = internal.replace(tzinfo=UTC)
             messages.append(
                 FetchedMessage(
-                    uid=int(uid),
+                    uid=uid,
                     raw=bytes(raw),
-                    flags=_flag_names(data.get(b"FLAGS", ())),
+                    flags=_flag_names(flags),
                     internal_date=internal if isinstance(internal, datetime) else None,
                 )
             )
