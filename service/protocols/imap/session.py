@@ -89,6 +89,7 @@ class RemoteFolder:
 class SelectedFolder:
     uidvalidity: int
     exists: int
+    uidnext: int | None = None  # the UID the next message will get (RFC 3501 2.3.1.1), when announced
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +225,19 @@ class ImapSession:
         return folders
 
     def select(self, folder: RemoteFolder) -> SelectedFolder:
-        """EXAMINE the folder (read-only, RFC 3501 6.3.2): its UIDVALIDITY and size."""
+        """EXAMINE the folder (read-only, RFC 3501 6.3.2): its UIDVALIDITY, size and UIDNEXT."""
         assert self.client is not None
         with self.translated(f"open folder {folder.path}", folder=folder.path):
             info = self.client.select_folder(folder.name, readonly=True)
         uidvalidity = info.get(b"UIDVALIDITY")
         if uidvalidity is None:
             raise MailboxMissing(f"The folder {folder.path} on {self.account.host} has no UIDVALIDITY.")
-        return SelectedFolder(uidvalidity=int(uidvalidity), exists=int(info.get(b"EXISTS", 0)))
+        uidnext = info.get(b"UIDNEXT")
+        return SelectedFolder(
+            uidvalidity=int(uidvalidity),
+            exists=int(info.get(b"EXISTS", 0)),
+            uidnext=int(uidnext) if uidnext is not None else None,
+        )
 
     def uids_above(self, last_uid: int) -> list[int]:
         """UIDs greater than `last_uid`, ascending. `UID n:*` always returns the highest

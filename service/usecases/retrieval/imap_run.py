@@ -1,7 +1,8 @@
 """Retrieving every folder of an IMAP account, incrementally and exactly once.
 
-Per remote folder the cursor is (UIDVALIDITY, highest stored UID). A run
-EXAMINEs the folder, asks for UIDs above the cursor, plans batches bounded by
+Per remote folder the cursor is (UIDVALIDITY, highest stored UID); a run reads
+all of the task's cursors at once. It EXAMINEs each folder and, unless the
+announced UIDNEXT shows nothing new, asks for UIDs above the cursor, plans batches bounded by
 count and bytes from RFC822.SIZE (skipping, with a warning, messages over the
 domain's limit), and downloads batch n+1 while batch n is being committed.
 
@@ -32,7 +33,7 @@ from service.usecases.retrieval.store import (
     Cursor,
     Owner,
     commit_batch,
-    load_cursor,
+    load_cursors,
     resolve_folder,
     stored_hashes,
 )
@@ -115,18 +116,23 @@ def _incoming(message: FetchedMessage, task_id: int, remote: str, uidvalidity: i
 
 
 async def retrieve_folder(
-    db: Database, session: ImapSession, plan: ImapPlan, folder: RemoteFolder, result: FolderResult
+    db: Database,
+    session: ImapSession,
+    plan: ImapPlan,
+    folder: RemoteFolder,
+    result: FolderResult,
+    cursor: Cursor | None,
 ) -> None:
-    """Bring one remote folder up to date, counting into `result` as batches commit.
-    Raises on connection loss; every committed batch stays."""
+    """Bring one remote folder up to date from its `cursor` (None: never retrieved), counting
+    into `result` as batches commit. Raises on connection loss; every committed batch stays."""
     special = folder.special_use.decode() if folder.special_use else None
     target = local_target(folder.path, special, transfer=plan.transfer, destination=plan.destination)
     result.local = target.path or (target.special_use or "").capitalize()
     selected = await asyncio.to_thread(session.select, folder)
-    cursor = await load_cursor(db, plan.owner.task_id, folder.path)
     rescan = cursor is not None and cursor.uidvalidity != selected.uidvalidity
     last_uid = cursor.last_uid if cursor is not None and not rescan else 0
-    uids = await asyncio.to_thread(session.uids_above, last_uid) if selected.exists else []
+    nothing_new = selected.exists == 0 or (selected.uidnext is not None and selected.uidnext <= last_uid + 1)
+    uids = [] if nothing_new else await asyncio.to_thread(session.uids_above, last_uid)
     known: Counter[str] = await stored_hashes(db, plan.owner.task_id, folder.path) if rescan else Counter()
     warnings = (
         [
@@ -215,13 +221,14 @@ async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, r
     """Every selectable folder, one after the other, counted into `run` as they go.
     A folder that cannot be opened is reported and skipped; a lost connection raises."""
     folders = await asyncio.to_thread(session.list_folders)
+    cursors = await load_cursors(db, plan.owner.task_id)
     for folder in folders:
         if plan.owner.stopping:
             break
         folder_result = FolderResult(remote=folder.path, local="")
         run.folders.append(folder_result)
         try:
-            await retrieve_folder(db, session, plan, folder, folder_result)
+            await retrieve_folder(db, session, plan, folder, folder_result, cursors.get(folder.path))
         except MailboxMissing as exc:
             folder_result.error = exc.message
             run.errors.append(exc.message)

@@ -64,14 +64,11 @@ class Owner:
         return self.filtering if self.filtering is not None and self.filtering.inbox_id == folder_id else None
 
 
-async def load_cursor(db: Database, task_id: int, remote_folder: str) -> Cursor | None:
+async def load_cursors(db: Database, task_id: int) -> dict[str, Cursor]:
+    """Every folder cursor of the task, by remote folder: one query for a whole run."""
     async with db.read() as session:
-        row = (
-            await session.exec(
-                select(ImapCursor).where(ImapCursor.task_id == task_id, ImapCursor.remote_folder == remote_folder)
-            )
-        ).first()
-    return Cursor(row.uidvalidity, row.last_uid) if row else None
+        rows = (await session.exec(select(ImapCursor).where(ImapCursor.task_id == task_id))).all()
+    return {row.remote_folder: Cursor(row.uidvalidity, row.last_uid) for row in rows}
 
 
 async def stored_hashes(db: Database, task_id: int, remote_folder: str) -> Counter[str]:
