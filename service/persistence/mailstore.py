@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,6 +24,8 @@ from service.domain.values import SPECIAL_FOLDER_NAMES, SpecialUse
 from service.errors import InvalidInput, NotFound
 from service.persistence.tables import Folder, Message, MessageBody
 from service.persistence.types import utcnow
+
+STREAM_BYTES = 1024 * 1024  # bodies above this go to SQLite in pieces (see _stream_body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +166,34 @@ async def deliver_many(
             insert(Message).returning(col(Message.id), sort_by_parameter_order=True), rows
         )
         ids = [int(message_id) for (message_id,) in inserted if message_id is not None]
-    await connection.execute(
-        insert(MessageBody), [{"message_id": mid, "raw": m.raw} for mid, m in zip(ids, messages, strict=True)]
+    bodies = list(zip(ids, (m.raw for m in messages), strict=True))
+    streamed = (
+        [(mid, raw) for mid, raw in bodies if len(raw) > STREAM_BYTES] if connection.dialect.name == "sqlite" else []
     )
+    if streamed:
+        bodies = [(mid, raw) for mid, raw in bodies if len(raw) <= STREAM_BYTES]
+    if bodies:
+        await connection.execute(insert(MessageBody), [{"message_id": mid, "raw": raw} for mid, raw in bodies])
+    for mid, raw in streamed:
+        await _stream_body(connection, mid, raw)
     return ids
+
+
+async def _stream_body(connection: AsyncConnection, message_id: int, raw: bytes) -> None:
+    """Store a large body through SQLite's incremental blob I/O: a zeroblob row, then writes of
+    STREAM_BYTES each on the driver's own thread (aiosqlite's queue), in the open transaction.
+    Binding the bytes as a parameter would make SQLite take a private copy first, and keep
+    twice the message in memory."""
+    await connection.execute(insert(MessageBody).values(message_id=message_id, raw=func.zeroblob(len(raw))))
+    driver: Any = (await connection.get_raw_connection()).driver_connection  # aiosqlite.Connection
+
+    def write() -> None:
+        with driver._conn.blobopen("message_body", "raw", message_id) as blob:
+            view = memoryview(raw)
+            for start in range(0, len(raw), STREAM_BYTES):
+                blob.write(view[start : start + STREAM_BYTES])
+
+    await driver._execute(write)
 
 
 async def deliver(

@@ -115,24 +115,49 @@ class _Pop3(poplib.POP3):
 
     def retr_bytes(self, which: int, *, limit: int | None = None) -> bytes:
         """RETR one message (RFC 1939 section 7): the multi-line response is read in large
-        chunks up to the terminating "CRLF.CRLF", then byte-stuffing is undone ("..x" at a
-        line start is ".x"). Line by line would cost a Python call per line. A server that
-        sends more than `limit` bytes is cut off."""
+        chunks up to the terminating "CRLF.CRLF" and joined once (the message is in memory
+        about twice, briefly), then byte-stuffing is undone ("..x" at a line start is ".x").
+        Line by line would cost a Python call per line. A server that sends more than
+        `limit` bytes is cut off."""
         self._putcmd(f"RETR {which}")  # type: ignore[attr-defined]
         self._getresp()
-        buffer = bytearray(b"\r\n")  # the terminator and stuffing rules apply to the first line too
-        searched = 0
-        while (end := _TERMINATOR.search(buffer, searched)) is None:
-            if limit is not None and len(buffer) > limit:
+        chunks: list[bytes] = []
+        total = 0
+        tail = b"\r\n"  # the terminator and stuffing rules apply to the first line too
+        while True:
+            if limit is not None and total > limit:
                 raise poplib.error_proto(f"-ERR message {which} is longer than the server announced")
             chunk = self.file.read1(_CHUNK)  # type: ignore[attr-defined]  # makefile("rb"): a BufferedReader
             if not chunk:
                 raise poplib.error_proto("-ERR EOF")
-            searched = max(0, len(buffer) - 4)
-            buffer += chunk
-        message = bytes(memoryview(buffer)[: end.start() + 1])
-        del buffer
-        return message.replace(b"\n..", b"\n.")[2:]
+            chunks.append(chunk)
+            total += len(chunk)
+            early = _TERMINATOR.search(tail + chunk[:64])  # CRLF.CRLF across the boundary
+            if early is not None:
+                end = total - len(chunk) - len(tail) + early.start() + 1
+                break
+            found = _TERMINATOR.search(chunk)
+            if found is not None:
+                end = total - len(chunk) + found.start() + 1
+                break
+            tail = (tail + chunk[-4:])[-4:]
+        return _unstuffed(b"".join(_cut(chunks, total, end)))
+
+
+def _cut(chunks: list[bytes], total: int, end: int) -> list[bytes]:
+    """The chunks trimmed to their first `end` bytes (`total` is their length)."""
+    while chunks and total - len(chunks[-1]) >= end:
+        total -= len(chunks.pop())
+    if chunks:
+        chunks[-1] = chunks[-1][: end - (total - len(chunks[-1]))]
+    return chunks
+
+
+def _unstuffed(data: bytes) -> bytes:
+    """Byte-stuffing undone: a line that starts with ".." starts with "." (RFC 1939 section 3)."""
+    if data.startswith(b".."):
+        data = data[1:]
+    return data.replace(b"\n..", b"\n.")  # the same object when there is nothing to undo
 
 
 _TERMINATOR = re.compile(rb"\n\.\r?\n")
