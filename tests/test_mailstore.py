@@ -116,3 +116,19 @@ async def test_a_nul_byte_in_the_text_is_stored_on_every_database(db: Database) 
     async with db.read() as session:
         assert message.id is not None
         assert await read_raw(session, user_id=user.id, message_id=message.id) == raw
+
+
+async def test_a_large_body_is_stored_byte_for_byte(db: Database) -> None:
+    """Bodies over STREAM_BYTES take SQLite's incremental blob path; every database returns them whole."""
+    raw = b"Subject: big\r\n\r\n" + bytes(range(256)) * (5 * 1024 * 1024 // 256) + b"\r\n"
+    user = await add_user(db=db, email="big@example.test", password="long enough")
+    async with db.write() as session:
+        inbox = await folder_by_path(session, user.id, "Inbox")
+        assert inbox.id is not None
+        small = await deliver(session, user_id=user.id, folder_id=inbox.id, raw=GOOD)
+        large = await deliver(session, user_id=user.id, folder_id=inbox.id, raw=raw)
+    async with db.read() as session:
+        assert large.id is not None and small.id is not None
+        assert await read_raw(session, user_id=user.id, message_id=large.id) == raw
+        assert await read_raw(session, user_id=user.id, message_id=small.id) == GOOD
+    assert large.size == len(raw)
