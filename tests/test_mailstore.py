@@ -128,7 +128,8 @@ async def test_a_large_body_is_stored_byte_for_byte(db: Database) -> None:
         small = await deliver(session, user_id=user.id, folder_id=inbox.id, raw=GOOD)
         large = await deliver(session, user_id=user.id, folder_id=inbox.id, raw=raw)
     async with db.read() as session:
-        assert large.id is not None and small.id is not None
+        assert large.id is not None
+        assert small.id is not None
         assert await read_raw(session, user_id=user.id, message_id=large.id) == raw
         assert await read_raw(session, user_id=user.id, message_id=small.id) == GOOD
     assert large.size == len(raw)
