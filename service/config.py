@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(
         default=90, ge=2, description="A run's lease on its task; renewed while it runs, expires if the worker dies."
     )
-    worker_concurrency: int = Field(default=4, ge=1, description="Retrieval runs at once per process.")
+    worker_concurrency: int = Field(default=8, ge=1, description="Retrieval runs at once per process.")
     log_retention_days: int = Field(default=30, ge=1, description="Log entries older than this are pruned.")
     session_idle_minutes: int = Field(default=120, ge=1, description="Signed-in sessions expire after this idle time.")
     secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set when served over HTTPS).")

@@ -5,7 +5,8 @@ coroutine jobs on its default executor (replacing that executor silently stops
 coroutine jobs). Jobs:
 
 - dispatch: every few seconds, claim due automatic retrieval tasks for this
-  process's free slots (the Runner; leases keep several processes apart);
+  process's free slots (the Runner, which also refills a slot the moment a run
+  ends; leases keep several processes apart);
 - outbox: send queued messages whose retry time has come;
 - housekeeping: prune old log entries.
 
@@ -46,6 +47,7 @@ class Scheduler:
         self._db = db
         self._secret_box = secret_box
         self.runner = Runner(db=db, secret_box=secret_box, settings=settings)
+        self.runner.keep_full = True
         self._scheduler = AsyncIOScheduler(timezone=UTC)
 
     @property

@@ -292,3 +292,25 @@ async def test_failures_back_off_and_repeated_sign_in_failures_pause_the_task(en
     async with env.db.write() as session:  # due now, but paused: the dispatcher leaves it alone
         await session.exec(update(RetrievalTask).values(next_run_at=utcnow()))
     assert await runner.dispatch_due() == 0
+
+
+async def test_a_round_of_due_tasks_runs_back_to_back_without_waiting_for_ticks(env: Env) -> None:
+    """A slot that frees is refilled at once: ten due tasks on two slots all run after a single
+    dispatch, with no timer running (a 10-minute interval has 15 s ticks; 1,000 tasks on
+    tick-paced refills would take an hour)."""
+    env.dovecot.deliver(env.mailbox.email, sample("for every task"))
+    task_ids = [await env.add_task(destination_folder=f"Round{n}") for n in range(10)]
+    settings = env.settings.model_copy(update={"worker_concurrency": 2})
+    scheduler = Scheduler(settings=settings, db=env.db, secret_box=env.secret_box)  # never started: no timers
+    try:
+        assert await scheduler.dispatch() == 2
+
+        async def all_ran() -> bool:
+            times = await run_times(env.db)
+            return all(times.get(task_id) for task_id in task_ids) and scheduler.runner.running == 0
+
+        await eventually(all_ran, within=60, what="every due task ran")
+    finally:
+        await scheduler.shutdown()
+    async with env.db.read() as session:
+        assert len((await session.exec(select(MessageBody.message_id))).all()) == 10
