@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import Connection
+from sqlmodel import col
 
 from service.domain.mailbox import MessageSummary
 from service.persistence.database import Database
@@ -58,8 +59,11 @@ async def _fill(db: Database, user_id: int, folder_id: int, count: int) -> None:
         connection = await session.connection()
         for start in range(0, count, chunk):
             numbers = range(start, min(start + chunk, count))
-            await connection.execute(
-                insert(Message), [_row(n, message_id=n + 1, user_id=user_id, folder_id=folder_id) for n in numbers]
+            await connection.execute(  # RETURNING makes SQLAlchemy send a few multi-row INSERTs, as deliver_many
+                # does; PostgreSQL's folder-count triggers run per statement, and one statement per row
+                # would rewrite the folder row 100,000 times in one transaction.
+                insert(Message).returning(col(Message.id)),
+                [_row(n, message_id=n + 1, user_id=user_id, folder_id=folder_id) for n in numbers],
             )
             await connection.execute(
                 insert(MessageBody), [{"message_id": n + 1, "raw": b"Subject: x\r\n\r\nx\r\n"} for n in numbers]

@@ -11,7 +11,8 @@ from service.persistence.types import UtcDateTime, utcnow
 
 
 class Folder(SQLModel, table=True):
-    """A local folder. `path` is the full name with "/" between levels, unique per user."""
+    """A local folder. `path` is the full name with "/" between levels, unique per user;
+    its message and unread counts are maintained by triggers."""
 
     __table_args__ = (
         UniqueConstraint("user_id", "path"),
@@ -25,6 +26,10 @@ class Folder(SQLModel, table=True):
     path: str = Field(max_length=1000)
     special_use: SpecialUse | None = Field(default=None, sa_type=enum_type(SpecialUse))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    # Kept by database triggers on `message` (migration 0004), never by application code:
+    # counting a 100,000-message folder on every page costs more than the page itself.
+    message_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    unread_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Message(SQLModel, table=True):

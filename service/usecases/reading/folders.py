@@ -1,16 +1,14 @@
 """The folder tree: the user's folders in display order, each with its message and unread counts.
 
-Counts come from the covering index ix_message_folder_unseen (folder_id, seen)
-alone, so a 100,000-message folder is counted without reading its rows.
+The counts are columns of the folder row, kept exact by database triggers on
+`message` (migration 0004), so a 100,000-message folder costs nothing to show.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Select, case, func
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.domain.mailbox import FolderView
@@ -18,7 +16,7 @@ from service.domain.values import SPECIAL_FOLDER_NAMES
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.mailstore import list_folders as stored_folders
-from service.persistence.tables import Folder, Message
+from service.persistence.tables import Folder
 
 
 def _tree_order(folders: Sequence[Folder]) -> list[Folder]:
@@ -39,31 +37,24 @@ def _tree_order(folders: Sequence[Folder]) -> list[Folder]:
     return visit(None)
 
 
-def folder_view(folder: Folder, total: int, unread: int) -> FolderView:
+def folder_view(folder: Folder) -> FolderView:
     assert folder.id is not None
-    return FolderView(folder.id, folder.name, folder.path, folder.parent_id, folder.special_use, total, unread)
-
-
-async def _counts(session: AsyncSession, folder_ids: Select[*tuple[Any, ...]]) -> dict[int, tuple[int, int]]:
-    """(total, unread) per folder, read from the covering index ix_message_folder_unseen alone."""
-    rows = await session.exec(
-        select(
-            Message.folder_id,
-            func.count(),
-            func.coalesce(func.sum(case((col(Message.seen).is_(False), 1), else_=0)), 0),
-        )
-        .where(col(Message.folder_id).in_(folder_ids))
-        .group_by(col(Message.folder_id))
+    return FolderView(
+        folder.id,
+        folder.name,
+        folder.path,
+        folder.parent_id,
+        folder.special_use,
+        folder.message_count,
+        folder.unread_count,
     )
-    return {folder_id: (int(total), int(unread)) for folder_id, total, unread in rows.all()}
 
 
 async def list_folders(*, db: Database, user_id: int) -> list[FolderView]:
     """The user's folders as a tree in depth-first order (special ones first), with message and unread counts."""
     async with db.read() as session:
         folders = _tree_order(await stored_folders(session, user_id))
-        counts = await _counts(session, select(Folder.id).where(Folder.user_id == user_id))
-    return [folder_view(f, *counts.get(f.id or 0, (0, 0))) for f in folders]
+    return [folder_view(f) for f in folders]
 
 
 async def own_folder(session: AsyncSession, user_id: int, folder_id: int) -> FolderView:
@@ -71,5 +62,4 @@ async def own_folder(session: AsyncSession, user_id: int, folder_id: int) -> Fol
     folder = (await session.exec(select(Folder).where(Folder.id == folder_id, Folder.user_id == user_id))).first()
     if folder is None:
         raise NotFound("This folder does not exist.")
-    counts = await _counts(session, select(Folder.id).where(Folder.id == folder_id))
-    return folder_view(folder, *counts.get(folder_id, (0, 0)))
+    return folder_view(folder)

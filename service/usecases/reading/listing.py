@@ -169,6 +169,6 @@ async def list_messages(
         ).first()
         if folder is None:
             raise NotFound(f"There is no folder {folder_path}.")
-        view = folder_view(folder, 0, 0)
+        view = folder_view(folder)
         rows = await _rows(session, page_query(view.id).offset(offset).limit(limit))
     return [_summary(row, view) for row in rows]
