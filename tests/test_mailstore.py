@@ -120,7 +120,7 @@ async def test_a_nul_byte_in_the_text_is_stored_on_every_database(db: Database) 
 
 async def test_a_large_body_is_stored_byte_for_byte(db: Database) -> None:
     """Bodies over STREAM_BYTES take SQLite's incremental blob path; every database returns them whole."""
-    raw = b"Subject: big\r\n\r\n" + bytes(range(256)) * (5 * 1024 * 1024 // 256) + b"\r\n"
+    raw = b"Subject: big\r\n\r\n" + bytes(range(256)) * (9 * 1024 * 1024 // 256) + b"\r\n"
     user = await add_user(db=db, email="big@example.test", password="long enough")
     async with db.write() as session:
         inbox = await folder_by_path(session, user.id, "Inbox")

@@ -25,7 +25,8 @@ from service.errors import InvalidInput, NotFound
 from service.persistence.tables import Folder, Message, MessageBody
 from service.persistence.types import utcnow
 
-STREAM_BYTES = 1024 * 1024  # bodies above this go to SQLite in pieces (see _stream_body)
+STREAM_BYTES = 8 * 1024 * 1024  # bodies above this go to SQLite in pieces (see _stream_body)
+_PIECE = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,17 +182,19 @@ async def deliver_many(
 
 async def _stream_body(connection: AsyncConnection, message_id: int, raw: bytes) -> None:
     """Store a large body through SQLite's incremental blob I/O: a zeroblob row, then writes of
-    STREAM_BYTES each on the driver's own thread (aiosqlite's queue), in the open transaction.
+    a megabyte each on the driver's own thread (aiosqlite's queue), in the open transaction.
     Binding the bytes as a parameter would make SQLite take a private copy first, and keep
     twice the message in memory."""
-    await connection.execute(insert(MessageBody).values(message_id=message_id, raw=func.zeroblob(len(raw))))
+    await connection.exec_driver_sql(
+        "INSERT INTO message_body (message_id, raw) VALUES (?, zeroblob(?))", (message_id, len(raw))
+    )
     driver: Any = (await connection.get_raw_connection()).driver_connection  # aiosqlite.Connection
 
     def write() -> None:
         with driver._conn.blobopen("message_body", "raw", message_id) as blob:
             view = memoryview(raw)
-            for start in range(0, len(raw), STREAM_BYTES):
-                blob.write(view[start : start + STREAM_BYTES])
+            for start in range(0, len(raw), _PIECE):
+                blob.write(view[start : start + _PIECE])
 
     await driver._execute(write)
 
