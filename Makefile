@@ -10,11 +10,13 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := dovecot-imapd dovecot-pop3d chromium openssl spamassassin spamc spamd
+BENCH_PACKAGES := isync getmail6 fetchmail offlineimap time util-linux
+BENCH_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: help install system-deps run migrate lint typecheck imports pytest test clean
+.PHONY: help install system-deps bench-deps bench run migrate lint typecheck imports pytest test clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +37,18 @@ system-deps: ## Install the Debian packages the tests use (Dovecot, Chromium) wh
 	else echo "Missing Debian packages:$$missing (install them with: sudo apt-get install$$missing)"; exit 0; fi; \
 	echo "Installing Debian packages:$$missing"; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
+bench-deps: ## Install the Debian packages of the benchmark's peers (mbsync, getmail6, fetchmail, offlineimap, time)
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else echo "Missing Debian packages:$$missing (install them with: sudo apt-get install$$missing)"; exit 0; fi; \
+	echo "Installing Debian packages:$$missing"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
+bench: install system-deps bench-deps ## Tributary against mbsync, getmail6, fetchmail, offlineimap (BENCH_ARGS="--messages 2000 --only imap")
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 migrate: install ## Apply database migrations (TRIBUTARY_DATABASE_URL, default SQLite in ./data)
 	$(BIN)/tributary db upgrade
