@@ -18,6 +18,18 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 .PHONY: help install system-deps bench-deps bench run migrate lint typecheck imports pytest test clean
 
+# $(call apt_install,PACKAGES): install those of the Debian packages that are missing
+# (through sudo when not root; without either, say what to install and go on).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else echo "Missing Debian packages:$$missing (install them with: sudo apt-get install$$missing)"; exit 0; fi; \
+	echo "Installing Debian packages:$$missing"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+endef
+
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -30,22 +42,10 @@ install: $(UV) ## Create .venv, install the pinned dependencies (uv.lock) and ht
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 
 system-deps: ## Install the Debian packages the tests use (Dovecot, Chromium) when missing
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then sudo=""; \
-	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
-	else echo "Missing Debian packages:$$missing (install them with: sudo apt-get install$$missing)"; exit 0; fi; \
-	echo "Installing Debian packages:$$missing"; \
-	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+	$(call apt_install,$(DEB_PACKAGES))
 
 bench-deps: ## Install the Debian packages of the benchmark's peers (mbsync, getmail6, fetchmail, offlineimap, time)
-	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then sudo=""; \
-	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
-	else echo "Missing Debian packages:$$missing (install them with: sudo apt-get install$$missing)"; exit 0; fi; \
-	echo "Installing Debian packages:$$missing"; \
-	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+	$(call apt_install,$(BENCH_PACKAGES))
 
 bench: install system-deps bench-deps ## Tributary against mbsync, getmail6, fetchmail, offlineimap (BENCH_ARGS="--messages 2000 --only imap")
 	$(BIN)/python -m bench $(BENCH_ARGS)
