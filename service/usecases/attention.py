@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.persistence.database import Database
 from service.persistence.tables import RetrievalTask, SmtpAccount
@@ -17,6 +18,12 @@ from service.persistence.tables import RetrievalTask, SmtpAccount
 
 async def needs_action_count(*, db: Database, user_id: int) -> int:
     """How many of the user's retrieval tasks and SMTP accounts need them to act (0 when none)."""
+    async with db.read() as session:
+        return await needs_action_in(session, user_id)
+
+
+async def needs_action_in(session: AsyncSession, user_id: int) -> int:
+    """`needs_action_count` inside the caller's read."""
     tasks = (
         select(func.count())
         .select_from(RetrievalTask)
@@ -32,6 +39,5 @@ async def needs_action_count(*, db: Database, user_id: int) -> int:
         .where(col(SmtpAccount.user_id) == user_id, col(SmtpAccount.needs_action).is_(True))
         .scalar_subquery()
     )
-    async with db.read() as session:
-        total = (await session.exec(select(tasks + accounts))).one()
+    total = (await session.exec(select(tasks + accounts))).one()
     return int(total or 0)

@@ -19,6 +19,7 @@ from service.persistence.database import Database
 from service.persistence.mailstore import ensure_special_folders
 from service.persistence.tables import Domain, User
 from service.persistence.types import utcnow
+from service.usecases.attention import needs_action_in
 
 SIGN_IN_FAILED = "The email address or password is not correct."
 ADMIN_EXISTS = "An administrator already exists; sign in instead."
@@ -122,7 +123,18 @@ async def authenticate(*, db: Database, email: str, password: str) -> UserView:
 
 async def get_user(*, db: Database, user_id: int) -> UserView:
     async with db.read() as session:
-        row = (await session.exec(select(User, Domain).join(Domain).where(User.id == user_id, User.is_active))).first()
+        return await _active_user(session, user_id)
+
+
+async def signed_in_user(*, db: Database, user_id: int) -> tuple[UserView, int]:
+    """What every page needs of its viewer, in one read: the active user and how many of their
+    tasks and accounts need them to act (the header's badge)."""
+    async with db.read() as session:
+        return await _active_user(session, user_id), await needs_action_in(session, user_id)
+
+
+async def _active_user(session: AsyncSession, user_id: int) -> UserView:
+    row = (await session.exec(select(User, Domain).join(Domain).where(User.id == user_id, User.is_active))).first()
     if row is None:
         raise NotFound("This user does not exist.")
     return _view(*row)

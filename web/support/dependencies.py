@@ -22,8 +22,7 @@ from service.domain.users import UserView
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.usecases.attention import needs_action_count
-from service.usecases.users import get_user
+from service.usecases.users import signed_in_user
 from web.support.sessions import session_user_id, sign_out
 
 
@@ -49,11 +48,10 @@ async def provide_viewer(request: Request[Any, Any, Any], db: NamedDependency[Da
     if user_id is None:
         return None
     try:
-        user = await get_user(db=db, user_id=user_id)
+        user, request.state.needs_action = await signed_in_user(db=db, user_id=user_id)
     except NotFound:
         sign_out(request)
         return None
-    request.state.needs_action = await needs_action_count(db=db, user_id=user.id)
     return user
 
 

@@ -15,7 +15,15 @@ first one. The cursor travels as an opaque token (`PageCursor.token`).
 """
 
 from service.usecases.reading.folders import list_folders
-from service.usecases.reading.listing import PAGE_SIZE, MessagePage, PageCursor, list_messages, list_page, page_query
+from service.usecases.reading.listing import (
+    PAGE_SIZE,
+    MessagePage,
+    PageCursor,
+    folders_and_page,
+    list_messages,
+    list_page,
+    page_query,
+)
 from service.usecases.reading.messages import (
     OpenedMessage,
     attachment,
@@ -32,6 +40,7 @@ __all__ = [
     "PageCursor",
     "attachment",
     "export_raw",
+    "folders_and_page",
     "inline_image",
     "list_folders",
     "list_messages",

@@ -50,11 +50,15 @@ def folder_view(folder: Folder) -> FolderView:
     )
 
 
-async def list_folders(*, db: Database, user_id: int) -> list[FolderView]:
+async def folders_in(session: AsyncSession, user_id: int) -> list[FolderView]:
     """The user's folders as a tree in depth-first order (special ones first), with message and unread counts."""
+    return [folder_view(f) for f in _tree_order(await stored_folders(session, user_id))]
+
+
+async def list_folders(*, db: Database, user_id: int) -> list[FolderView]:
+    """The user's folders as a tree (see `folders_in`)."""
     async with db.read() as session:
-        folders = _tree_order(await stored_folders(session, user_id))
-    return [folder_view(f) for f in folders]
+        return await folders_in(session, user_id)
 
 
 async def own_folder(session: AsyncSession, user_id: int, folder_id: int) -> FolderView:

@@ -20,10 +20,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.domain.mailbox import FolderView, MessageSummary
+from service.domain.values import SpecialUse
 from service.errors import InvalidInput, NotFound
 from service.persistence.database import Database
 from service.persistence.tables import Folder, Message
-from service.usecases.reading.folders import folder_view, own_folder
+from service.usecases.reading.folders import folder_view, folders_in, own_folder
 
 PAGE_SIZE = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -130,26 +131,51 @@ async def list_page(
     `before`, or the one newer than `after` (cursor tokens from an earlier page). Near the
     top, or past the end, it is the first page rather than a short or empty one.
     """
+    async with db.read() as session:
+        return await _page_in(session, await own_folder(session, user_id, folder_id), before, after, limit)
+
+
+async def folders_and_page(
+    *,
+    db: Database,
+    user_id: int,
+    folder_id: int | None = None,
+    before: str | None = None,
+    after: str | None = None,
+) -> tuple[list[FolderView], MessagePage]:
+    """What the mail page shows, in one read: the folder tree with counts and a page of one
+    folder (`list_page`), the Inbox when `folder_id` is None."""
+    async with db.read() as session:
+        folders = await folders_in(session, user_id)
+        if folder_id is None:
+            folder = next((f for f in folders if f.special_use is SpecialUse.INBOX), folders[0])
+        else:
+            folder = next((f for f in folders if f.id == folder_id), None) or await own_folder(
+                session, user_id, folder_id
+            )
+        return folders, await _page_in(session, folder, before, after, PAGE_SIZE)
+
+
+async def _page_in(
+    session: AsyncSession, folder: FolderView, before: str | None, after: str | None, limit: int
+) -> MessagePage:
     older_than = PageCursor.parse(before) if before else None
     newer_than = PageCursor.parse(after) if after else None
-    async with db.read() as session:
-        folder = await own_folder(session, user_id, folder_id)
-        rows: list[Any] = []
-        has_newer = has_older = False
-        if newer_than is not None:
-            above = await _rows(session, page_query(folder_id, after=newer_than).limit(limit + 1))
-            if len(above) > limit:
-                rows, has_newer = above[:limit][::-1], True
-                has_older = await _exists(session, folder_id, before=_cursor(rows[-1]))
-        if not rows:
-            below = await _rows(session, page_query(folder_id, before=older_than).limit(limit + 1))
-            if not below and older_than is not None:
-                below = await _rows(session, page_query(folder_id).limit(limit + 1))
-                older_than = None
-            rows, has_older = below[:limit], len(below) > limit
-            has_newer = (
-                older_than is not None and bool(rows) and await _exists(session, folder_id, after=_cursor(rows[0]))
-            )
+    folder_id = folder.id
+    rows: list[Any] = []
+    has_newer = has_older = False
+    if newer_than is not None:
+        above = await _rows(session, page_query(folder_id, after=newer_than).limit(limit + 1))
+        if len(above) > limit:
+            rows, has_newer = above[:limit][::-1], True
+            has_older = await _exists(session, folder_id, before=_cursor(rows[-1]))
+    if not rows:
+        below = await _rows(session, page_query(folder_id, before=older_than).limit(limit + 1))
+        if not below and older_than is not None:
+            below = await _rows(session, page_query(folder_id).limit(limit + 1))
+            older_than = None
+        rows, has_older = below[:limit], len(below) > limit
+        has_newer = older_than is not None and bool(rows) and await _exists(session, folder_id, after=_cursor(rows[0]))
     return MessagePage(
         folder=folder,
         # A message without a usable Date header is listed by when it arrived (its sort_date).

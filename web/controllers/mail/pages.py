@@ -25,7 +25,7 @@ from service.domain.mailbox import FolderView
 from service.domain.users import UserView
 from service.domain.values import SpecialUse
 from service.persistence.database import Database
-from service.usecases.reading import MessagePage, list_folders, list_page, open_message
+from service.usecases.reading import MessagePage, folders_and_page, list_folders, open_message
 from service.usecases.users import needs_first_admin
 from web.controllers.mail.links import inline_url_maker
 from web.controllers.mail.present import (
@@ -77,9 +77,8 @@ async def home(db: NamedDependency[Database], viewer: NamedDependency[UserView |
     """Signed in: the Inbox. Otherwise sign in, or create the first administrator."""
     if viewer is None:
         return see_other("/setup" if await needs_first_admin(db=db) else "/login")
-    folders = await list_folders(db=db, user_id=viewer.id)
-    inbox = next((f for f in folders if f.special_use is SpecialUse.INBOX), folders[0])
-    return _list_page(viewer, folders, await list_page(db=db, user_id=viewer.id, folder_id=inbox.id))
+    folders, listing = await folders_and_page(db=db, user_id=viewer.id)
+    return _list_page(viewer, folders, listing)
 
 
 @get("/mail/folders/{folder_id:int}", name="mail-folder")
@@ -93,8 +92,7 @@ async def folder_page(
     n: FromQuery[int | None] = None,
     to: FromQuery[int | None] = None,
 ) -> Response[Any]:
-    listing = await list_page(db=db, user_id=user.id, folder_id=folder_id, before=before, after=after)
-    folders = await list_folders(db=db, user_id=user.id)
+    folders, listing = await folders_and_page(db=db, user_id=user.id, folder_id=folder_id, before=before, after=after)
     status = notice_text(notice, n, folder_id=to, folders=folders)
     return _list_page(user, folders, listing, before=before, after=after, notice=status)
 
