@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import Counter
 
@@ -248,6 +249,34 @@ async def test_debug_transcript_is_logged_without_the_password(env: Env) -> None
     assert "[redacted]" in transcript
     assert env.mailbox.password not in transcript
     assert "EXAMINE" in transcript
+
+
+def _commands(transcript: str) -> list[tuple[int, str]]:
+    """(tag number, verb) of each command sent. imaplib numbers its tags in order, and a command
+    the transcript does not show (SEARCH goes around the debug hook) still takes a number."""
+    sent = [line.split() for line in transcript.splitlines() if line.startswith("> ")]
+    return [(int(re.sub(r"^[A-Z]+", "", words[1])), words[2]) for words in sent]
+
+
+async def test_a_poll_with_nothing_new_examines_each_folder_and_searches_none(env: Env) -> None:
+    """UIDNEXT in the EXAMINE answer (RFC 3501 2.3.1.1) already says nothing arrived: no SEARCH,
+    no FETCH; a folder that did get mail is searched and its message imported."""
+    env.dovecot.deliver(env.mailbox.email, sample("first"))
+    task_id = await env.add_task(enable_debug=True)
+    assert (await env.run(task_id)).imported == 1
+    quiet = await env.run(task_id)
+    assert (quiet.imported, quiet.errors) == (0, [])
+    assert _commands((await env.logs(LogLevel.DEBUG))[-1]) == [
+        (1, "LOGIN"),
+        (2, "LIST"),
+        (3, "EXAMINE"),
+        (4, "LOGOUT"),
+    ]
+
+    env.dovecot.deliver(env.mailbox.email, sample("second"))
+    assert (await env.run(task_id)).imported == 1
+    commands = _commands((await env.logs(LogLevel.DEBUG))[-1])
+    assert len(commands) < commands[-1][0]  # the SEARCH took a tag
 
 
 async def test_another_users_task_cannot_be_run(env: Env) -> None:
