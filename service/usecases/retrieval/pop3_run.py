@@ -112,9 +112,10 @@ def _download(session: Pop3Session, numbers: list[int], sizes: dict[int, int]) -
 
 
 def _mark_then_download(
-    session: Pop3Session, committed: list[int], numbers: list[int], sizes: dict[int, int]
+    session: Pop3Session, committed: tuple[int, ...], numbers: list[int], sizes: dict[int, int]
 ) -> list[tuple[int, bytes, MessageIndex]]:
-    """DELE what earlier commits made safe, then RETR the next batch: one command at a time."""
+    """DELE what earlier commits made safe, then RETR the next batch: one command at a time.
+    `committed` is a tuple the caller will never change, whatever the loop does next."""
     _mark(session, committed)
     return _download(session, numbers, sizes)
 
@@ -150,22 +151,22 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
     ]
     result.skipped += len(too_large)
     marked: set[int] = set()
-    committed: list[int] = []  # stored, to be DELEd before the next RETR (never before the commit)
+    # Stored and committed, not yet DELEd. Only this loop changes it; a download thread gets a
+    # tuple copy, and whatever is left when the loop ends is DELEd explicitly after it.
+    to_delete: list[int] = []
     batches = _batches(wanted, drop.sizes, plan.batch)
     pending = asyncio.ensure_future(asyncio.to_thread(_download, session, batches[0], drop.sizes)) if batches else None
     try:
         for index, batch in enumerate(batches):
             assert pending is not None
             fetched = await pending
-            more = index + 1 < len(batches) and not plan.owner.stopping
-            pending = (
-                asyncio.ensure_future(
-                    asyncio.to_thread(_mark_then_download, session, committed, batches[index + 1], drop.sizes)
+            pending = None
+            if index + 1 < len(batches) and not plan.owner.stopping:
+                due = tuple(to_delete)
+                to_delete.clear()
+                pending = asyncio.ensure_future(
+                    asyncio.to_thread(_mark_then_download, session, due, batches[index + 1], drop.sizes)
                 )
-                if more
-                else None
-            )
-            committed = []
             incoming, keys = [], []
             for number, raw, message_index in fetched:
                 key = drop.keys[number] if drop.keys is not None else "sha256:" + message_index.sha256
@@ -181,15 +182,16 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
             )
             warnings = []
             if not plan.leave_on_server:  # committed: now, and only now, they may go
-                committed = [n for n in batch if n not in drop.ambiguous]
-                marked.update(committed)
+                safe = [n for n in batch if n not in drop.ambiguous]
+                to_delete.extend(safe)
+                marked.update(safe)
             if plan.owner.stopping:  # shutting down: still DELE what is committed and QUIT below
                 break
     finally:
         if pending is not None:  # a commit failed: let the download in flight finish before the session closes
             with contextlib.suppress(Exception):
                 await pending
-    await asyncio.to_thread(_mark, session, committed)
+    await asyncio.to_thread(_mark, session, tuple(to_delete))
     if warnings:
         await commit_pop_batch(db, owner=plan.owner, folder_id=folder_id, messages=[], keys=[], warnings=warnings)
 
