@@ -1,4 +1,11 @@
-"""Tributary's own sign-in passwords: argon2id hashes (argon2-cffi's defaults, RFC 9106)."""
+"""Tributary's own sign-in passwords: the policy for choosing one, and argon2id hashes
+(argon2-cffi's defaults, RFC 9106).
+
+The policy (NIST SP 800-63B, 5.1.1.2): at least `MIN_PASSWORD_LENGTH` characters,
+and not one of the 30,000 most common passwords (the list zxcvbn keeps, compared
+case-insensitively: "Password1" is as guessable as "password1"). No composition
+rules. The list is loaded once, on the first check.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from service.errors import InvalidInput
 
@@ -19,9 +27,25 @@ def _dummy_hash() -> str:
     return _hasher.hash("tributary-timing-equaliser")
 
 
+TOO_COMMON = "This password is one of the most common ones; choose one that is harder to guess."
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    return frozenset(word.lower() for word in FREQUENCY_LISTS["passwords"])
+
+
+def is_common(password: str) -> bool:
+    """True when the password, in any case, is on zxcvbn's list of common passwords."""
+    return password.lower() in _common_passwords()
+
+
 def check_strength(password: str) -> None:
+    """Raise InvalidInput, in one sentence, for a password too short or too common to use."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+    if is_common(password):
+        raise InvalidInput(TOO_COMMON)
 
 
 def hash_password(password: str) -> str:
