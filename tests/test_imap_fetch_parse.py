@@ -43,6 +43,8 @@ def test_agrees_with_imapclient(data: list[Any]) -> None:
         [(b"1 (UID 7 BODY[]<0> {3}", b"abc"), b")"],  # a partial body
         [(b"1 (FLAGS () BODY[] {3}", b"abc"), b")"],  # no UID
         [(b"1 (UID 7 FLAGS () BODY[] {3}", b"abc")],  # no trailer
+        [(b"1 (UID 7 FLAGS () BODY[] {3}", b"abc"), b")", b'2 (UID 8 FLAGS () BODY[] "abc")'],  # quoted body
+        [b"1 (UID 7 FLAGS () BODY[] NIL)", (b"2 (UID 8 FLAGS () BODY[] {3}", b"abc"), b")"],  # NIL body
     ],
 )
 def test_other_shapes_go_to_the_general_parser(data: list[Any]) -> None:

@@ -4,6 +4,10 @@ imaplib hands over a FETCH response with a body as a (prefix, literal) tuple fol
 by the bytes after the literal; the prefix ends with the literal's announcement
 "BODY[] {n}". Everything else of interest (UID, FLAGS, INTERNALDATE) is in the prefix
 or the trailer, as atoms, a parenthesised list and a quoted string.
+
+A server may also send a body as a quoted string or NIL (RFC 3501 4.3, 4.5:
+`BODY[] ""`, `BODY[] NIL`); such a response is a plain line, not a tuple, and is
+handed back (None) for imapclient's general parser, never skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from imapclient.datetime_util import parse_to_datetime
 _FETCH_HEAD = re.compile(rb"^\d+ \((.*)BODY\[\] \{\d+\}$", re.DOTALL | re.IGNORECASE)
 _FETCH_UID = re.compile(rb"(?:^|[ (])UID (\d+)", re.IGNORECASE)
 _FETCH_FLAGS = re.compile(rb"(?:^|[ (])FLAGS \(([^)]*)\)", re.IGNORECASE)
+_BODY_WITHOUT_LITERAL = re.compile(rb"BODY\[\]", re.IGNORECASE)
 _FETCH_DATE = re.compile(rb'(?:^|[ (])INTERNALDATE "([^"]+)"', re.IGNORECASE)
 Parsed = dict[int, tuple[bytes | None, Sequence[Any], datetime | None]]
 
@@ -32,6 +37,8 @@ def parse_plain_fetch(data: list[Any]) -> Parsed | None:
     while index < len(data):
         item = data[index]
         if not isinstance(item, tuple):
+            if isinstance(item, bytes) and _BODY_WITHOUT_LITERAL.search(item):
+                return None  # a quoted or NIL body: the general parser reads it
             index += 1  # an unsolicited FETCH without a body (a flag change): nothing to store
             continue
         head = _FETCH_HEAD.match(item[0])

@@ -33,6 +33,7 @@ from typing import Any
 
 from imapclient import SocketTimeout
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.imapclient import join_message_ids
 from imapclient.response_parser import parse_fetch_response
 
 from service.domain.outbound import STRICT, OutboundPolicy
@@ -41,7 +42,7 @@ from service.errors import CredentialsRejected, MailboxMissing, RemoteError, Ser
 from service.protocols import outbound
 from service.protocols.deadline import Deadline
 from service.protocols.imap.connection import WatchedClient
-from service.protocols.imap.fetch import parse_plain_fetch
+from service.protocols.imap.fetch import Parsed, parse_plain_fetch
 from service.protocols.network import network_error
 from service.protocols.tls import WRONG_PORT_HINT, client_context
 from service.protocols.transcript import Transcript
@@ -259,8 +260,15 @@ class ImapSession:
                 sizes.update((int(uid), int(data.get(b"RFC822.SIZE", 0))) for uid, data in response.items())
         return sizes
 
-    def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
-        """The messages' bytes (BODY.PEEK[]), flags and INTERNALDATE, in UID order."""
+    def fetch(self, uids: Sequence[int], *, folder: str = "") -> list[FetchedMessage]:
+        """The messages' bytes (BODY.PEEK[]), flags and INTERNALDATE, in UID order.
+
+        Every requested UID comes back with its body, or is gone from the server: a UID the
+        first answer left out, or sent with a NIL body, is fetched again through imapclient's
+        general parser; one still without a body that a UID SEARCH still finds raises
+        MailboxMissing (the batch fails and its cursor stays before it), and only one the
+        server no longer has (expunged since the SEARCH, RFC 3501 7.4.1) is left out.
+        """
         assert self.client is not None
         if not uids:
             return []
@@ -268,16 +276,16 @@ class ImapSession:
             data = self.client.fetch_untagged(uids, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
             parsed = parse_plain_fetch(data)
             if parsed is None:  # an unusual shape: imapclient's full parser
-                parsed = {
-                    int(uid): (item.get(b"BODY[]"), item.get(b"FLAGS", ()), item.get(b"INTERNALDATE"))
-                    for uid, item in parse_fetch_response(data, normalise_times=False, uid_is_key=True).items()
-                }
+                parsed = _general(parse_fetch_response(data, normalise_times=False, uid_is_key=True))
+            missing = [uid for uid in uids if uid not in parsed or parsed[uid][0] is None]
+            if missing:
+                parsed.update(self._fetch_again(missing, folder))
         wanted = set(uids)
         messages = []
         for uid in sorted(parsed):
             raw, flags, internal = parsed[uid]
             if uid not in wanted or raw is None:
-                continue  # expunged meanwhile, or an unsolicited FETCH
+                continue  # expunged meanwhile (checked above), or an unsolicited FETCH
             if isinstance(internal, datetime) and internal.tzinfo is None:
                 internal = internal.replace(tzinfo=UTC)
             messages.append(
@@ -289,6 +297,26 @@ class ImapSession:
                 )
             )
         return messages
+
+    def _fetch_again(self, uids: list[int], folder: str) -> Parsed:
+        """FETCH `uids` once more with imapclient's general parser (which reads literal, quoted and
+        NIL bodies alike); any still without a body must be gone from the server, or this raises."""
+        assert self.client is not None
+        response = self.client.fetch(uids, ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
+        again = {uid: found for uid, found in _general(response).items() if uid in uids and found[0] is not None}
+        withheld = [uid for uid in uids if uid not in again]
+        if withheld:
+            self.client.noop()  # collect pending EXPUNGE responses before asking what still exists
+            present = sorted(uid for uid in self.client.search(["UID", join_message_ids(withheld)]) if uid in withheld)
+            if present:
+                where = f" in {folder}" if folder else ""
+                raise MailboxMissing(
+                    f"{self.account.host} did not send the content of message{'s' if len(present) > 1 else ''} "
+                    f"{', '.join(map(str, present[:10]))}{where} although it still lists "
+                    f"{'them' if len(present) > 1 else 'it'}; nothing from this batch was stored, and the next "
+                    "run asks again."
+                )
+        return again
 
     # -- errors -----------------------------------------------------------------
 
@@ -326,6 +354,14 @@ class ImapSession:
             if folder is not None:
                 raise MailboxMissing(f"The folder {folder} could not be opened: {_server_text(exc)}.") from exc
             raise ServerUnavailable(f"{host} refused {step}: {_server_text(exc)}.") from exc
+
+
+def _general(response: dict[Any, Any]) -> Parsed:
+    """imapclient's parsed FETCH items as (body or None, flags, INTERNALDATE) per UID."""
+    return {
+        int(uid): (item.get(b"BODY[]"), item.get(b"FLAGS", ()), item.get(b"INTERNALDATE"))
+        for uid, item in response.items()
+    }
 
 
 def _server_text(exc: BaseException) -> str:

@@ -99,7 +99,10 @@ class _Source:
     def download(self, uids: list[int]) -> list[IncomingMessage]:
         """Fetch a batch and index it, both in the calling worker thread, so the event loop
         only commits (and hashing, which releases the GIL, overlaps the previous commit)."""
-        return [_incoming(m, self.task_id, self.remote_folder, self.uidvalidity) for m in self.session.fetch(uids)]
+        return [
+            _incoming(m, self.task_id, self.remote_folder, self.uidvalidity)
+            for m in self.session.fetch(uids, folder=self.remote_folder)
+        ]
 
 
 def _incoming(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:
