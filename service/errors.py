@@ -23,6 +23,10 @@ class InvalidInput(TributaryError):
     """The request itself is wrong; the user must correct what they typed."""
 
 
+class UnsafeHeaderValue(InvalidInput):
+    """A value meant for a mail header holds (or decodes to) a line break or another control character."""
+
+
 class NotFound(TributaryError):
     """The thing does not exist, or belongs to someone else (the two look the same)."""
 

@@ -139,7 +139,7 @@ def test_send_errors_are_one_sentence_on_stderr(settings: Settings) -> None:
         settings, "send", "--user", user, "--from", "1", "--to", "b@example.test", "--subject", "a\nBcc: x@y.z"
     )
     assert (injected.returncode, injected.stdout) == (1, ""), injected.stderr
-    assert injected.stderr.strip() == "The subject cannot contain line breaks or NUL characters."
+    assert injected.stderr.strip() == "The subject cannot contain line breaks or other control characters."
 
     switched = run(settings, "domain", "set", "example.test", "--smtp-accounts", "off")
     assert switched.returncode == 0, switched.stderr

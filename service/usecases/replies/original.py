@@ -2,7 +2,9 @@
 
 Real-world mail breaks parsers (DESIGN.md section 7), so every header and part
 is read defensively: what cannot be read is left out, never an error. Values
-meant for the compose form never hold CR, LF or other control characters.
+meant for the compose form never hold CR, LF or other control characters, not
+even once RFC 2047 decoded again (a subject or file name encoded twice): the
+email package would decode them when the answer is written (service.domain.headers).
 Addresses found here are suggestions: the compose page validates what is sent.
 """
 
@@ -18,12 +20,12 @@ from enum import StrEnum
 from typing import cast
 
 from service.domain.compose import Attachment
+from service.domain.headers import header_text as one_line
 from service.usecases.replies.html_text import html_to_text
 
 MAX_QUOTED_CHARS = 200_000
 MAX_DEPTH = 30
 _AS_STORED = policy.compat32.clone(linesep="\r\n")  # an attached message, CRLF like stored mail
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ADDRESS_TOKEN = re.compile(r"[^\s<>,;:\"'()\[\]]+@[^\s<>,;:\"'()\[\]]+")
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 _RE_PREFIX = re.compile(r"^\s*re\s*:", re.IGNORECASE)
@@ -37,8 +39,9 @@ class ReplyMode(StrEnum):
 
 
 def clean(value: str) -> str:
-    """One line of text: control characters (CR, LF, NUL ...) become spaces, runs of spaces one."""
-    return " ".join(_CONTROL.sub(" ", value).split())
+    """One line of text, safe in a header: encoded words decoded, controls (CR, LF, NUL, NEL, U+2028 ...)
+    become spaces, runs of spaces one."""
+    return one_line(value)
 
 
 def parse(raw: bytes) -> EmailMessage | None:

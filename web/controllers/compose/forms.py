@@ -17,12 +17,12 @@ from litestar import Request
 from litestar.datastructures import UploadFile
 
 from service.domain.compose import Attachment, Draft, check_header_text, parse_mailboxes, split_addresses
+from service.domain.headers import header_text
 from service.errors import InvalidInput
 from service.usecases.replies import OriginalAttachment, ReplyDraft, ReplyMode
 
 ADDRESS_FIELDS = (("to", "To address"), ("cc", "Cc address"), ("bcc", "Bcc address"))
 CHOOSE_SENDER = "Choose an address in Send From."
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
@@ -96,7 +96,7 @@ def _message_id(form: Any, name: str) -> int | None:
 
 def _attachment(upload: UploadFile, content: bytes) -> Attachment:
     """A file as sent: its name without any path and control characters, a plausible content type."""
-    name = " ".join(_CONTROL.sub(" ", re.split(r"[/\\]", upload.filename)[-1]).split()) or "attachment"
+    name = header_text(re.split(r"[/\\]", upload.filename)[-1]) or "attachment"
     content_type = (upload.content_type or "").split(";", 1)[0].strip().lower()
     if not _CONTENT_TYPE.match(content_type) or content_type == "application/octet-stream":
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"

@@ -1,0 +1,139 @@
+"""Header injection (issue 14): the header-value rule of service.domain.headers and compose() itself.
+
+Values are judged after RFC 2047 decoding, because the email package decodes
+encoded words in what it is given and writes the decoded line breaks.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+
+from service.domain.compose import POLICY, Attachment, Draft, Sender, compose
+from service.domain.headers import (
+    check_content_type,
+    check_generated,
+    check_header_value,
+    decoded,
+    has_controls,
+    header_text,
+)
+from service.errors import InvalidInput, UnsafeHeaderValue
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+SENDER = Sender("ada@example.test", "Ada")
+INJECTION = "=?utf-8?q?Quarterly=0D=0AX-Injected:_yes=0D=0ABcc:_attacker@evil.test?="
+TWICE = "=?utf-8?q?=3D=3Futf-8=3Fq=3FA=3D0D=3D0ABcc:=5Fx@evil.test=3F=3D?="  # decodes to an encoded word
+CONTROLS = ["\r", "\n", "\0", "\x0b", "\x0c", "\x1c", "\x1e", "\x7f", "\x85", "\x98", "\u2028", "\u2029", "\x01"]
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_every_control_is_refused_raw_and_encoded(control: str) -> None:
+    encoded = "=?utf-8?b?" + base64.b64encode(f"a{control}Bcc: x@y".encode()).decode() + "?="
+    for value in (f"a{control}b", encoded):
+        assert has_controls(value)
+        with pytest.raises(UnsafeHeaderValue, match=r"^The subject cannot contain line breaks or other control"):
+            check_header_value(value, "subject")
+
+
+def test_plain_and_encoded_text_without_controls_passes() -> None:
+    for value in ("Quarterly report", "Tab\tseparated", "=?utf-8?q?Caf=C3=A9?=", "Prix: 5 € = ?", "März"):
+        assert check_header_value(value, "subject") == value
+    assert decoded("=?utf-8?q?Caf=C3=A9?=") == "Café"
+    assert decoded(TWICE) == "A\r\nBcc: x@evil.test"  # decoded until nothing changes
+    assert decoded("=?x-unknown?q?a=0Ab?=") == "a\nb"  # an unknown charset still shows its control bytes
+
+
+def test_received_values_are_cleaned_not_obeyed() -> None:
+    assert header_text(INJECTION) == "Quarterly X-Injected: yes Bcc: attacker@evil.test"
+    assert header_text(TWICE) == "A Bcc: x@evil.test"
+    assert header_text("a\x85b\u2028c\u2029d\0e") == "a b c d e"
+    assert header_text("  Plain   words ") == "Plain words"
+
+
+def test_content_types_are_a_type_and_a_subtype_only() -> None:
+    assert check_content_type("Application/PDF") == "application/pdf"
+    for bad in ("text/plain\r\nBcc: x@y", "text/pl\x85ain", "text", "text/plain; x=y", ""):
+        with pytest.raises(UnsafeHeaderValue, match="is not a content type"):
+            check_content_type(bad)
+
+
+def _headers(data: bytes) -> bytes:
+    return data.split(b"\r\n\r\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        Draft(to=("b@example.test",), subject=INJECTION),
+        Draft(to=("b@example.test",), subject=TWICE),
+        Draft(to=("b@example.test",), subject="Quarterly\x85Bcc: x@evil.test"),
+        Draft(to=("b@example.test",), subject="Quarterly\u2028Bcc: x@evil.test"),
+        Draft(to=(f"{INJECTION} <b@example.test>",)),
+        Draft(to=(f'"{INJECTION}" <b@example.test>',)),
+        Draft(cc=(f"{TWICE} <b@example.test>",)),
+        Draft(bcc=(f"{INJECTION} <b@example.test>",)),
+        Draft(to=("b@example.test",), attachments=(Attachment(f"{INJECTION}.pdf", b"x", "application/pdf"),)),
+        Draft(to=("b@example.test",), attachments=(Attachment("a.txt", b"x", "text/plain\r\nBcc: x@evil.test"),)),
+    ],
+)
+def test_typed_values_that_decode_to_a_line_break_are_refused(draft: Draft) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        compose(draft, sender=SENDER, now=NOW)
+    assert isinstance(refused.value, UnsafeHeaderValue)
+
+
+def test_a_stored_display_name_that_decodes_to_a_line_break_is_cleaned() -> None:
+    composed = compose(Draft(to=("b@example.test",), subject="Hi"), sender=Sender("ada@example.test", TWICE), now=NOW)
+    assert _headers(composed.data).split(b"\r\n")[0] == b'From: "A Bcc: x@evil.test" <ada@example.test>'
+    assert b"\r\nBcc" not in composed.stored
+    assert composed.recipients == ("b@example.test",)
+
+
+def test_the_last_guard_refuses_generated_bytes_with_a_header_that_was_not_set() -> None:
+    """Bypassing every check above (as the email package's own folding would), the bytes are still refused."""
+    message = EmailMessage(policy=POLICY)
+    message["Subject"] = "ok"
+    message.set_content("hi")
+    message.add_attachment(b"x", maintype="application", subtype="pdf", filename=f"{INJECTION}.pdf")
+    data = message.as_bytes(policy=POLICY)
+    assert b"\r\nBcc: attacker@evil.test" in data  # the email package of Python 3.11.7 writes it
+    with pytest.raises(UnsafeHeaderValue, match="would have added header lines"):
+        check_generated(data, message)
+
+    plain = EmailMessage(policy=POLICY)
+    plain["Subject"] = "ok"
+    plain.set_content("hi")
+    top = plain.as_bytes(policy=POLICY)
+    assert check_generated(top, plain) == top
+    injected = top.replace(b"Subject: ok\r\n", b"Subject: ok\r\nBcc: attacker@evil.test\r\n")
+    with pytest.raises(UnsafeHeaderValue):
+        check_generated(injected, plain)
+    bare_lf = top.replace(b"Subject: ok", b"Subject: ok\nBcc: attacker@evil.test")
+    with pytest.raises(UnsafeHeaderValue):
+        check_generated(bare_lf, plain)
+
+
+def test_legitimate_messages_pass_the_last_guard() -> None:
+    draft = Draft(
+        to=("Björn Berg <b@example.test>", '"Doe, Jane" <j@example.test>'),
+        cc=("=?utf-8?q?Caf=C3=A9?= <c@example.test>",),
+        bcc=("d@example.test",),
+        subject="Plans for März " + "long " * 40,
+        text="Hello",
+        html="<p>Hello</p>",
+        attachments=(
+            Attachment("Agenda März.pdf", b"%PDF", "application/pdf"),
+            Attachment("notes.txt", b"notes", "text/plain"),
+        ),
+    )
+    composed = compose(draft, sender=Sender("ada@example.test", "Ada Lovelace"), now=NOW)
+    message = message_from_bytes(composed.data, policy=policy.default)
+    assert message["To"] == 'Björn Berg <b@example.test>, "Doe, Jane" <j@example.test>'
+    assert message["Cc"] == "Café <c@example.test>"
+    assert [part.get_filename() for part in message.iter_attachments()] == ["Agenda März.pdf", "notes.txt"]
+    assert composed.stored.startswith(b"Bcc: d@example.test\r\n")
