@@ -103,24 +103,50 @@ def default_destination(task_name: str, username: str, host: str) -> str:
 
 
 def local_target(
-    remote_path: str, special_use: str | None, *, transfer: FolderTransfer, destination: str
+    remote_path: str,
+    special_use: str | None,
+    *,
+    transfer: FolderTransfer,
+    destination: str,
+    personal_prefix: str = "",
 ) -> LocalTarget:
     """Map a remote folder (path with "/") to its local folder.
 
-    subfolders: P -> <destination>/P, INBOX included.
-    root: INBOX -> Inbox (and INBOX/x -> Inbox/x), \\Sent \\Drafts \\Trash \\Junk -> the local
-    special folders, \\Archive -> Archive, anything else -> P at the root.
+    `personal_prefix` is the server's personal namespace prefix (NAMESPACE, RFC 2342) in "/"
+    form: "INBOX/" on Cyrus and Courier, whose folders all live under "INBOX." ("" on most
+    others). A folder under it is what the user calls it without it: INBOX.Archiv is "Archiv".
+
+    subfolders: P -> <destination>/P, INBOX included, the prefix kept (INBOX.Archiv ->
+    <destination>/INBOX/Archiv): this mode mirrors the server's tree as it is, so a task never
+    moves where mail it already brought lands.
+    root: the RFC 6154 special-use flag first (\\Sent \\Drafts \\Trash \\Junk -> the local special
+    folders, \\Archive -> Archive), then INBOX -> Inbox (and INBOX/x -> Inbox/x when "INBOX/" is
+    not the namespace prefix), anything else -> P at the root.
     """
     if transfer is FolderTransfer.SUBFOLDERS:
         return LocalTarget(None, f"{destination.strip('/')}/{remote_path}")
-    head, _, rest = remote_path.partition("/")
-    if head.upper() == "INBOX":
-        return LocalTarget(SpecialUse.INBOX, "Inbox") if not rest else LocalTarget(None, f"Inbox/{rest}")
+    relative = _under_prefix(remote_path, personal_prefix)
     if special_use in _ROOT_SPECIAL:
         return LocalTarget(_ROOT_SPECIAL[special_use], "")
     if special_use == "\\Archive":
         return LocalTarget(None, "Archive")
+    if relative is not None:
+        return LocalTarget(None, relative)
+    head, _, rest = remote_path.partition("/")
+    if head.upper() == "INBOX":
+        return LocalTarget(SpecialUse.INBOX, "Inbox") if not rest else LocalTarget(None, f"Inbox/{rest}")
     return LocalTarget(None, remote_path)
+
+
+def _under_prefix(path: str, prefix: str) -> str | None:
+    """`path` without the namespace `prefix` ("INBOX" compared case-insensitively, RFC 3501
+    5.1), or None when it is not under it (INBOX itself never is)."""
+    if not prefix.strip("/"):
+        return None
+    head = path[: len(prefix)]
+    same = head.upper() == prefix.upper() if prefix.upper().startswith("INBOX/") else head == prefix
+    rest = path[len(prefix) :]
+    return rest if same and rest else None
 
 
 MAX_BACKOFF_FACTOR = 16  # failing tasks wait at most 16 intervals (160 minutes at the default)

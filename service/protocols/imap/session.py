@@ -26,7 +26,7 @@ import imaplib
 import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,11 +79,14 @@ class ImapAccount:
 
 @dataclass(frozen=True, slots=True)
 class RemoteFolder:
-    """A selectable remote folder. `path` uses "/"; `name` is what SELECT needs."""
+    """A selectable remote folder. `path` uses "/"; `name` is what SELECT needs;
+    `personal_prefix` is the server's personal namespace prefix in "/" form ("INBOX/" on
+    Cyrus and Courier, else "")."""
 
     name: str
     path: str
     special_use: bytes | None
+    personal_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +216,8 @@ class ImapSession:
     # -- folders and messages -------------------------------------------------
 
     def list_folders(self) -> list[RemoteFolder]:
-        """Every selectable folder (LIST "" "*"; \\Noselect and \\NonExistent skipped)."""
+        """Every selectable folder (LIST "" "*"; \\Noselect and \\NonExistent skipped), with the
+        personal namespace prefix when folders are listed under INBOX (see `_personal_prefix`)."""
         assert self.client is not None
         with self.translated("list folders"):
             listed = self.client.list_folders()
@@ -223,7 +227,27 @@ class ImapSession:
             if lowered & _NOT_SELECTABLE:
                 continue
             folders.append(RemoteFolder(name=name, path=_local_path(name, delimiter), special_use=_special(flags)))
+        if any(folder.path.upper().startswith("INBOX/") for folder in folders):
+            prefix = self._personal_prefix()
+            folders = [replace(folder, personal_prefix=prefix) for folder in folders]
         return folders
+
+    def _personal_prefix(self) -> str:
+        """The first personal namespace's prefix (NAMESPACE, RFC 2342) in "/" form: "INBOX/" where
+        folders live under "INBOX." (Cyrus, Courier), "" otherwise or without NAMESPACE. Asked only
+        when folders are listed under INBOX, so a poll of a server without that costs no round trip."""
+        assert self.client is not None
+        with self.translated("namespace"):
+            try:
+                personal = self.client.namespace().personal
+            except (IMAPClientAbortError, imaplib.IMAP4.abort):
+                raise
+            except (IMAPClientError, imaplib.IMAP4.error):  # refused (no NAMESPACE): names stay as listed
+                return ""
+        if not personal:
+            return ""
+        prefix, delimiter = personal[0]
+        return _local_path(prefix if isinstance(prefix, str) else prefix.decode("utf-8", "replace"), delimiter)
 
     def select(self, folder: RemoteFolder) -> SelectedFolder:
         """EXAMINE the folder (read-only, RFC 3501 6.3.2): its UIDVALIDITY, size and UIDNEXT."""

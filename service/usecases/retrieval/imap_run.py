@@ -129,7 +129,13 @@ async def retrieve_folder(
     """Bring one remote folder up to date from its `cursor` (None: never retrieved), counting
     into `result` as batches commit. Raises on connection loss; every committed batch stays."""
     special = folder.special_use.decode() if folder.special_use else None
-    target = local_target(folder.path, special, transfer=plan.transfer, destination=plan.destination)
+    target = local_target(
+        folder.path,
+        special,
+        transfer=plan.transfer,
+        destination=plan.destination,
+        personal_prefix=folder.personal_prefix,
+    )
     result.local = target.path or (target.special_use or "").capitalize()
     selected = await asyncio.to_thread(session.select, folder)
     rescan = cursor is not None and cursor.uidvalidity != selected.uidvalidity
