@@ -8,6 +8,7 @@ side effects.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -46,7 +47,15 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=8, ge=1, description="Retrieval runs at once per process.")
     log_retention_days: int = Field(default=30, ge=1, description="Log entries older than this are pruned.")
     session_idle_minutes: int = Field(default=120, ge=1, description="Signed-in sessions expire after this idle time.")
-    secure_cookies: bool = Field(default=False, description="Mark cookies Secure (set when served over HTTPS).")
+    secure_cookies: bool = Field(
+        default=False,
+        description="Served over HTTPS: cookies are Secure and named with the __Host- prefix.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated IP addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed, e.g. 127.0.0.1 or 10.0.0.0/8. Empty: no forwarded header is believed.",
+    )
     extra_ca_file: Path | None = Field(
         default=None,
         description="A PEM file of extra certificate authorities to trust for remote servers "
@@ -77,6 +86,22 @@ class Settings(BaseSettings):
         if text and not re.fullmatch(r"\[[0-9A-Fa-f:.]+\](:\d{1,5})?|[^:\[\]\s]+(:\d{1,5})?", text):
             raise ValueError("write host:port, for example 127.0.0.1:783")
         return text
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return ",".join(items)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """TRUSTED_PROXIES as a list of addresses and networks (empty: trust no forwarded header)."""
+        return [item for item in self.trusted_proxies.split(",") if item]
 
     @field_validator("data_dir")
     @classmethod

@@ -1,15 +1,32 @@
-"""Sign-in is throttled per address and per client, with words that reveal nothing about accounts."""
+"""Sign-in is throttled per (client, address), per client, and slowed per address, with words that
+reveal nothing about accounts; attempts are counted before the password is checked; the client
+address comes from X-Forwarded-For only behind a trusted proxy."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+
+import httpx
 import pytest
+import uvicorn
 from litestar import Litestar
 
+from service.config import Settings
+from service.domain import passwords
 from service.usecases.login_throttle import TOO_MANY_ATTEMPTS, LoginThrottle, SignInThrottled
 from tests.fixtures.webapp import ADMIN_EMAIL, ADMIN_PASSWORD, SESSION_COOKIE, WebClient, log_in, set_up_admin
+from web.app import create_app
+from web.cli import server_options
 from web.controllers.auth import THROTTLE_STATE_KEY
 
 SIGN_IN_FAILED = "The email address or password is not correct."
+_TOKEN = re.compile(r'name="_csrf_token" value="([0-9a-f]+)"')
 
 
 class FakeClock:
@@ -20,10 +37,20 @@ class FakeClock:
         return self.now
 
 
-def _install(app: Litestar, **options: float) -> FakeClock:
-    clock = FakeClock()
-    app.state[THROTTLE_STATE_KEY] = LoginThrottle(clock=clock, **options)  # type: ignore[arg-type]
-    return clock
+class FakeSleep:
+    """Records the slow-downs instead of waiting them out."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def _install(app: Litestar) -> tuple[FakeClock, FakeSleep]:
+    clock, sleep = FakeClock(), FakeSleep()
+    app.state[THROTTLE_STATE_KEY] = LoginThrottle(clock=clock, sleep=sleep)
+    return clock, sleep
 
 
 async def _signed_out_admin(client: WebClient) -> None:
@@ -31,17 +58,42 @@ async def _signed_out_admin(client: WebClient) -> None:
     client.cookies.delete(SESSION_COOKIE)
 
 
-async def test_an_address_is_throttled_after_five_failures_then_recovers(
+@pytest.fixture
+async def from_address(web_app: Litestar, web_client: WebClient) -> AsyncIterator[object]:
+    """Clients of the running app (web_client runs its lifespan) that connect from a chosen IP address."""
+    opened: list[httpx.AsyncClient] = []
+
+    def make(ip: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=cast(Any, web_app), client=(ip, 40000))
+        client = httpx.AsyncClient(transport=transport, base_url="http://testserver.local")
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        await client.aclose()
+
+
+async def _sign_in_from(client: httpx.AsyncClient, password: str) -> httpx.Response:
+    """Sign in as a browser does: load the form, post it with its token."""
+    page = await client.get("/login")
+    match = _TOKEN.search(page.text)
+    assert match is not None, page.text
+    data = {"_csrf_token": match.group(1), "email": ADMIN_EMAIL, "password": password}
+    return await client.post("/login", data=data)
+
+
+async def test_a_client_is_throttled_on_an_address_after_five_failures_then_recovers(
     web_app: Litestar, web_client: WebClient
 ) -> None:
-    clock = _install(web_app)
+    clock, _ = _install(web_app)
     await _signed_out_admin(web_client)
     for _ in range(5):
         failed = await log_in(web_client, password="wrong guess")
         assert failed.status_code == 401
         assert SIGN_IN_FAILED in failed.text
 
-    blocked = await log_in(web_client)  # even the right password: no password is checked while throttled
+    blocked = await log_in(web_client)  # this client, this address: no password is checked while throttled
     assert blocked.status_code == 429
     assert TOO_MANY_ATTEMPTS in blocked.text
     assert SESSION_COOKIE not in web_client.cookies
@@ -72,7 +124,7 @@ async def test_unknown_and_real_addresses_are_throttled_alike(web_app: Litestar,
 async def test_a_client_is_throttled_across_addresses(web_app: Litestar, web_client: WebClient) -> None:
     _install(web_app)
     await _signed_out_admin(web_client)
-    for n in range(20):  # four guesses at each of five made-up addresses: no address budget is spent
+    for n in range(20):  # four guesses at each of five made-up addresses: no pair budget is spent
         response = await log_in(web_client, email=f"guess{n // 4}@example.test", password=f"wrong {n}")
         assert response.status_code == 401
     blocked = await log_in(web_client)
@@ -92,13 +144,135 @@ async def test_a_success_forgets_the_address_failures(web_app: Litestar, web_cli
     assert (await log_in(web_client)).status_code == 303
 
 
+async def test_concurrent_wrong_passwords_get_only_the_budget_of_checks(
+    web_app: Litestar, web_client: WebClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install(web_app)
+    await _signed_out_admin(web_client)
+    checked: list[str] = []
+    verify = passwords.verify_password
+
+    def counting_verify(password_hash: str | None, password: str) -> bool:
+        checked.append(password)
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(passwords, "verify_password", counting_verify)
+    await log_in(web_client, email="warm-up@example.test", password="not counted")  # the CSRF cookie
+    checked.clear()
+
+    answers = await asyncio.gather(*(log_in(web_client, password=f"guess {n}") for n in range(40)))
+    assert len(checked) == 5
+    assert sorted(a.status_code for a in answers) == [401] * 5 + [429] * 35
+
+
+async def test_the_owner_gets_in_from_a_fresh_client_after_an_attackers_failures(
+    web_app: Litestar, web_client: WebClient, from_address: object
+) -> None:
+    _, sleep = _install(web_app)
+    await set_up_admin(web_client)
+    make = from_address
+    assert callable(make)
+    attacker, owner, other = make("203.0.113.7"), make("198.51.100.20"), make("198.51.100.30")
+    for _ in range(5):
+        assert (await _sign_in_from(attacker, "wrong guess")).status_code == 401
+    assert (await _sign_in_from(attacker, ADMIN_PASSWORD)).status_code == 429  # the attacker is locked out
+    assert sleep.waits == []
+
+    # A fresh client's guesses at the address are still checked, each after a slow-down.
+    assert (await _sign_in_from(other, "wrong guess")).status_code == 401
+    assert sleep.waits == [2.0]
+    signed_in = await _sign_in_from(owner, ADMIN_PASSWORD)  # the owner is slowed, never locked out
+    assert signed_in.status_code == 303
+    assert sleep.waits == [2.0, 2.0]
+    # Signing in forgets the address's failures: no more slow-down for the next one.
+    owner.cookies.clear()
+    assert (await _sign_in_from(owner, ADMIN_PASSWORD)).status_code == 303
+    assert sleep.waits == [2.0, 2.0]
+
+
 def test_the_throttle_window_slides() -> None:
     clock = FakeClock()
-    throttle = LoginThrottle(per_address=2, per_client=100, window_seconds=60, clock=clock)
-    throttle.record_failure(address="a@example.test", client="10.0.0.1")
+    throttle = LoginThrottle(per_pair=2, per_client=100, window_seconds=60, clock=clock)
+    throttle.begin(address="a@example.test", client="10.0.0.1")
     clock.now += 30
-    throttle.record_failure(address="a@example.test", client="10.0.0.1")
+    throttle.begin(address="A@example.test", client="10.0.0.1")
     with pytest.raises(SignInThrottled, match=TOO_MANY_ATTEMPTS):
-        throttle.check(address="a@example.test", client="10.0.0.2")
-    clock.now += 31  # the first failure left the window
-    throttle.check(address="a@example.test", client="10.0.0.1")
+        throttle.begin(address="a@example.test", client="10.0.0.1")
+    throttle.begin(address="a@example.test", client="10.0.0.2")  # another client is not locked out
+    clock.now += 31  # the first attempt left the window
+    throttle.begin(address="a@example.test", client="10.0.0.1")
+
+
+# The client address behind `tributary serve`: a real uvicorn with serve's options, on loopback.
+
+
+@pytest.fixture
+def serve(settings: Settings) -> Iterator[object]:
+    """Start the app as `tributary serve` would, for the given settings; yields its base URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
+
+    def start(app_settings: Settings) -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        host, port = sock.getsockname()
+        config = uvicorn.Config(create_app(app_settings), **{**server_options(host, port), "log_level": "warning"})
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        servers.append((server, thread, sock))
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert thread.is_alive(), "the web app did not start"
+            assert time.monotonic() < deadline, "the web app did not start in time"
+            time.sleep(0.02)
+        return f"http://{host}:{port}"
+
+    yield start
+    for server, thread, sock in servers:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+def _sync_sign_in(client: httpx.Client, password: str, forwarded_for: str) -> int:
+    page = client.get("/login")
+    match = _TOKEN.search(page.text)
+    assert match is not None, page.text
+    data = {"_csrf_token": match.group(1), "email": ADMIN_EMAIL, "password": password}
+    return client.post("/login", data=data, headers={"X-Forwarded-For": forwarded_for}).status_code
+
+
+def _set_up(client: httpx.Client) -> None:
+    page = client.get("/setup")
+    match = _TOKEN.search(page.text)
+    assert match is not None
+    fields = {"email": ADMIN_EMAIL, "display_name": "", "password": ADMIN_PASSWORD, "password_confirm": ADMIN_PASSWORD}
+    assert client.post("/setup", data={"_csrf_token": match.group(1), **fields}).status_code == 303
+    client.cookies.clear()
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_does_not_reset_the_budget(settings: Settings, serve: object) -> None:
+    assert callable(serve)
+    with httpx.Client(base_url=serve(settings)) as client:
+        _set_up(client)
+        for n in range(5):  # each claims to come from another address; all come from 127.0.0.1
+            assert _sync_sign_in(client, "wrong guess", f"192.0.2.{n}") == 401
+        assert _sync_sign_in(client, "wrong guess", "192.0.2.99") == 429
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(settings: Settings, serve: object) -> None:
+    assert callable(serve)
+    behind_proxy = settings.model_copy(update={"trusted_proxies": "127.0.0.0/8"})
+    with httpx.Client(base_url=serve(behind_proxy)) as client:
+        _set_up(client)
+        for _ in range(5):
+            assert _sync_sign_in(client, "wrong guess", "192.0.2.1") == 401
+        assert _sync_sign_in(client, "wrong guess", "192.0.2.1") == 429
+        assert _sync_sign_in(client, ADMIN_PASSWORD, "192.0.2.2") == 303
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    assert Settings(trusted_proxies=" 10.0.0.1, 192.168.0.0/16 ,").trusted_proxy_list == ["10.0.0.1", "192.168.0.0/16"]
+    assert Settings().trusted_proxy_list == []
+    with pytest.raises(ValueError, match="not an IP address"):
+        Settings(trusted_proxies="*")

@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import cast
 
 from litestar import Litestar, get
 from litestar.datastructures import State
@@ -29,7 +30,8 @@ from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 from litestar.template import TemplateConfig
-from litestar.types import ControllerRouterHandler
+from litestar.types import ASGIApp, ControllerRouterHandler
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service.config import Settings
 from service.persistence.database import Database
@@ -116,6 +118,11 @@ def create_app(settings: Settings, *, htmx_file: Path = HTMX_FILE) -> Litestar:
     sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     session_store = FileStore(sessions_dir, create_directories=True)
     static = create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False)
+    # The client address (login throttling) and scheme come from X-Forwarded-For/-Proto only when the
+    # peer is one of TRIBUTARY_TRUSTED_PROXIES; `tributary serve` turns uvicorn's own handling off.
+    proxies = settings.trusted_proxy_list
+    proxy_headers = cast("Callable[..., ASGIApp]", ProxyHeadersMiddleware)  # uvicorn types its ASGI callables apart
+    forwarded = [DefineMiddleware(proxy_headers, trusted_hosts=proxies)] if proxies else []
     return Litestar(
         route_handlers=[*ROUTE_HANDLERS, *_htmx_route(htmx_file), static],
         dependencies=DEPENDENCIES,
@@ -123,6 +130,7 @@ def create_app(settings: Settings, *, htmx_file: Path = HTMX_FILE) -> Litestar:
         lifespan=[_lifespan(settings, session_store)],
         stores={SESSION_STORE: session_store},
         middleware=[
+            *forwarded,
             DefineMiddleware(AccessLogMiddleware),
             DefineMiddleware(SecurityHeadersMiddleware),
             session_config(secure=settings.secure_cookies, idle_minutes=settings.session_idle_minutes).middleware,

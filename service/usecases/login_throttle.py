@@ -1,95 +1,145 @@
-"""Login throttling: how many failed sign-ins an address, or a client, may make in a window.
+"""Login throttling: how many sign-ins a client may try, for one address and in all, and how an
+address under attack is slowed down without locking its owner out.
 
-Two budgets, counted in one process's memory over a sliding window:
+Three counts, in one process's memory, over a sliding window (`window_seconds`,
+default 15 minutes):
 
-- per address (normalised, lower-case): `per_address` failures (default 5) in
-  `window_seconds` (default 15 minutes). Addresses that have no account are
-  counted exactly like real ones, so being throttled reveals nothing about
-  whether an account exists;
-- per client address (the peer IP): `per_client` failures (default 20), which
-  bounds one client guessing across many addresses.
+- per (client, address): `per_pair` failures (default 5). Over budget, that
+  client may not try that address again until the window slides;
+- per client: `per_client` failures (default 20) across all addresses, which
+  bounds one client guessing many addresses;
+- per address, from any client: after `per_address_free` failures (default 5),
+  every further attempt at that address first waits `address_delay_seconds`
+  (default 2 s). This is a slow-down, never a lock-out: a lock-out per address
+  would let anyone keep its owner out for good by failing five times, so the
+  owner, signing in from a client that has not failed, always gets in (a
+  little later). A guesser spread over many clients is still held to
+  `per_pair` guesses per client per window, `per_client` in all.
 
-While either budget is spent, sign-in is refused before the password is checked
-(no argon2 work for an attacker, and no oracle), with one generic sentence. A
-success forgets the address's failures (not the client's). Old entries are
-pruned as the window slides, and the number of tracked keys is capped, so a
-flood of made-up addresses cannot grow memory without bound.
+The client is the peer's IP address as the web face sees it: a forwarded header
+counts only from TRIBUTARY_TRUSTED_PROXIES (see web.app), never by default.
 
-The counts are per process: with several web processes each enforces its own
-budget, which still bounds guessing to (processes x budget) per window.
+Every attempt is counted as a failure *before* its password is checked, in one
+step with the budget check (no await in between, so the event loop cannot run
+another attempt in the middle); a success then takes its count back. Forty
+concurrent guesses therefore get `per_pair` password checks, not forty. While a
+budget is spent, sign-in is refused before any password work (no argon2 for an
+attacker, no oracle) with one generic sentence, and unknown addresses are
+counted exactly like real ones, so being throttled reveals nothing about
+whether an account exists. A success also forgets the address's failures and
+the pair's (not the client's other failures).
+
+Old entries are pruned as the window slides, and the number of tracked keys is
+capped, so a flood of made-up addresses cannot grow memory without bound. The
+counts are per process: with several web processes each enforces its own budget.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from service.domain.users import UserView
 from service.errors import AuthenticationFailed
+from service.persistence.database import Database
+from service.usecases.users import authenticate
 
 TOO_MANY_ATTEMPTS = "Too many attempts; try again in a few minutes."
 MAX_TRACKED_KEYS = 100_000
 
 
 class SignInThrottled(AuthenticationFailed):
-    """Too many failed sign-ins from this address or client; the same words whoever asks."""
+    """Too many failed sign-ins from this client; the same words whoever asks."""
 
     def __init__(self) -> None:
         super().__init__(TOO_MANY_ATTEMPTS)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One counted sign-in attempt: the keys it was counted under, at `stamp`, and whether to slow it."""
+
+    keys: tuple[str, ...]
+    address_key: str
+    pair_key: str
+    stamp: float
+    slowed: bool
+
+
 @dataclass
 class LoginThrottle:
-    """Counts failed sign-ins per address and per client; `check` raises SignInThrottled when over budget."""
+    """Counts sign-in attempts per (client, address), per client and per address (see the module)."""
 
-    per_address: int = 5
+    per_pair: int = 5
     per_client: int = 20
+    per_address_free: int = 5
+    address_delay_seconds: float = 2.0
     window_seconds: float = 15 * 60
     clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    _counts: dict[str, deque[float]] = field(default_factory=dict)
 
     @staticmethod
-    def _address_key(address: str) -> str:
-        return "a:" + address.strip().lower()
-
-    @staticmethod
-    def _client_key(client: str | None) -> str | None:
-        return "c:" + client if client else None
+    def _keys(address: str, client: str | None) -> tuple[str, str, str]:
+        normalised = address.strip().lower()
+        peer = client or "?"
+        return f"p:{peer}\0{normalised}", f"c:{peer}", f"a:{normalised}"
 
     def _recent(self, key: str, now: float) -> int:
-        stamps = self._failures.get(key)
+        stamps = self._counts.get(key)
         if stamps is None:
             return 0
         while stamps and stamps[0] <= now - self.window_seconds:
             stamps.popleft()
         if not stamps:
-            del self._failures[key]
+            del self._counts[key]
             return 0
         return len(stamps)
 
-    def check(self, *, address: str, client: str | None) -> None:
-        """Raise SignInThrottled if this address or this client has spent its failures."""
+    def begin(self, *, address: str, client: str | None) -> Attempt:
+        """Check the budgets and count this attempt as a failure, in one step; raise SignInThrottled when spent."""
         now = self.clock()
-        if self._recent(self._address_key(address), now) >= self.per_address:
+        pair_key, client_key, address_key = self._keys(address, client)
+        if self._recent(pair_key, now) >= self.per_pair or self._recent(client_key, now) >= self.per_client:
             raise SignInThrottled()
-        client_key = self._client_key(client)
-        if client_key is not None and self._recent(client_key, now) >= self.per_client:
-            raise SignInThrottled()
-
-    def record_failure(self, *, address: str, client: str | None) -> None:
-        now = self.clock()
-        if len(self._failures) >= MAX_TRACKED_KEYS:
+        slowed = self._recent(address_key, now) >= self.per_address_free
+        if len(self._counts) >= MAX_TRACKED_KEYS:
             self._prune(now)
-        for key in (self._address_key(address), self._client_key(client)):
-            if key is not None:
-                self._failures.setdefault(key, deque()).append(now)
+        keys = (pair_key, client_key, address_key)
+        for key in keys:
+            self._counts.setdefault(key, deque()).append(now)
+        return Attempt(keys=keys, address_key=address_key, pair_key=pair_key, stamp=now, slowed=slowed)
 
-    def record_success(self, *, address: str) -> None:
-        self._failures.pop(self._address_key(address), None)
+    async def pause(self, attempt: Attempt) -> None:
+        """Wait before checking the password when the address has failed too often lately."""
+        if attempt.slowed:
+            await self.sleep(self.address_delay_seconds)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: take the attempt's count back, and forget the address's and pair's failures."""
+        for key in attempt.keys:
+            stamps = self._counts.get(key)
+            if stamps is not None and attempt.stamp in stamps:
+                stamps.remove(attempt.stamp)
+                if not stamps:
+                    del self._counts[key]
+        self._counts.pop(attempt.address_key, None)
+        self._counts.pop(attempt.pair_key, None)
 
     def _prune(self, now: float) -> None:
-        for key in list(self._failures):
+        for key in list(self._counts):
             self._recent(key, now)
-        while len(self._failures) >= MAX_TRACKED_KEYS:  # still full of live keys: drop the oldest inserted
-            del self._failures[next(iter(self._failures))]
+        while len(self._counts) >= MAX_TRACKED_KEYS:  # still full of live keys: drop the oldest inserted
+            del self._counts[next(iter(self._counts))]
+
+
+async def sign_in(*, db: Database, throttle: LoginThrottle, email: str, password: str, client: str | None) -> UserView:
+    """Check a sign-in under the throttle. Raises SignInThrottled, or AuthenticationFailed for a wrong password."""
+    attempt = throttle.begin(address=email, client=client)
+    await throttle.pause(attempt)
+    user = await authenticate(db=db, email=email, password=password)
+    throttle.succeeded(attempt)
+    return user

@@ -2,11 +2,13 @@
 
 GET/POST /setup works only while no user exists; it creates the administrator
 and signs them in. GET/POST /login checks a password; every failure shows the
-same words. Failed sign-ins are counted per address and per client address
-(service.usecases.login_throttle, one counter per app); over budget, /login
-answers 429 with one generic sentence before checking any password. POST
-/logout ends the session. Each successful sign-in rotates the session id (see
-support.sessions).
+same words. Sign-ins are counted per (client, address), per client and per
+address (service.usecases.login_throttle, one counter per app), before the
+password is checked; over budget, /login answers 429 with one generic sentence
+without checking it. The client is the peer address Litestar reports, which is
+the forwarded one only behind TRIBUTARY_TRUSTED_PROXIES (see web.app). POST
+/logout ends the session. Each successful sign-in rotates the session id and
+the CSRF token (see support.sessions and support.csrf).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from service.domain.users import UserView
 from service.errors import AuthenticationFailed, Conflict, InvalidInput
 from service.persistence.database import Database
 from service.usecases.login_throttle import LoginThrottle, SignInThrottled
-from service.usecases.users import authenticate, create_first_admin, needs_first_admin
+from service.usecases.login_throttle import sign_in as throttled_sign_in
+from service.usecases.users import create_first_admin, needs_first_admin
 from web.support.rendering import page, see_other, status_for
 from web.support.sessions import sign_in, sign_out
 
@@ -108,17 +111,15 @@ def login_throttle(request: Request[Any, Any, Any]) -> LoginThrottle:
 async def login_submit(
     request: Request[Any, Any, Any], data: LoginBody, db: NamedDependency[Database]
 ) -> Response[Any]:
-    throttle = login_throttle(request)
     client = request.client.host if request.client else None
     try:
-        throttle.check(address=data.email, client=client)
-        user = await authenticate(db=db, email=data.email, password=data.password)
+        user = await throttled_sign_in(
+            db=db, throttle=login_throttle(request), email=data.email, password=data.password, client=client
+        )
     except SignInThrottled as exc:
         return _login_page(email=data.email, error=exc.message, status=429)
     except AuthenticationFailed as exc:
-        throttle.record_failure(address=data.email, client=client)
         return _login_page(email=data.email, error=exc.message, status=status_for(exc))
-    throttle.record_success(address=data.email)
     sign_in(request, user)
     return see_other("/")
 
