@@ -98,7 +98,6 @@ async def test_apop_without_a_timestamp_in_the_greeting_is_explained(env: Env) -
 
 async def test_a_run_killed_before_quit_duplicates_nothing_and_the_next_run_deletes(env: Env) -> None:
     messages = fill(env, 4)
-    env.settings = env.settings.model_copy(update={"lease_seconds": 2})  # the dead run's lease expires soon
     with HoldingProxy(env.dovecot.host, env.dovecot.pop3_port, hold=b"QUIT") as proxy:
         task_id = await env.add_task(POP3, port=proxy.port, security=Security.NONE, leave_on_server=False)
         process = await asyncio.create_subprocess_exec(  # the real CLI, so SIGKILL hits a real process
@@ -118,10 +117,8 @@ async def test_a_run_killed_before_quit_duplicates_nothing_and_the_next_run_dele
     assert env.dovecot.message_count(env.mailbox.email) == 4
 
     await _point_at(env, task_id, env.dovecot.pop3_port)  # the proxy is gone: straight to Dovecot
-    assert (await env.run(task_id)).already_running  # the killed run's lease has not expired yet
-    await asyncio.sleep(2.5)
-    finished = await env.run(task_id)
-    assert (finished.imported, finished.errors) == (0, [])
+    finished = await env.run(task_id)  # at once: the killed run's lease names a process that is gone
+    assert (finished.already_running, finished.imported, finished.errors) == (False, 0, [])
     assert env.dovecot.message_count(env.mailbox.email) == 0
     assert await stored(env) == sorted(messages)
 

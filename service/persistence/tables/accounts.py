@@ -87,6 +87,12 @@ class RetrievalTask(SQLModel, table=True):
     next_run_at: datetime | None = Field(default=None, sa_type=UtcDateTime, index=True)
     lease_owner: str | None = Field(default=None, max_length=200)
     lease_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # The lease holder's process, so a claimer on the same machine can see that it died
+    # (service/usecases/retrieval/holder.py); meaningful only while lease_owner is set.
+    lease_host: str | None = Field(default=None, max_length=255)
+    lease_boot_id: str | None = Field(default=None, max_length=64)
+    lease_pid: int | None = Field(default=None)
+    lease_pid_started: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class ImapCursor(SQLModel, table=True):

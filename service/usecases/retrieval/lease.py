@@ -9,15 +9,23 @@ commit renews it too, in the batch's own transaction, failing the commit when
 the lease was lost, so a run that stalled past its expiry can never store a
 batch that a newer holder also stores. A holder that dies simply stops
 renewing; the lease expires and another worker takes the task.
+
+A lease also names its holder's process (host, boot id, process id and start
+time, see holder.py). A claimer on the same machine whose holder process no
+longer exists takes the lease at once instead of waiting for the expiry: a run
+killed with SIGKILL does not block "Retrieve Messages Now" or the dispatcher.
+Holders on other machines are never judged; their leases only expire.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import col, select
@@ -28,6 +36,9 @@ from service.errors import TributaryError
 from service.persistence.database import Database
 from service.persistence.tables import RetrievalTask
 from service.persistence.types import utcnow
+from service.usecases.retrieval.holder import Holder, this_process
+
+log = logging.getLogger(__name__)
 
 
 class LeaseLost(TributaryError):
@@ -53,52 +64,124 @@ def _free(now: datetime) -> ColumnElement[bool]:
     return or_(col(RetrievalTask.lease_expires_at).is_(None), col(RetrievalTask.lease_expires_at) < now)
 
 
-def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """Automatic, active, not paused, due, and nobody holds it."""
+def _scheduled(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Automatic, active, not paused and due."""
     return (
         col(RetrievalTask.is_active).is_(True),
         col(RetrievalTask.method) == RetrievalMethod.AUTOMATIC,
         col(RetrievalTask.paused_reason).is_(None),
         col(RetrievalTask.next_run_at) <= now,
-        _free(now),
     )
 
 
-async def claim_due(db: Database, owner: str, *, seconds: int, limit: int, now: datetime | None = None) -> list[Lease]:
-    """Claim up to `limit` automatic tasks that are due and not leased, earliest first."""
+def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Automatic, active, not paused, due, and nobody holds it."""
+    return (*_scheduled(now), _free(now))
+
+
+def _stamp(owner: str, holder: Holder, expires_at: datetime) -> dict[str, Any]:
+    """The columns a claim writes: who holds the lease, which process that is, until when."""
+    return {
+        "lease_owner": owner,
+        "lease_expires_at": expires_at,
+        "lease_host": holder.host,
+        "lease_boot_id": holder.boot_id,
+        "lease_pid": holder.pid,
+        "lease_pid_started": holder.started,
+    }
+
+
+def _holder_of(task: RetrievalTask) -> Holder | None:
+    if task.lease_host is None or task.lease_pid is None:
+        return None
+    return Holder(task.lease_host, task.lease_boot_id, task.lease_pid, task.lease_pid_started)
+
+
+def _dead_holder(task: RetrievalTask, here: Holder, now: datetime) -> bool:
+    """Leased, not expired, by a process on this machine that no longer exists."""
+    holder = _holder_of(task)
+    held = task.lease_owner is not None and task.lease_expires_at is not None and task.lease_expires_at >= now
+    return held and holder is not None and holder.same_machine(here) and holder.is_gone()
+
+
+async def _abandoned_here(session: AsyncSession, here: Holder, now: datetime) -> list[RetrievalTask]:
+    """Due tasks leased by processes of this machine that died (few: at most the runs they held)."""
+    if here.boot_id is None:
+        return []
+    held_here = (
+        await session.exec(
+            select(RetrievalTask)
+            .where(
+                *_scheduled(now),
+                col(RetrievalTask.lease_expires_at) >= now,
+                col(RetrievalTask.lease_boot_id) == here.boot_id,
+                col(RetrievalTask.lease_host) == here.host,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    return [task for task in held_here if _dead_holder(task, here, now)]
+
+
+async def claim_due(
+    db: Database, owner: str, *, seconds: int, limit: int, now: datetime | None = None, holder: Holder | None = None
+) -> list[Lease]:
+    """Claim up to `limit` automatic tasks that are due and not leased (or leased by a process of
+    this machine that died), earliest first."""
     if limit <= 0:
         return []
     now = now or utcnow()
+    here = holder or this_process()
     async with db.write() as session:
+        abandoned = (await _abandoned_here(session, here, now))[:limit]
         due = (
             await session.exec(
                 select(RetrievalTask.id)
                 .where(*_due(now))
                 .order_by(col(RetrievalTask.next_run_at))
-                .limit(limit)
+                .limit(limit - len(abandoned))
                 .with_for_update(skip_locked=True)
             )
         ).all()
-        ids = [task_id for task_id in due if task_id is not None]
+        taken = {task.id: task.lease_owner for task in abandoned}
+        ids = [task_id for task_id in due if task_id is not None] + [
+            task_id for task_id in taken if task_id is not None
+        ]
         if ids:
             await session.exec(
                 update(RetrievalTask)
                 .where(col(RetrievalTask.id).in_(ids))
-                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+                .values(**_stamp(owner, here, now + timedelta(seconds=seconds)))
             )
+    for task_id, dead in taken.items():
+        log.info("task %s: took over the lease of %s, a process that no longer runs", task_id, dead)
     return [Lease(task_id, owner, seconds) for task_id in ids]
 
 
-async def claim(db: Database, task_id: int, owner: str, *, seconds: int) -> Lease | None:
-    """Claim one task now (Retrieve Messages Now); None while someone else holds it."""
-    now = utcnow()
+async def claim(
+    db: Database, task_id: int, owner: str, *, seconds: int, now: datetime | None = None, holder: Holder | None = None
+) -> Lease | None:
+    """Claim one task now (Retrieve Messages Now); None while someone else holds it. A lease held
+    by a process of this machine that no longer exists is taken over at once."""
+    now = now or utcnow()
+    here = holder or this_process()
     async with db.write() as session:
+        free = _free(now)
+        task = (
+            await session.exec(select(RetrievalTask).where(col(RetrievalTask.id) == task_id).with_for_update())
+        ).first()
+        dead = task.lease_owner if task is not None and _dead_holder(task, here, now) else None
+        if dead is not None:  # compare and swap: only from the dead holder
+            free = or_(free, col(RetrievalTask.lease_owner) == dead)
         result = await session.exec(
             update(RetrievalTask)
-            .where(col(RetrievalTask.id) == task_id, _free(now))
-            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+            .where(col(RetrievalTask.id) == task_id, free)
+            .values(**_stamp(owner, here, now + timedelta(seconds=seconds)))
         )
-        return Lease(task_id, owner, seconds) if result.rowcount == 1 else None
+        claimed = result.rowcount == 1
+    if claimed and dead is not None:
+        log.info("task %s: took over the lease of %s, a process that no longer runs", task_id, dead)
+    return Lease(task_id, owner, seconds) if claimed else None
 
 
 async def renew_in(session: AsyncSession, lease: Lease) -> None:
