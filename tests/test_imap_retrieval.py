@@ -307,7 +307,9 @@ async def test_test_connection_before_saving(env: Env) -> None:
         username=env.mailbox.email,
         password=env.mailbox.password,
     )
-    report = await retrieval_tasks.test_unsaved(secret_box=env.secret_box, settings=env.settings, new=new)
+    report = await retrieval_tasks.test_unsaved(
+        db=env.db, secret_box=env.secret_box, settings=env.settings, user_id=env.user_id, new=new
+    )
     assert report.ok, report.steps
     assert [s.name for s in report.steps][2:4] == ["greeting", "tls"]
     assert await retrieval_tasks.list_tasks(db=env.db, user_id=env.user_id) == []

@@ -13,6 +13,7 @@ from service.domain.connection_test import ConnectionReport
 from service.domain.retrieval import RunResult
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
 from service.usecases import retrieval_tasks, users
+from service.usecases.connection_tests import SavedTask, run_connection_test
 from service.usecases.retrieval import run_task
 
 
@@ -154,8 +155,12 @@ def retrieval_test(task_id: int, as_json: bool) -> None:
     """Test Connection: each step with its result and duration (exit code 1 if a step failed)."""
 
     async def work(services: Services) -> ConnectionReport:
-        return await retrieval_tasks.test_task(
-            db=services.db, secret_box=services.secret_box, settings=services.settings, task_id=task_id, user_id=None
+        return await run_connection_test(
+            db=services.db,
+            secret_box=services.secret_box,
+            settings=services.settings,
+            user_id=None,  # the operator: any task, under its owner's domain policy, not rate limited
+            subject=SavedTask(task_id),
         )
 
     report = run_with_services(work)

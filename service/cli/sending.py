@@ -23,9 +23,11 @@ from service.domain.connection_test import ConnectionReport
 from service.domain.outbox import OutboxStatus, OutboxView, SendResult
 from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
 from service.domain.values import Security
+from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import sending, smtp_accounts
+from service.usecases.connection_tests import SavedSmtpAccount, run_connection_test
 
 SECURITY = click.Choice([s.value for s in Security])
 
@@ -147,9 +149,11 @@ def smtp_test(account_id: int, user_email: str | None, as_json: bool) -> None:
     box = SecretBox.from_settings(settings)
 
     async def work(db: Database) -> ConnectionReport:
-        user_id = await _owner(db, account_id, user_email)
-        return await smtp_accounts.probe_smtp_account(
-            db=db, secret_box=box, settings=settings, user_id=user_id, account_id=account_id
+        owner = await smtp_accounts.owner_of_smtp_account(db=db, account_id=account_id)
+        if user_email is not None and await smtp_accounts.user_id_for_email(db=db, email=user_email) != owner:
+            raise NotFound(smtp_accounts.NO_ACCOUNT)
+        return await run_connection_test(  # as the operator: the owner's domain policy, no rate limit
+            db=db, secret_box=box, settings=settings, user_id=None, subject=SavedSmtpAccount(account_id)
         )
 
     report = run_with_db(work)

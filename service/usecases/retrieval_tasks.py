@@ -1,4 +1,4 @@
-"""Email Retrieval tasks: create, list, edit, resume, delete, and Test Connection.
+"""Email Retrieval tasks: create, list, edit, resume and delete (Test Connection: `connection_tests`).
 
 Tasks belong to a user: every function takes the acting user's id and treats
 another user's task as missing. `user_id=None` is the operator's scope (the
@@ -11,7 +11,6 @@ is always allowed.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from dataclasses import dataclass
 
@@ -21,8 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
-from service.domain.outbound import OutboundPolicy, build_policy
+from service.domain.outbound import OutboundPolicy
 from service.domain.retrieval import TaskView
+from service.domain.smtp_accounts import check_host
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security, default_port
 from service.errors import FeatureDisabled, InvalidInput, NotFound
 from service.persistence.database import Database
@@ -30,8 +30,6 @@ from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, User
 from service.persistence.types import utcnow
 from service.protocols import imap, pop3
-from service.usecases.domains import outbound_policy
-from service.usecases.rate_limit import check_test_connection
 
 MAX_HOST_LENGTH = 253
 
@@ -71,9 +69,10 @@ def task_problems(new: NewTask, *, password_required: bool = True) -> dict[str, 
     `password_required` is False when editing: an empty password keeps the stored one.
     """
     problems: dict[str, str] = {}
-    host = new.host.strip()
-    if not host or len(host) > MAX_HOST_LENGTH or any(c.isspace() or c in "/@\0" for c in host):
-        problems["host"] = "Enter the server's host name or address, for example imap.example.com."
+    try:
+        check_host(new.host)  # the one host rule (service.domain.smtp_accounts): IDNA, labels, length
+    except InvalidInput as exc:
+        problems["host"] = exc.message
     if new.port is not None and not 1 <= new.port <= 65535:
         problems["port"] = "The port must be a number from 1 to 65535."
     if not new.username.strip():
@@ -91,7 +90,7 @@ def task_problems(new: NewTask, *, password_required: bool = True) -> dict[str, 
     return problems
 
 
-def _check(new: NewTask, *, password_required: bool = True) -> None:
+def check_task(new: NewTask, *, password_required: bool = True) -> None:
     problems = task_problems(new, password_required=password_required)
     if problems:
         raise InvalidInput(next(iter(problems.values())))
@@ -129,7 +128,7 @@ async def check_retrieval_enabled(*, db: Database, user_id: int) -> None:
 
 async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: NewTask) -> TaskView:
     """Create a task. Refused when the domain's administrator turned retrieval off or the limit is reached."""
-    _check(new)
+    check_task(new)
     async with db.write() as session:
         row = (await session.exec(select(User, Domain).join(Domain).where(User.id == user_id))).first()
         if row is None:
@@ -144,18 +143,19 @@ async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: Ne
             ).one()
             if count >= domain.max_tasks_per_user:
                 raise InvalidInput(f"You already have the {domain.max_tasks_per_user} retrieval tasks allowed.")
-        task = _task_row(user_id, new, secret_box)
+        task = task_row(user_id, new, secret_box)
         session.add(task)
         await session.flush()
         return task_view(task)
 
 
-def _task_row(user_id: int, new: NewTask, secret_box: SecretBox) -> RetrievalTask:
+def task_row(user_id: int, new: NewTask, secret_box: SecretBox) -> RetrievalTask:
+    """A (not yet added) row for these settings: host lower-cased, port defaulted, password encrypted."""
     return RetrievalTask(
         user_id=user_id,
         name=new.name.strip(),
         protocol=new.protocol,
-        host=new.host.strip().lower(),
+        host=check_host(new.host),
         port=new.port or default_port(new.protocol, new.security),
         security=new.security,
         username=new.username.strip(),
@@ -209,11 +209,11 @@ async def update_task(
     A new password or username resumes a paused task (the user fixed what the pause asked for).
     Cursors stay: the same mailbox under a new host name must not be imported twice.
     """
-    _check(new, password_required=False)
+    check_task(new, password_required=False)
     async with db.write() as session:
         task = await load_task(session, task_id, user_id)
         _require_enabled(await _domain_of(session, task.user_id))
-        edited = _task_row(task.user_id, new, secret_box)
+        edited = task_row(task.user_id, new, secret_box)
         credentials_changed = bool(new.password) or edited.username != task.username
         for name in _EDITABLE:
             setattr(task, name, getattr(edited, name))
@@ -284,59 +284,37 @@ def pop3_account(
     )
 
 
-async def _probe(
-    task: RetrievalTask, secret_box: SecretBox, settings: Settings, policy: OutboundPolicy
+# Shorthands for Test Connection, which is `connection_tests.run_connection_test` (the rate limit and the
+# outbound policy live there, so every caller gets them). Imported late: connection_tests imports this module.
+
+
+async def test_task(
+    *, db: Database, secret_box: SecretBox, settings: Settings, task_id: int, user_id: int | None
 ) -> ConnectionReport:
-    if task.protocol is Protocol.IMAP:
-        return await asyncio.to_thread(imap.test_connection, imap_account(task, secret_box, settings, policy=policy))
-    return await asyncio.to_thread(pop3.test_connection, pop3_account(task, secret_box, settings, policy=policy))
+    """Test Connection for a saved task, acting as `user_id` (None: the operator)."""
+    from service.usecases.connection_tests import SavedTask, run_connection_test
 
-
-async def _tester_policy(db: Database, settings: Settings, owner_id: int, acting_user: int | None) -> OutboundPolicy:
-    """The outbound policy of the task owner's domain, after counting one Test Connection
-    against the acting user's rate limit (the operator, None, is not limited)."""
-    check_test_connection(db, acting_user)
-    async with db.read() as session:
-        return outbound_policy(settings, await _domain_of(session, owner_id))
-
-
-async def test_unsaved(
-    *,
-    secret_box: SecretBox,
-    settings: Settings,
-    new: NewTask,
-    db: Database | None = None,  # noqa: PT028  (a use case, not a test)
-    user_id: int | None = None,  # noqa: PT028
-) -> ConnectionReport:
-    """Test Connection before saving: the same steps, with the settings as typed. With `db` and
-    `user_id` the user's domain policy and rate limit apply; without, only TRIBUTARY_OUTBOUND_ALLOW."""
-    _check(new)
-    if db is not None and user_id is not None:
-        policy = await _tester_policy(db, settings, user_id, user_id)
-    else:
-        policy = build_policy(settings.outbound_allow, "")
-    return await _probe(_task_row(0, new, secret_box), secret_box, settings, policy)
+    return await run_connection_test(
+        db=db, secret_box=secret_box, settings=settings, user_id=user_id, subject=SavedTask(task_id)
+    )
 
 
 async def test_changes(
     *, db: Database, secret_box: SecretBox, settings: Settings, task_id: int, user_id: int | None, new: NewTask
 ) -> ConnectionReport:
     """Test Connection from the Edit form, before saving: an empty password means the stored one."""
-    _check(new, password_required=False)
-    async with db.read() as session:
-        stored = await load_task(session, task_id, user_id)
-    policy = await _tester_policy(db, settings, stored.user_id, user_id)
-    row = _task_row(stored.user_id, new, secret_box)
-    if not new.password:
-        row.password_encrypted = stored.password_encrypted
-    return await _probe(row, secret_box, settings, policy)
+    from service.usecases.connection_tests import TaskSettings, run_connection_test
+
+    subject = TaskSettings(new, task_id=task_id)
+    return await run_connection_test(db=db, secret_box=secret_box, settings=settings, user_id=user_id, subject=subject)
 
 
-async def test_task(
-    *, db: Database, secret_box: SecretBox, settings: Settings, task_id: int, user_id: int | None
+async def test_unsaved(
+    *, db: Database, secret_box: SecretBox, settings: Settings, user_id: int, new: NewTask
 ) -> ConnectionReport:
-    """Test Connection for a saved task, step by step (rate limited per user)."""
-    async with db.read() as session:
-        task = await load_task(session, task_id, user_id)
-    policy = await _tester_policy(db, settings, task.user_id, user_id)
-    return await _probe(task, secret_box, settings, policy)
+    """Test Connection before saving, for the user's domain."""
+    from service.usecases.connection_tests import TaskSettings, run_connection_test
+
+    return await run_connection_test(
+        db=db, secret_box=secret_box, settings=settings, user_id=user_id, subject=TaskSettings(new)
+    )

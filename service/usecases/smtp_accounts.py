@@ -1,4 +1,5 @@
-"""SMTP Accounts: add, edit, delete, list and test the external servers a user sends through.
+"""SMTP Accounts: add, edit, delete and list the external servers a user sends through
+(Test Connection: `connection_tests`).
 
 Everything but deleting is refused with FeatureDisabled while the user's domain
 has SMTP Accounts turned off (deleting stays allowed: a user may always remove
@@ -19,17 +20,12 @@ from service.domain.connection_test import ConnectionReport
 from service.domain.outbound import OutboundPolicy
 from service.domain.outbox import OutboxStatus
 from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
-from service.domain.values import LogLevel, LogSource
 from service.errors import Conflict, FeatureDisabled, InvalidInput, NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, OutboxEntry, SmtpAccount, User
 from service.persistence.types import utcnow
 from service.protocols import smtp
-from service.protocols.transcript import Transcript
-from service.usecases.domains import outbound_policy
-from service.usecases.logs import record
-from service.usecases.rate_limit import check_test_connection
 
 NO_ACCOUNT = "This SMTP account does not exist."
 # The form's fields that are columns of SmtpAccount (the default From is a column of User).
@@ -74,11 +70,16 @@ async def _enabled_user(session: AsyncSession, user_id: int) -> User:
     return user
 
 
-async def _owned(session: AsyncSession, user_id: int, account_id: int) -> SmtpAccount:
+async def load_account(session: AsyncSession, account_id: int, user_id: int | None) -> SmtpAccount:
+    """The account, if it exists and (unless user_id is None, the operator) belongs to this user."""
     account = await session.get(SmtpAccount, account_id)
-    if account is None or account.user_id != user_id:
+    if account is None or (user_id is not None and account.user_id != user_id):
         raise NotFound(NO_ACCOUNT)
     return account
+
+
+async def _owned(session: AsyncSession, user_id: int, account_id: int) -> SmtpAccount:
+    return await load_account(session, account_id, user_id)
 
 
 def view(account: SmtpAccount, user: User) -> SmtpAccountView:
@@ -250,42 +251,18 @@ def endpoint_for(
     )
 
 
-async def _tester_policy(db: Database, settings: Settings, user_id: int) -> tuple[OutboundPolicy, Domain]:
-    """Count one Test Connection against the user's rate limit; the domain's outbound policy."""
-    check_test_connection(db, user_id)
-    async with db.read() as session:
-        _user, domain = await user_and_domain(session, user_id)
-    return outbound_policy(settings, domain), domain
-
-
-async def _probe(
-    db: Database, endpoint: smtp.SmtpEndpoint, *, user_id: int, account_id: int | None, debug: bool
-) -> ConnectionReport:
-    transcript = Transcript(secrets=(endpoint.password,))
-    report = await smtp.probe(endpoint, transcript=transcript)
-    if debug:
-        async with db.write() as session:
-            record(
-                session,
-                source=LogSource.OUTGOING,
-                level=LogLevel.DEBUG,
-                text=f"Test Connection with {endpoint.host}:\n{transcript.text()}",
-                user_id=user_id,
-                smtp_account_id=account_id,
-            )
-    return report
+# Shorthands for Test Connection, which is `connection_tests.run_connection_test` (the rate limit and the
+# outbound policy live there, so every caller gets them). Imported late: connection_tests imports this module.
 
 
 async def probe_smtp_account(
     *, db: Database, secret_box: SecretBox, settings: Settings, user_id: int, account_id: int
 ) -> ConnectionReport:
     """Test Connection for a saved account: resolve, connect, TLS, EHLO, STARTTLS, AUTH, each timed."""
-    async with db.read() as session:
-        await _enabled_user(session, user_id)
-        row = await _owned(session, user_id, account_id)
-    policy, _domain = await _tester_policy(db, settings, user_id)
-    endpoint = endpoint_for(row, secret_box=secret_box, settings=settings, policy=policy)
-    return await _probe(db, endpoint, user_id=user_id, account_id=account_id, debug=row.enable_debug)
+    from service.usecases.connection_tests import SavedSmtpAccount, run_connection_test
+
+    subject = SavedSmtpAccount(account_id)
+    return await run_connection_test(db=db, secret_box=secret_box, settings=settings, user_id=user_id, subject=subject)
 
 
 async def probe_smtp_settings(
@@ -299,26 +276,7 @@ async def probe_smtp_settings(
     account_id: int | None = None,
 ) -> ConnectionReport:
     """Test Connection from the form, before saving; for an existing account an empty password means the stored one."""
-    checked = account.checked()
-    assert checked.port is not None
-    stored: str | None = None
-    async with db.read() as session:
-        await _enabled_user(session, user_id)
-        if account_id is not None:
-            stored = (await _owned(session, user_id, account_id)).password_encrypted
-    if not password and stored and checked.auth_required:
-        password = secret_box.decrypt(stored)
-    policy, _domain = await _tester_policy(db, settings, user_id)
-    endpoint = smtp.SmtpEndpoint(
-        host=checked.host,
-        port=checked.port,
-        security=checked.security,
-        verify_certificate=checked.verify_certificate,
-        auth_required=checked.auth_required,
-        username=checked.username,
-        password=password or "",
-        timeout_seconds=checked.timeout_seconds,
-        extra_ca_file=settings.extra_ca_file,
-        policy=policy,
-    )
-    return await _probe(db, endpoint, user_id=user_id, account_id=account_id, debug=False)
+    from service.usecases.connection_tests import SmtpSettings, run_connection_test
+
+    subject = SmtpSettings(account, password=password, account_id=account_id)
+    return await run_connection_test(db=db, secret_box=secret_box, settings=settings, user_id=user_id, subject=subject)

@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException, PermissionDeniedException, Valida
 from litestar.types import ExceptionHandlersMap
 
 from service.errors import TributaryError
+from service.usecases.rate_limit import TooManyAttempts
 from web.controllers.api.schemas import ErrorBody
 from web.support.dependencies import SignInRequired
 from web.support.errors import CSRF_FAILED
@@ -23,8 +24,10 @@ from web.support.rendering import status_for
 SIGN_IN = "Sign in to continue."
 
 
-def error(status_code: int, message: str) -> Response[ErrorBody]:
-    return Response(content=ErrorBody(error=message), status_code=status_code, media_type="application/json")
+def error(status_code: int, message: str, headers: dict[str, str] | None = None) -> Response[ErrorBody]:
+    return Response(
+        content=ErrorBody(error=message), status_code=status_code, media_type="application/json", headers=headers
+    )
 
 
 def _sign_in(_request: Request[Any, Any, Any], _exc: SignInRequired) -> Response[ErrorBody]:
@@ -32,6 +35,8 @@ def _sign_in(_request: Request[Any, Any, Any], _exc: SignInRequired) -> Response
 
 
 def _service(_request: Request[Any, Any, Any], exc: TributaryError) -> Response[ErrorBody]:
+    if isinstance(exc, TooManyAttempts):  # RFC 9110 section 10.2.3: when to ask again, in seconds
+        return error(status_for(exc), exc.message, {"Retry-After": str(exc.retry_after)})
     return error(status_for(exc), exc.message)
 
 

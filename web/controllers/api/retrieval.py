@@ -30,6 +30,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.scheduler import Scheduler
 from service.usecases import retrieval_tasks
+from service.usecases.connection_tests import SavedTask, TaskSettings, run_connection_test
 from service.usecases.retrieval_tasks import NewTask
 from web.controllers.api.schemas import ConnectionReportOut, Id, IdParam, Number, RunOut
 
@@ -130,16 +131,14 @@ class RetrievalTasksController(Controller):
         settings: NamedDependency[Settings],
         user: NamedDependency[UserView],
     ) -> ConnectionReportOut:
+        """Test Connection with settings as typed (with `task_id`: edits to that task). Rate limited (429),
+        and only hosts the domain's outbound policy allows are reached."""
         fields = msgspec.structs.asdict(data)
         task_id = fields.pop("task_id")
-        new = RetrievalTaskIn(**fields).new_task()
-        await retrieval_tasks.check_retrieval_enabled(db=db, user_id=user.id)
-        if task_id is None:
-            report = await retrieval_tasks.test_unsaved(secret_box=secret_box, settings=settings, new=new)
-        else:
-            report = await retrieval_tasks.test_changes(
-                db=db, secret_box=secret_box, settings=settings, task_id=task_id, user_id=user.id, new=new
-            )
+        subject = TaskSettings(RetrievalTaskIn(**fields).new_task(), task_id=task_id)
+        report = await run_connection_test(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=subject
+        )
         return ConnectionReportOut.from_report(report)
 
     @get("/{task_id:int}")
@@ -177,8 +176,9 @@ class RetrievalTasksController(Controller):
         settings: NamedDependency[Settings],
         user: NamedDependency[UserView],
     ) -> ConnectionReportOut:
-        report = await retrieval_tasks.test_task(
-            db=db, secret_box=secret_box, settings=settings, task_id=task_id, user_id=user.id
+        """Test Connection for the saved task (rate limited, as every test; 429 past the budget)."""
+        report = await run_connection_test(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=SavedTask(task_id)
         )
         return ConnectionReportOut.from_report(report)
 

@@ -25,6 +25,7 @@ from service.domain.values import Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import smtp_accounts
+from service.usecases.connection_tests import SavedSmtpAccount, SmtpSettings, run_connection_test
 from web.controllers.api.schemas import ConnectionReportOut, Id, IdParam, Number
 
 
@@ -125,15 +126,11 @@ class SmtpAccountsController(Controller):
         settings: NamedDependency[Settings],
         user: NamedDependency[UserView],
     ) -> ConnectionReportOut:
+        """Test Connection with settings as typed (with `account_id`: edits to that account)."""
         settings_in = SmtpAccountIn(**{k: v for k, v in msgspec.structs.asdict(data).items() if k != "account_id"})
-        report = await smtp_accounts.probe_smtp_settings(
-            db=db,
-            secret_box=secret_box,
-            settings=settings,
-            user_id=user.id,
-            account=settings_in.settings(),
-            password=data.password or None,
-            account_id=data.account_id,
+        subject = SmtpSettings(settings_in.settings(), password=data.password or None, account_id=data.account_id)
+        report = await run_connection_test(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=subject
         )
         return ConnectionReportOut.from_report(report)
 
@@ -179,7 +176,7 @@ class SmtpAccountsController(Controller):
         settings: NamedDependency[Settings],
         user: NamedDependency[UserView],
     ) -> ConnectionReportOut:
-        report = await smtp_accounts.probe_smtp_account(
-            db=db, secret_box=secret_box, settings=settings, user_id=user.id, account_id=account_id
+        report = await run_connection_test(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=SavedSmtpAccount(account_id)
         )
         return ConnectionReportOut.from_report(report)

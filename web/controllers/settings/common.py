@@ -7,14 +7,17 @@ Connectivity page; htmx requests get their result in the fragment instead.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
 from litestar import Request, Response
 from litestar.datastructures import State
 
+from service.domain.connection_test import ConnectionReport
 from service.domain.users import UserView
 from service.scheduler import Scheduler
+from service.usecases.rate_limit import TooManyAttempts
 from web.controllers.settings.present import Message
 from web.support.rendering import page, see_other
 
@@ -52,6 +55,19 @@ def back(request: AnyRequest, message: Message, *, anchor: str = "") -> Response
     if is_htmx(request):
         return Response(content=b"", status_code=200, headers={"HX-Redirect": path})
     return see_other(path)
+
+
+async def connection_test(
+    request: AnyRequest, user: UserView, run: Awaitable[ConnectionReport]
+) -> ConnectionReport | Response[Any]:
+    """Run a Test Connection for a page. Past the rate limit, htmx gets the sentence where the steps
+    go (200: htmx swaps only successful answers); a plain form gets the error page (429)."""
+    try:
+        return await run
+    except TooManyAttempts as exc:
+        if is_htmx(request):
+            return page("settings/_steps.html", viewer=user, problems=[exc.message])
+        raise
 
 
 def checked(value: str) -> bool:

@@ -24,8 +24,9 @@ from service.persistence.secrets import SecretBox
 from service.persistence.types import utcnow
 from service.usecases import retrieval_tasks
 from service.usecases.attention import needs_action_count
+from service.usecases.connection_tests import SavedTask, TaskSettings, run_connection_test
 from web.controllers.settings import present
-from web.controllers.settings.common import AnyRequest, account_form_page, back, is_htmx, scheduler
+from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx, scheduler
 from web.controllers.settings.connectivity import connectivity_page
 from web.controllers.settings.retrieval_form import TaskBody, TaskForm
 from web.support.rendering import page, status_for
@@ -164,9 +165,15 @@ async def test_unsaved(
     new, errors = data.read()
     if errors:
         return _problems_answer(request, user, settings, data, None, errors)
-    report = await retrieval_tasks.test_unsaved(
-        secret_box=secret_box, settings=settings, new=new, db=db, user_id=user.id
+    report = await connection_test(
+        request,
+        user,
+        run_connection_test(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=TaskSettings(new)
+        ),
     )
+    if not isinstance(report, ConnectionReport):
+        return report
     return _test_answer(request, user, settings, data, None, report)
 
 
@@ -184,9 +191,15 @@ async def test_edited(
     new, errors = data.read(password_required=False)
     if errors:
         return _problems_answer(request, user, settings, data, task_id, errors)
-    report = await retrieval_tasks.test_changes(
-        db=db, secret_box=secret_box, settings=settings, task_id=task_id, user_id=user.id, new=new
+    report = await connection_test(
+        request,
+        user,
+        run_connection_test(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=TaskSettings(new, task_id=task_id)
+        ),
     )
+    if not isinstance(report, ConnectionReport):
+        return report
     return _test_answer(request, user, settings, data, task_id, report)
 
 
@@ -217,9 +230,15 @@ async def test_saved(
     user: NamedDependency[UserView],
     settings: NamedDependency[Settings],
 ) -> Response[Any]:
-    report = await retrieval_tasks.test_task(
-        db=db, secret_box=secret_box, settings=settings, task_id=task_id, user_id=user.id
+    report = await connection_test(
+        request,
+        user,
+        run_connection_test(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=SavedTask(task_id)
+        ),
     )
+    if not isinstance(report, ConnectionReport):
+        return report
     if is_htmx(request):
         return page("settings/_steps.html", viewer=user, **present.report_context(report))
     return await connectivity_page(db, user, output_for=f"task-{task_id}", **present.report_context(report))

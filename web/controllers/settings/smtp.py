@@ -12,13 +12,15 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from service.config import Settings
+from service.domain.connection_test import ConnectionReport
 from service.domain.users import UserView
 from service.errors import Conflict, InvalidInput
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import smtp_accounts
+from service.usecases.connection_tests import SavedSmtpAccount, SmtpSettings, run_connection_test
 from web.controllers.settings import present
-from web.controllers.settings.common import AnyRequest, account_form_page, back, is_htmx
+from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx
 from web.controllers.settings.connectivity import connectivity_page
 from web.controllers.settings.smtp_form import SmtpBody, SmtpForm
 from web.support.rendering import page
@@ -139,15 +141,14 @@ async def _test_form(
         if is_htmx(request):  # 200: htmx swaps only successful answers
             return page("settings/_steps.html", viewer=user, problems=list(errors.values()))
         return _form_page(user=user, form=data, account_id=account_id, errors=errors, status_code=400)
-    report = await smtp_accounts.probe_smtp_settings(
-        db=db,
-        secret_box=secret_box,
-        settings=settings,
-        user_id=user.id,
-        account=account,
-        password=data.password or None,
-        account_id=account_id,
+    subject = SmtpSettings(account, password=data.password or None, account_id=account_id)
+    report = await connection_test(
+        request,
+        user,
+        run_connection_test(db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=subject),
     )
+    if not isinstance(report, ConnectionReport):
+        return report
     if is_htmx(request):
         return page("settings/_steps.html", viewer=user, **present.report_context(report))
     note = "Type the password again before saving." if data.password else None
@@ -200,9 +201,15 @@ async def test_saved(
     user: NamedDependency[UserView],
     settings: NamedDependency[Settings],
 ) -> Response[Any]:
-    report = await smtp_accounts.probe_smtp_account(
-        db=db, secret_box=secret_box, settings=settings, user_id=user.id, account_id=account_id
+    report = await connection_test(
+        request,
+        user,
+        run_connection_test(
+            db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=SavedSmtpAccount(account_id)
+        ),
     )
+    if not isinstance(report, ConnectionReport):
+        return report
     if is_htmx(request):
         return page("settings/_steps.html", viewer=user, **present.report_context(report))
     return await connectivity_page(db, user, output_for=f"smtp-{account_id}", **present.report_context(report))
