@@ -3,8 +3,6 @@ parser chokes on (matched where they read, never an exception)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from service.domain.filter_matching import evaluate, is_spam_by_headers
@@ -113,10 +111,7 @@ def test_spam_headers_from_upstream() -> None:
     ("condition", "message"),
     [
         (when(F.SUBJECT, Op.CONTAINS, " "), "needs a value"),
-        (when(F.SUBJECT, Op.MATCHES, "("), "not a valid regular expression"),
-        (when(F.SUBJECT, Op.MATCHES, "(a+)+$"), "repeats too much"),
-        (when(F.SUBJECT, Op.MATCHES, r"a*b+"), "repeats too much"),
-        (when(F.SUBJECT, Op.MATCHES, r"^.*x\d{2,100}"), "repeats too much"),
+        (when(F.SUBJECT, Op.MATCHES, "("), "cannot be used: RE2"),
         (when(F.SUBJECT, Op.MATCHES, "x" * 201), "at most 200"),
         (when(F.HEADER, Op.CONTAINS, "x", header="Bad:Name"), "not a header name"),
         (when(F.SIZE, Op.CONTAINS, "5"), '"is over"'),
@@ -146,10 +141,9 @@ def test_rule_shape_is_checked_and_folders_normalised() -> None:
     assert [a.folder for a in checked.actions] == ["Junk", "Lists/News"]
 
 
-def test_a_pattern_searches_a_bounded_body_quickly() -> None:
+def test_a_pattern_searches_a_large_body_line_by_line() -> None:
     huge = sample("big", body=("a" * 5_000 + "\r\n") * 1_000)
-    started = time.monotonic()
     assert not evaluate([rule(when(F.BODY, Op.MATCHES, r"a.*b"))], huge).flagged
     assert evaluate([rule(when(F.BODY, Op.MATCHES, r"^a+$"))], huge).flagged
+    assert not evaluate([rule(when(F.BODY, Op.MATCHES, r"a\sa"))], huge).flagged  # never across a line end
     assert evaluate([rule(when(F.SUBJECT, Op.MATCHES, r"[*+]{1}b\*\+"))], sample("x *b*+")).flagged
-    assert time.monotonic() - started < 2

@@ -2,8 +2,8 @@
 
 Rules are checked with service.domain.filters before they are stored, so retrieval
 only ever reads valid rules; every query is scoped by user id, and another user's
-rule looks like a missing one (NotFound). `enabled_rules` reads them inside the
-retrieval commit's own transaction.
+rule looks like a missing one (NotFound). `enabled_rules` reads them for retrieval's
+screening of a batch, in the caller's (short, read) transaction.
 """
 
 from __future__ import annotations

@@ -2,19 +2,26 @@
 
 Two steps around each batch's commit (store.py):
 
-1. `screen`, before the write transaction (never hold a session across network
-   I/O): the spam verdict of each message. Spam is what upstream filters marked
-   (X-Spam-Flag: YES, X-Spam-Status: Yes) or, with TRIBUTARY_SPAMD_ADDRESS set,
-   what spamd calls spam. A spamd that is down, slow or confused never loses
-   or holds mail: the message counts as not spam, a warning goes to the log,
-   and spamd rests for SPAMD_REST_SECONDS so a dead daemon costs one timeout
-   per rest, not one per message.
+1. `screen`, before the write transaction, decides everything: the spam verdict
+   and the rules' verdict of each message. Never hold a session across network
+   I/O, and never run CPU-bound work on the event loop: the upstream spam
+   headers and the user's rules (read once per batch, in a short read
+   transaction; RE2 patterns, see service.domain.filter_matching) are applied
+   in a worker thread (asyncio.to_thread), so a batch of large messages
+   against many patterns never stalls other requests. Spam is what upstream
+   filters marked (X-Spam-Flag: YES, X-Spam-Status: Yes) or, with
+   TRIBUTARY_SPAMD_ADDRESS set, what spamd calls spam. A spamd that is down,
+   slow or confused never loses or holds mail: the message counts as not spam,
+   a warning goes to the log, and spamd rests for SPAMD_REST_SECONDS so a dead
+   daemon costs one timeout per rest, not one per message.
 2. `deliver_filtered`, inside the transaction that stores the batch and its
-   cursor: spam goes to Junk; the rest meets the user's enabled rules (read
-   once per batch), is grouped by destination and delivered with the rules'
+   cursor, only applies what was decided: spam goes to Junk; the rest is
+   grouped by the destination its verdict names and delivered with the rules'
    flags; a deleted message is not stored, while its remote identity (cursor
    or UIDL) is recorded by the caller as usual. A failed commit therefore
-   leaves neither the messages nor any effect of the rules.
+   leaves neither the messages nor any effect of the rules. The rules are
+   those of the moment the batch was screened; an edit saved meanwhile
+   applies from the next batch on.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ from dataclasses import dataclass, field, replace
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
-from service.domain.filter_matching import evaluate, is_spam_by_headers
-from service.domain.filters import Verdict
+from service.domain.filter_matching import evaluate_all, is_spam_by_headers
+from service.domain.filters import FilterRule, Verdict
 from service.domain.values import SpecialUse
 from service.errors import InvalidInput, ServerUnavailable
+from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, deliver_many, ensure_special_folders, folder_by_path
 from service.protocols.spamd import SpamdAddress, SpamdClient
 from service.usecases.filters import enabled_rules
@@ -69,16 +77,36 @@ class InboxFilter:
 
 @dataclass(slots=True)
 class Screened:
+    """Per message, in input order: spam or not, and the rules' verdict (empty for spam)."""
+
     spam: list[bool]
+    verdicts: list[Verdict]
     warnings: list[str] = field(default_factory=list)
 
 
-async def screen(filtering: InboxFilter, messages: Sequence[IncomingMessage]) -> Screened:
-    """The spam verdict of each message (see the module docstring); never raises for spamd."""
-    spam = [is_spam_by_headers(m.raw) for m in messages]
-    check = filtering.spamd
-    if check is None or not messages:
-        return Screened(spam)
+def _decide(rules: Sequence[FilterRule], raws: Sequence[bytes]) -> tuple[list[bool], list[Verdict]]:
+    """The CPU-bound part of screening, for a worker thread: upstream spam headers, then the rules
+    on the rest."""
+    spam = [is_spam_by_headers(raw) for raw in raws]
+    verdicts = evaluate_all(rules, [None if junk else raw for raw, junk in zip(raws, spam, strict=True)])
+    return spam, verdicts
+
+
+async def screen(db: Database, filtering: InboxFilter, user_id: int, messages: Sequence[IncomingMessage]) -> Screened:
+    """What happens to each message (see the module docstring); never raises for spamd."""
+    if not messages:
+        return Screened([], [])
+    async with db.read() as session:
+        rules = await enabled_rules(session, user_id)
+    spam, verdicts = await asyncio.to_thread(_decide, rules, [m.raw for m in messages])
+    warnings = await _ask_spamd(filtering.spamd, messages, spam)
+    return Screened(spam, [Verdict() if junk else v for junk, v in zip(spam, verdicts, strict=True)], warnings)
+
+
+async def _ask_spamd(check: SpamCheck | None, messages: Sequence[IncomingMessage], spam: list[bool]) -> list[str]:
+    """spamd's verdict on each message not yet spam (updates `spam`); the warnings for the log."""
+    if check is None:
+        return []
     wanted = [i for i, m in enumerate(messages) if not spam[i] and len(m.raw) <= SPAMD_MAX_BYTES]
     failures: list[str] = []
     unchecked = 0
@@ -98,14 +126,11 @@ async def screen(filtering: InboxFilter, messages: Sequence[IncomingMessage]) ->
                 unchecked += 1
 
     await asyncio.gather(*(ask(i) for i in wanted))
-    warnings = []
-    if unchecked:
-        reason = failures[0] if failures else f"spamd at {check.client.address} failed earlier in this run."
-        noun = "message was" if unchecked == 1 else "messages were"
-        warnings.append(
-            f"{reason} {unchecked} {noun} delivered without its spam check; the rest of the filtering still applied."
-        )
-    return Screened(spam, warnings)
+    if not unchecked:
+        return []
+    reason = failures[0] if failures else f"spamd at {check.client.address} failed earlier in this run."
+    noun = "message was" if unchecked == 1 else "messages were"
+    return [f"{reason} {unchecked} {noun} delivered without its spam check; the rest of the filtering still applied."]
 
 
 @dataclass(slots=True)
@@ -122,19 +147,17 @@ async def deliver_filtered(
     user_id: int,
     inbox_id: int,
     messages: Sequence[IncomingMessage],
-    spam: Sequence[bool],
+    screened: Screened,
 ) -> Delivered:
-    """Deliver a batch bound for the Inbox through the spam verdicts and the user's rules."""
-    rules = await enabled_rules(session, user_id) if not all(spam) else []
+    """Deliver a batch bound for the Inbox as `screen` decided, in the caller's transaction."""
     groups: dict[tuple[str, str], list[tuple[int, IncomingMessage]]] = {}  # ("inbox"|"junk"|"path", path)
     ids: list[int | None] = [None] * len(messages)
     junked = moved = deleted = 0
-    for index, message in enumerate(messages):
-        if spam[index]:
+    for index, (message, junk, verdict) in enumerate(zip(messages, screened.spam, screened.verdicts, strict=True)):
+        if junk:
             groups.setdefault(("junk", ""), []).append((index, message))
             junked += 1
             continue
-        verdict = evaluate(rules, message.raw) if rules else Verdict()
         if verdict.deleted:
             deleted += 1
             continue

@@ -119,17 +119,18 @@ async def commit_batch(
 ) -> int:
     """Store the messages and move the folder's cursor, atomically. Returns how many were stored
     (a message a filter deleted is covered by the cursor but not stored)."""
-    screened = await _screen(owner, folder_id, messages)
+    screened = await _screen(db, owner, folder_id, messages)
     async with db.write() as session:
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         await _save_cursor(session, owner.task_id, remote_folder, cursor)
         return sum(1 for message_id in ids if message_id is not None)
 
 
-async def _screen(owner: Owner, folder_id: int, messages: Sequence[IncomingMessage]) -> Screened | None:
-    """Spam verdicts for a batch bound for a filtered Inbox (network I/O: before the transaction)."""
+async def _screen(db: Database, owner: Owner, folder_id: int, messages: Sequence[IncomingMessage]) -> Screened | None:
+    """What the filters do with a batch bound for a filtered Inbox: spamd (network I/O) and the rules
+    (CPU, in a worker thread) decide before the transaction, which only applies the verdicts."""
     filtering = owner.filters(folder_id)
-    return await screen(filtering, messages) if filtering is not None and messages else None
+    return await screen(db, filtering, owner.user_id, messages) if filtering is not None and messages else None
 
 
 async def _deliver(
@@ -150,7 +151,7 @@ async def _deliver(
         ids = list(await deliver_many(session, user_id=owner.user_id, folder_id=folder_id, messages=messages))
     else:
         delivered = await deliver_filtered(
-            session, user_id=owner.user_id, inbox_id=folder_id, messages=messages, spam=screened.spam
+            session, user_id=owner.user_id, inbox_id=folder_id, messages=messages, screened=screened
         )
         ids = delivered.ids
         notes += [(LogLevel.WARNING, text) for text in screened.warnings]
@@ -196,7 +197,7 @@ async def commit_pop_batch(
     Only after this commit returns may the messages be marked for deletion on the server. A
     message a filter deleted keeps its UIDL (without a message), so it is never fetched again.
     """
-    screened = await _screen(owner, folder_id, messages)
+    screened = await _screen(db, owner, folder_id, messages)
     async with db.write() as session:
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         for key, message_id in zip(keys, ids, strict=True):
