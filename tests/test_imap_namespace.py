@@ -4,6 +4,8 @@ folder's name (issue 14)."""
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from service.config import Settings
@@ -80,7 +82,7 @@ async def test_a_server_with_folders_under_inbox_dot(
     transfer: FolderTransfer,
     expected: dict[str, int],
 ) -> None:
-    mailbox = dovecot_prefixed.add_user(f"cyrus-{transfer.value}@example.test", "a password")
+    mailbox = dovecot_prefixed.add_user(f"cyrus-{secrets.token_hex(4)}@example.test", "a password")
     for folder, count in [("INBOX", 1), ("INBOX.Sent", 2), ("INBOX.Drafts", 1), ("INBOX.Archiv", 1)]:
         for n in range(count):
             dovecot_prefixed.deliver(mailbox.email, sample(f"{folder} {n}"), folder=folder)

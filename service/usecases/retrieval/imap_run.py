@@ -10,7 +10,8 @@ When UIDVALIDITY changed (RFC 3501 2.3.1.1: the old UIDs mean nothing now),
 the folder is read again from the start and each message is matched by the
 SHA-256 of its bytes (which covers size and Message-ID) against what this task
 already stored from it, counting duplicates, so nothing is imported twice and
-nothing skipped. One failing folder does not stop the others; a lost
+nothing skipped. A folder renamed on the server keeps its cursor, and where it can its
+local folder, under the new name (imap_renames). One failing folder does not stop the others; a lost
 connection ends the run, keeping every committed batch.
 """
 
@@ -29,6 +30,7 @@ from service.errors import MailboxMissing
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, MessageOrigin
 from service.protocols.imap import FetchedMessage, ImapSession, RemoteFolder
+from service.usecases.retrieval.imap_renames import Orphans, follow_rename
 from service.usecases.retrieval.store import (
     Cursor,
     Owner,
@@ -125,9 +127,11 @@ async def retrieve_folder(
     folder: RemoteFolder,
     result: FolderResult,
     cursor: Cursor | None,
+    orphans: Orphans | None = None,
 ) -> None:
     """Bring one remote folder up to date from its `cursor` (None: never retrieved), counting
-    into `result` as batches commit. Raises on connection loss; every committed batch stays."""
+    into `result` as batches commit. Raises on connection loss; every committed batch stays.
+    A folder without a cursor may be one of the `orphans` renamed (see imap_renames)."""
     special = folder.special_use.decode() if folder.special_use else None
     target = local_target(
         folder.path,
@@ -138,11 +142,35 @@ async def retrieve_folder(
     )
     result.local = target.path or (target.special_use or "").capitalize()
     selected = await asyncio.to_thread(session.select, folder)
+    known: Counter[str] = Counter()
+    if cursor is None and orphans is not None and orphans.cursors:  # new here, or renamed on the server
+        claimed = orphans.claim(selected.uidvalidity)
+        if claimed is not None:
+            old, cursor = claimed
+            old_target = local_target(
+                old,
+                None,
+                transfer=plan.transfer,
+                destination=plan.destination,
+                personal_prefix=folder.personal_prefix,
+            )
+            await follow_rename(
+                db,
+                plan.owner,
+                old=old,
+                new=folder.path,
+                old_target=old_target,
+                new_target=target,
+                host=session.account.host,
+            )
+        else:
+            known = await orphans.hashes(db, plan.owner.task_id)
     rescan = cursor is not None and cursor.uidvalidity != selected.uidvalidity
     last_uid = cursor.last_uid if cursor is not None and not rescan else 0
     nothing_new = selected.exists == 0 or (selected.uidnext is not None and selected.uidnext <= last_uid + 1)
     uids = [] if nothing_new else await asyncio.to_thread(session.uids_above, last_uid)
-    known: Counter[str] = await stored_hashes(db, plan.owner.task_id, folder.path) if rescan else Counter()
+    if rescan:
+        known = await stored_hashes(db, plan.owner.task_id, folder.path)
     warnings = (
         [
             f"The folder {folder.path} on {session.account.host} was reset by the server (UIDVALIDITY changed); "
@@ -229,15 +257,18 @@ class _FolderCommitter:
 async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, run: RunResult) -> None:
     """Every selectable folder, one after the other, counted into `run` as they go.
     A folder that cannot be opened is reported and skipped; a lost connection raises."""
-    folders = await asyncio.to_thread(session.list_folders)
+    listed = await asyncio.to_thread(session.list_folders)
     cursors = await load_cursors(db, plan.owner.task_id)
+    orphans = Orphans.of(cursors, {folder.path for folder in listed})
+    # Parents before their children, so a renamed tree's local folder moves as a whole.
+    folders = sorted(listed, key=lambda folder: folder.path.count("/"))
     for folder in folders:
         if plan.owner.stopping:
             break
         folder_result = FolderResult(remote=folder.path, local="")
         run.folders.append(folder_result)
         try:
-            await retrieve_folder(db, session, plan, folder, folder_result, cursors.get(folder.path))
+            await retrieve_folder(db, session, plan, folder, folder_result, cursors.get(folder.path), orphans)
         except MailboxMissing as exc:
             folder_result.error = exc.message
             run.errors.append(exc.message)
