@@ -17,6 +17,8 @@ from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Folder, ImapCursor
+from service.usecases.retrieval.imap_renames import Orphans
+from service.usecases.retrieval.store import Cursor
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, make_env
@@ -139,3 +141,13 @@ async def test_a_new_folder_with_a_message_also_in_another_live_folder_is_import
     async with env.db.read() as session:
         paths = (await session.exec(select(Folder.path).order_by(col(Folder.path)))).all()
     assert {"Remote/Eins", "Remote/Zwei"} <= set(paths)
+
+
+def test_only_a_distinctive_uidvalidity_identifies_a_renamed_folder() -> None:
+    cursors = {"INBOX": Cursor(1, 10), "Alt": Cursor(7, 5), "Weg": Cursor(1, 3), "Auch weg": Cursor(1, 4)}
+    orphans = Orphans.of(cursors, {"INBOX", "Neu"})
+    assert set(orphans.cursors) == {"Alt", "Weg", "Auch weg"}
+    assert orphans.claim(1, 20) is None  # shared by several folders: a server that numbers them all alike
+    assert orphans.claim(7, 5) is None  # a UIDNEXT not above the last UID retrieved: not that folder
+    assert orphans.claim(7, None) == ("Alt", Cursor(7, 5))
+    assert orphans.claim(7, 6) is None  # claimed once only

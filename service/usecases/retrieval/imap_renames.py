@@ -5,7 +5,10 @@ Cursors are keyed by the remote folder's path. A run lists the folders; a cursor
 folder is no longer listed is an *orphan*. A listed folder without a cursor whose
 UIDVALIDITY equals that of exactly one orphan is that folder, renamed: UIDVALIDITY is a
 mailbox's identity and survives RENAME (RFC 3501 2.3.1.1 and 6.3.5; a server that
-renumbers changes it). Then, in one transaction:
+renumbers changes it). A UIDVALIDITY that another of the task's cursors shares identifies
+nothing (some servers give every folder the same), and a UIDNEXT not above the cursor's
+last UID cannot be the same folder: both are left to content matching. On a match, in one
+transaction:
 
 - the cursor and the origin (`remote_folder`) of every message the task stored from it
   move to the new name, so the next UID is the next one fetched;
@@ -42,20 +45,28 @@ from service.usecases.retrieval.store import Cursor, Owner
 
 @dataclass(slots=True)
 class Orphans:
-    """The task's cursors whose folder the server no longer lists, claimed as renames are found."""
+    """The task's cursors whose folder the server no longer lists, claimed as renames are found.
+    `shared` counts how many of all the task's cursors have each UIDVALIDITY."""
 
     cursors: dict[str, Cursor]
+    shared: Counter[int] = field(default_factory=Counter)
     _hashes: Counter[str] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, cursors: dict[str, Cursor], listed: set[str]) -> Orphans:
-        return cls({path: cursor for path, cursor in cursors.items() if path not in listed})
+        return cls(
+            {path: cursor for path, cursor in cursors.items() if path not in listed},
+            Counter(cursor.uidvalidity for cursor in cursors.values()),
+        )
 
-    def claim(self, uidvalidity: int) -> tuple[str, Cursor] | None:
-        """The one orphan with this UIDVALIDITY (removed from the orphans), or None when none or
-        several have it (then nothing tells which one it was)."""
+    def claim(self, uidvalidity: int, uidnext: int | None) -> tuple[str, Cursor] | None:
+        """The orphan this folder is, renamed (removed from the orphans), or None. Only a
+        UIDVALIDITY no other cursor of the task has identifies a folder (some servers give every
+        folder the same one), and a renamed folder's UIDNEXT is above every UID it had."""
         matches = [path for path, cursor in self.cursors.items() if cursor.uidvalidity == uidvalidity]
-        if len(matches) != 1:
+        if len(matches) != 1 or self.shared[uidvalidity] != 1:
+            return None
+        if uidnext is not None and uidnext <= self.cursors[matches[0]].last_uid:
             return None
         return matches[0], self.cursors.pop(matches[0])
 

@@ -144,7 +144,7 @@ async def retrieve_folder(
     selected = await asyncio.to_thread(session.select, folder)
     known: Counter[str] = Counter()
     if cursor is None and orphans is not None and orphans.cursors:  # new here, or renamed on the server
-        claimed = orphans.claim(selected.uidvalidity)
+        claimed = orphans.claim(selected.uidvalidity, selected.uidnext)
         if claimed is not None:
             old, cursor = claimed
             old_target = local_target(
