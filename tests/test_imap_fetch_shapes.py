@@ -79,7 +79,8 @@ async def test_a_body_the_server_keeps_withholding_fails_the_batch_and_the_next_
         assert failed.imported == 0
         assert len(failed.errors) == 1
         assert "did not send the content of message 2 in INBOX" in failed.errors[0]
-        assert "the next run asks again" in failed.errors[0]
+        assert "Nothing from UID 1 on in this folder was stored this time" in failed.errors[0]
+        assert "did not send the content of message 2 in INBOX although it still lists it" in failed.errors[0]
         assert await stored(env) == []
 
         stubborn.shapes, stubborn.fetches = ["literal"], 0  # the server recovers

@@ -303,7 +303,7 @@ class ImapSession:
                 parsed = _general(parse_fetch_response(data, normalise_times=False, uid_is_key=True))
             missing = [uid for uid in uids if uid not in parsed or parsed[uid][0] is None]
             if missing:
-                parsed.update(self._fetch_again(missing, folder))
+                parsed.update(self._fetch_again(missing, folder, first=min(uids)))
         wanted = set(uids)
         messages = []
         for uid in sorted(parsed):
@@ -322,7 +322,7 @@ class ImapSession:
             )
         return messages
 
-    def _fetch_again(self, uids: list[int], folder: str) -> Parsed:
+    def _fetch_again(self, uids: list[int], folder: str, *, first: int) -> Parsed:
         """FETCH `uids` once more with imapclient's general parser (which reads literal, quoted and
         NIL bodies alike); any still without a body must be gone from the server, or this raises."""
         assert self.client is not None
@@ -337,8 +337,8 @@ class ImapSession:
                 raise MailboxMissing(
                     f"{self.account.host} did not send the content of message{'s' if len(present) > 1 else ''} "
                     f"{', '.join(map(str, present[:10]))}{where} although it still lists "
-                    f"{'them' if len(present) > 1 else 'it'}; nothing from this batch was stored, and the next "
-                    "run asks again."
+                    f"{'them' if len(present) > 1 else 'it'}. Nothing from UID {first} on in this folder was "
+                    "stored this time; the next run asks again."
                 )
         return again
 
