@@ -1,12 +1,11 @@
 """IMAP retrieval with imapclient: the only package that talks IMAP (see session.py)."""
 
+from service.protocols.imap.folders import SPECIAL_USE_FLAGS, RemoteFolder
 from service.protocols.imap.probe import test_connection
 from service.protocols.imap.session import (
-    SPECIAL_USE_FLAGS,
     FetchedMessage,
     ImapAccount,
     ImapSession,
-    RemoteFolder,
     SelectedFolder,
     open_session,
 )

@@ -61,3 +61,11 @@ def _internal_date(text: bytes) -> datetime | None:
     except ValueError:
         return None
     return parsed
+
+
+def parse_general(response: dict[Any, Any]) -> Parsed:
+    """imapclient's parsed FETCH items as (body or None, flags, INTERNALDATE) per UID."""
+    return {
+        int(uid): (item.get(b"BODY[]"), item.get(b"FLAGS", ()), item.get(b"INTERNALDATE"))
+        for uid, item in response.items()
+    }

@@ -37,28 +37,19 @@ from imapclient.imapclient import join_message_ids
 from imapclient.response_parser import parse_fetch_response
 
 from service.domain.outbound import STRICT, OutboundPolicy
-from service.domain.values import Security, SpecialUse
+from service.domain.values import Security
 from service.errors import CredentialsRejected, MailboxMissing, RemoteError, ServerUnavailable, TlsFailure
 from service.protocols import outbound
 from service.protocols.deadline import Deadline
 from service.protocols.imap.connection import WatchedClient
-from service.protocols.imap.fetch import Parsed, parse_plain_fetch
+from service.protocols.imap.fetch import Parsed, parse_general, parse_plain_fetch
+from service.protocols.imap.folders import NOT_SELECTABLE, RemoteFolder, slash_path, special_use_of
 from service.protocols.network import network_error
 from service.protocols.tls import WRONG_PORT_HINT, client_context
 from service.protocols.transcript import Transcript
 
 CONNECT_TIMEOUT_SECONDS = 15.0
 SIZE_CHUNK = 1000  # UIDs per FETCH RFC822.SIZE: keeps command lines well under servers' limits
-
-# RFC 6154 attributes of LIST, and the local folder each maps to in "root" transfer.
-SPECIAL_USE_FLAGS: dict[bytes, SpecialUse | None] = {
-    b"\\Sent": SpecialUse.SENT,
-    b"\\Drafts": SpecialUse.DRAFTS,
-    b"\\Trash": SpecialUse.TRASH,
-    b"\\Junk": SpecialUse.JUNK,
-    b"\\Archive": None,  # no local special folder: lands in "Archive" at the root
-}
-_NOT_SELECTABLE = {b"\\noselect", b"\\nonexistent"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +66,6 @@ class ImapAccount:
     extra_ca_file: Path | None = None
     debug: bool = False
     policy: OutboundPolicy = STRICT
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteFolder:
-    """A selectable remote folder. `path` uses "/"; `name` is what SELECT needs;
-    `personal_prefix` is the server's personal namespace prefix in "/" form ("INBOX/" on
-    Cyrus and Courier, else "")."""
-
-    name: str
-    path: str
-    special_use: bytes | None
-    personal_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +203,9 @@ class ImapSession:
         folders = []
         for flags, delimiter, name in listed:
             lowered = {f.lower() for f in flags if isinstance(f, bytes)}
-            if lowered & _NOT_SELECTABLE:
+            if lowered & NOT_SELECTABLE:
                 continue
-            folders.append(RemoteFolder(name=name, path=_local_path(name, delimiter), special_use=_special(flags)))
+            folders.append(RemoteFolder(name=name, path=slash_path(name, delimiter), special_use=special_use_of(flags)))
         if any(folder.path.upper().startswith("INBOX/") for folder in folders):
             prefix = self._personal_prefix()
             folders = [replace(folder, personal_prefix=prefix) for folder in folders]
@@ -247,7 +226,7 @@ class ImapSession:
         if not personal:
             return ""
         prefix, delimiter = personal[0]
-        return _local_path(prefix if isinstance(prefix, str) else prefix.decode("utf-8", "replace"), delimiter)
+        return slash_path(prefix if isinstance(prefix, str) else prefix.decode("utf-8", "replace"), delimiter)
 
     def select(self, folder: RemoteFolder) -> SelectedFolder:
         """EXAMINE the folder (read-only, RFC 3501 6.3.2): its UIDVALIDITY, size and UIDNEXT."""
@@ -300,7 +279,7 @@ class ImapSession:
             data = self.client.fetch_untagged(uids, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
             parsed = parse_plain_fetch(data)
             if parsed is None:  # an unusual shape: imapclient's full parser
-                parsed = _general(parse_fetch_response(data, normalise_times=False, uid_is_key=True))
+                parsed = parse_general(parse_fetch_response(data, normalise_times=False, uid_is_key=True))
             missing = [uid for uid in uids if uid not in parsed or parsed[uid][0] is None]
             if missing:
                 parsed.update(self._fetch_again(missing, folder, first=min(uids)))
@@ -327,7 +306,7 @@ class ImapSession:
         NIL bodies alike); any still without a body must be gone from the server, or this raises."""
         assert self.client is not None
         response = self.client.fetch(uids, ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
-        again = {uid: found for uid, found in _general(response).items() if uid in uids and found[0] is not None}
+        again = {uid: found for uid, found in parse_general(response).items() if uid in uids and found[0] is not None}
         withheld = [uid for uid in uids if uid not in again]
         if withheld:
             self.client.noop()  # collect pending EXPUNGE responses before asking what still exists
@@ -380,37 +359,11 @@ class ImapSession:
             raise ServerUnavailable(f"{host} refused {step}: {_server_text(exc)}.") from exc
 
 
-def _general(response: dict[Any, Any]) -> Parsed:
-    """imapclient's parsed FETCH items as (body or None, flags, INTERNALDATE) per UID."""
-    return {
-        int(uid): (item.get(b"BODY[]"), item.get(b"FLAGS", ()), item.get(b"INTERNALDATE"))
-        for uid, item in response.items()
-    }
-
-
 def _server_text(exc: BaseException) -> str:
     text = str(exc)
     if text.startswith("b'") or text.startswith('b"'):
         text = text[2:-1]
     return text.strip()[:200] or type(exc).__name__
-
-
-def _special(flags: Sequence[Any]) -> bytes | None:
-    for flag in flags:
-        if isinstance(flag, bytes):
-            for known in SPECIAL_USE_FLAGS:
-                if flag.lower() == known.lower():
-                    return known
-    return None
-
-
-def _local_path(name: str, delimiter: bytes | str | None) -> str:
-    """The remote name with its own delimiter replaced by "/" ("/" inside a level becomes "_")."""
-    if isinstance(delimiter, bytes):
-        delimiter = delimiter.decode("ascii", "replace")
-    if not delimiter or delimiter == "/":
-        return name
-    return "/".join(part.replace("/", "_") for part in name.split(delimiter))
 
 
 @contextmanager
