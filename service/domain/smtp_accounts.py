@@ -17,7 +17,10 @@ from service.domain.values import Security, default_port
 from service.errors import InvalidInput
 
 MIN_TIMEOUT, MAX_TIMEOUT = 5, 300
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_HOST_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
+EXAMPLE_HOST = "mail.example.com"
+EMPTY_HOST = f"Enter the server's host name or address, for example {EXAMPLE_HOST}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,20 +65,31 @@ class SmtpAccountInput:
 
 
 def check_host(value: str) -> str:
-    """A host name (IDN allowed, stored as punycode) or an IP address; anything else is refused."""
+    """The one rule for a server address (SMTP accounts, retrieval tasks, Test Connection, the CLI).
+
+    An IP address (IPv6 with or without brackets), or a host name of LDH labels
+    (RFC 1123 2.1), at most 253 characters, a trailing dot allowed. A name with
+    non-ASCII letters is converted with IDNA (RFC 3490, the stdlib codec:
+    "bücher.example" is kept as "xn--bcher-kva.example", the form every
+    resolver and certificate uses). Anything else, control characters included,
+    is refused with one sentence, never passed on to a socket.
+    """
     host = value.strip().rstrip(".").lower()
     if not host:
-        raise InvalidInput("Enter the server address.")
+        raise InvalidInput(EMPTY_HOST)
     try:
-        return str(ipaddress.ip_address(host.strip("[]")))
+        return str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]")))
     except ValueError:
         pass
     try:
         ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise InvalidInput(f"{value.strip()!r} is not a valid server address.") from exc
-    if len(ascii_host) > 253 or not all(_HOST_LABEL.match(label) for label in ascii_host.split(".")):
-        raise InvalidInput(f"{value.strip()!r} is not a valid server address.")
+    except UnicodeError:
+        ascii_host = ""
+    if not ascii_host or len(ascii_host) > MAX_HOST_LENGTH or not all(map(_HOST_LABEL.match, ascii_host.split("."))):
+        shown = value.strip() if len(value.strip()) <= 60 else value.strip()[:60] + "…"
+        raise InvalidInput(
+            f"{shown!r} is not a valid server address: enter a host name such as {EXAMPLE_HOST} or an IP address."
+        )
     return ascii_host
 
 
