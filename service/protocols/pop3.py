@@ -36,7 +36,7 @@ from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, 
 from service.protocols import outbound
 from service.protocols.deadline import Deadline
 from service.protocols.network import network_error
-from service.protocols.probe import StepFailed, resolve_and_connect, step
+from service.protocols.probe import StepFailed, opening, resolve_and_connect, step
 from service.protocols.tls import WRONG_PORT_HINT, client_context, describe_certificate
 from service.protocols.transcript import Transcript
 
@@ -355,7 +355,7 @@ def test_connection(account: Pop3Account) -> ConnectionReport:
     try:
         timeout = min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds)
         targets = resolve_and_connect(report, account.host, account.port, timeout, account.policy)
-        with step(report, "greeting", hint=WRONG_PORT_HINT) as detail:
+        with opening(report, welcome=lambda: session.welcome) as detail:
             session.connect(targets)
             detail.append(session.welcome[:200])
             detail.append("APOP timestamp present" if session.apop_timestamp else "no APOP timestamp")

@@ -52,13 +52,40 @@ def describe_certificate(sock: ssl.SSLSocket | ssl.SSLObject, *, verified: bool)
     return f"{sock.version()}, certificate not verified ({len(der or b'')} bytes, verification is off)"
 
 
+CERTIFICATE_HINT = (
+    "A certificate is accepted when an authority this machine trusts issued it, it names the server "
+    "address you entered, and it has not expired. Enter the name the certificate is for; if you trust "
+    'this server (one with a self-signed certificate, say), turn off "Verify certificate" for it.'
+)
+
+
+class CertificateNotVerified(TlsFailure):
+    """The server speaks TLS, but its certificate did not verify: untrusted issuer, another name, expired."""
+
+
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h) in plain words.
+_UNTRUSTED = "it is not issued by an authority this machine trusts (self-signed, or from a private authority)"
+_PROBLEMS = {
+    2: _UNTRUSTED,  # unable to get issuer certificate
+    9: "it is not valid yet (or this machine's clock is wrong)",
+    10: "it has expired",
+    18: _UNTRUSTED,  # depth zero self-signed
+    19: _UNTRUSTED,  # self-signed certificate in chain
+    20: _UNTRUSTED,  # unable to get local issuer certificate
+    21: _UNTRUSTED,  # unable to verify the first certificate
+    62: "it is for another name than the server address",  # hostname mismatch
+    64: "it is for another address than the server address",  # IP address mismatch
+}
+
+
 def tls_failure(exc: BaseException, host: str) -> TlsFailure:
     """A sentence for an ssl error: which host, what was wrong, what to do."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or str(exc)
-        return TlsFailure(
-            f"The certificate of {host} could not be verified ({reason}). If you trust this server, "
-            "turn off certificate verification for this account."
+        problem = _PROBLEMS.get(exc.verify_code, "")
+        return CertificateNotVerified(
+            f"The certificate of {host} could not be verified{': ' + problem if problem else ''} ({reason}). "
+            'If you trust this server, turn off "Verify certificate" for this account.'
         )
     text = str(exc)
     if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "packet length too long" in text:

@@ -6,18 +6,19 @@ import time
 
 from service.domain.connection_test import ConnectionReport
 from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, ImapAccount, ImapSession
-from service.protocols.probe import StepFailed, resolve_and_connect, step
-from service.protocols.tls import WRONG_PORT_HINT, describe_certificate
+from service.protocols.probe import StepFailed, opening, resolve_and_connect, step
+from service.protocols.tls import describe_certificate
 
 
 def test_connection(account: ImapAccount) -> ConnectionReport:
-    """Resolve, connect, TLS, greeting, capabilities, login, folder count: each timed."""
+    """Resolve, connect, greeting, TLS, capabilities, login, folder count: each timed. A TLS
+    handshake that fails (a certificate that does not verify, say) fails the tls step."""
     report = ConnectionReport()
     session = ImapSession(account, deadline=time.monotonic() + 3 * account.timeout_seconds)
     try:
         timeout = min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds)
         targets = resolve_and_connect(report, account.host, account.port, timeout, account.policy)
-        with step(report, "greeting", hint=WRONG_PORT_HINT) as detail:
+        with opening(report, welcome=lambda: session.welcome) as detail:
             session.connect(targets)
             detail.append(session.welcome[:200])
         if session.tls_socket is not None:

@@ -16,7 +16,7 @@ import aiosmtplib
 from service.domain.outbox import SmtpReply
 from service.errors import CredentialsRejected, MessageRejected, RemoteError, ServerUnavailable
 from service.protocols.smtp.endpoint import SmtpEndpoint
-from service.protocols.tls import WRONG_PORT_HINT, tls_failure
+from service.protocols.tls import CERTIFICATE_HINT, WRONG_PORT_HINT, CertificateNotVerified, tls_failure
 
 LIBRARY_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
 HINTS = {
@@ -28,7 +28,6 @@ HINTS = {
     "starttls": "Choose SSL/TLS (usually port 465) if the server expects TLS at once.",
     "auth": "Check the username and password; some providers need an app password for SMTP.",
 }
-CERTIFICATE_HINT = "If you trust this server, turn off certificate verification for this account."
 
 
 class SmtpDeferred(ServerUnavailable):
@@ -59,7 +58,9 @@ def refusal(reply: SmtpReply, what: str) -> RemoteError:
 
 
 def hint_for(step: str, error: RemoteError) -> str:
-    return CERTIFICATE_HINT if "could not be verified" in error.message else HINTS.get(step, "")
+    """A certificate that does not verify gets the certificate hint whatever the step (tls or
+    starttls): the connection works, so the port is not to blame."""
+    return CERTIFICATE_HINT if isinstance(error, CertificateNotVerified) else HINTS.get(step, "")
 
 
 def translate(exc: BaseException, endpoint: SmtpEndpoint) -> RemoteError:
