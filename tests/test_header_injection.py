@@ -13,7 +13,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from service.domain.compose import POLICY, Attachment, Draft, Sender, compose
+from service.domain.compose import POLICY, Attachment, Draft, Sender, Thread, compose, message_ids
 from service.domain.headers import (
     check_content_type,
     check_generated,
@@ -137,3 +137,11 @@ def test_legitimate_messages_pass_the_last_guard() -> None:
     assert message["Cc"] == "Café <c@example.test>"
     assert [part.get_filename() for part in message.iter_attachments()] == ["Agenda März.pdf", "notes.txt"]
     assert composed.stored.startswith(b"Bcc: d@example.test\r\n")
+
+
+def test_threading_ids_with_controls_are_dropped_and_the_reply_still_goes_out() -> None:
+    parents = f"<ok@example.test> <{INJECTION}@evil.test> <a\x01b@evil.test>"
+    assert message_ids(parents) == ("<ok@example.test>",)
+    thread = Thread(message_id="<parent@example.test>", references=message_ids(parents))
+    composed = compose(Draft(to=("b@example.test",), subject="Re: hi"), sender=SENDER, now=NOW, thread=thread)
+    assert b"\r\nReferences: <ok@example.test> <parent@example.test>\r\n" in composed.data

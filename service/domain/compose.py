@@ -34,7 +34,14 @@ from email.utils import make_msgid
 
 from email_validator import EmailNotValidError, validate_email
 
-from service.domain.headers import check_content_type, check_generated, check_header_value, header_text, set_header
+from service.domain.headers import (
+    check_content_type,
+    check_generated,
+    check_header_value,
+    has_controls,
+    header_text,
+    set_header,
+)
 from service.errors import InvalidInput
 
 POLICY = policy.SMTP.clone(cte_type="7bit")
@@ -164,8 +171,9 @@ def parse_mailboxes(values: tuple[str, ...], what: str) -> list[Mailbox]:
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
-    """The <...> tokens of a Message-ID, In-Reply-To or References value; anything else dropped."""
-    return tuple(_MESSAGE_ID.findall(value or ""))
+    """The <...> tokens of a Message-ID, In-Reply-To or References value; anything else dropped,
+    and so is a token that holds or decodes to a control character (it would be refused when written)."""
+    return tuple(token for token in _MESSAGE_ID.findall(value or "") if not has_controls(token))
 
 
 def _unique(addresses: list[str]) -> tuple[str, ...]:
