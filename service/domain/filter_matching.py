@@ -44,7 +44,7 @@ from service.errors import InvalidInput
 
 BODY_SCAN_BYTES = 256 * 1024
 BODY_TEXT_CHARS = 64 * 1024
-MATCH_BYTES = 128 * 1024
+MATCH_BYTES = 64 * 1024
 _FAILURES = (Exception, RecursionError)
 _SPAM_FLAG = re.compile(rb"(?im)^x-spam-flag:[ \t]*yes\b")
 _SPAM_STATUS = re.compile(rb"(?im)^x-spam-status:[ \t]*yes\b")

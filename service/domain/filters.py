@@ -29,7 +29,7 @@ from service.domain.values import SPECIAL_FOLDER_NAMES, SpecialUse
 from service.errors import InvalidInput
 
 MAX_PATTERN = 200
-MAX_PROGRAM = 4000
+MAX_PROGRAM = 2000
 PATTERN_MEMORY = 2 * 1024 * 1024
 MAX_VALUE = 500
 MAX_CONDITIONS = 20
@@ -160,6 +160,7 @@ def _pattern_options() -> re2.Options:
     options.case_sensitive = False
     options.never_nl = True  # lines are searched on their own: nothing matches across a line break
     options.max_mem = PATTERN_MEMORY
+    options.never_capture = True  # a yes or no is all filters ask: groups would cost time, not help
     options.log_errors = False  # the reason goes to the user, not to stderr
     return options
 
@@ -183,7 +184,8 @@ def compile_pattern(pattern: str) -> re2._Regexp[str]:
         ) from exc
     if compiled.programsize > MAX_PROGRAM:
         raise InvalidInput(
-            f'The pattern "{pattern}" is too complex to match quickly: use fewer or smaller {{n}} repeats.'
+            f'The pattern "{pattern}" is too complex to match quickly: use fewer or smaller {{n}} repeats, '
+            "or a narrower class than \\pL."
         )
     return compiled
 
