@@ -128,6 +128,12 @@ async def test_a_folder_recreated_under_a_new_name_is_matched_by_content(env: En
     assert set((await env.local_hashes()).values()) == {1}
     assert (await env.run(task_id)).imported == 0
 
+    # The matched copies are Rechnungen's now: a copy in yet another new folder is that folder's own.
+    env.dovecot.deliver(env.mailbox.email, kept[0], folder="Steuer")
+    later = await env.run(task_id)
+    assert (later.imported, later.skipped) == (1, 0)
+    assert (await env.local_counts())["Remote/Steuer"] == 1
+
 
 async def test_a_new_folder_with_a_message_also_in_another_live_folder_is_imported(env: Env) -> None:
     """Content matching is only against folders that are gone: a copy in a second folder that

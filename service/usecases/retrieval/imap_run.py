@@ -30,7 +30,7 @@ from service.errors import MailboxMissing
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, MessageOrigin
 from service.protocols.imap import FetchedMessage, ImapSession, RemoteFolder
-from service.usecases.retrieval.imap_renames import Orphans, follow_rename
+from service.usecases.retrieval.imap_renames import Orphans, adopt_matches, follow_rename
 from service.usecases.retrieval.store import (
     Cursor,
     Owner,
@@ -143,6 +143,7 @@ async def retrieve_folder(
     result.local = target.path or (target.special_use or "").capitalize()
     selected = await asyncio.to_thread(session.select, folder)
     known: Counter[str] = Counter()
+    adopt_from: list[str] = []  # gone folders whose matched messages become this folder's
     if cursor is None and orphans is not None and orphans.cursors:  # new here, or renamed on the server
         claimed = orphans.claim(selected.uidvalidity, selected.uidnext)
         if claimed is not None:
@@ -165,6 +166,7 @@ async def retrieve_folder(
             )
         else:
             known = await orphans.hashes(db, plan.owner.task_id)
+            adopt_from = list(orphans.cursors)
     rescan = cursor is not None and cursor.uidvalidity != selected.uidvalidity
     last_uid = cursor.last_uid if cursor is not None and not rescan else 0
     nothing_new = selected.exists == 0 or (selected.uidnext is not None and selected.uidnext <= last_uid + 1)
@@ -194,7 +196,9 @@ async def retrieve_folder(
     folder_id = await resolve_folder(db, plan.owner.user_id, target)
     sizes = await asyncio.to_thread(session.sizes, uids)
     batches = plan_batches(uids, sizes, max_message_bytes=plan.max_message_bytes, limits=plan.batch)
-    committer = _FolderCommitter(db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result)
+    committer = _FolderCommitter(
+        db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result, adopt_from
+    )
     source = _Source(session, plan.owner.task_id, folder.path, selected.uidvalidity)
     pending = asyncio.ensure_future(asyncio.to_thread(source.download, batches[0].fetch)) if batches else None
     try:
@@ -216,7 +220,8 @@ async def retrieve_folder(
 
 @dataclass(slots=True)
 class _FolderCommitter:
-    """Commits a folder's downloaded batches in order, matching them against `known` after a reset."""
+    """Commits a folder's downloaded batches in order, matching them against `known` (after a
+    reset, or against gone folders: `adopt_from`, whose matched messages then take this one's origin)."""
 
     db: Database
     plan: ImapPlan
@@ -226,14 +231,18 @@ class _FolderCommitter:
     known: Counter[str]
     warnings: list[str]
     result: FolderResult
+    adopt_from: list[str]
 
     async def commit(self, batch: Batch, fetched: list[IncomingMessage]) -> None:
         fresh = []
+        matched: list[tuple[str, int]] = []
         for message in fetched:
             digest = message.index.sha256 if message.index is not None else ""
-            if self.known[digest] > 0:  # after a reset: stored before
+            if self.known[digest] > 0:  # stored before: after a reset, or from a folder now gone
                 self.known[digest] -= 1
                 self.result.skipped += 1
+                if message.origin is not None and message.origin.uid is not None:
+                    matched.append((digest, message.origin.uid))
                 continue
             fresh.append(message)
         warnings = self.warnings + [
@@ -252,6 +261,15 @@ class _FolderCommitter:
             cursor=Cursor(self.uidvalidity, batch.cover),
             warnings=warnings,
         )
+        if self.adopt_from and matched:
+            await adopt_matches(
+                self.db,
+                self.plan.owner.task_id,
+                gone=self.adopt_from,
+                remote_folder=self.remote_folder,
+                uidvalidity=self.uidvalidity,
+                matches=matched,
+            )
 
 
 async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, run: RunResult) -> None:
