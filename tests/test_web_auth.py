@@ -248,7 +248,7 @@ async def test_cookies_are_secure_when_configured(settings: Settings) -> None:
     async with AsyncTestClient(app=app, base_url="https://testserver.local") as client:
         client.follow_redirects = False
         page = await client.get("/setup")
-        [csrf] = [c for c in _set_cookie_headers(page.headers) if c.startswith(f"{CSRF_COOKIE}=")]
+        [csrf] = [c for c in _set_cookie_headers(page.headers) if c.startswith(f"__Host-{CSRF_COOKIE}=")]
         assert "Secure" in csrf
         assert "HttpOnly" in csrf
         response = await client.post(
@@ -262,7 +262,7 @@ async def test_cookies_are_secure_when_configured(settings: Settings) -> None:
             },
         )
         assert response.status_code == 303
-        [session] = [c for c in _set_cookie_headers(response.headers) if c.startswith(f"{SESSION_COOKIE}=")]
+        [session] = [c for c in _set_cookie_headers(response.headers) if c.startswith(f"__Host-{SESSION_COOKIE}=")]
         assert "Secure" in session
         assert "HttpOnly" in session
 
@@ -315,12 +315,12 @@ async def test_posts_without_a_valid_csrf_token_are_refused(web_client: WebClien
 async def test_forms_and_htmx_carry_the_csrf_token(web_client: WebClient) -> None:
     page = await web_client.get("/setup")
     token = form_token(page.text)
-    assert token == web_client.cookies[CSRF_COOKIE]
     assert f'hx-headers=\'{{"X-CSRFToken": "{token}"}}\'' in page.text
 
     await set_up_admin(web_client)
     home = await web_client.get("/")
-    assert form_token(home.text) == token  # the sign-out form
+    token = form_token(home.text)  # the sign-out form: the signed-in session's token (see test_csrf_binding)
+    assert f'hx-headers=\'{{"X-CSRFToken": "{token}"}}\'' in home.text
     htmx_style = await web_client.post("/logout", headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert htmx_style.status_code == 303
     assert (await web_client.get("/")).headers["location"] == "/login"

@@ -39,7 +39,7 @@ from service.persistence.secrets import SecretBox
 from service.scheduler import Scheduler
 from web.controllers import ROUTE_HANDLERS
 from web.controllers.api import OPENAPI_CONFIG
-from web.support.csrf import csrf_config
+from web.support.csrf import csrf_middleware
 from web.support.dependencies import DEPENDENCIES
 from web.support.errors import EXCEPTION_HANDLERS, log_unexpected
 from web.support.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
@@ -134,8 +134,8 @@ def create_app(settings: Settings, *, htmx_file: Path = HTMX_FILE) -> Litestar:
             DefineMiddleware(AccessLogMiddleware),
             DefineMiddleware(SecurityHeadersMiddleware),
             session_config(secure=settings.secure_cookies, idle_minutes=settings.session_idle_minutes).middleware,
+            csrf_middleware(settings),  # inside the session middleware: the token is bound to the session
         ],
-        csrf_config=csrf_config(settings),
         template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[log_unexpected],

@@ -1,7 +1,8 @@
 """Signed-in sessions: server-side, in a file store shared by every web process.
 
 The browser holds only a random id (cookie `tributary_session`, HttpOnly,
-SameSite=Lax, Secure behind HTTPS); the data (the user's id) lives in the store
+SameSite=Lax; behind HTTPS Secure and named `__Host-tributary_session`, so a
+sibling origin can neither set nor overwrite it); the data (the user's id) lives in the store
 under settings.data_dir / "sessions". Litestar's stock backend trusts whatever
 id the browser sends, so this one adds three rules:
 
@@ -11,6 +12,9 @@ id the browser sends, so this one adds three rules:
   is issued, so an id seen before sign-in (session fixation) is worthless after;
 - an empty session is never stored, so anonymous visitors leave no files, and
   `sign_out` deletes the stored session and expires the cookie.
+
+Sign-in and sign-out also change the CSRF token (support.csrf binds it to the
+session id, and replaces the anonymous visitor's nonce when `session_changed`).
 
 Every response that carries a session writes it back with a fresh expiry, so
 `max_age` is an idle timeout (settings.session_idle_minutes).
@@ -23,16 +27,22 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
-from litestar.types import Empty, Message, ScopeSession
+from litestar.types import Empty, Message, Scope, ScopeSession
 
 from service.domain.users import UserView
 
 SESSION_STORE = "sessions"
+SESSION_COOKIE = "tributary_session"
 USER_ID_KEY = "user_id"
 
 _LOADED_ID = "tributary.session.loaded_id"
 _NEW_ID = "tributary.session.new_id"
 _ROTATE = "tributary.session.rotate"
+_CHANGED = "tributary.session.changed"
+
+
+def session_cookie_name(*, secure: bool) -> str:
+    return f"__Host-{SESSION_COOKIE}" if secure else SESSION_COOKIE
 
 
 def _state(connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
@@ -101,7 +111,7 @@ class RotatingSessionConfig(ServerSideSessionConfig):
 
 def session_config(*, secure: bool, idle_minutes: int) -> RotatingSessionConfig:
     return RotatingSessionConfig(
-        key="tributary_session",
+        key=session_cookie_name(secure=secure),
         store=SESSION_STORE,
         max_age=idle_minutes * 60,
         renew_on_access=True,
@@ -114,15 +124,27 @@ def session_config(*, secure: bool, idle_minutes: int) -> RotatingSessionConfig:
 
 def sign_in(connection: ASGIConnection[Any, Any, Any, Any], user: UserView) -> None:
     """Start a signed-in session under a new id; whatever the session held before is dropped."""
-    _state(connection)[_ROTATE] = True
+    _state(connection)[_ROTATE] = _state(connection)[_CHANGED] = True
     connection.set_session({USER_ID_KEY: user.id})
 
 
 def sign_out(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     """End the session: its stored data is deleted and the browser's cookie expired."""
+    _state(connection)[_CHANGED] = True
     connection.clear_session()
 
 
 def session_user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> int | None:
     value = connection.session.get(USER_ID_KEY)
     return value if isinstance(value, int) else None
+
+
+def loaded_session_id(scope: Scope) -> str | None:
+    """The id of the stored session this request came with (None: anonymous, or an id the store does not know)."""
+    value = scope.get("state", {}).get(_LOADED_ID)
+    return value if isinstance(value, str) else None
+
+
+def session_changed(scope: Scope) -> bool:
+    """True once this request signed in or out."""
+    return bool(scope.get("state", {}).get(_CHANGED))
