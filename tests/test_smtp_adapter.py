@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from service.domain.values import Security
 from service.errors import CredentialsRejected, TlsFailure
 from service.protocols import smtp
+from service.protocols.smtp.auth import mechanisms
 from service.protocols.transcript import Transcript
 from tests.fixtures.smtp import SmtpMode, SmtpServer, StartSmtpServer
 from tests.test_smtp_fakes import LOOPBACK, TIMEOUT, RawSmtpServer
@@ -179,3 +181,59 @@ async def test_connection_dropped_after_the_final_dot_is_delivery_unknown() -> N
             transcript=Transcript(),
         )
     assert server.messages == [MESSAGE.replace(b"\r\n.", b"\r\n..") + b".\r\n"]
+
+
+# -- one sign-in attempt per session (a wrong password must not count twice in fail2ban) ------
+
+
+@pytest.mark.parametrize("mode", ["plain", "starttls", "ssl"])
+async def test_a_wrong_password_is_tried_once_per_session(smtp_server: StartSmtpServer, mode: SmtpMode) -> None:
+    server = smtp_server(mode=mode, users={"sender@example.test": "s3cret"})
+    target = endpoint(server, SECURITY[mode], password="wrong", trust=server.cert_pem_path)
+    with pytest.raises(CredentialsRejected, match="refused the username or password"):
+        await smtp.deliver(
+            target, sender="a@example.test", recipients=["b@x.test"], data=MESSAGE, transcript=Transcript()
+        )
+    report = await smtp.probe(target, transcript=Transcript())
+    assert report.steps[-1].name == "auth"
+    assert "refused the username or password" in report.steps[-1].detail
+    sessions = Counter(attempt.peer for attempt in server.auth_attempts)
+    assert list(sessions.values()) == [1, 1]  # two sessions, one sign-in each
+    assert [attempt.mechanism for attempt in server.auth_attempts] == ["PLAIN", "PLAIN"]
+    assert not any(attempt.success for attempt in server.auth_attempts)
+
+
+async def test_the_right_password_signs_in_with_plain_once(smtp_server: StartSmtpServer) -> None:
+    server = smtp_server(mode="ssl", users={"sender@example.test": "s3cret"})
+    report = await smtp.probe(endpoint(server, Security.SSL, trust=server.cert_pem_path), transcript=Transcript())
+    assert report.ok
+    assert report.steps[-1].detail == "signed in as sender@example.test with PLAIN"
+    assert [(a.mechanism, a.success) for a in server.auth_attempts] == [("PLAIN", True)]
+
+
+async def test_a_refused_mechanism_falls_back_but_a_refused_password_does_not() -> None:
+    """504 says the mechanism is unknown, the password unjudged (RFC 4954 section 6): the next
+    mechanism may go; 535 says the password is wrong: nothing more is tried."""
+    auth = ("AUTH PLAIN LOGIN",)
+    with RawSmtpServer(
+        extensions=auth, auth={"PLAIN": "504 5.5.4 Unrecognized authentication type", "LOGIN": "334 UGFzc3dvcmQ6"}
+    ) as server:
+        report = await smtp.probe(endpoint(server, Security.NONE), transcript=Transcript())
+    assert report.ok, report.steps
+    assert report.steps[-1].detail == "signed in as sender@example.test with LOGIN"
+    assert [line.split(" ")[:2] for line in server.lines if line.startswith("AUTH")] == [
+        ["AUTH", "PLAIN"],
+        ["AUTH", "LOGIN"],
+    ]
+
+    with RawSmtpServer(extensions=auth) as server:
+        report = await smtp.probe(endpoint(server, Security.NONE), transcript=Transcript())
+    assert not report.ok
+    assert [line.split(" ")[:2] for line in server.lines if line.startswith("AUTH")] == [["AUTH", "PLAIN"]]
+
+
+def test_the_best_mechanism_offered_comes_first() -> None:
+    offered = ["login", "cram-md5", "plain", "xoauth2"]
+    assert mechanisms(offered, encrypted=True) == ["plain", "login", "cram-md5"]
+    assert mechanisms(offered, encrypted=False) == ["cram-md5", "plain", "login"]  # no password in clear
+    assert mechanisms(["gssapi"], encrypted=True) == []

@@ -102,11 +102,20 @@ class RawSmtpServer:
 
     `extensions` are announced after EHLO (no STARTTLS unless listed). With
     `drop_after_data` the connection is closed after the final "." without a reply.
+    `auth` scripts the reply to AUTH per mechanism (default 535); a "334" reply takes
+    one more line and then answers 235.
     """
 
-    def __init__(self, *, extensions: tuple[str, ...] = ("8BITMIME",), drop_after_data: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        extensions: tuple[str, ...] = ("8BITMIME",),
+        drop_after_data: bool = False,
+        auth: Mapping[str, str] | None = None,
+    ) -> None:
         self.extensions = extensions
         self.drop_after_data = drop_after_data
+        self.auth = dict(auth or {})
         self.lines: list[str] = []
         self.messages: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -162,6 +171,13 @@ class RawSmtpServer:
             elif verb == "QUIT":
                 client.sendall(b"221 bye\r\n")
                 return
+            elif verb == "AUTH":
+                mechanism = [*line.split(" "), ""][1].upper()
+                reply = self.auth.get(mechanism, "535 5.7.8 Authentication credentials invalid")
+                client.sendall(f"{reply}\r\n".encode())
+                if reply.startswith("334"):
+                    self.lines.append(reader.readline().decode("utf-8", "replace").rstrip("\r\n"))
+                    client.sendall(b"235 2.7.0 Authentication successful\r\n")
             elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
                 client.sendall(b"250 OK\r\n")
             else:

@@ -4,7 +4,7 @@ resolve (getaddrinfo, keeping the addresses the outbound policy allows) -> conne
 (TCP, to each allowed address in turn) -> tls (SSL/TLS:
 the handshake at once, RFC 8314) or greeting (the 220 banner) -> ehlo
 (RFC 5321 4.1.1.1; HELO if refused) -> starttls (RFC 3207, then EHLO again: what
-the server said in clear cannot be trusted) -> auth (RFC 4954). A server that
+the server said in clear cannot be trusted) -> auth (RFC 4954: one attempt, see auth.py). A server that
 does not offer STARTTLS when the account requires it is an error, and nothing
 more is sent in clear. The socket is ours until aiosmtplib's transport takes it
 over (so the address connected to is the one resolved).
@@ -27,6 +27,7 @@ from service.domain.outbox import DeliveryReport, SmtpReply
 from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, TlsFailure
 from service.protocols import outbound
+from service.protocols.smtp.auth import sign_in
 from service.protocols.smtp.client import RecordingClient, record_reply
 from service.protocols.smtp.endpoint import SmtpEndpoint
 from service.protocols.smtp.errors import LIBRARY_ERRORS, SmtpDeferred, hint_for, translate
@@ -171,12 +172,10 @@ class SmtpSession:
                 f"{host} does not offer authentication on this connection; turn authentication off for this "
                 "account if the server does not need it, or choose STARTTLS or SSL/TLS."
             )
-        if not client.supported_auth_methods:
-            raise CredentialsRejected(
-                f"{host} offers no sign-in method Tributary supports ({client.esmtp_extensions.get('auth', '')})."
-            )
-        await client.login(self.endpoint.username, self.endpoint.password)
-        return f"signed in as {self.endpoint.username}"
+        endpoint = self.endpoint
+        encrypted = endpoint.security is not Security.NONE
+        mechanism = await sign_in(client, endpoint.username, endpoint.password, encrypted=encrypted, host=host)
+        return f"signed in as {endpoint.username} with {mechanism}"
 
     @property
     def connected(self) -> bool:
