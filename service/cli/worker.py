@@ -4,7 +4,10 @@ Scale out by starting several workers (and `serve` processes) against one
 PostgreSQL: run leases in the database keep every task to one run at a time.
 `--once` runs one round (every due task, then the outbox) and exits, for cron
 or a benchmark. SIGTERM or Ctrl-C stops taking work, lets running runs commit their current
-batch and release their leases, then exits.
+batch and release their leases, then exits. A worker killed outright (SIGKILL,
+out of memory) leaves its leases behind: another process on the same machine
+sees that their holder is gone and takes them at once; elsewhere they expire
+after TRIBUTARY_LEASE_SECONDS.
 """
 
 from __future__ import annotations
