@@ -2,8 +2,9 @@
 
 The form is multipart (attachments). A browser sends an empty file part when no
 file was chosen; such parts are skipped. Checks here only attribute mistakes to
-their field (addresses with email-validator, CR/LF/NUL in header fields, via
-service.domain.compose); sending checks everything again.
+their field (addresses with email-validator; line breaks and other controls in
+header fields, also once RFC 2047 decoded, via service.domain.compose); sending
+checks everything again. Uploaded file names are cleaned, not refused.
 """
 
 from __future__ import annotations
