@@ -145,3 +145,13 @@ def test_threading_ids_with_controls_are_dropped_and_the_reply_still_goes_out() 
     thread = Thread(message_id="<parent@example.test>", references=message_ids(parents))
     composed = compose(Draft(to=("b@example.test",), subject="Re: hi"), sender=SENDER, now=NOW, thread=thread)
     assert b"\r\nReferences: <ok@example.test> <parent@example.test>\r\n" in composed.data
+
+
+@pytest.mark.parametrize("content_type", ["message/rfc822", "message/delivery-status", "multipart/mixed"])
+def test_composite_content_types_are_attached_as_files(content_type: str) -> None:
+    """A composite type cannot be base64 (RFC 2046 5.1, 5.2.1); message/delivery-status was a 500."""
+    attachment = Attachment("report.eml", b"Subject: x\r\n\r\nhi\r\n", content_type)
+    composed = compose(Draft(to=("b@example.test",), attachments=(attachment,)), sender=SENDER, now=NOW)
+    [part] = message_from_bytes(composed.data, policy=policy.default).iter_attachments()
+    assert (part.get_content_type(), part.get_filename()) == ("application/octet-stream", "report.eml")
+    assert part.get_payload(decode=True) == b"Subject: x\r\n\r\nhi\r\n"

@@ -245,6 +245,8 @@ def compose(draft: Draft, *, sender: Sender, now: datetime, thread: Thread | Non
         message.add_alternative(markup, subtype="html")
     for attachment in draft.attachments:
         maintype, subtype = check_content_type(attachment.content_type).split("/", 1)
+        if maintype in ("message", "multipart"):  # RFC 2046 5.1, 5.2.1: never base64; sent as a file
+            maintype, subtype = "application", "octet-stream"
         message.add_attachment(
             attachment.content,
             maintype=maintype,
