@@ -165,7 +165,6 @@ async def retrieve_folder(
                 host=session.account.host,
             )
         else:
-            known = await orphans.hashes(db, plan.owner.task_id)
             adopt_from = list(orphans.cursors)
     rescan = cursor is not None and cursor.uidvalidity != selected.uidvalidity
     last_uid = cursor.last_uid if cursor is not None and not rescan else 0
@@ -173,6 +172,8 @@ async def retrieve_folder(
     uids = [] if nothing_new else await asyncio.to_thread(session.uids_above, last_uid)
     if rescan:
         known = await stored_hashes(db, plan.owner.task_id, folder.path)
+    elif adopt_from and uids and orphans is not None:  # a new folder while others are gone: match by content
+        known = await orphans.hashes(db, plan.owner.task_id)
     warnings = (
         [
             f"The folder {folder.path} on {session.account.host} was reset by the server (UIDVALIDITY changed); "
