@@ -380,7 +380,7 @@ async def test_logs_never_contain_passwords_cookies_or_tokens(
     await log_in(web_client, password="wrong-Pa55word-canary")
     await log_in(web_client)
     session_id = web_client.cookies[SESSION_COOKIE]
-    token = web_client.cookies[CSRF_COOKIE]
+    token = await csrf_token(web_client)
 
     assert "POST /login 303" in caplog.text
     assert "POST /login 401" in caplog.text
