@@ -12,6 +12,8 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from service.domain.compose import POLICY, Attachment, Draft, Sender, Thread, compose, message_ids
 from service.domain.headers import (
@@ -155,3 +157,32 @@ def test_composite_content_types_are_attached_as_files(content_type: str) -> Non
     [part] = message_from_bytes(composed.data, policy=policy.default).iter_attachments()
     assert (part.get_content_type(), part.get_filename()) == ("application/octet-stream", "report.eml")
     assert part.get_payload(decode=True) == b"Subject: x\r\n\r\nhi\r\n"
+
+
+_PIECES = ["=?utf-8?q?", "=?utf-8?b?", "?=", "=0D", "=0A", "DQpCY2M6IHhAeS50ZXN0", "\r", "\n", "\x85", "\u2028"]
+_PIECES += ["Bcc: x@y.test", " ", "\t", '"', "<", ">", "a", "é", "@", "=", "?", "_", ",", "(", "\\", "x@y.test"]
+_HOSTILE = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join) | st.text(max_size=30)
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(subject=_HOSTILE, name=_HOSTILE, cc=_HOSTILE, filename=_HOSTILE, content_type=_HOSTILE, sender_name=_HOSTILE)
+def test_hostile_values_are_refused_or_sent_without_an_added_header(
+    subject: str, name: str, cc: str, filename: str, content_type: str, sender_name: str
+) -> None:
+    """Whatever is typed or stored: InvalidInput (never another exception), or a message whose
+    every part holds only the headers compose sets, each once, and no Bcc among them."""
+    draft = Draft(
+        to=(f"{name} <b@example.test>",),
+        cc=(cc,) if "@" in cc else (),
+        subject=subject,
+        attachments=(Attachment(filename or "f", b"x", content_type or "text/plain"),),
+    )
+    try:
+        composed = compose(draft, sender=Sender("ada@example.test", sender_name), now=NOW)
+    except InvalidInput:
+        return
+    message = message_from_bytes(composed.data, policy=policy.compat32)
+    for part in message.walk():
+        names = [key.lower() for key in part]
+        assert len(names) == len(set(names)), names
+        assert not {"bcc", "x-injected"} & set(names)
