@@ -95,6 +95,7 @@ async def test_the_cli_runs_at_once_after_a_holder_was_killed(env: Env, sleeper:
     [
         {"host": "another-machine"},
         {"boot_id": "00000000-0000-0000-0000-000000000000"},  # this host before a reboot
+        {"namespace": "pid:[1]"},  # another container on this kernel, with this host name
     ],
 )
 async def test_a_holder_on_another_machine_blocks_until_its_lease_expires(env: Env, elsewhere: dict[str, str]) -> None:
@@ -146,6 +147,6 @@ def test_a_killed_process_not_yet_reaped_is_gone() -> None:
 
 
 def test_without_a_boot_id_nothing_is_judged() -> None:
-    blind = Holder(host="h", boot_id=None, pid=2**22 + 1, started=None)
+    blind = Holder(host="h", boot_id=None, namespace=None, pid=2**22 + 1, started=None)
     assert not blind.same_machine(blind)
     assert not blind.is_gone()

@@ -91,6 +91,7 @@ class RetrievalTask(SQLModel, table=True):
     # (service/usecases/retrieval/holder.py); meaningful only while lease_owner is set.
     lease_host: str | None = Field(default=None, max_length=255)
     lease_boot_id: str | None = Field(default=None, max_length=64)
+    lease_pid_namespace: str | None = Field(default=None, max_length=64)
     lease_pid: int | None = Field(default=None)
     lease_pid_started: int | None = Field(default=None, sa_type=BigInteger)
 

@@ -1,14 +1,16 @@
 """Which process holds a run lease, and whether that process still exists.
 
 A lease records its holder's host name, the kernel's boot id
-(/proc/sys/kernel/random/boot_id, new at every boot), the process id and the
-process's start time (field 22 of /proc/<pid>/stat, in clock ticks after
-boot). A claimer that shares the host name and boot id shares the holder's
-kernel and process table, so it can look: a process id that no longer exists,
-that now belongs to a process started at another time (ids are reused), or
-that is a zombie (killed, not yet reaped) is a dead holder, and its lease may
-be taken at once. A holder on another machine, or anything this process cannot
-tell (no /proc), is presumed alive: its lease only expires.
+(/proc/sys/kernel/random/boot_id, new at every boot), its pid namespace
+(/proc/self/ns/pid: containers on one kernel each have their own process
+ids), the process id and the process's start time (field 22 of
+/proc/<pid>/stat, in clock ticks after boot). A claimer that shares the host
+name, boot id and pid namespace sees the holder's process table, so it can
+look: a process id that no longer exists, that now belongs to a process
+started at another time (ids are reused), or that is a zombie (killed, not yet
+reaped) is a dead holder, and its lease may be taken at once. A holder on
+another machine or in another container, or anything this process cannot tell
+(no /proc), is presumed alive: its lease only expires.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ class Holder:
 
     host: str
     boot_id: str | None
+    namespace: str | None  # the pid namespace, "pid:[4026531836]"
     pid: int
     started: int | None  # clock ticks after boot; None where /proc is missing
 
     def same_machine(self, other: Holder) -> bool:
-        """Both run on one kernel since its last boot: their process ids mean the same thing."""
-        return self.boot_id is not None and self.boot_id == other.boot_id and self.host == other.host
+        """Both run on one kernel since its last boot, in one pid namespace: their process ids
+        mean the same thing."""
+        known = self.boot_id is not None and self.namespace is not None
+        return known and (self.host, self.boot_id, self.namespace) == (other.host, other.boot_id, other.namespace)
 
     def is_gone(self) -> bool:
         """This process has ended (call only from the same machine, see `same_machine`)."""
@@ -57,13 +62,21 @@ def this_process() -> Holder:
 def process(pid: int) -> Holder:
     """A process of this machine, as a lease would record it."""
     stat = _stat(pid)
-    return Holder(host=socket.gethostname(), boot_id=_boot_id(), pid=pid, started=None if stat is None else stat[0])
+    started = None if stat is None else stat[0]
+    return Holder(host=socket.gethostname(), boot_id=_boot_id(), namespace=_namespace(), pid=pid, started=started)
 
 
 @cache
 def _boot_id() -> str | None:
     try:
         return (_PROC / "sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _namespace() -> str | None:
+    try:
+        return os.readlink(_PROC / "self/ns/pid")
     except OSError:
         return None
 

@@ -10,8 +10,8 @@ the lease was lost, so a run that stalled past its expiry can never store a
 batch that a newer holder also stores. A holder that dies simply stops
 renewing; the lease expires and another worker takes the task.
 
-A lease also names its holder's process (host, boot id, process id and start
-time, see holder.py). A claimer on the same machine whose holder process no
+A lease also names its holder's process (host, boot id, pid namespace, process
+id and start time, see holder.py). A claimer on the same machine whose holder process no
 longer exists takes the lease at once instead of waiting for the expiry: a run
 killed with SIGKILL does not block "Retrieve Messages Now" or the dispatcher.
 Holders on other machines are never judged; their leases only expire.
@@ -86,6 +86,7 @@ def _stamp(owner: str, holder: Holder, expires_at: datetime) -> dict[str, Any]:
         "lease_expires_at": expires_at,
         "lease_host": holder.host,
         "lease_boot_id": holder.boot_id,
+        "lease_pid_namespace": holder.namespace,
         "lease_pid": holder.pid,
         "lease_pid_started": holder.started,
     }
@@ -94,7 +95,7 @@ def _stamp(owner: str, holder: Holder, expires_at: datetime) -> dict[str, Any]:
 def _holder_of(task: RetrievalTask) -> Holder | None:
     if task.lease_host is None or task.lease_pid is None:
         return None
-    return Holder(task.lease_host, task.lease_boot_id, task.lease_pid, task.lease_pid_started)
+    return Holder(task.lease_host, task.lease_boot_id, task.lease_pid_namespace, task.lease_pid, task.lease_pid_started)
 
 
 def _dead_holder(task: RetrievalTask, here: Holder, now: datetime) -> bool:
@@ -116,6 +117,7 @@ async def _abandoned_here(session: AsyncSession, here: Holder, now: datetime) ->
                 col(RetrievalTask.lease_expires_at) >= now,
                 col(RetrievalTask.lease_boot_id) == here.boot_id,
                 col(RetrievalTask.lease_host) == here.host,
+                col(RetrievalTask.lease_pid_namespace) == here.namespace,
             )
             .with_for_update(skip_locked=True)
         )
