@@ -156,3 +156,12 @@ async def test_an_idn_host_and_a_trailing_dot_are_saved_as_the_user_meant(
     assert (await post_form(web_client, "/settings/retrieval/new", _task_fields(host))).status_code == 303
     hosts = [task["host"] for task in ok(await api(web_client, "GET", "/retrieval-tasks"))]
     assert hosts == [kept, kept]
+
+
+async def test_a_signature_with_nul_is_refused_not_a_database_error(web_client: WebClient, db: Database) -> None:
+    """PostgreSQL refuses NUL in text columns: an unchecked signature was a 500 there."""
+    await signed_in(web_client, db)
+    for field in ("signature_text", "signature_html"):
+        response = await api(web_client, "POST", "/smtp-accounts", {**_smtp_body("mail.example.test"), field: "A\0B"})
+        assert (response.status_code, "The signature cannot contain NUL characters." in response.text) == (400, True)
+    assert ok(await api(web_client, "GET", "/smtp-accounts")) == []

@@ -52,6 +52,8 @@ class SmtpAccountInput:
             raise InvalidInput(f"The connection timeout must be between {MIN_TIMEOUT} and {MAX_TIMEOUT} seconds.")
         if self.messages_per_minute is not None and self.messages_per_minute < 1:
             raise InvalidInput("The send rate must be at least one message per minute, or empty for no limit.")
+        if "\0" in self.signature_text + self.signature_html:  # PostgreSQL text cannot hold NUL
+            raise InvalidInput("The signature cannot contain NUL characters.")
         address = parse_address(self.email_address, "email address")
         username = check_header_text(self.username.strip(), "username")
         return replace(
