@@ -16,20 +16,22 @@ from litestar import Litestar
 
 from service.config import Settings
 from service.domain.outbound import NOT_ALLOWED
-from service.domain.values import Protocol, Security
+from service.domain.values import LogLevel, Protocol, Security
 from service.errors import InvalidInput
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import domains, retrieval_tasks
-from service.usecases.connection_tests import SavedTask, TaskSettings, run_connection_test
+from service.usecases.connection_tests import SavedSmtpAccount, SavedTask, TaskSettings, run_connection_test
+from service.usecases.logs import list_logs
 from service.usecases.rate_limit import TESTS_PER_MINUTE, WINDOW_SECONDS, TooManyAttempts, limiter_for
 from service.usecases.retrieval_tasks import NewTask
 from tests.cli_runner import tributary
 from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.fixtures.smtp import StartSmtpServer
 from tests.fixtures.webapp import WebClient
 from tests.settings_web import htmx_post, task_fields, text_of
 from tests.test_api import api, signed_in, smtp_body
-from tests.test_smtp_fakes import make_user
+from tests.test_smtp_fakes import make_account, make_user
 from web.app import create_app
 
 
@@ -193,3 +195,30 @@ def test_the_cli_tests_under_the_owners_domain_policy(
     reached = tributary(strict, "retrieval", "test", task_id, "--json")
     assert reached.returncode == 0, reached.stdout + reached.stderr
     assert json.loads(reached.stdout)["ok"] is True
+
+
+async def test_an_smtp_accounts_debug_option_logs_the_test_transcript_without_the_password(
+    db: Database, settings: Settings, secret_box: SecretBox, smtp_server: StartSmtpServer
+) -> None:
+    server = smtp_server(mode="plain", users={"alice": "pw-canary-7"}, require_starttls=False)
+    user_id = await make_user(db)
+    account_id = await make_account(
+        db,
+        secret_box,
+        user_id,
+        server.host,
+        server.port,
+        password="pw-canary-7",
+        security=Security.NONE,
+        auth_required=True,
+        username="alice",
+        enable_debug=True,
+    )
+    report = await run_connection_test(
+        db=db, secret_box=secret_box, settings=settings, user_id=user_id, subject=SavedSmtpAccount(account_id)
+    )
+    assert report.ok, report.steps
+    [entry] = await list_logs(db=db, user_id=user_id, level=LogLevel.DEBUG, smtp_account_id=account_id)
+    assert entry.text.startswith(f"Test Connection with {server.host}:")
+    assert "AUTH" in entry.text
+    assert "pw-canary-7" not in entry.text

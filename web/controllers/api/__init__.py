@@ -8,6 +8,9 @@ anonymous call answers 401 JSON. CSRF applies as on the pages: an unsafe method
 returns it (the cookie itself is HttpOnly). Errors are {"error": "<sentence>"}
 (see errors). Request and response shapes are their own classes (schemas, and
 the In/Out classes beside each controller): never table models, never a password.
+Each operation declares its sign-in (session cookie, and the CSRF header for writes) and
+the errors it can answer (contract), so the OpenAPI document says what the API does; a
+schemathesis run over every operation holds it to that (tests/test_openapi_contract.py).
 
 The OpenAPI schema is JSON only, at /api/v1/schema/openapi.json: Litestar's UIs
 load their scripts from CDNs, which Tributary does not.
@@ -28,6 +31,7 @@ from litestar.types import ControllerRouterHandler
 from litestar.utils.scope.state import ScopeState
 
 from service.domain.users import UserView
+from web.controllers.api.contract import SECURITY_SCHEMES, reads
 from web.controllers.api.errors import API_EXCEPTION_HANDLERS
 from web.controllers.api.filters import FiltersController
 from web.controllers.api.mail import FoldersController, MessagesController
@@ -49,7 +53,7 @@ class SessionOut(msgspec.Struct):
     csrf_token: str
 
 
-@get("/session", tags=["Session"])
+@get("/session", tags=["Session"], **reads())
 async def session_info(request: Request[Any, Any, Any], user: NamedDependency[UserView]) -> SessionOut:
     token = ScopeState.from_scope(request.scope).csrf_token
     return SessionOut(
@@ -98,8 +102,10 @@ ROUTES: list[ControllerRouterHandler] = [API_ROUTER]
 OPENAPI_CONFIG = OpenAPIConfig(
     title="Tributary API",
     version="1",
-    description="The JSON API of Tributary. Sign in through /login; send the CSRF token from /api/v1/session "
-    "in the X-CSRFToken header with every POST, PUT and DELETE.",
+    description="The JSON API of Tributary. Sign in through /login (the session cookie); send the CSRF token "
+    "from /api/v1/session in the X-CSRFToken header with every POST, PUT and DELETE. Every error is "
+    '{"error": "<one sentence>"}.',
     path=SCHEMA_PATH,
     render_plugins=[JsonRenderPlugin()],
+    components=SECURITY_SCHEMES,
 )

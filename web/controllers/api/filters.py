@@ -19,6 +19,7 @@ from service.domain.filters import Action, ActionKind, Condition, FilterField, F
 from service.domain.users import UserView
 from service.persistence.database import Database
 from service.usecases import filters
+from web.controllers.api.contract import reads, writes
 from web.controllers.api.schemas import IdParam
 
 
@@ -87,23 +88,23 @@ class FiltersController(Controller):
     path = "/filters"
     tags = ["Filters"]
 
-    @get("/")
+    @get("/", **reads())
     async def list_filters(self, db: NamedDependency[Database], user: NamedDependency[UserView]) -> list[FilterOut]:
         return [FilterOut.from_rule(rule) for rule in await filters.list_rules(db=db, user_id=user.id)]
 
-    @post("/")
+    @post("/", **writes(400, body=True))
     async def create_filter(
         self, data: JSONBody[FilterIn], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> FilterOut:
         return FilterOut.from_rule(await filters.create_rule(db=db, user_id=user.id, rule=data.rule()))
 
-    @get("/{rule_id:int}")
+    @get("/{rule_id:int}", **reads(400, 404))
     async def get_filter(
         self, rule_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> FilterOut:
         return FilterOut.from_rule(await filters.get_rule(db=db, user_id=user.id, rule_id=rule_id))
 
-    @put("/{rule_id:int}")
+    @put("/{rule_id:int}", **writes(400, 404, body=True))
     async def update_filter(
         self,
         rule_id: FromPath[IdParam],
@@ -114,13 +115,13 @@ class FiltersController(Controller):
         saved = await filters.update_rule(db=db, user_id=user.id, rule_id=rule_id, rule=data.rule())
         return FilterOut.from_rule(saved)
 
-    @delete("/{rule_id:int}")
+    @delete("/{rule_id:int}", **writes(400, 404))
     async def delete_filter(
         self, rule_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> None:
         await filters.delete_rule(db=db, user_id=user.id, rule_id=rule_id)
 
-    @post("/{rule_id:int}/move", status_code=200)
+    @post("/{rule_id:int}/move", status_code=200, **writes(400, 404, body=True))
     async def move_filter(
         self,
         rule_id: FromPath[IdParam],

@@ -23,6 +23,7 @@ from service.config import Settings
 from service.domain.users import UserView
 from service.persistence.database import Database
 from service.usecases import mailbox, reading
+from web.controllers.api.contract import reads, writes
 from web.controllers.api.schemas import (
     AttachmentOut,
     CountOut,
@@ -55,11 +56,11 @@ class FoldersController(Controller):
     path = "/folders"
     tags = ["Mail"]
 
-    @get("/")
+    @get("/", **reads())
     async def list_folders(self, db: NamedDependency[Database], user: NamedDependency[UserView]) -> list[FolderOut]:
         return [FolderOut.from_view(f) for f in await reading.list_folders(db=db, user_id=user.id)]
 
-    @get("/{folder_id:int}/messages")
+    @get("/{folder_id:int}/messages", **reads(400, 404))
     async def list_messages(
         self,
         folder_id: FromPath[IdParam],
@@ -84,7 +85,7 @@ class MessagesController(Controller):
     path = "/messages"
     tags = ["Mail"]
 
-    @get("/{message_id:int}")
+    @get("/{message_id:int}", **reads(400, 404))
     async def get_message(
         self,
         message_id: FromPath[IdParam],
@@ -126,14 +127,14 @@ class MessagesController(Controller):
             raw_url=f"{base}/raw",
         )
 
-    @get("/{message_id:int}/raw", media_type="application/octet-stream")
+    @get("/{message_id:int}/raw", media_type="application/octet-stream", **reads(400, 404))
     async def raw(
         self, message_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> Response[bytes]:
         data = await reading.export_raw(db=db, user_id=user.id, message_id=message_id)
         return _download(data, f"message-{message_id}.eml")
 
-    @get("/{message_id:int}/attachments/{part_id:str}", media_type="application/octet-stream")
+    @get("/{message_id:int}/attachments/{part_id:str}", media_type="application/octet-stream", **reads(400, 404))
     async def attachment(
         self,
         message_id: FromPath[IdParam],
@@ -144,7 +145,7 @@ class MessagesController(Controller):
         part = await reading.attachment(db=db, user_id=user.id, message_id=message_id, part_id=part_id)
         return _download(part.data, part.filename)
 
-    @put("/{message_id:int}/flags")
+    @put("/{message_id:int}/flags", **writes(400, 404, body=True))
     async def set_flags(
         self,
         message_id: FromPath[IdParam],
@@ -155,7 +156,7 @@ class MessagesController(Controller):
         changed = await mailbox.set_seen(db=db, user_id=user.id, message_ids=[message_id], seen=data.seen)
         return CountOut(changed=changed)
 
-    @post("/{message_id:int}/move", status_code=200)
+    @post("/{message_id:int}/move", status_code=200, **writes(400, 404, body=True))
     async def move(
         self,
         message_id: FromPath[IdParam],
@@ -168,7 +169,7 @@ class MessagesController(Controller):
         )
         return CountOut(changed=changed)
 
-    @delete("/{message_id:int}", status_code=200)
+    @delete("/{message_id:int}", status_code=200, **writes(400, 404))
     async def delete_message(
         self, message_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> DeleteOut:

@@ -32,6 +32,7 @@ from service.scheduler import Scheduler
 from service.usecases import retrieval_tasks
 from service.usecases.connection_tests import SavedTask, TaskSettings, run_connection_test
 from service.usecases.retrieval_tasks import NewTask
+from web.controllers.api.contract import reads, writes
 from web.controllers.api.schemas import ConnectionReportOut, Id, IdParam, Number, RunOut
 
 
@@ -105,13 +106,13 @@ class RetrievalTasksController(Controller):
     path = "/retrieval-tasks"
     tags = ["Retrieval tasks"]
 
-    @get("/")
+    @get("/", **reads())
     async def list_tasks(
         self, db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> list[RetrievalTaskOut]:
         return [RetrievalTaskOut.from_view(t) for t in await retrieval_tasks.list_tasks(db=db, user_id=user.id)]
 
-    @post("/")
+    @post("/", **writes(400, body=True))
     async def create_task(
         self,
         data: JSONBody[RetrievalTaskIn],
@@ -122,7 +123,7 @@ class RetrievalTasksController(Controller):
         saved = await retrieval_tasks.add_task(db=db, secret_box=secret_box, user_id=user.id, new=data.new_task())
         return RetrievalTaskOut.from_view(saved)
 
-    @post("/test", status_code=200)
+    @post("/test", status_code=200, **writes(400, 404, 429, body=True))
     async def test_unsaved(
         self,
         data: JSONBody[RetrievalTestIn],
@@ -141,13 +142,13 @@ class RetrievalTasksController(Controller):
         )
         return ConnectionReportOut.from_report(report)
 
-    @get("/{task_id:int}")
+    @get("/{task_id:int}", **reads(400, 404))
     async def get_task(
         self, task_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> RetrievalTaskOut:
         return RetrievalTaskOut.from_view(await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id))
 
-    @put("/{task_id:int}")
+    @put("/{task_id:int}", **writes(400, 404, body=True))
     async def update_task(
         self,
         task_id: FromPath[IdParam],
@@ -161,13 +162,13 @@ class RetrievalTasksController(Controller):
         )
         return RetrievalTaskOut.from_view(saved)
 
-    @delete("/{task_id:int}")
+    @delete("/{task_id:int}", **writes(400, 404))
     async def delete_task(
         self, task_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> None:
         await retrieval_tasks.delete_task(db=db, task_id=task_id, user_id=user.id)
 
-    @post("/{task_id:int}/test", status_code=200)
+    @post("/{task_id:int}/test", status_code=200, **writes(400, 404, 429))
     async def test_saved(
         self,
         task_id: FromPath[IdParam],
@@ -182,13 +183,13 @@ class RetrievalTasksController(Controller):
         )
         return ConnectionReportOut.from_report(report)
 
-    @post("/{task_id:int}/run", status_code=200)
+    @post("/{task_id:int}/run", status_code=200, **writes(400, 404))
     async def run_now(self, task_id: FromPath[IdParam], state: State, user: NamedDependency[UserView]) -> RunOut:
         """Retrieve Messages Now: run at once, or join the run in progress (`already_running`)."""
         result = await cast(Scheduler, state.scheduler).runner.run_now(task_id, user_id=user.id)
         return RunOut.from_result(result)
 
-    @post("/{task_id:int}/resume", status_code=200)
+    @post("/{task_id:int}/resume", status_code=200, **writes(400, 404))
     async def resume(
         self, task_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> RetrievalTaskOut:

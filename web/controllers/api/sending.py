@@ -26,6 +26,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import sending
 from service.usecases.logs import list_logs
+from web.controllers.api.contract import reads, writes
 from web.controllers.api.schemas import (
     IdParam,
     LogOut,
@@ -72,7 +73,7 @@ class SendController(Controller):
     path = "/messages/send"
     tags = ["Compose"]
 
-    @post("/", status_code=200)
+    @post("/", status_code=200, **writes(400, 404, body=True))
     async def send(
         self,
         data: JSONBody[SendIn],
@@ -106,13 +107,13 @@ class OutboxController(Controller):
     path = "/outbox"
     tags = ["Compose"]
 
-    @get("/")
+    @get("/", **reads(400))
     async def list_outbox(
         self, db: NamedDependency[Database], user: NamedDependency[UserView], all: FromQuery[bool] = False
     ) -> list[OutboxOut]:
         return [_outbox_out(v) for v in await sending.list_outbox(db=db, user_id=user.id, include_sent=all)]
 
-    @post("/{outbox_id:int}/retry", status_code=200)
+    @post("/{outbox_id:int}/retry", status_code=200, **writes(400, 404))
     async def retry(
         self,
         outbox_id: FromPath[IdParam],
@@ -131,7 +132,7 @@ class LogsController(Controller):
     path = "/logs"
     tags = ["Logs"]
 
-    @get("/")
+    @get("/", **reads(400))
     async def list_logs(
         self,
         db: NamedDependency[Database],

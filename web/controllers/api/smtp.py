@@ -26,6 +26,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import smtp_accounts
 from service.usecases.connection_tests import SavedSmtpAccount, SmtpSettings, run_connection_test
+from web.controllers.api.contract import reads, writes
 from web.controllers.api.schemas import ConnectionReportOut, Id, IdParam, Number
 
 
@@ -98,13 +99,13 @@ class SmtpAccountsController(Controller):
     path = "/smtp-accounts"
     tags = ["SMTP accounts"]
 
-    @get("/")
+    @get("/", **reads(403))
     async def list_accounts(
         self, db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> list[SmtpAccountOut]:
         return [SmtpAccountOut.from_view(a) for a in await smtp_accounts.list_smtp_accounts(db=db, user_id=user.id)]
 
-    @post("/")
+    @post("/", **writes(400, 409, body=True))
     async def create_account(
         self,
         data: JSONBody[SmtpAccountIn],
@@ -117,7 +118,7 @@ class SmtpAccountsController(Controller):
         )
         return SmtpAccountOut.from_view(saved)
 
-    @post("/test", status_code=200)
+    @post("/test", status_code=200, **writes(400, 404, 429, body=True))
     async def test_unsaved(
         self,
         data: JSONBody[SmtpTestIn],
@@ -134,7 +135,7 @@ class SmtpAccountsController(Controller):
         )
         return ConnectionReportOut.from_report(report)
 
-    @get("/{account_id:int}")
+    @get("/{account_id:int}", **reads(400, 403, 404))
     async def get_account(
         self, account_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> SmtpAccountOut:
@@ -142,7 +143,7 @@ class SmtpAccountsController(Controller):
             await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
         )
 
-    @put("/{account_id:int}")
+    @put("/{account_id:int}", **writes(400, 404, 409, body=True))
     async def update_account(
         self,
         account_id: FromPath[IdParam],
@@ -161,13 +162,13 @@ class SmtpAccountsController(Controller):
         )
         return SmtpAccountOut.from_view(saved)
 
-    @delete("/{account_id:int}")
+    @delete("/{account_id:int}", **writes(400, 404))
     async def delete_account(
         self, account_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> None:
         await smtp_accounts.delete_smtp_account(db=db, user_id=user.id, account_id=account_id)
 
-    @post("/{account_id:int}/test", status_code=200)
+    @post("/{account_id:int}/test", status_code=200, **writes(400, 404, 429))
     async def test_saved(
         self,
         account_id: FromPath[IdParam],
