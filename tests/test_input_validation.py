@@ -165,3 +165,21 @@ async def test_a_signature_with_nul_is_refused_not_a_database_error(web_client: 
         response = await api(web_client, "POST", "/smtp-accounts", {**_smtp_body("mail.example.test"), field: "A\0B"})
         assert (response.status_code, "The signature cannot contain NUL characters." in response.text) == (400, True)
     assert ok(await api(web_client, "GET", "/smtp-accounts")) == []
+
+
+@pytest.mark.parametrize("field", ["name", "destination_folder"])
+async def test_a_task_name_or_folder_with_nul_is_refused_not_a_database_error(
+    web_client: WebClient, db: Database, field: str
+) -> None:
+    """PostgreSQL refuses NUL in text columns: an unchecked task name or destination folder was a 500 there."""
+    await signed_in(web_client, db)
+    pages = [("/settings/retrieval/new", _task_fields("mail.example.test") | {field: "A\0B"})]
+    calls = [("/retrieval-tasks", _task_body("mail.example.test") | {field: "A\0B"})]
+    sentence = "Names cannot contain NUL characters."
+    outcomes = [_outcome(path, await post_form(web_client, path, fields), sentence) for path, fields in pages]
+    outcomes += [_outcome(path, await api(web_client, "POST", path, body), sentence) for path, body in calls]
+    page, call = outcomes
+    assert page[:2] == (pages[0][0], 400)
+    assert page[2] or field != "name"  # the name field shows its mistake
+    assert call == (calls[0][0], 400, True)
+    assert ok(await api(web_client, "GET", "/retrieval-tasks")) == []

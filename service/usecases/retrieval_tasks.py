@@ -73,6 +73,8 @@ def task_problems(new: NewTask, *, password_required: bool = True) -> dict[str, 
         check_host(new.host)  # the one host rule (service.domain.smtp_accounts): IDNA, labels, length
     except InvalidInput as exc:
         problems["host"] = exc.message
+    if "\0" in new.name + (new.destination_folder or ""):  # PostgreSQL text cannot hold NUL (was a 500)
+        problems["name" if "\0" in new.name else "destination_folder"] = "Names cannot contain NUL characters."
     if new.port is not None and not 1 <= new.port <= 65535:
         problems["port"] = "The port must be a number from 1 to 65535."
     if not new.username.strip():
