@@ -120,6 +120,15 @@ async def test_code_flow_through_the_consent_page(oauth_server: OAuthServer, oau
     assert (await introspect(oauth_server, str(token["access_token"])))["email"] == "alice@example.test"
 
 
+async def test_provider_env_points_at_the_discovery_document(oauth_server: OAuthServer) -> None:
+    env = oauth_server.provider_env("local")
+    assert env["TRIBUTARY_OAUTH_PROVIDERS"] == "local"
+    async with httpx.AsyncClient() as http:
+        discovery = (await http.get(env["TRIBUTARY_OAUTH_LOCAL_ISSUER"] + "/.well-known/openid-configuration")).json()
+    assert discovery["issuer"] == env["TRIBUTARY_OAUTH_LOCAL_ISSUER"]
+    assert env["TRIBUTARY_OAUTH_LOCAL_CLIENT_ID"] == oauth_server.client.client_id
+
+
 async def test_pkce_verifier_and_single_use_code(oauth_server: OAuthServer, oauth_client: AsyncOAuth2Client) -> None:
     authorize = oauth_server.url("/authorize")
     url, _state = oauth_client.create_authorization_url(authorize, code_verifier=generate_token(48))
