@@ -304,6 +304,25 @@ async def test_ids_and_numbers_too_large_for_the_database_are_invalid_input(
         assert set(response.json()) == {"error"}
 
 
+async def test_ids_past_the_32_bit_id_columns_are_invalid_input_on_every_database(
+    web_client: WebClient, db: Database
+) -> None:
+    """Id columns are INTEGER (32 bits on PostgreSQL, which refuses a larger value in a query)."""
+    await signed_in(web_client, db)
+    past = 2**31
+    for method, path, body in [
+        ("GET", f"/filters/{past}", None),
+        ("GET", f"/folders/{past}/messages", None),
+        ("GET", f"/logs?retrieval_task_id={past}", None),
+        ("PUT", f"/messages/{past}/flags", {"seen": True}),
+        ("POST", "/smtp-accounts/test", {**smtp_body("smtp.example.test", 25), "account_id": past}),
+    ]:
+        response = await api(web_client, method, path, body)
+        assert response.status_code == 400, (method, path, response.text)
+        assert set(response.json()) == {"error"}
+    assert (await api(web_client, "GET", f"/filters/{past - 1}")).status_code == 404
+
+
 async def test_an_unknown_api_path_answers_404_json(web_client: WebClient, db: Database) -> None:
     await signed_in(web_client, db)
     for path in ["/nothing", "/smtp-account", "/a/b/c"]:

@@ -63,7 +63,7 @@ def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Re
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if _is_out_of_range_id(exc):  # an id no row can have (beyond 64 bits): simply not found
+    if is_out_of_range_id(exc):  # an id no row can have (beyond 64 bits): simply not found
         if _is_api(request):
             return Response({"error": "There is nothing at this address."}, status_code=404, headers=SECURITY_HEADERS)
         return _error_page(404, "Not found", "There is nothing at this address.")
@@ -72,7 +72,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return _error_page(500, "Something went wrong", "Tributary hit an unexpected error. Try again later.")
 
 
-def _is_out_of_range_id(exc: BaseException) -> bool:
+def is_out_of_range_id(exc: BaseException) -> bool:
     """SQLite raises OverflowError, PostgreSQL a numeric-out-of-range DataError, for a giant id."""
     if isinstance(exc, OverflowError):
         return True
@@ -83,7 +83,7 @@ def _is_out_of_range_id(exc: BaseException) -> bool:
 
 async def log_unexpected(exc: Exception, scope: Scope) -> None:
     """after_exception hook: a traceback for bugs; expected errors are the user's to read, not the log's."""
-    if isinstance(exc, HTTPException | TributaryError) or _is_out_of_range_id(exc):
+    if isinstance(exc, HTTPException | TributaryError) or is_out_of_range_id(exc):
         return
     log.error("unhandled error on %s %s", scope.get("method", "-"), scope["path"], exc_info=exc)
 

@@ -18,7 +18,7 @@ from service.errors import TributaryError
 from service.usecases.rate_limit import TooManyAttempts
 from web.controllers.api.schemas import ErrorBody
 from web.support.dependencies import SignInRequired
-from web.support.errors import CSRF_FAILED
+from web.support.errors import CSRF_FAILED, is_out_of_range_id
 from web.support.rendering import status_for
 
 SIGN_IN = "Sign in to continue."
@@ -64,7 +64,9 @@ def _http(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Erro
     return error(exc.status_code, str(exc.detail))
 
 
-def _unexpected(_request: Request[Any, Any, Any], _exc: Exception) -> Response[ErrorBody]:
+def _unexpected(_request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    if is_out_of_range_id(exc):  # an id no row can have slipped past validation: simply not found
+        return error(404, "There is nothing at this address.")
     return error(500, "Tributary hit an unexpected error. Try again later.")
 
 

@@ -19,7 +19,9 @@ from service.domain.outbox import OutboxStatus, SendResult
 from service.domain.retrieval import RunResult
 from service.domain.values import LogLevel, LogSource, SpecialUse
 
-MAX_ID = 2**63 - 1  # the largest id a database holds: a larger one is invalid input, not a server error
+# The largest id a row can have: id columns are INTEGER, 32 bits on PostgreSQL. A larger id is invalid
+# input (400) on every database, never a query PostgreSQL refuses (a server error).
+MAX_ID = 2**31 - 1
 MAX_NUMBER = 2**31 - 1  # the largest number a setting column holds
 Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 Number = Annotated[int, msgspec.Meta(ge=-MAX_NUMBER, le=MAX_NUMBER)]
