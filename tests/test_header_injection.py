@@ -186,3 +186,17 @@ def test_hostile_values_are_refused_or_sent_without_an_added_header(
         names = [key.lower() for key in part]
         assert len(names) == len(set(names)), names
         assert not {"bcc", "x-injected"} & set(names)
+
+
+def test_surrogate_escapes_of_raw_8bit_headers_are_read_as_utf8_and_lone_ones_refused() -> None:
+    """The parser keeps undecodable 8-bit header bytes as lone surrogates, which no charset can write."""
+    assert header_text("B\udcc2\udc85ob") == "B ob"  # UTF-8 bytes of NEL: a control, so a space
+    assert header_text("Ren\udcc3\udca9e") == "Renée"
+    assert "\ud800" not in header_text("x\ud800y")
+    with pytest.raises(UnsafeHeaderValue):
+        check_header_value("x\ud800y", "subject")
+    composed = compose(Draft(to=("b@example.test",), text="a\ud800b", html="<p>\udc85</p>"), sender=SENDER, now=NOW)
+    message = message_from_bytes(composed.data, policy=policy.default)
+    bodies = [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"]
+    assert ["\ufffd" in body for body in bodies] == [True, True]
+    assert "<p>\ufffd</p>" in bodies[1]

@@ -269,3 +269,23 @@ async def test_typed_values_that_decode_to_line_breaks_are_refused_by_the_api(
     assert sentence in response.text
     assert server.received == []
     assert await sending.list_outbox(db=db, user_id=user_id, include_sent=True) == []
+
+
+async def test_reply_to_a_message_with_raw_8bit_controls_in_its_headers(
+    web_client: WebClient, db: Database, secret_box: SecretBox, smtp_server: StartSmtpServer
+) -> None:
+    """Raw UTF-8 NEL (C2 85) and U+2028 in From and Subject, not encoded: the reply page was a 500."""
+    server = smtp_server(mode="plain", require_auth=False)
+    user_id = await signed_in_user(web_client, db)
+    account = await add_account(db, secret_box, user_id, server.host, server.port, "ada@home.test", "Ada")
+    raw = "From: B\u0085ob <bob@example.test>\r\nSubject: Quarterly\u0085Bcc: x@evil.test\u2028end\r\n\r\nHi\r\n"
+    message_id = await deliver(db, user_id, raw.encode())
+
+    page = await web_client.get(f"/compose?reply={message_id}")
+    assert page.status_code == 200
+    assert _field(page.text, "to") == "B ob <bob@example.test>"
+    assert _field(page.text, "subject") == "Re: Quarterly Bcc: x@evil.test end"
+    fields = {"to": _field(page.text, "to"), "subject": _field(page.text, "subject")}
+    sent = await post_compose(web_client, {"send_from": str(account), "reply_to": str(message_id), **fields})
+    assert "Message sent" in text_of(sent), text_of(sent)
+    assert_not_injected(server.received[0], ["bob@example.test"])

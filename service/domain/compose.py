@@ -41,6 +41,7 @@ from service.domain.headers import (
     has_controls,
     header_text,
     set_header,
+    without_surrogates,
 )
 from service.errors import InvalidInput
 
@@ -191,6 +192,12 @@ def _text_of_html(markup: str) -> str:
 
 
 def _bodies(draft: Draft, sender: Sender) -> tuple[str, str | None]:
+    """The text (and HTML) bodies with the signature; lone surrogates, which no charset can write, as U+FFFD."""
+    text, markup = _bodies_with_signature(draft, sender)
+    return without_surrogates(text), None if markup is None else without_surrogates(markup)
+
+
+def _bodies_with_signature(draft: Draft, sender: Sender) -> tuple[str, str | None]:
     text = draft.text if draft.text or draft.html is None else _text_of_html(draft.html)
     if sender.signature_text.strip():
         text = f"{text.rstrip()}\n\n{SIGNATURE_SEPARATOR}\n{sender.signature_text.strip()}\n"

@@ -34,7 +34,8 @@ from email.message import EmailMessage
 
 from service.errors import UnsafeHeaderValue
 
-CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+# ... and lone surrogates: no charset can write them (the parser's stand-ins for undecodable bytes)
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # RFC 2047 2 (with the RFC 2231 5 language suffix), matched anywhere: a superset of what the email package decodes
 ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([qQbB])\?([^?]*)\?=")
 MAX_ROUNDS = 8
@@ -81,8 +82,18 @@ def check_header_value(value: str, what: str) -> str:
     return value
 
 
+def without_surrogates(value: str) -> str:
+    """Raw 8-bit bytes the email parser kept as surrogate escapes, read as UTF-8 (the usual charset
+    of unlabelled 8-bit headers); anything still unreadable becomes U+FFFD."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def header_text(value: str) -> str:
     """A received or stored value made safe for a header: decoded, controls turned into spaces, one line."""
+    value = without_surrogates(value)
     for _ in range(MAX_ROUNDS):
         cleaned = " ".join(CONTROL.sub(" ", decoded(value)).split())
         if cleaned == value:
