@@ -12,7 +12,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from service.domain.compose import POLICY, Attachment, Draft, Sender, Thread, compose, message_ids
@@ -25,6 +25,8 @@ from service.domain.headers import (
     header_text,
 )
 from service.errors import InvalidInput, UnsafeHeaderValue
+from service.usecases.replies.original import ReplyMode, attachments, parse, prefixed, quoted, recipients
+from service.usecases.replies.original import header_text as original_header
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 SENDER = Sender("ada@example.test", "Ada")
@@ -200,3 +202,31 @@ def test_surrogate_escapes_of_raw_8bit_headers_are_read_as_utf8_and_lone_ones_re
     bodies = [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"]
     assert ["\ufffd" in body for body in bodies] == [True, True]
     assert "<p>\ufffd</p>" in bodies[1]
+
+
+_RAW = [b"=?utf-8?q?", b"?=", b"=0D", b"=0A", b"=C2=85", b"\xc2\x85", b"\xe2\x80\xa8", b"\xff", b"\x00", b"\r", b"\n "]
+_RAW += [b"Bcc:", b" ", b'"', b"<", b">", b"a", b"@", b"x@y.test", b"=?utf-16?b?", b"AA0ACg==", b"(", b",", b";", b":"]
+_RAW_VALUE = st.lists(st.sampled_from(_RAW), max_size=14).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(sender=_RAW_VALUE, to=_RAW_VALUE, subject=_RAW_VALUE, filename=_RAW_VALUE)
+@example(sender=b"", to=b":\xc2\x85x@y.test;=?utf-8?q?", subject=b"", filename=b"")
+def test_what_a_reply_or_forward_takes_from_received_mail_holds_no_control(
+    sender: bytes, to: bytes, subject: bytes, filename: bytes
+) -> None:
+    """Raw, encoded, twice-encoded and undecodable header bytes: the suggested To, Cc, subject and
+    file names hold no control character (nor a lone surrogate, which no page or charset can write)."""
+    raw = b"From: %s\r\nTo: %s\r\nSubject: %s\r\n" % (sender, to, subject)
+    raw += b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nhi\r\n"
+    raw += b'--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="%s"\r\n' % filename
+    raw += b"\r\nx\r\n--b--\r\n"
+    message = parse(raw)
+    assert message is not None
+    for mode in ReplyMode:
+        to_field, cc_field = recipients(message, mode, set())
+        for value in (to_field, cc_field, prefixed(original_header(message, "Subject"), mode)):
+            assert not has_controls(value), (mode, value)
+        quoted(message, mode)
+    for attachment in attachments(message):
+        assert not has_controls(attachment.filename), attachment.filename

@@ -71,7 +71,7 @@ def _mailboxes(message: Message, name: str) -> list[tuple[str, str]]:
         for header in message.get_all(name) or []:
             found += [(clean(a.display_name), clean(a.addr_spec)) for a in getattr(header, "addresses", ())]
     except Exception:  # undecodable: fall back to the address-like tokens of the raw text
-        found = [("", token) for value in _raw_values(message, name) for token in _ADDRESS_TOKEN.findall(value)]
+        found = [("", clean(token)) for value in _raw_values(message, name) for token in _ADDRESS_TOKEN.findall(value)]
     return [(display, address) for display, address in found if "@" in address and " " not in address]
 
 
