@@ -50,6 +50,9 @@ def test_plain_and_encoded_text_without_controls_passes() -> None:
     assert decoded("=?utf-8?q?Caf=C3=A9?=") == "Café"
     assert decoded(TWICE) == "A\r\nBcc: x@evil.test"  # decoded until nothing changes
     assert decoded("=?x-unknown?q?a=0Ab?=") == "a\nb"  # an unknown charset still shows its control bytes
+    for charset in ("rot13", "base64", "punycode", "idna", "zlib"):  # codecs that are no text codec, or fail
+        assert decoded(f"=?{charset}?q?=FF=0D?=") == "\xff\r"
+    assert decoded("=?utf-7?q?+AA0-?=") == "\r"
 
 
 def test_received_values_are_cleaned_not_obeyed() -> None:

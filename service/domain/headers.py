@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import quopri
 import re
 from collections import Counter
@@ -54,10 +53,9 @@ def _decode_word(match: re.Match[str]) -> str:
     except (binascii.Error, ValueError):
         return match.group(0)
     try:
-        codecs.lookup(charset)
-    except LookupError:
-        charset = "latin-1"  # every byte a character: a control byte stays visible to the check
-    return raw.decode(charset, errors="replace")
+        return raw.decode(charset, errors="replace")
+    except (LookupError, UnicodeError, ValueError):  # unknown, or no text codec (rot13, base64, idna ...)
+        return raw.decode("latin-1")  # every byte a character: a control byte stays visible to the check
 
 
 def decoded(value: str) -> str:
