@@ -323,6 +323,19 @@ async def test_ids_past_the_32_bit_id_columns_are_invalid_input_on_every_databas
     assert (await api(web_client, "GET", f"/filters/{past - 1}")).status_code == 404
 
 
+async def test_a_filter_name_with_a_control_character_is_invalid_input_on_every_database(
+    web_client: WebClient, db: Database
+) -> None:
+    """PostgreSQL refuses NUL in text (a server error before)."""
+    await signed_in(web_client, db)
+    rule = {"conditions": [{"field": "subject", "op": "contains", "value": "x"}], "actions": [{"kind": "flag"}]}
+    for name in ("a\x00b", "bell\x07", "c1\x9b"):
+        response = await api(web_client, "POST", "/filters", {**rule, "name": name})
+        assert response.status_code == 400, (name, response.text)
+        assert response.json() == {"error": "A filter name cannot contain control characters."}
+    assert (await api(web_client, "POST", "/filters", {**rule, "name": "Ünïcode 🎉 news"})).status_code == 201
+
+
 async def test_an_unknown_api_path_answers_404_json(web_client: WebClient, db: Database) -> None:
     await signed_in(web_client, db)
     for path in ["/nothing", "/smtp-account", "/a/b/c"]:

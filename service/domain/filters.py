@@ -211,6 +211,8 @@ def check_rule(rule: FilterRule) -> FilterRule:
         raise InvalidInput("Give the filter a name.")
     if len(name) > 200:
         raise InvalidInput("A filter name may be at most 200 characters long.")
+    if not _is_text(name) or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):  # PostgreSQL refuses NUL
+        raise InvalidInput("A filter name cannot contain control characters.")
     if not rule.conditions:
         raise InvalidInput("A filter needs at least one condition.")
     if not rule.actions:
