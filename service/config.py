@@ -67,6 +67,34 @@ class Settings(BaseSettings):
         description="Comma-separated networks every domain may reach despite the default policy, e.g. 127.0.0.0/8.",
     )
 
+    public_url: str = Field(
+        default="",
+        description="The address users reach the web app at, e.g. https://mail.example.com; OAuth2 sign-in "
+        "sends browsers back to {PUBLIC_URL}/oauth/callback, the redirect URI registered with each provider.",
+    )
+    oauth_google_client_id: str = Field(
+        default="", description='Google OAuth client id; empty: "Sign in with Google" is not offered.'
+    )
+    oauth_google_client_secret: SecretStr | None = Field(default=None, description="Google OAuth client secret.")
+    oauth_microsoft_client_id: str = Field(
+        default="",
+        description='Microsoft (Entra ID) application id; empty: "Sign in with Microsoft" is not offered.',
+    )
+    oauth_microsoft_client_secret: SecretStr | None = Field(
+        default=None, description="Microsoft application client secret."
+    )
+    oauth_microsoft_tenant: str = Field(
+        default="common",
+        description="Microsoft tenant: common, organizations, consumers, or a tenant id or domain.",
+    )
+    oauth_providers: str = Field(
+        default="",
+        description="Comma-separated names of further OAuth2 providers, each configured by "
+        "TRIBUTARY_OAUTH_<NAME>_ISSUER (or _AUTHORIZE_URL, _TOKEN_URL, _USERINFO_URL), _CLIENT_ID, "
+        "_CLIENT_SECRET, _SCOPES, _LABEL and the mail-server defaults _IMAP_HOST, _IMAP_PORT, _POP3_HOST, "
+        "_POP3_PORT, _SMTP_HOST, _SMTP_PORT, _SMTP_SECURITY.",
+    )
+
     spamd_address: str = Field(
         default="",
         description="SpamAssassin's spamd as host:port, e.g. 127.0.0.1:783, to check mail arriving in the Inbox "
@@ -86,6 +114,27 @@ class Settings(BaseSettings):
         if text and not re.fullmatch(r"\[[0-9A-Fa-f:.]+\](:\d{1,5})?|[^:\[\]\s]+(:\d{1,5})?", text):
             raise ValueError("write host:port, for example 127.0.0.1:783")
         return text
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        text = value.strip().rstrip("/")
+        if text and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", text):
+            raise ValueError("write the web app's address, for example https://mail.example.com")
+        return text
+
+    @field_validator("oauth_microsoft_tenant")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        text = value.strip() or "common"
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,100}", text):
+            raise ValueError("write common, organizations, consumers, or a tenant id or domain")
+        return text
+
+    @property
+    def oauth_redirect_uri(self) -> str:
+        """Where providers send the browser back after consent: {PUBLIC_URL}/oauth/callback."""
+        return f"{self.public_url}/oauth/callback"
 
     @field_validator("trusted_proxies")
     @classmethod

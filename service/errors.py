@@ -73,3 +73,40 @@ class MessageRejected(RemoteError):
 
 class ConnectionNotAllowed(RemoteError):
     """The administrator's outbound policy does not let Tributary reach this server: ask them, or use another."""
+
+
+class OAuthSignInError(TributaryError):
+    """An OAuth2 sign-in (issue 15) did not complete and saved nothing: the user must start it again.
+
+    `kind` ("retrieval" or "smtp") and `target_id` name the task or account the sign-in was for,
+    when the callback's state was valid enough to know it (so a face can send the user back there).
+    """
+
+    def __init__(self, message: str, *, kind: str | None = None, target_id: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.target_id = target_id
+
+
+class OAuthStateInvalid(OAuthSignInError):
+    """The callback's `state` is unknown, used, expired or from another browser session."""
+
+
+class OAuthDenied(OAuthSignInError):
+    """The user (or the provider's policy) refused consent: the provider answered access_denied."""
+
+
+class OAuthFailed(OAuthSignInError):
+    """The provider answered the sign-in with another error, or the code could not be exchanged."""
+
+
+class NeedsReconnect(CredentialsRejected):
+    """The provider refused to refresh the sign-in (consent revoked, password changed): the user must
+    run "Reconnect" to sign in with the provider again."""
+
+
+class TokenRejected(CredentialsRejected):
+    """The server refused the OAuth2 access token (expired, revoked, or for another mailbox).
+
+    A caller refreshes the token once and retries; when the fresh one is refused too, the user must
+    reconnect the account (sign in with the provider again)."""
