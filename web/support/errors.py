@@ -63,7 +63,7 @@ def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Re
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if is_out_of_range_id(exc):  # an id no row can have (beyond 64 bits): simply not found
+    if is_out_of_range_id(exc):  # an id no row can have (beyond the id column): simply not found
         if _is_api(request):
             return Response({"error": "There is nothing at this address."}, status_code=404, headers=SECURITY_HEADERS)
         return _error_page(404, "Not found", "There is nothing at this address.")
