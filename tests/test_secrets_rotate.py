@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,10 +14,11 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from service.config import Settings
+from service.domain.oauth import AuthKind
 from service.domain.values import Protocol, Security
 from service.persistence.database import Database
 from service.persistence.secrets import KEY_FILE_NAME, SecretBox, load_or_create_keys, write_key_file
-from service.persistence.tables import Domain, RetrievalTask, SmtpAccount
+from service.persistence.tables import Domain, OAuthState, RetrievalTask, SmtpAccount
 from service.usecases import secrets
 from service.usecases.users import add_user
 from tests.cli_runner import tributary
@@ -66,6 +68,7 @@ async def _tokens(db: Database) -> dict[str, str]:
         domain = (await session.exec(select(Domain))).one()
     assert domain.relay_password_encrypted is not None
     assert smtp.password_encrypted is not None
+    assert task.password_encrypted is not None
     return {"task": task.password_encrypted, "smtp": smtp.password_encrypted, "relay": domain.relay_password_encrypted}
 
 
@@ -158,6 +161,7 @@ async def test_a_crash_at_any_step_leaves_every_credential_readable(
             if crash_at == "commit":  # the rows change, then the transaction dies before committing
                 async with db.write() as session:
                     for row in (await session.exec(select(RetrievalTask))).all():
+                        assert row.password_encrypted is not None
                         row.password_encrypted = box.rotate(row.password_encrypted)
                         session.add(row)
                     raise Crash()
@@ -175,5 +179,90 @@ async def test_a_crash_at_any_step_leaves_every_credential_readable(
         keys = load_or_create_keys(file_settings)
         assert len(keys) == 1
         await _assert_readable(db, keys)
+    finally:
+        await db.dispose()
+
+
+OAUTH_SECRETS = {
+    "task access": "task-access-token",
+    "task refresh": "task-refresh-token",
+    "smtp access": "smtp-access-token",
+    "smtp refresh": "smtp-refresh-token",
+    "verifier": "pkce-code-verifier",
+}
+
+
+async def _plant_oauth(db: Database, box: SecretBox) -> None:
+    """An OAuth2 retrieval task and SMTP account (no passwords) and a sign-in in progress."""
+    user = await add_user(db=db, email="olga@example.test", password="long enough password")
+    async with db.write() as session:
+        session.add(
+            RetrievalTask(
+                user_id=user.id,
+                protocol=Protocol.IMAP,
+                host="imap.example.test",
+                port=993,
+                username="olga@example.test",
+                auth=AuthKind.OAUTH2,
+                oauth_provider="local",
+                oauth_access_token_encrypted=box.encrypt(OAUTH_SECRETS["task access"]),
+                oauth_refresh_token_encrypted=box.encrypt(OAUTH_SECRETS["task refresh"]),
+            )
+        )
+        session.add(
+            SmtpAccount(
+                user_id=user.id,
+                email_address="olga@example.test",
+                host="smtp.example.test",
+                port=587,
+                auth=AuthKind.OAUTH2,
+                oauth_provider="local",
+                oauth_access_token_encrypted=box.encrypt(OAUTH_SECRETS["smtp access"]),
+                oauth_refresh_token_encrypted=box.encrypt(OAUTH_SECRETS["smtp refresh"]),
+            )
+        )
+        session.add(
+            OAuthState(
+                state_hash="0" * 64,
+                user_id=user.id,
+                kind="smtp",
+                target_id=1,
+                provider="local",
+                code_verifier_encrypted=box.encrypt(OAUTH_SECRETS["verifier"]),
+                expires_at=datetime.now(UTC) + timedelta(minutes=10),
+            )
+        )
+
+
+async def _oauth_tokens(db: Database) -> dict[str, str]:
+    async with db.read() as session:
+        task = (await session.exec(select(RetrievalTask))).one()
+        smtp = (await session.exec(select(SmtpAccount))).one()
+        state = (await session.exec(select(OAuthState))).one()
+    values = {
+        "task access": task.oauth_access_token_encrypted,
+        "task refresh": task.oauth_refresh_token_encrypted,
+        "smtp access": smtp.oauth_access_token_encrypted,
+        "smtp refresh": smtp.oauth_refresh_token_encrypted,
+        "verifier": state.code_verifier_encrypted,
+    }
+    assert task.password_encrypted is None
+    return {name: value for name, value in values.items() if value is not None}
+
+
+async def test_rotate_covers_oauth_tokens_and_code_verifiers(file_settings: Settings) -> None:
+    """Issue 15: OAuth2 tokens and PKCE verifiers are credentials too; a key rotation moves them."""
+    db = Database(file_settings)
+    try:
+        old_keys = load_or_create_keys(file_settings)
+        await _plant_oauth(db, SecretBox(old_keys))
+        result = await secrets.rotate(settings=file_settings, db=db)
+        assert result.reencrypted == 5
+        new_keys = load_or_create_keys(file_settings)
+        assert new_keys != old_keys
+        tokens = await _oauth_tokens(db)
+        box = SecretBox(new_keys)
+        assert {name: box.decrypt(token) for name, token in tokens.items()} == OAUTH_SECRETS
+        assert _unreadable_with(old_keys[0], tokens)
     finally:
         await db.dispose()

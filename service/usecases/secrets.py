@@ -1,7 +1,9 @@
 """Rotating the key that encrypts stored credentials (`tributary secrets rotate`).
 
-The credentials are the three Fernet-encrypted columns: retrieval_task.password_encrypted,
-smtp_account.password_encrypted and domain.relay_password_encrypted.
+The credentials are the Fernet-encrypted columns: retrieval_task.password_encrypted,
+smtp_account.password_encrypted, domain.relay_password_encrypted, the OAuth2 access and
+refresh tokens of retrieval tasks and SMTP accounts, and the PKCE code verifiers of the
+sign-ins in progress (oauth_state.code_verifier_encrypted).
 
 **With TRIBUTARY_SECRET_KEY** (comma-separated keys, newest first) the operator
 makes a new key (`tributary secrets new-key` prints one) and puts it first,
@@ -43,7 +45,7 @@ from service.persistence.secrets import (
     load_or_create_keys,
     write_key_file,
 )
-from service.persistence.tables import Domain, RetrievalTask, SmtpAccount
+from service.persistence.tables import Domain, OAuthState, RetrievalTask, SmtpAccount
 
 ONE_KEY_IN_SETTING = (
     "TRIBUTARY_SECRET_KEY holds a single key: put the new key first, then the current one "
@@ -55,6 +57,11 @@ ENCRYPTED_COLUMNS: tuple[tuple[type[Any], str], ...] = (
     (RetrievalTask, "password_encrypted"),
     (SmtpAccount, "password_encrypted"),
     (Domain, "relay_password_encrypted"),
+    (RetrievalTask, "oauth_access_token_encrypted"),
+    (RetrievalTask, "oauth_refresh_token_encrypted"),
+    (SmtpAccount, "oauth_access_token_encrypted"),
+    (SmtpAccount, "oauth_refresh_token_encrypted"),
+    (OAuthState, "code_verifier_encrypted"),
 )
 
 

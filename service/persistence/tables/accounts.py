@@ -1,11 +1,20 @@
 """A user's remote accounts: SMTP accounts to send through, retrieval tasks to pull from,
-and the retrieval cursors that make retrieval exactly-once."""
+and the retrieval cursors that make retrieval exactly-once.
+
+Both kinds of account sign in with a password or with OAuth2 (issue 15): `auth`
+says which. For OAuth2 the access and refresh tokens are Fernet-encrypted like
+passwords (`service.persistence.secrets`), `oauth_expires_at` is the access
+token's expiry, and `oauth_status` is pending (consent not given yet), ok, or
+reconnect (the provider refused a refresh; `last_error` says why and
+`needs_action` is set).
+"""
 
 from datetime import datetime
 
 from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
 from service.persistence.tables.columns import enum_type
 from service.persistence.types import UtcDateTime, utcnow
@@ -26,6 +35,13 @@ class SmtpAccount(SQLModel, table=True):
     auth_required: bool = Field(default=True)
     username: str = Field(default="", max_length=320)
     password_encrypted: str | None = Field(default=None)
+    # OAuth2 sign-in (auth = oauth2): the provider's name and the encrypted tokens.
+    auth: AuthKind = Field(default=AuthKind.PASSWORD, sa_type=enum_type(AuthKind))
+    oauth_provider: str | None = Field(default=None, max_length=40)
+    oauth_access_token_encrypted: str | None = Field(default=None)
+    oauth_refresh_token_encrypted: str | None = Field(default=None)
+    oauth_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    oauth_status: CredentialStatus = Field(default=CredentialStatus.OK, sa_type=enum_type(CredentialStatus))
     verify_certificate: bool = Field(default=True)
     timeout_seconds: int = Field(default=30)
     signature_text: str = Field(default="")
@@ -57,7 +73,14 @@ class RetrievalTask(SQLModel, table=True):
     port: int
     security: Security = Field(default=Security.SSL, sa_type=enum_type(Security))
     username: str = Field(max_length=320)
-    password_encrypted: str
+    password_encrypted: str | None = Field(default=None)  # None when auth is oauth2
+    # OAuth2 sign-in (auth = oauth2): the provider's name and the encrypted tokens.
+    auth: AuthKind = Field(default=AuthKind.PASSWORD, sa_type=enum_type(AuthKind))
+    oauth_provider: str | None = Field(default=None, max_length=40)
+    oauth_access_token_encrypted: str | None = Field(default=None)
+    oauth_refresh_token_encrypted: str | None = Field(default=None)
+    oauth_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    oauth_status: CredentialStatus = Field(default=CredentialStatus.OK, sa_type=enum_type(CredentialStatus))
     verify_certificate: bool = Field(default=True)
     timeout_seconds: int = Field(default=60)
     method: RetrievalMethod = Field(default=RetrievalMethod.AUTOMATIC, sa_type=enum_type(RetrievalMethod))
