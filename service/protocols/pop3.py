@@ -8,7 +8,9 @@ Blocking, like imaplib: the use case calls it through `asyncio.to_thread`.
   STLS (RFC 2595 section 4) upgrades after it and is an error, never a
   fallback, when CAPA (RFC 2449) does not list it.
 - Authentication: USER/PASS, or APOP (RFC 1939 section 7), whose digest
-  needs the "<...>" timestamp in the greeting.
+  needs the "<...>" timestamp in the greeting; with an OAuth2 access token,
+  AUTH (RFC 5034) OAUTHBEARER if CAPA's SASL line offers it, else XOAUTH2
+  (`service.protocols.sasl`). A refused token is TokenRejected.
 - UIDL gives each message a stable id; without it `uidl()` returns None.
 - Deletion is only ever DELE (marks) followed by QUIT (the UPDATE state
   commits the marks); a session that ends any other way deletes nothing.
@@ -18,6 +20,7 @@ Blocking, like imaplib: the use case calls it through `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import base64
 import poplib
 import re
 import socket
@@ -25,7 +28,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ from service.domain.connection_test import ConnectionReport
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
-from service.protocols import outbound
+from service.protocols import outbound, sasl
 from service.protocols.deadline import Deadline
 from service.protocols.network import network_error
 from service.protocols.probe import StepFailed, opening, resolve_and_connect, step
@@ -47,17 +50,21 @@ APOP_TIMESTAMP = re.compile(rb"<[^<>]+@[^<>]+>|<[^<>]+>")
 
 @dataclass(frozen=True, slots=True)
 class Pop3Account:
+    """How to reach and sign in to one maildrop: password (USER/PASS or APOP), or an OAuth2 access
+    token when `oauth_token` is set (then the password and APOP are unused). Neither is in repr()."""
+
     host: str
     port: int
     security: Security
     username: str
-    password: str
+    password: str = field(repr=False)
     verify_certificate: bool = True
     timeout_seconds: float = 60.0
     extra_ca_file: Path | None = None
     use_apop: bool = False
     debug: bool = False
     policy: OutboundPolicy = STRICT
+    oauth_token: str | None = field(default=None, repr=False)
 
 
 class _Pop3(poplib.POP3):
@@ -112,6 +119,27 @@ class _Pop3(poplib.POP3):
         if self._transcript is not None:
             self._transcript.received(response.decode("utf-8", "replace"))
         return response
+
+    def authenticate(self, mechanism: str, message: bytes, *, error_answer: bytes) -> bytes:
+        """AUTH (RFC 5034) with a one-message SASL mechanism; returns the server's "+OK" line.
+
+        The message goes after the server's empty "+ " challenge, not as an initial response
+        on the AUTH line: RFC 5034 section 4 allows that only while the command stays within
+        RFC 2449's 255 octets, far less than a bearer token (Microsoft documents this form too).
+        A refusal may come as a "+ <error>" challenge (RFC 7628 3.2.2), which poplib would take
+        for success: it is answered with `error_answer` and the final "-ERR" raises error_proto."""
+        self._putcmd(f"AUTH {mechanism}")  # type: ignore[attr-defined]
+        reply = self._getresp()
+        if reply.startswith(b"+OK"):
+            raise poplib.error_proto(b"-ERR the server took AUTH without any credentials")
+        self._putcmd(base64.b64encode(message).decode("ascii"))  # type: ignore[attr-defined]
+        reply = self._getresp()
+        if not reply.startswith(b"+OK"):  # the error challenge
+            self._putcmd(base64.b64encode(error_answer).decode("ascii"))  # type: ignore[attr-defined]
+            reply = self._getresp()
+            if not reply.startswith(b"+OK"):
+                raise poplib.error_proto(b"-ERR the server sent another challenge after the refusal")
+        return reply
 
     def retr_bytes(self, which: int, *, limit: int | None = None) -> bytes:
         """RETR one message (RFC 1939 section 7): the multi-line response is read in large
@@ -177,7 +205,8 @@ class Pop3Session:
 
     def __init__(self, account: Pop3Account, *, deadline: float | None = None) -> None:
         self.account = account
-        self.transcript = Transcript(secrets=(account.password,)) if account.debug else None
+        secrets = (account.password, account.oauth_token or "")
+        self.transcript = Transcript(secrets=secrets) if account.debug else None
         self.client: _Pop3 | None = None
         self.welcome = ""
         self.tls_socket: ssl.SSLSocket | None = None
@@ -234,10 +263,17 @@ class Pop3Session:
             )
         self.client.stls(context=self._context())
 
-    def login(self) -> None:
+    def login(self) -> str:
+        """Sign in; returns how: "USER/PASS", "APOP", "OAUTHBEARER" or "XOAUTH2"."""
         assert self.client is not None
         account = self.account
         with self.translated("login"):
+            if account.oauth_token is not None:
+                # CAPA again: what a server said before STLS no longer counts (RFC 2595 section 4).
+                mechanism = sasl.choose_mechanism(self.capabilities().get("SASL", []), host=account.host)
+                message = sasl.client_message(mechanism, account.username, account.oauth_token)
+                self.client.authenticate(mechanism, message, error_answer=sasl.error_answer(mechanism))
+                return mechanism
             if account.use_apop:
                 if not self.apop_timestamp:
                     raise UnsupportedByServer(
@@ -245,9 +281,10 @@ class Pop3Session:
                         "Turn off APOP authentication for this task."
                     )
                 self.client.apop(account.username, account.password)
-            else:
-                self.client.user(account.username)
-                self.client.pass_(account.password)
+                return "APOP"
+            self.client.user(account.username)
+            self.client.pass_(account.password)
+            return "USER/PASS"
 
     def listing(self) -> Listing:
         """LIST (sizes) and UIDL (ids; None when the server answers UIDL with -ERR)."""
@@ -311,6 +348,12 @@ class Pop3Session:
                 raise ServerUnavailable(
                     f"{host} was too slow: the retrieval ran out of time during {step_name}."
                 ) from exc
+            if step_name == "login" and self.account.oauth_token is not None:
+                if "EOF" in text:  # e.g. Dovecot drops a client whose AUTH answer passes 8,192 bytes
+                    raise ServerUnavailable(f"{host} closed the connection during the sign-in.") from exc
+                if "[SYS/TEMP]" in text.upper():  # RFC 3206: the server could not check it now
+                    raise ServerUnavailable(f"{host} could not check the sign-in token for now ({text}).") from exc
+                raise sasl.token_rejected(host, text) from exc
             if step_name == "login":
                 raise CredentialsRejected(
                     f"{host} rejected the username or password ({text}). Check them and try again."
@@ -367,9 +410,13 @@ def test_connection(account: Pop3Account) -> ConnectionReport:
             detail.append(" ".join(sorted(capabilities)) or "CAPA not supported")
             offered = session.stls_offered or "STLS" in capabilities
             detail.append("STLS offered" if offered else "STLS not offered")
-        with step(report, "login", hint="Check the username and password (and the APOP setting).") as detail:
-            session.login()
-            detail.append(f"signed in as {account.username}" + (" with APOP" if account.use_apop else ""))
+        oauth = account.oauth_token is not None
+        hint = sasl.RECONNECT_HINT if oauth else "Check the username and password (and the APOP setting)."
+        with step(report, "login", hint=hint) as detail:
+            mechanism = session.login()
+            detail.append(
+                f"signed in as {account.username}" + ("" if mechanism == "USER/PASS" else f" with {mechanism}")
+            )
         with step(report, "messages") as detail:
             detail.append(f"{session.message_count()} messages")
     except StepFailed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from service.domain.connection_test import ConnectionReport
+from service.protocols import sasl
 from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, ImapAccount, ImapSession
 from service.protocols.probe import StepFailed, opening, resolve_and_connect, step
 from service.protocols.tls import describe_certificate
@@ -26,9 +27,10 @@ def test_connection(account: ImapAccount) -> ConnectionReport:
                 detail.append(describe_certificate(session.tls_socket, verified=account.verify_certificate))
         with step(report, "capabilities") as detail:
             detail.append(" ".join(session.capabilities()))
-        with step(report, "login", hint="Check the username and password.") as detail:
-            session.login()
-            detail.append(f"signed in as {account.username}")
+        hint = sasl.RECONNECT_HINT if account.oauth_token is not None else "Check the username and password."
+        with step(report, "login", hint=hint) as detail:
+            mechanism = session.login()
+            detail.append(f"signed in as {account.username}" + ("" if mechanism == "LOGIN" else f" with {mechanism}"))
         with step(report, "folders") as detail:
             detail.append(f"{len(session.list_folders())} folders")
     except StepFailed:

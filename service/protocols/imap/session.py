@@ -16,6 +16,10 @@ through `asyncio.to_thread`, one call at a time. What this adapter guarantees:
 - Folders are read-only (EXAMINE) and bodies fetched with BODY.PEEK[], so the
   remote \\Seen flags stay as they were. Names arrive decoded from modified
   UTF-7 (RFC 3501 5.1.3) and are returned with "/" as the hierarchy delimiter.
+- Sign-in: LOGIN with the password, or, when the account holds an OAuth2 access
+  token, AUTHENTICATE OAUTHBEARER (RFC 7628) if the capabilities offer it, else
+  XOAUTH2 (`service.protocols.sasl`), through imapclient's SASL support. A
+  refused token is TokenRejected, so the caller can refresh it once and retry.
 - Every library, socket and ssl exception leaves as a `service.errors` error.
 """
 
@@ -26,7 +30,7 @@ import imaplib
 import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,7 @@ from imapclient.response_parser import parse_fetch_response
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
 from service.errors import CredentialsRejected, MailboxMissing, RemoteError, ServerUnavailable, TlsFailure
-from service.protocols import outbound
+from service.protocols import outbound, sasl
 from service.protocols.deadline import Deadline
 from service.protocols.imap.connection import WatchedClient
 from service.protocols.imap.fetch import Parsed, parse_general, parse_plain_fetch
@@ -54,18 +58,20 @@ SIZE_CHUNK = 1000  # UIDs per FETCH RFC822.SIZE: keeps command lines well under 
 
 @dataclass(frozen=True, slots=True)
 class ImapAccount:
-    """How to reach and sign in to one remote mailbox."""
+    """How to reach and sign in to one remote mailbox: with the password, or with an OAuth2 access
+    token when `oauth_token` is set (the password is then unused). Neither appears in repr()."""
 
     host: str
     port: int
     security: Security
     username: str
-    password: str
+    password: str = field(repr=False)
     verify_certificate: bool = True
     timeout_seconds: float = 60.0
     extra_ca_file: Path | None = None
     debug: bool = False
     policy: OutboundPolicy = STRICT
+    oauth_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +99,8 @@ class ImapSession:
     def __init__(self, account: ImapAccount, *, deadline: float | None = None) -> None:
         self.account = account
         self.deadline = deadline
-        self.transcript = Transcript(secrets=(account.password,)) if account.debug else None
+        secrets = (account.password, account.oauth_token or "")
+        self.transcript = Transcript(secrets=secrets) if account.debug else None
         self.client: WatchedClient | None = None
         self.welcome = ""
         self.tls_socket: ssl.SSLSocket | None = None
@@ -150,10 +157,18 @@ class ImapSession:
         with self.translated("capabilities"):
             return [c.decode("ascii", "replace") for c in self.client.capabilities()]
 
-    def login(self) -> None:
+    def login(self) -> str:
+        """Sign in; returns the way it was done: "LOGIN", "OAUTHBEARER" or "XOAUTH2"."""
         assert self.client is not None
+        account = self.account
         with self.translated("login"):
-            self.client.login(self.account.username, self.account.password)
+            if account.oauth_token is None:
+                self.client.login(account.username, account.password)
+                return "LOGIN"
+            offered = [c[5:] for c in self.capabilities() if c.upper().startswith("AUTH=")]
+            mechanism = sasl.choose_mechanism(offered, host=account.host)
+            self.client.sasl_login(mechanism, _Responder(mechanism, account.username, account.oauth_token))
+            return mechanism
 
     def close(self) -> None:
         self._deadline.cancel()
@@ -332,6 +347,11 @@ class ImapSession:
         except RemoteError:
             raise
         except LoginError as exc:
+            if self.account.oauth_token is not None:
+                text = _server_text(exc)
+                if "[UNAVAILABLE]" in text.upper():  # RFC 5530: the server could not check it now
+                    raise ServerUnavailable(f"{host} could not check the sign-in token for now ({text}).") from exc
+                raise sasl.token_rejected(host, text) from exc
             raise CredentialsRejected(
                 f"{host} rejected the username or password ({_server_text(exc)}). Check them and try again."
             ) from exc
@@ -357,6 +377,20 @@ class ImapSession:
             if folder is not None:
                 raise MailboxMissing(f"The folder {folder} could not be opened: {_server_text(exc)}.") from exc
             raise ServerUnavailable(f"{host} refused {step}: {_server_text(exc)}.") from exc
+
+
+class _Responder:
+    """imapclient's SASL callback for an OAuth2 mechanism: the client message in answer to the
+    first (empty) challenge, the error answer to the JSON error challenge (RFC 7628 3.2.2-3.2.3).
+    imapclient's own oauth2_login/oauthbearer_login would send the token again there."""
+
+    def __init__(self, mechanism: str, user: str, token: str) -> None:
+        self._mechanism = mechanism
+        self._message: bytes | None = sasl.client_message(mechanism, user, token)
+
+    def __call__(self, challenge: bytes) -> bytes:
+        message, self._message = self._message, None
+        return message if message is not None else sasl.error_answer(self._mechanism)
 
 
 def _server_text(exc: BaseException) -> str:

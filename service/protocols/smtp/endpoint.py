@@ -12,7 +12,8 @@ from service.domain.values import Security
 @dataclass(frozen=True, slots=True)
 class SmtpEndpoint:
     """Host, port, security mode (as data), certificate checking, credentials, and the outbound
-    policy deciding which of the host's addresses may be reached. The password stays out of repr()."""
+    policy deciding which of the host's addresses may be reached. The password and the OAuth2 token
+    stay out of repr()."""
 
     host: str
     port: int
@@ -25,3 +26,5 @@ class SmtpEndpoint:
     extra_ca_file: Path | None = None
     # Strict unless the use case passes the domain's (usecases/smtp_accounts.endpoint_for, sending/senders).
     policy: OutboundPolicy = field(default=STRICT, repr=False)
+    # An OAuth2 access token: AUTH OAUTHBEARER or XOAUTH2 instead of the password (see auth.py).
+    oauth_token: str | None = field(default=None, repr=False)

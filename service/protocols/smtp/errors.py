@@ -14,7 +14,8 @@ import ssl
 import aiosmtplib
 
 from service.domain.outbox import SmtpReply
-from service.errors import CredentialsRejected, MessageRejected, RemoteError, ServerUnavailable
+from service.errors import CredentialsRejected, MessageRejected, RemoteError, ServerUnavailable, TokenRejected
+from service.protocols.sasl import RECONNECT_HINT
 from service.protocols.smtp.endpoint import SmtpEndpoint
 from service.protocols.tls import CERTIFICATE_HINT, WRONG_PORT_HINT, CertificateNotVerified, tls_failure
 
@@ -59,7 +60,9 @@ def refusal(reply: SmtpReply, what: str) -> RemoteError:
 
 def hint_for(step: str, error: RemoteError) -> str:
     """A certificate that does not verify gets the certificate hint whatever the step (tls or
-    starttls): the connection works, so the port is not to blame."""
+    starttls): the connection works, so the port is not to blame. A refused OAuth2 token: reconnect."""
+    if isinstance(error, TokenRejected):
+        return RECONNECT_HINT
     return CERTIFICATE_HINT if isinstance(error, CertificateNotVerified) else HINTS.get(step, "")
 
 

@@ -27,7 +27,7 @@ from service.domain.outbox import DeliveryReport, SmtpReply
 from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, TlsFailure
 from service.protocols import outbound
-from service.protocols.smtp.auth import sign_in
+from service.protocols.smtp.auth import sign_in, sign_in_with_token
 from service.protocols.smtp.client import RecordingClient, record_reply
 from service.protocols.smtp.endpoint import SmtpEndpoint
 from service.protocols.smtp.errors import LIBRARY_ERRORS, SmtpDeferred, hint_for, translate
@@ -49,12 +49,21 @@ def _addresses(targets: list[outbound.Target]) -> str:
     return ", ".join(dict.fromkeys(target.ip for target in targets))
 
 
+def _keeping_token_out(transcript: Transcript, endpoint: SmtpEndpoint) -> Transcript:
+    """The transcript, told to mask the endpoint's OAuth2 token wherever it might appear (the AUTH
+    line and its answers are redacted anyway; see transcript.py)."""
+    token = endpoint.oauth_token
+    if token and token not in transcript.secrets:
+        transcript.secrets = (*transcript.secrets, token)
+    return transcript
+
+
 class SmtpSession:
     """One connection, opened step by step (each recorded in `report`), then used to send."""
 
     def __init__(self, endpoint: SmtpEndpoint, transcript: Transcript, report: ConnectionReport) -> None:
         self.endpoint = endpoint
-        self.transcript = transcript
+        self.transcript = _keeping_token_out(transcript, endpoint)
         self.report = report
         self._sock: socket.socket | None = None
         self._client: RecordingClient | None = None
@@ -106,7 +115,7 @@ class SmtpSession:
         await self._step("ehlo", self._ehlo, str)
         if endpoint.security is Security.STARTTLS:
             await self._step("starttls", self._starttls, str)
-        if endpoint.auth_required:
+        if endpoint.auth_required or endpoint.oauth_token is not None:
             await self._step("auth", self._login, str)
 
     async def _resolve(self) -> list[outbound.Target]:
@@ -173,6 +182,9 @@ class SmtpSession:
                 "account if the server does not need it, or choose STARTTLS or SSL/TLS."
             )
         endpoint = self.endpoint
+        if endpoint.oauth_token is not None:
+            mechanism = await sign_in_with_token(client, endpoint.username, endpoint.oauth_token, host=host)
+            return f"signed in as {endpoint.username} with {mechanism}"
         encrypted = endpoint.security is not Security.NONE
         mechanism = await sign_in(client, endpoint.username, endpoint.password, encrypted=encrypted, host=host)
         return f"signed in as {endpoint.username} with {mechanism}"
@@ -184,9 +196,9 @@ class SmtpSession:
 
     def record_into(self, transcript: Transcript) -> None:
         """Record the next exchanges into `transcript` (each message keeps its own, when reused)."""
-        self.transcript = transcript
+        self.transcript = _keeping_token_out(transcript, self.endpoint)
         if self._client is not None:
-            self._client.transcript = transcript
+            self._client.transcript = self.transcript
 
     async def send(self, *, sender: str, recipients: Sequence[str], data: bytes) -> DeliveryReport:
         """One mail transaction (see `transaction`)."""
