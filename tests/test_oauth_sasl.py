@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from service.domain.values import Security
-from service.errors import CredentialsRejected, TokenRejected, UnsupportedByServer
+from service.errors import CredentialsRejected, ServerUnavailable, TokenRejected, UnsupportedByServer
 from service.protocols import pop3, sasl, smtp
 from service.protocols.imap.probe import test_connection as imap_test_connection
 from service.protocols.imap.session import ImapAccount, ImapSession, _Responder, open_session
@@ -31,7 +31,7 @@ from tests.fixtures.faults import _Server
 from tests.fixtures.oauth_server import OAuthServer
 from tests.fixtures.smtp import SmtpMode, SmtpServer
 from tests.fixtures.smtp_oauth import StartSmtpOAuthServer
-from tests.test_smtp_fakes import LOOPBACK
+from tests.test_smtp_fakes import LOOPBACK, RawSmtpServer
 
 TIMEOUT = 10
 MESSAGE = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: via OAuth\r\n\r\nHello.\r\n"
@@ -239,9 +239,10 @@ class SaslServer(_Server):
 
     ERROR = base64.b64encode(json.dumps({"status": "invalid_token"}).encode())
 
-    def __init__(self, protocol: str, mechanisms: str, token: str) -> None:
+    def __init__(self, protocol: str, mechanisms: str, token: str, *, temporary: bool = False) -> None:
         super().__init__()
         self.protocol, self.mechanisms, self.token = protocol, mechanisms.split(), token
+        self.temporary = temporary  # refuse as RFC 5530 [UNAVAILABLE] / RFC 3206 [SYS/TEMP]
         self.answers: list[tuple[str, bytes, bytes | None]] = []
         self.lock = threading.Lock()
 
@@ -263,6 +264,8 @@ class SaslServer(_Server):
                 words = raw.decode().split()
                 tag, command = (words[0], words[1].upper()) if imap else ("", words[0].upper())
                 ok, no = (f"{tag} OK done", f"{tag} NO [AUTHENTICATIONFAILED] no") if imap else ("+OK", "-ERR no")
+                if self.temporary:
+                    no = f"{tag} NO [UNAVAILABLE] Temporary failure" if imap else "-ERR [SYS/TEMP] Temporary failure"
                 if command == "CAPABILITY":
                     say(f"* CAPABILITY {caps}\r\n{ok}")
                 elif command == "CAPA":
@@ -335,6 +338,19 @@ def test_a_refused_token_is_sent_once_and_the_error_challenge_answered(
     [(mechanism, message, answer)] = server.answers
     assert (mechanism, answer) == (chosen, error_answer)
     assert message == sasl.client_message(chosen, "me@example.test", "old-token")
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_a_token_the_server_cannot_check_now_is_not_rejected(protocol: str) -> None:
+    """A temporary refusal (the server could not reach its token service) is ServerUnavailable:
+    the caller retries later instead of asking the user to reconnect."""
+    with (
+        SaslServer(protocol, "OAUTHBEARER", "good-token", temporary=True) as server,
+        pytest.raises(ServerUnavailable, match="could not check the sign-in token for now") as raised,
+        opened(protocol, scripted_account(protocol, server, "old-token")),
+    ):
+        pass
+    assert not isinstance(raised.value, CredentialsRejected)
 
 
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
@@ -452,6 +468,28 @@ async def test_smtp_test_connection_with_a_long_token(
     assert report.steps[-1].name == "auth"
     assert report.steps[-1].detail == f"signed in as {SENDER} with OAUTHBEARER"
     assert_no_token(transcript.text(), token, SENDER)
+
+
+async def test_smtp_mechanism_refused_unjudged_falls_back_and_a_temporary_refusal_defers() -> None:
+    """OAUTHBEARER refused as a mechanism (504: the token not judged) is followed by XOAUTH2; its 454
+    is SmtpDeferred (try later), not TokenRejected."""
+    auth = {"OAUTHBEARER": "504 5.5.4 Unrecognized authentication type", "XOAUTH2": "454 4.7.0 Try again later"}
+    with RawSmtpServer(extensions=("AUTH PLAIN OAUTHBEARER XOAUTH2",), auth=auth) as server:
+        target = smtp.SmtpEndpoint(
+            host=server.host,
+            port=server.port,
+            security=Security.NONE,
+            username=SENDER,
+            timeout_seconds=TIMEOUT,
+            policy=LOOPBACK,
+            oauth_token="canary-token",
+        )
+        with pytest.raises(smtp.SmtpDeferred, match="could not check the sign-in token for now"):
+            await smtp.deliver(target, sender=SENDER, recipients=["b@x.test"], data=MESSAGE, transcript=Transcript())
+    assert [line.split(" ")[:2] for line in server.lines if line.startswith("AUTH")] == [
+        ["AUTH", "OAUTHBEARER"],
+        ["AUTH", "XOAUTH2"],
+    ]
 
 
 def test_tokens_and_passwords_stay_out_of_repr() -> None:
