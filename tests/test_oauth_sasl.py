@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import threading
 from typing import Any
@@ -67,8 +68,13 @@ def imap_account(server: OAuthDovecot, user: MailUser, token: str, security: Sec
 
 @pytest.mark.parametrize("security", [Security.STARTTLS, Security.SSL])
 def test_imap_signs_in_with_oauthbearer_and_retrieves(
-    dovecot_oauth: OAuthDovecot, oauth_server: OAuthServer, oauth_mail_user: MailUser, security: Security
+    dovecot_oauth: OAuthDovecot,
+    oauth_server: OAuthServer,
+    oauth_mail_user: MailUser,
+    security: Security,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     dovecot_oauth.deliver(oauth_mail_user.email, MESSAGE)
     token = oauth_server.issue_tokens(oauth_mail_user.email).access_token
     session = ImapSession(imap_account(dovecot_oauth, oauth_mail_user, token, security))
@@ -85,6 +91,7 @@ def test_imap_signs_in_with_oauthbearer_and_retrieves(
     text = session.transcript.text()
     assert "AUTHENTICATE OAUTHBEARER [redacted]" in text
     assert_no_token(text, token, oauth_mail_user.email)
+    assert_no_token(caplog.text, token, oauth_mail_user.email)  # imapclient and imaplib log at DEBUG
 
 
 def test_imap_xoauth2_is_accepted_by_dovecot(
@@ -163,8 +170,13 @@ def pop3_account(server: OAuthDovecot, user: MailUser, token: str, security: Sec
 
 @pytest.mark.parametrize("security", [Security.STARTTLS, Security.SSL])
 def test_pop3_signs_in_with_oauthbearer_and_retrieves(
-    dovecot_oauth: OAuthDovecot, oauth_server: OAuthServer, oauth_mail_user: MailUser, security: Security
+    dovecot_oauth: OAuthDovecot,
+    oauth_server: OAuthServer,
+    oauth_mail_user: MailUser,
+    security: Security,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     dovecot_oauth.deliver(oauth_mail_user.email, MESSAGE)
     token = oauth_server.issue_tokens(oauth_mail_user.email).access_token
     session = Pop3Session(pop3_account(dovecot_oauth, oauth_mail_user, token, security))
@@ -179,6 +191,7 @@ def test_pop3_signs_in_with_oauthbearer_and_retrieves(
     text = session.transcript.text()
     assert "> AUTH OAUTHBEARER [redacted]" in text
     assert_no_token(text, token, oauth_mail_user.email)
+    assert_no_token(caplog.text, token, oauth_mail_user.email)
 
 
 @pytest.mark.parametrize("mechanism", [sasl.XOAUTH2, sasl.OAUTHBEARER])
