@@ -251,6 +251,11 @@ async def delete_task(*, db: Database, task_id: int, user_id: int | None) -> Non
         await session.delete(await load_task(session, task_id, user_id))
 
 
+def _password(task: RetrievalTask, secret_box: SecretBox) -> str:
+    """The stored password in clear; "" for a task that signs in another way (no password stored)."""
+    return secret_box.decrypt(task.password_encrypted) if task.password_encrypted is not None else ""
+
+
 def imap_account(
     task: RetrievalTask, secret_box: SecretBox, settings: Settings, *, policy: OutboundPolicy
 ) -> imap.ImapAccount:
@@ -259,7 +264,7 @@ def imap_account(
         port=task.port,
         security=task.security,
         username=task.username,
-        password=secret_box.decrypt(task.password_encrypted),
+        password=_password(task, secret_box),
         verify_certificate=task.verify_certificate,
         timeout_seconds=float(task.timeout_seconds),
         extra_ca_file=settings.extra_ca_file,
@@ -276,7 +281,7 @@ def pop3_account(
         port=task.port,
         security=task.security,
         username=task.username,
-        password=secret_box.decrypt(task.password_encrypted),
+        password=_password(task, secret_box),
         verify_certificate=task.verify_certificate,
         timeout_seconds=float(task.timeout_seconds),
         extra_ca_file=settings.extra_ca_file,
