@@ -57,6 +57,13 @@ class CredentialStatus(StrEnum):
     RECONNECT = "reconnect"
 
 
+class TargetKind(StrEnum):
+    """What a sign-in is for: a retrieval task or an SMTP account (the `kind` of the use cases)."""
+
+    RETRIEVAL = "retrieval"
+    SMTP = "smtp"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerDefaults:
     """A mail server a provider's accounts use, to fill the forms."""
@@ -145,7 +152,8 @@ def microsoft(client_id: str, client_secret: str, tenant: str = "common") -> OAu
 
 def configured_providers(settings: Settings, environ: Mapping[str, str]) -> dict[str, OAuthProvider]:
     """Every offered provider by name: Google and Microsoft when their client id is set, then
-    each name of TRIBUTARY_OAUTH_PROVIDERS that has a client id.
+    each name of TRIBUTARY_OAUTH_PROVIDERS (the setting, and the same variable in `environ`) that has
+    a client id. `environ` is where TRIBUTARY_OAUTH_<NAME>_* are read (normally os.environ).
 
     An invalid value raises InvalidInput with one sentence naming the variable.
     """
@@ -160,10 +168,15 @@ def configured_providers(settings: Settings, environ: Mapping[str, str]) -> dict
             secret.get_secret_value() if secret else "",
             settings.oauth_microsoft_tenant,
         )
-    for raw in settings.oauth_providers.split(","):
+    # The Settings field and the environment mapping normally hold the same TRIBUTARY_OAUTH_PROVIDERS;
+    # a caller that passes its own mapping (tests, a reload) may name providers there too.
+    listed = f"{settings.oauth_providers},{environ.get(ENV_PREFIX + 'PROVIDERS', '')}"
+    seen: set[str] = set()
+    for raw in listed.split(","):
         name = raw.strip().lower()
-        if not name:
+        if not name or name in seen:
             continue
+        seen.add(name)
         if not _NAME.fullmatch(name):
             raise InvalidInput(
                 f"TRIBUTARY_OAUTH_PROVIDERS has {raw.strip()!r}: a provider name is letters, digits and _, "
