@@ -43,6 +43,8 @@ from web.support.csrf import csrf_middleware
 from web.support.dependencies import DEPENDENCIES
 from web.support.errors import EXCEPTION_HANDLERS, log_unexpected
 from web.support.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from web.support.oauth_binding import STATE_KEY as OAUTH_BINDING_KEY
+from web.support.oauth_binding import derive_binding_secret
 from web.support.sessions import SESSION_STORE, session_config
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,7 @@ def create_app(settings: Settings, *, htmx_file: Path = HTMX_FILE) -> Litestar:
     return Litestar(
         route_handlers=[*ROUTE_HANDLERS, *_htmx_route(htmx_file), static],
         dependencies=DEPENDENCIES,
-        state=State({"settings": settings}),
+        state=State({"settings": settings, OAUTH_BINDING_KEY: derive_binding_secret(settings)}),
         lifespan=[_lifespan(settings, session_store)],
         stores={SESSION_STORE: session_store},
         middleware=[

@@ -15,6 +15,7 @@ from service.errors import (
     FeatureDisabled,
     InvalidInput,
     NotFound,
+    OAuthSignInError,
     RemoteError,
     TributaryError,
 )
@@ -22,6 +23,7 @@ from service.usecases.rate_limit import TooManyAttempts
 
 STATUS_BY_ERROR: dict[type[TributaryError], int] = {
     TooManyAttempts: 429,
+    OAuthSignInError: 400,  # a sign-in at a provider that did not complete: start again
     InvalidInput: 400,
     AuthenticationFailed: 401,
     FeatureDisabled: 403,

@@ -35,6 +35,7 @@ from web.controllers.api.contract import SECURITY_SCHEMES, reads
 from web.controllers.api.errors import API_EXCEPTION_HANDLERS
 from web.controllers.api.filters import FiltersController
 from web.controllers.api.mail import FoldersController, MessagesController
+from web.controllers.api.oauth import ROUTES as OAUTH_ROUTES
 from web.controllers.api.retrieval import RetrievalTasksController
 from web.controllers.api.sending import LogsController, OutboxController, SendController
 from web.controllers.api.smtp import SmtpAccountsController
@@ -92,6 +93,7 @@ API_ROUTER = Router(
         SendController,
         OutboxController,
         LogsController,
+        *OAUTH_ROUTES,
         nothing_here,
     ],
     exception_handlers=API_EXCEPTION_HANDLERS,

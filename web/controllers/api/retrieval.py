@@ -9,6 +9,10 @@ DELETE /retrieval-tasks/{id}          delete (204); the messages it brought stay
 POST   /retrieval-tasks/{id}/test     Test Connection for the saved task
 POST   /retrieval-tasks/{id}/run      Retrieve Messages Now (the scheduler's runner, same lease as the scheduler)
 POST   /retrieval-tasks/{id}/resume   resume a task paused after sign-in failures
+POST   /retrieval-tasks/{id}/reconnect  a task signing in with a provider: a fresh consent URL (api.oauth)
+
+"auth" and "status" say how a task signs in: "password" (status "ok"), or "oauth2" with "pending",
+"ok" or "reconnect" (the provider refused to renew the sign-in: needs_action, and Reconnect).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from service.config import Settings
+from service.domain.oauth import AuthKind, CredentialStatus, TargetKind
 from service.domain.retrieval import TaskView
 from service.domain.users import UserView
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
@@ -31,8 +36,10 @@ from service.persistence.secrets import SecretBox
 from service.scheduler import Scheduler
 from service.usecases import retrieval_tasks
 from service.usecases.connection_tests import SavedTask, TaskSettings, run_connection_test
+from service.usecases.oauth_targets import SignIn
 from service.usecases.retrieval_tasks import NewTask
 from web.controllers.api.contract import reads, writes
+from web.controllers.api.oauth import auth_and_status, sign_ins
 from web.controllers.api.schemas import ConnectionReportOut, Id, IdParam, Number, RunOut
 
 
@@ -96,10 +103,18 @@ class RetrievalTaskOut(msgspec.Struct):
     needs_action: bool
     next_run_at: datetime | None
     paused_reason: str | None
+    auth: AuthKind  # "password", or "oauth2": signs in with a provider (POST /oauth/start)
+    status: CredentialStatus  # oauth2: "pending" (consent not given yet), "ok", "reconnect"; password: "ok"
 
     @classmethod
-    def from_view(cls, v: TaskView) -> RetrievalTaskOut:
-        return cls(**{f.name: getattr(v, f.name) for f in msgspec.structs.fields(cls)})
+    def from_view(cls, v: TaskView, sign_in: SignIn | None) -> RetrievalTaskOut:
+        auth, status = auth_and_status(sign_in)
+        names = [f.name for f in msgspec.structs.fields(cls) if f.name not in ("auth", "status")]
+        return cls(**{name: getattr(v, name) for name in names}, auth=auth, status=status)
+
+
+async def _out(db: Database, user_id: int, task: TaskView) -> RetrievalTaskOut:
+    return RetrievalTaskOut.from_view(task, (await sign_ins(db, TargetKind.RETRIEVAL, user_id)).get(task.id))
 
 
 class RetrievalTasksController(Controller):
@@ -110,7 +125,9 @@ class RetrievalTasksController(Controller):
     async def list_tasks(
         self, db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> list[RetrievalTaskOut]:
-        return [RetrievalTaskOut.from_view(t) for t in await retrieval_tasks.list_tasks(db=db, user_id=user.id)]
+        tasks = await retrieval_tasks.list_tasks(db=db, user_id=user.id)
+        states = await sign_ins(db, TargetKind.RETRIEVAL, user.id)
+        return [RetrievalTaskOut.from_view(t, states.get(t.id)) for t in tasks]
 
     @post("/", **writes(400, body=True))
     async def create_task(
@@ -121,7 +138,7 @@ class RetrievalTasksController(Controller):
         user: NamedDependency[UserView],
     ) -> RetrievalTaskOut:
         saved = await retrieval_tasks.add_task(db=db, secret_box=secret_box, user_id=user.id, new=data.new_task())
-        return RetrievalTaskOut.from_view(saved)
+        return await _out(db, user.id, saved)
 
     @post("/test", status_code=200, **writes(400, 404, 429, body=True))
     async def test_unsaved(
@@ -146,7 +163,7 @@ class RetrievalTasksController(Controller):
     async def get_task(
         self, task_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> RetrievalTaskOut:
-        return RetrievalTaskOut.from_view(await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id))
+        return await _out(db, user.id, await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id))
 
     @put("/{task_id:int}", **writes(400, 404, body=True))
     async def update_task(
@@ -160,7 +177,7 @@ class RetrievalTasksController(Controller):
         saved = await retrieval_tasks.update_task(
             db=db, secret_box=secret_box, user_id=user.id, task_id=task_id, new=data.new_task()
         )
-        return RetrievalTaskOut.from_view(saved)
+        return await _out(db, user.id, saved)
 
     @delete("/{task_id:int}", **writes(400, 404))
     async def delete_task(
@@ -193,4 +210,4 @@ class RetrievalTasksController(Controller):
     async def resume(
         self, task_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> RetrievalTaskOut:
-        return RetrievalTaskOut.from_view(await retrieval_tasks.resume_task(db=db, task_id=task_id, user_id=user.id))
+        return await _out(db, user.id, await retrieval_tasks.resume_task(db=db, task_id=task_id, user_id=user.id))

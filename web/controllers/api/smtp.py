@@ -7,6 +7,10 @@ GET    /smtp-accounts/{id}            one
 PUT    /smtp-accounts/{id}            replace every setting (no password or "": keep the stored one)
 DELETE /smtp-accounts/{id}            delete (204)
 POST   /smtp-accounts/{id}/test       Test Connection for the saved account
+POST   /smtp-accounts/{id}/reconnect  an account signing in with a provider: a fresh consent URL (api.oauth)
+
+"auth" and "status" say how an account signs in: "password" (status "ok"), or "oauth2" with "pending",
+"ok" or "reconnect" (the provider refused to renew the sign-in: needs_action, and Reconnect).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from service.config import Settings
+from service.domain.oauth import AuthKind, CredentialStatus, TargetKind
 from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
 from service.domain.users import UserView
 from service.domain.values import Security
@@ -26,7 +31,9 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import smtp_accounts
 from service.usecases.connection_tests import SavedSmtpAccount, SmtpSettings, run_connection_test
+from service.usecases.oauth_targets import SignIn
 from web.controllers.api.contract import reads, writes
+from web.controllers.api.oauth import auth_and_status, sign_ins
 from web.controllers.api.schemas import ConnectionReportOut, Id, IdParam, Number
 
 
@@ -88,11 +95,18 @@ class SmtpAccountOut(msgspec.Struct):
     last_success_at: datetime | None
     last_error: str | None
     needs_action: bool
+    auth: AuthKind  # "password", or "oauth2": signs in with a provider (POST /oauth/start)
+    status: CredentialStatus  # oauth2: "pending" (consent not given yet), "ok", "reconnect"; password: "ok"
 
     @classmethod
-    def from_view(cls, v: SmtpAccountView) -> SmtpAccountOut:
-        names = msgspec.structs.fields(cls)
-        return cls(**{f.name: getattr(v, f.name) for f in names})
+    def from_view(cls, v: SmtpAccountView, sign_in: SignIn | None) -> SmtpAccountOut:
+        auth, status = auth_and_status(sign_in)
+        names = [f.name for f in msgspec.structs.fields(cls) if f.name not in ("auth", "status")]
+        return cls(**{name: getattr(v, name) for name in names}, auth=auth, status=status)
+
+
+async def _out(db: Database, user_id: int, account: SmtpAccountView) -> SmtpAccountOut:
+    return SmtpAccountOut.from_view(account, (await sign_ins(db, TargetKind.SMTP, user_id)).get(account.id))
 
 
 class SmtpAccountsController(Controller):
@@ -103,7 +117,9 @@ class SmtpAccountsController(Controller):
     async def list_accounts(
         self, db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> list[SmtpAccountOut]:
-        return [SmtpAccountOut.from_view(a) for a in await smtp_accounts.list_smtp_accounts(db=db, user_id=user.id)]
+        accounts = await smtp_accounts.list_smtp_accounts(db=db, user_id=user.id)
+        states = await sign_ins(db, TargetKind.SMTP, user.id)
+        return [SmtpAccountOut.from_view(a, states.get(a.id)) for a in accounts]
 
     @post("/", **writes(400, 409, body=True))
     async def create_account(
@@ -116,7 +132,7 @@ class SmtpAccountsController(Controller):
         saved = await smtp_accounts.add_smtp_account(
             db=db, secret_box=secret_box, user_id=user.id, account=data.settings(), password=data.password or None
         )
-        return SmtpAccountOut.from_view(saved)
+        return await _out(db, user.id, saved)
 
     @post("/test", status_code=200, **writes(400, 404, 429, body=True))
     async def test_unsaved(
@@ -139,9 +155,8 @@ class SmtpAccountsController(Controller):
     async def get_account(
         self, account_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> SmtpAccountOut:
-        return SmtpAccountOut.from_view(
-            await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
-        )
+        account = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
+        return await _out(db, user.id, account)
 
     @put("/{account_id:int}", **writes(400, 404, 409, body=True))
     async def update_account(
@@ -160,7 +175,7 @@ class SmtpAccountsController(Controller):
             account=data.settings(),
             password=data.password or None,
         )
-        return SmtpAccountOut.from_view(saved)
+        return await _out(db, user.id, saved)
 
     @delete("/{account_id:int}", **writes(400, 404))
     async def delete_account(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.controllers.settings import connectivity, filters, logs, retrieval, smtp
+from web.controllers.settings import connectivity, filters, logs, oauth, retrieval, smtp
 
 ROUTES: list[ControllerRouterHandler] = [
     *connectivity.ROUTES,
     *retrieval.ROUTES,
     *smtp.ROUTES,
+    *oauth.ROUTES,
     *filters.ROUTES,
     *logs.ROUTES,
 ]

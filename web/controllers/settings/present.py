@@ -15,6 +15,7 @@ from service.domain.connection_test import ConnectionReport
 from service.domain.retrieval import RunResult, TaskView
 from service.domain.smtp_accounts import SmtpAccountView
 from service.domain.values import Protocol, RetrievalMethod, Security
+from service.usecases.oauth_targets import SignIn
 
 SECURITY_LABELS = {Security.NONE: "None", Security.STARTTLS: "STARTTLS", Security.SSL: "SSL/TLS"}
 PROTOCOL_LABELS = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3"}
@@ -32,6 +33,14 @@ STEP_LABELS = {
     "messages": "Count messages",
 }
 CREDENTIALS_HINT = "The server rejected the username or password. Edit it to correct them."
+PENDING_HINT = "The sign-in with the provider was not completed. Click Reconnect to sign in."
+RECONNECT_HINT = (
+    "The provider no longer accepts this sign-in (consent withdrawn or password changed). "
+    "Click Reconnect to sign in again."
+)
+OAUTH2 = "oauth2"
+PENDING = "pending"
+RECONNECT = "reconnect"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,8 @@ class Row:
     facts: list[Fact] = field(default_factory=list)
     problem: str | None = None
     paused: bool = False
+    reconnect: bool = False  # signs in with an OAuth2 provider that needs the user's consent (again)
+    pending: bool = False  # that consent was never given: nothing to run or test yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +133,17 @@ def _next_run(task: TaskView, now: datetime) -> Fact:
     return _when("Next run", task.next_run_at, now, "")
 
 
-def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True) -> Row:
+def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True, sign_in: SignIn | None = None) -> Row:
+    """`sign_in` (service.usecases.oauth_targets.sign_in_states): how the task signs in, when known."""
     protocol = PROTOCOL_LABELS[task.protocol]
-    summary = f"{protocol} · {task.username} on {task.host}:{task.port} · {SECURITY_LABELS[task.security]} · " + (
+    oauth = sign_in is not None and sign_in.auth == OAUTH2
+    status_of = sign_in.status if sign_in is not None and oauth else None
+    who = task.username or "the address you sign in with"
+    summary = f"{protocol} · {who} on {task.host}:{task.port} · {SECURITY_LABELS[task.security]} · " + (
         "Automatic" if task.method is RetrievalMethod.AUTOMATIC else "Manual"
     )
+    if oauth:
+        summary += " · Signs in with the provider"
     facts = [
         _when("Last run", task.last_run_at, now, "Never"),
         _when("Last success", task.last_success_at, now, "Never"),
@@ -140,6 +157,10 @@ def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True) -
     problem: str | None = None
     if not retrieval_enabled:
         status, status_text = "off", "Turned off by your administrator"
+    elif status_of == PENDING:
+        status, status_text, problem = "pending", "Waiting for sign-in", PENDING_HINT
+    elif status_of == RECONNECT:
+        status, status_text, problem = "action", "Needs your action", RECONNECT_HINT
     elif task.paused_reason:
         status, status_text, problem = "paused", "Paused: needs your action", task.paused_reason
     elif task.needs_action:
@@ -150,14 +171,31 @@ def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True) -
         status, status_text = "new", "Not run yet"
     else:
         status, status_text = "ok", "Working"
-    title = task.name or task.username
-    return Row(task.id, title, summary, status, status_text, facts, problem, paused=bool(task.paused_reason))
-
-
-def smtp_row(account: SmtpAccountView, now: datetime, *, enabled: bool = True) -> Row:
-    summary = f"{account.host}:{account.port} · {SECURITY_LABELS[account.security]} · " + (
-        f"signs in as {account.username}" if account.auth_required else "no authentication"
+    title = task.name or task.username or "New retrieval task"
+    return Row(
+        task.id,
+        title,
+        summary,
+        status,
+        status_text,
+        facts,
+        problem,
+        paused=bool(task.paused_reason),
+        reconnect=status_of in (PENDING, RECONNECT),
+        pending=status_of == PENDING,
     )
+
+
+def smtp_row(account: SmtpAccountView, now: datetime, *, enabled: bool = True, sign_in: SignIn | None = None) -> Row:
+    """`sign_in` (service.usecases.oauth_targets.sign_in_states): how the account signs in, when known."""
+    oauth = sign_in is not None and sign_in.auth == OAUTH2
+    status_of = sign_in.status if sign_in is not None and oauth else None
+    if oauth:
+        who = account.username or account.email_address or "the address you sign in with"
+        auth = f"signs in with the provider as {who}"
+    else:
+        auth = f"signs in as {account.username}" if account.auth_required else "no authentication"
+    summary = f"{account.host}:{account.port} · {SECURITY_LABELS[account.security]} · {auth}"
     if account.is_default:
         summary += " · Default From address"
     facts = [
@@ -169,6 +207,10 @@ def smtp_row(account: SmtpAccountView, now: datetime, *, enabled: bool = True) -
     problem: str | None = None
     if not enabled:
         status, status_text = "turned-off", "Turned off by your administrator"
+    elif status_of == PENDING:
+        status, status_text, problem = "pending", "Waiting for sign-in", PENDING_HINT
+    elif status_of == RECONNECT:
+        status, status_text, problem = "action", "Needs your action", RECONNECT_HINT
     elif account.needs_action:
         status, status_text, problem = "action", "Needs your action", CREDENTIALS_HINT
     elif not account.is_active:
@@ -179,7 +221,18 @@ def smtp_row(account: SmtpAccountView, now: datetime, *, enabled: bool = True) -
         status, status_text = "new", "Not used yet"
     else:
         status, status_text = "ok", "Working"
-    return Row(account.id, account.label, summary, status, status_text, facts, problem)
+    title = account.label if account.email_address else "New SMTP account"
+    return Row(
+        account.id,
+        title,
+        summary,
+        status,
+        status_text,
+        facts,
+        problem,
+        reconnect=enabled and status_of in (PENDING, RECONNECT),
+        pending=status_of == PENDING,
+    )
 
 
 def steps(report: ConnectionReport) -> list[StepLine]:

@@ -25,9 +25,11 @@ from service.persistence.types import utcnow
 from service.usecases import retrieval_tasks
 from service.usecases.attention import needs_action_count
 from service.usecases.connection_tests import SavedTask, TaskSettings, run_connection_test
+from service.usecases.oauth_targets import sign_in_states
 from web.controllers.settings import present
 from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx, scheduler
 from web.controllers.settings.connectivity import connectivity_page
+from web.controllers.settings.oauth import offered, with_provider_csp
 from web.controllers.settings.retrieval_form import TaskBody, TaskForm
 from web.support.rendering import page, status_for
 
@@ -70,7 +72,8 @@ async def new_task(
     db: NamedDependency[Database], user: NamedDependency[UserView], settings: NamedDependency[Settings]
 ) -> Response[Any]:
     await retrieval_tasks.check_retrieval_enabled(db=db, user_id=user.id)
-    return _form_page(user=user, settings=settings, form=TaskForm.blank())
+    response = _form_page(user=user, settings=settings, form=TaskForm.blank(), oauth_providers=offered(settings))
+    return with_provider_csp(response, settings)
 
 
 @post(NEW)
@@ -208,10 +211,11 @@ async def _row(
 ) -> Response[Any]:
     """The task's row, refreshed, with the result of what was just done (and the badge, out of band)."""
     task = await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id)
+    sign_in = (await sign_in_states(db=db, kind="retrieval", user_id=user.id)).get(task_id)
     return page(
         "settings/_task_row.html",
         viewer=user,
-        row=present.task_row(task, utcnow()),
+        row=present.task_row(task, utcnow(), sign_in=sign_in),
         retrieval_enabled=True,
         output_for=f"task-{task_id}",
         message=message,

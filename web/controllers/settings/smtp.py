@@ -22,6 +22,7 @@ from service.usecases.connection_tests import SavedSmtpAccount, SmtpSettings, ru
 from web.controllers.settings import present
 from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx
 from web.controllers.settings.connectivity import connectivity_page
+from web.controllers.settings.oauth import offered, with_provider_csp
 from web.controllers.settings.smtp_form import SmtpBody, SmtpForm
 from web.support.rendering import page
 
@@ -60,9 +61,12 @@ def _refused(exc: InvalidInput | Conflict) -> tuple[dict[str, str], str | None]:
 
 
 @get(NEW, name="smtp-new")
-async def new_account(db: NamedDependency[Database], user: NamedDependency[UserView]) -> Response[Any]:
+async def new_account(
+    db: NamedDependency[Database], user: NamedDependency[UserView], settings: NamedDependency[Settings]
+) -> Response[Any]:
     await smtp_accounts.list_smtp_accounts(db=db, user_id=user.id)  # FeatureDisabled when turned off
-    return _form_page(user=user, form=SmtpForm.blank())
+    response = _form_page(user=user, form=SmtpForm.blank(), oauth_providers=offered(settings))
+    return with_provider_csp(response, settings)
 
 
 @post(NEW)
