@@ -257,8 +257,15 @@ def _password(task: RetrievalTask, secret_box: SecretBox) -> str:
 
 
 def imap_account(
-    task: RetrievalTask, secret_box: SecretBox, settings: Settings, *, policy: OutboundPolicy
+    task: RetrievalTask,
+    secret_box: SecretBox,
+    settings: Settings,
+    *,
+    policy: OutboundPolicy,
+    oauth_token: str | None = None,
 ) -> imap.ImapAccount:
+    """How to sign in to the task's IMAP server: its password, or `oauth_token` for an OAuth2 task
+    (service.usecases.oauth_sign_in gets it)."""
     return imap.ImapAccount(
         host=task.host,
         port=task.port,
@@ -270,12 +277,19 @@ def imap_account(
         extra_ca_file=settings.extra_ca_file,
         debug=task.enable_debug,
         policy=policy,
+        oauth_token=oauth_token,
     )
 
 
 def pop3_account(
-    task: RetrievalTask, secret_box: SecretBox, settings: Settings, *, policy: OutboundPolicy
+    task: RetrievalTask,
+    secret_box: SecretBox,
+    settings: Settings,
+    *,
+    policy: OutboundPolicy,
+    oauth_token: str | None = None,
 ) -> pop3.Pop3Account:
+    """Like `imap_account`, for POP3."""
     return pop3.Pop3Account(
         host=task.host,
         port=task.port,
@@ -288,6 +302,7 @@ def pop3_account(
         use_apop=task.use_apop,
         debug=task.enable_debug,
         policy=policy,
+        oauth_token=oauth_token,
     )
 
 

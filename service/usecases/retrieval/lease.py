@@ -31,6 +31,7 @@ from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from service.domain.oauth import CredentialStatus
 from service.domain.values import RetrievalMethod
 from service.errors import TributaryError
 from service.persistence.database import Database
@@ -65,11 +66,13 @@ def _free(now: datetime) -> ColumnElement[bool]:
 
 
 def _scheduled(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """Automatic, active, not paused and due."""
+    """Automatic, active, not paused, signed in (an OAuth2 task waiting for its consent or for
+    Reconnect is never claimed: no retry loop against the provider) and due."""
     return (
         col(RetrievalTask.is_active).is_(True),
         col(RetrievalTask.method) == RetrievalMethod.AUTOMATIC,
         col(RetrievalTask.paused_reason).is_(None),
+        col(RetrievalTask.oauth_status) == CredentialStatus.OK,
         col(RetrievalTask.next_run_at) <= now,
     )
 

@@ -1,6 +1,8 @@
 """One run of a retrieval task, start to finish, under a lease its caller holds.
 
-Loads the task (short read), runs the protocol with a deadline in worker
+Loads the task (short read), signs in (an OAuth2 task with its access token,
+refreshed once and retried once when the server refuses it:
+service.usecases.oauth_sign_in), runs the protocol with a deadline in worker
 threads (never holding a database session across network I/O), then, in one
 transaction, records the task's health, its next run (the interval doubled per
 consecutive failure, with jitter), pauses it after repeated sign-in failures,
@@ -18,6 +20,8 @@ from sqlmodel import select
 
 from service import metrics
 from service.config import Settings
+from service.domain.oauth import AuthKind
+from service.domain.outbound import OutboundPolicy
 from service.domain.retrieval import (
     AUTH_FAILURES_BEFORE_PAUSE,
     BatchLimits,
@@ -27,7 +31,14 @@ from service.domain.retrieval import (
     next_run_delay,
 )
 from service.domain.values import LogLevel, LogSource, Protocol, RetrievalMethod, SpecialUse
-from service.errors import CredentialsRejected, FeatureDisabled, RemoteError, TributaryError
+from service.errors import (
+    CredentialsRejected,
+    FeatureDisabled,
+    NeedsReconnect,
+    RemoteError,
+    TokenRejected,
+    TributaryError,
+)
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, User
@@ -37,6 +48,7 @@ from service.protocols.pop3 import Pop3Session
 from service.protocols.transcript import Transcript
 from service.usecases.domains import outbound_policy
 from service.usecases.logs import record
+from service.usecases.oauth_sign_in import mark_refused, with_token
 from service.usecases.retrieval.filtering import InboxFilter, SpamCheck
 from service.usecases.retrieval.imap_run import ImapPlan, retrieve_account
 from service.usecases.retrieval.lease import Lease, LeaseLost
@@ -78,19 +90,31 @@ async def run_leased(
     owner = Owner(task_id=task.id, user_id=task.user_id, lease=lease, stop=stop, filtering=filtering)
     result = RunResult()
     failure: TributaryError | None = None
-    remote: ImapSession | Pop3Session
     policy = outbound_policy(settings, domain)
-    if task.protocol is Protocol.IMAP:
-        remote = ImapSession(imap_account(task, secret_box, settings, policy=policy), deadline=deadline)
-    else:
-        remote = Pop3Session(pop3_account(task, secret_box, settings, policy=policy), deadline=deadline)
+    remote = _remote(task, secret_box, settings, policy, deadline, None)
+
+    async def sign_in(token: str | None) -> None:
+        """Connect and sign in (with `token` for an OAuth2 task); a refused token closes the session."""
+        nonlocal remote
+        remote = _remote(task, secret_box, settings, policy, deadline, token)
+        await asyncio.to_thread(remote.connect)
+        try:
+            await asyncio.to_thread(remote.login)
+        except TokenRejected:
+            await asyncio.to_thread(remote.close)
+            raise
+
     batch = BatchLimits(settings.retrieval_batch_messages, settings.retrieval_batch_bytes)
     started = time.monotonic()
     try:
         if not domain.retrieval_enabled:
             raise FeatureDisabled(f"Your administrator turned off IMAP/POP Retrieval for {domain.name}.")
-        await asyncio.to_thread(remote.connect)
-        await asyncio.to_thread(remote.login)
+        if task.auth is AuthKind.OAUTH2:
+            await with_token(
+                db=db, settings=settings, secret_box=secret_box, kind="retrieval", target_id=task.id, sign_in=sign_in
+            )
+        else:
+            await sign_in(None)
         if isinstance(remote, ImapSession):
             await retrieve_account(db, remote, _imap_plan(task, owner, domain, batch), result)
         else:
@@ -105,6 +129,21 @@ async def run_leased(
     if not isinstance(failure, LeaseLost):  # the new holder records its own outcome
         await _record_outcome(db, task, result, failure, remote.transcript, lease, settings, spread)
     return result
+
+
+def _remote(
+    task: RetrievalTask,
+    secret_box: SecretBox,
+    settings: Settings,
+    policy: OutboundPolicy,
+    deadline: float,
+    token: str | None,
+) -> ImapSession | Pop3Session:
+    """A session (not connected yet) to the task's server, signing in with the password or `token`."""
+    if task.protocol is Protocol.IMAP:
+        account = imap_account(task, secret_box, settings, policy=policy, oauth_token=token)
+        return ImapSession(account, deadline=deadline)
+    return Pop3Session(pop3_account(task, secret_box, settings, policy=policy, oauth_token=token), deadline=deadline)
 
 
 async def _inbox_filter(db: Database, task: RetrievalTask, settings: Settings) -> InboxFilter:
@@ -170,7 +209,13 @@ async def _record_outcome(
             fresh.last_error = result.errors[0]
             fresh.failing_since = fresh.failing_since or now
             fresh.consecutive_failures += 1
-            if isinstance(failure, CredentialsRejected):
+            if isinstance(failure, NeedsReconnect):
+                # The provider refused the refresh: access_token_for set "reconnect" (the dispatcher skips
+                # the task until Reconnect); counting it towards the password pause would say the wrong thing.
+                fresh.needs_action = True
+            elif isinstance(failure, TokenRejected):
+                mark_refused(fresh, failure.message)  # a freshly refreshed token refused too
+            elif isinstance(failure, CredentialsRejected):
                 fresh.auth_failures += 1
                 fresh.needs_action = True
                 if fresh.auth_failures >= AUTH_FAILURES_BEFORE_PAUSE:
