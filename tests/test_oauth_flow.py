@@ -12,6 +12,7 @@ the outbound policy covers the provider's endpoints.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -305,7 +306,7 @@ async def test_reconnect_as_another_mailbox_is_refused(env: Env) -> None:
         session.add(row)
     url = await env.start("retrieval", target_id)
     assert _query(url)["login_hint"] == MAILBOX
-    with pytest.raises(OAuthFailed, match=r"You signed in as bob@example\.test, but this one is for"):
+    with pytest.raises(OAuthFailed, match=r"You signed in as bob@example\.test, but this retrieval task is for"):
         await env.complete(env.server.approve(url, "bob@example.test"))
     assert (await env.row("retrieval", target_id)).oauth_status is CredentialStatus.RECONNECT
 
@@ -501,3 +502,31 @@ async def test_explicit_endpoints_work_without_discovery(env: Env) -> None:
     target_id = await env.signed_in("retrieval")
     assert (await env.row("retrieval", target_id)).username == MAILBOX
     assert server.requests["/.well-known/openid-configuration"] == 0
+
+
+async def test_tokens_never_reach_the_logs(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """Every logger at DEBUG (authlib, httpx, httpcore, ours) through a sign-in, a refresh and a revocation."""
+    caplog.set_level(logging.DEBUG)
+    env.server.access_token_lifetime = 30
+    target_id = await env.pending("smtp")
+    url = await env.start("smtp", target_id)
+    callback = env.server.approve(url, MAILBOX)
+    await env.complete(callback)
+    first = await env.row("smtp", target_id)
+    assert first.oauth_refresh_token_encrypted is not None
+    secrets_seen = {
+        _query(callback)["code"],
+        _query(url)["state"],
+        env.box.decrypt(first.oauth_refresh_token_encrypted),
+        await env.token("smtp", target_id),  # refreshed: lifetime under the margin
+        env.server.client.client_secret,
+    }
+    row = await env.row("smtp", target_id)
+    assert row.oauth_refresh_token_encrypted is not None
+    secrets_seen.add(env.box.decrypt(row.oauth_refresh_token_encrypted))
+    env.server.revoke_user(MAILBOX)
+    with pytest.raises(NeedsReconnect):
+        await env.token("smtp", target_id, force_refresh=True)
+    assert caplog.records  # the loggers did speak
+    for secret in secrets_seen:
+        assert secret not in caplog.text

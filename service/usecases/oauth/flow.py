@@ -98,6 +98,10 @@ class CompletedAuthorization:
     email: str
 
 
+def _what(kind: TargetKind) -> str:
+    return "retrieval task" if kind is TargetKind.RETRIEVAL else "SMTP account"
+
+
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -257,13 +261,17 @@ async def complete_authorization(
         try:
             row = await load_target(session, consumed.kind, consumed.target_id, consumed.user_id)
         except NotFound as exc:  # deleted while the user was at the provider
-            raise OAuthFailed("It was deleted during the sign-in: nothing was saved.", **where) from exc
+            raise OAuthFailed(f"The {_what(consumed.kind)} was deleted during the sign-in.", **where) from exc
         if row.auth is not AuthKind.OAUTH2 or row.oauth_provider != provider.name:
-            raise OAuthFailed("Its sign-in method changed during the sign-in: nothing was saved.", **where)
+            raise OAuthFailed(
+                f"The {_what(consumed.kind)}'s sign-in method changed during the sign-in: nothing was saved.", **where
+            )
         expected = sign_in_name(row)
         if row.oauth_status is not CredentialStatus.PENDING and expected and expected.lower() != email.lower():
             raise OAuthFailed(
-                f"You signed in as {email}, but this one is for {expected}: reconnect as {expected}.", **where
+                f"You signed in as {email}, but this {_what(consumed.kind)} is for {expected}: "
+                f"reconnect as {expected}.",
+                **where,
             )
         _store_tokens(row, secret_box, token, expires_in, now)
         _fill_address(row, email)
