@@ -6,7 +6,11 @@ Three steps, and no database session is held across the network:
    BEGIN IMMEDIATE on SQLite): the entry must be queued and due, its account
    (or the relay) still usable, and the account's messages-per-minute limit may
    move it later instead. It becomes "sending", with one more attempt.
-2. one SMTP session (protocols.smtp) to the recipients not yet accepted.
+   An entry through an OAuth2 account waiting for Reconnect (or its first
+   sign-in) stays queued instead (sending.outcome.wait_for_reconnect).
+2. one SMTP session (protocols.smtp) to the recipients not yet accepted; an
+   OAuth2 account signs in with its access token (refreshed once and retried
+   once when the server refuses it: service.usecases.oauth_sign_in).
 3. record, in one write transaction: recipients settled, the new status and
    retry time, the local copy moved from Outbox to Sent (or deleted), the
    account's health and the log entries, all committed together.
@@ -15,16 +19,17 @@ Three steps, and no database session is held across the network:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
-from service.domain.outbox import RATE_WINDOW, OutboxStatus, SendResult, rate_limited_until
+from service.domain.oauth import AuthKind, CredentialStatus
+from service.domain.outbox import RATE_WINDOW, DeliveryReport, OutboxStatus, SendResult, rate_limited_until
 from service.domain.values import LogLevel, LogSource
-from service.errors import NotFound, RemoteError
+from service.errors import CredentialsRejected, NotFound, RemoteError, TributaryError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox, SecretKeyError
 from service.persistence.tables import Domain, Message, MessageBody, OutboxEntry, SmtpAccount, User
@@ -32,8 +37,9 @@ from service.protocols import smtp
 from service.protocols.transcript import Transcript
 from service.usecases.domains import outbound_policy
 from service.usecases.logs import record
+from service.usecases.oauth_sign_in import with_token
 from service.usecases.sending.entries import recipients_of, result_of
-from service.usecases.sending.outcome import Outcome, settle
+from service.usecases.sending.outcome import Outcome, settle, wait_for_reconnect
 from service.usecases.sending.senders import relay_endpoint
 from service.usecases.smtp_accounts import disabled_message, endpoint_for
 
@@ -55,6 +61,7 @@ class Job:
     subject: str
     debug: bool
     save_copy: bool
+    oauth: bool = False  # sign in with the account's OAuth2 access token (got after the claim, outside it)
 
 
 def fail(session: AsyncSession, entry: OutboxEntry, text: str, now: datetime) -> SendResult:
@@ -115,6 +122,8 @@ async def _claim(
         if problem is not None:
             return fail(session, entry, problem, now)
         assert message is not None
+        if account is not None and account.auth is AuthKind.OAUTH2 and account.oauth_status is not CredentialStatus.OK:
+            return wait_for_reconnect(session, entry, account, now)
         if account is not None and account.messages_per_minute:
             recent = await session.exec(
                 select(OutboxEntry.last_attempt_at).where(
@@ -157,6 +166,7 @@ async def _claim(
             subject=message.subject,
             debug=account.enable_debug if account is not None else False,
             save_copy=account.save_copy_in_sent if account is not None else True,
+            oauth=account is not None and account.auth is AuthKind.OAUTH2,
         )
 
 
@@ -177,13 +187,31 @@ async def attempt_delivery(
         return job
     transcript = Transcript(secrets=(job.endpoint.password,))
     outcome: Outcome
-    try:
-        deliver = pool.deliver if pool is not None else smtp.deliver
-        outcome = await deliver(
-            job.endpoint, sender=job.sender, recipients=job.recipients, data=job.data, transcript=transcript
+    deliver = pool.deliver if pool is not None else smtp.deliver
+
+    async def send_with(token: str | None) -> DeliveryReport:
+        endpoint = job.endpoint if token is None else replace(job.endpoint, oauth_token=token)
+        return await deliver(
+            endpoint, sender=job.sender, recipients=job.recipients, data=job.data, transcript=transcript
         )
+
+    try:
+        if job.oauth and job.account_id is not None:
+            # A refused token fails at AUTH, before MAIL FROM: retrying with a refreshed one sends nothing twice.
+            outcome = await with_token(
+                db=db,
+                settings=settings,
+                secret_box=secret_box,
+                kind="smtp",
+                target_id=job.account_id,
+                sign_in=send_with,
+            )
+        else:
+            outcome = await send_with(None)
     except RemoteError as exc:
         outcome = exc
+    except TributaryError as exc:  # getting the token (the provider no longer offered): nothing was sent
+        outcome = CredentialsRejected(exc.message)
     except Exception as exc:  # a bug, not a server's answer: the message may have gone, so never resend blindly
         log.exception("unexpected error while sending outbox entry %s", job.entry_id)
         outcome = smtp.DeliveryUnknown(

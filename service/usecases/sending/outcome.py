@@ -7,32 +7,45 @@
   is deleted when the account keeps no copies), or "failed" if nobody accepted.
 - 4yz or a lost connection before the final ".": queued with backoff, failed
   once the 24 hours are over. 5yz, rejected credentials, TLS failures: failed,
-  the server's words kept. Lost after the final ".": "unknown", never retried.
+  the server's words kept.
+- An OAuth2 account the provider no longer signs in (NeedsReconnect, or a
+  fresh token refused too): the entry waits, queued, until Reconnect.
+- Lost after the final ".": "unknown", never retried.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import metrics
-from service.domain.outbox import DeliveryReport, OutboxStatus, SendResult, next_retry
+from service.domain.oauth import CredentialStatus
+from service.domain.outbox import GIVE_UP_AFTER, DeliveryReport, OutboxStatus, SendResult, next_retry
 from service.domain.values import LogLevel, LogSource, SpecialUse
-from service.errors import CredentialsRejected, MessageRejected, RemoteError, ServerUnavailable
+from service.errors import (
+    CredentialsRejected,
+    MessageRejected,
+    NeedsReconnect,
+    RemoteError,
+    ServerUnavailable,
+    TokenRejected,
+)
 from service.persistence.mailstore import ensure_special_folders
 from service.persistence.tables import Message, OutboxEntry, SmtpAccount
 from service.protocols import smtp
 from service.protocols.transcript import Transcript
 from service.usecases.logs import record
+from service.usecases.oauth_sign_in import mark_refused
 from service.usecases.sending.entries import recipients_of, result_of, store_recipients
 
 if TYPE_CHECKING:
     from service.usecases.sending.attempt import Job
 
 Outcome = DeliveryReport | RemoteError
+RECONNECT_RECHECK = timedelta(minutes=1)  # how often an entry waiting for Reconnect is looked at (no network)
 
 
 def _log(session: AsyncSession, job: Job, level: LogLevel, text: str, source: LogSource = LogSource.OUTGOING) -> None:
@@ -57,6 +70,31 @@ def _health(account: SmtpAccount | None, now: datetime, error: str | None, *, ne
         account.last_error = error
         account.failing_since = account.failing_since or now
         account.needs_action = account.needs_action or needs_action
+
+
+def waiting_text(account: SmtpAccount) -> str:
+    """Why an entry through an OAuth2 account that cannot sign in now waits."""
+    if account.oauth_status is CredentialStatus.PENDING:
+        return f"Waiting until the sign-in for {account.email_address or 'this SMTP account'} is finished."
+    return (
+        f"Waiting until {account.email_address} is reconnected (SMTP Accounts, Reconnect): "
+        "the message goes out after that."
+    )
+
+
+def wait_for_reconnect(session: AsyncSession, entry: OutboxEntry, account: SmtpAccount, now: datetime) -> SendResult:
+    """Keep the entry queued while its account waits for Reconnect (or its first sign-in).
+
+    No attempt is spent: the entry is looked at again every RECONNECT_RECHECK (no network while the
+    account is not signed in), and its 24 hours of retries start over once it can go."""
+    text = waiting_text(account)
+    entry.status = OutboxStatus.QUEUED
+    entry.next_attempt_at = now + RECONNECT_RECHECK
+    entry.give_up_at = max(entry.give_up_at, now + GIVE_UP_AFTER)
+    entry.last_error = text
+    entry.updated_at = now
+    session.add(entry)
+    return result_of(entry, text)
 
 
 def _retry_or_fail(session: AsyncSession, entry: OutboxEntry, job: Job, text: str, now: datetime) -> SendResult:
@@ -142,6 +180,14 @@ async def settle(
         _log(session, job, LogLevel.ERROR, f"Delivery of {_about(job)} is unknown: {outcome.message}")
         result = result_of(entry)
         _health(account, now, outcome.message)
+    elif isinstance(outcome, (NeedsReconnect, TokenRejected)) and account is not None:
+        # The provider refused the refresh (the account is in "reconnect" already), or refused a fresh
+        # token too: the user must Reconnect; the message waits for that instead of failing.
+        if isinstance(outcome, TokenRejected):
+            mark_refused(account, outcome.message)
+        _log(session, job, LogLevel.ERROR, outcome.message, LogSource.SMTP_AUTH)
+        result = wait_for_reconnect(session, entry, account, now)
+        account.last_used_at = now
     elif isinstance(outcome, ServerUnavailable):
         reply = getattr(outcome, "reply", None)
         entry.last_reply = str(reply) if reply is not None else entry.last_reply

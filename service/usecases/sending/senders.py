@@ -1,11 +1,12 @@
 """Send From: the addresses a user may send as, the default one, and the one a reply should use.
 
 The choices are the user's active SMTP accounts (while the domain allows SMTP
-accounts) and, when the domain has a company relay, the user's own address
-through it. The default is the user's chosen default From, else the first
-active account, else the relay. A reply defaults to the choice whose address
-the original was delivered to: its Delivered-To, To or Cc header, or the
-username of the retrieval task that brought it in.
+accounts; an OAuth2 account only once its sign-in completed) and, when the
+domain has a company relay, the user's own address through it. The default is
+the user's chosen default From, else the first active account, else the relay.
+A reply defaults to the choice whose address the original was delivered to:
+its Delivered-To, To or Cc header, or the username of the retrieval task that
+brought it in.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.compose import Sender, Thread, message_ids
+from service.domain.oauth import CredentialStatus
 from service.domain.smtp_accounts import FromChoice
 from service.domain.values import Security, default_port
 from service.errors import FeatureDisabled, InvalidInput, NotFound
@@ -54,6 +56,8 @@ async def _choices(session: AsyncSession, user_id: int) -> list[FromChoice]:
         accounts = (
             await session.exec(select(SmtpAccount).where(SmtpAccount.user_id == user_id, SmtpAccount.is_active))
         ).all()
+        # An OAuth2 account whose first sign-in is not finished has no address to send as yet.
+        accounts = [a for a in accounts if a.oauth_status is not CredentialStatus.PENDING]
         choices = [FromChoice(a.id, a.email_address, a.display_name) for a in sorted(accounts, key=lambda a: a.id or 0)]
     if domain.relay_host:
         choices.append(FromChoice(None, user.email, user.display_name))
@@ -117,6 +121,8 @@ async def route_for(session: AsyncSession, user_id: int, from_account_id: int | 
         raise FeatureDisabled(disabled_message(domain))
     if not account.is_active:
         raise InvalidInput(f"The SMTP account {account.email_address} is turned off.")
+    if account.oauth_status is CredentialStatus.PENDING:
+        raise InvalidInput("This SMTP account's sign-in with its provider is not finished yet.")
     sender = Sender(account.email_address, account.display_name, account.signature_text, account.signature_html)
     return Route(from_account_id, sender, domain.max_message_bytes)
 
