@@ -17,6 +17,8 @@ gates, in this order, here and nowhere else:
 The probes themselves are the protocol adapters' (`imap.test_connection`, `pop3.test_connection`,
 `smtp.probe`): each step (resolve, connect, TLS, greeting, capabilities, login, ...) timed, a
 failing step ending the report. Nothing a server answers is raised; refusals of the gates are.
+A saved task or account that signs in with OAuth2 is probed with its access token, refreshed once
+and probed again when the server refuses the sign-in (`_with_token`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from service.config import Settings
-from service.domain.connection_test import ConnectionReport
+from service.domain.connection_test import ConnectionReport, Step
+from service.domain.oauth import AuthKind
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.smtp_accounts import SmtpAccountInput
 from service.domain.values import LogLevel, LogSource, Protocol
-from service.errors import FeatureDisabled, InvalidInput, NotFound
+from service.errors import FeatureDisabled, InvalidInput, NeedsReconnect, NotFound, RemoteError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, User
@@ -42,6 +45,7 @@ from service.protocols.transcript import Transcript
 from service.usecases import retrieval_tasks, smtp_accounts
 from service.usecases.domains import outbound_policy
 from service.usecases.logs import record
+from service.usecases.oauth import access_token_for
 from service.usecases.rate_limit import check_test_connection
 from service.usecases.retrieval_tasks import NewTask
 
@@ -124,6 +128,7 @@ async def _retrieval(
     db: Database, secret_box: SecretBox, settings: Settings, user_id: int | None, subject: SavedTask | TaskSettings
 ) -> _Prepared:
     row: RetrievalTask
+    stored: RetrievalTask | None = None
     if isinstance(subject, SavedTask):
         async with db.read() as session:
             row = await retrieval_tasks.load_task(session, subject.task_id, user_id)
@@ -138,15 +143,66 @@ async def _retrieval(
         if not subject.new.password:
             row.password_encrypted = stored.password_encrypted
 
+    oauth_id = row.id if isinstance(subject, SavedTask) else subject.task_id
+    if stored is not None and stored.auth is AuthKind.OAUTH2:
+        row.auth = stored.auth  # the Edit form of an OAuth2 task: its server settings with its sign-in
+
+    def probe_with(policy: OutboundPolicy) -> Callable[[str | None], Awaitable[ConnectionReport]]:
+        async def run(token: str | None) -> ConnectionReport:
+            if row.protocol is Protocol.IMAP:
+                account = retrieval_tasks.imap_account(row, secret_box, settings, policy=policy, oauth_token=token)
+                return await asyncio.to_thread(imap.test_connection, account)
+            pop3_account = retrieval_tasks.pop3_account(row, secret_box, settings, policy=policy, oauth_token=token)
+            return await asyncio.to_thread(pop3.test_connection, pop3_account)
+
+        return run
+
     async def probe(policy: OutboundPolicy) -> ConnectionReport:
-        if row.protocol is Protocol.IMAP:
-            account = retrieval_tasks.imap_account(row, secret_box, settings, policy=policy)
-            return await asyncio.to_thread(imap.test_connection, account)
-        return await asyncio.to_thread(
-            pop3.test_connection, retrieval_tasks.pop3_account(row, secret_box, settings, policy=policy)
-        )
+        if row.auth is AuthKind.OAUTH2 and oauth_id is not None:
+            return await _with_token(db, settings, secret_box, "retrieval", oauth_id, probe_with(policy))
+        return await probe_with(policy)(None)
 
     return _Prepared(owner_id=row.user_id, smtp=False, probe=probe)
+
+
+SIGN_IN_STEPS = frozenset({"login", "auth"})
+
+
+async def _with_token(
+    db: Database,
+    settings: Settings,
+    secret_box: SecretBox,
+    kind: str,
+    target_id: int,
+    run: Callable[[str | None], Awaitable[ConnectionReport]],
+) -> ConnectionReport:
+    """The probe of an OAuth2 task or account: with its access token, and once more with a refreshed
+    one when the server refused the sign-in (as retrieval and sending do). A token that cannot be had
+    (Reconnect needed, the provider unreachable) is a failed first step, not an error."""
+
+    async def token(force_refresh: bool) -> str | ConnectionReport:
+        try:
+            return await access_token_for(
+                db=db,
+                settings=settings,
+                secret_box=secret_box,
+                kind=kind,
+                target_id=target_id,
+                force_refresh=force_refresh,
+            )
+        except (RemoteError, FeatureDisabled) as exc:
+            hint = "Use Reconnect to sign in with the provider again." if isinstance(exc, NeedsReconnect) else ""
+            return ConnectionReport([Step("token", False, 0.0, exc.message, hint)])
+
+    first = await token(False)
+    if isinstance(first, ConnectionReport):
+        return first
+    report = await run(first)
+    failed = next((step for step in report.steps if not step.ok), None)
+    if failed is None or failed.name not in SIGN_IN_STEPS:
+        return report
+    fresh = await token(True)
+    return fresh if isinstance(fresh, ConnectionReport) else await run(fresh)
 
 
 async def _smtp(
@@ -162,16 +218,19 @@ async def _smtp(
             row = await smtp_accounts.load_account(session, subject.account_id, user_id)
         endpoint = smtp_accounts.endpoint_for(row, secret_box=secret_box, settings=settings, policy=STRICT)
         owner_id, account_id, debug = row.user_id, subject.account_id, row.enable_debug
+        oauth = row.auth is AuthKind.OAUTH2
     else:
         checked = subject.account.checked()
         assert checked.port is not None
         password, account_id, debug = subject.password, subject.account_id, False
+        oauth = False
         if account_id is None:
             owner_id = _acting_owner(user_id)
         else:
             async with db.read() as session:
                 stored = await smtp_accounts.load_account(session, account_id, user_id)
             owner_id = stored.user_id
+            oauth = stored.auth is AuthKind.OAUTH2
             if not password and stored.password_encrypted and checked.auth_required:
                 password = secret_box.decrypt(stored.password_encrypted)
         endpoint = smtp.SmtpEndpoint(
@@ -190,7 +249,15 @@ async def _smtp(
     async def probe(policy: OutboundPolicy) -> ConnectionReport:
         allowed = dataclasses.replace(endpoint, policy=policy)
         transcript = Transcript(secrets=(allowed.password,))
-        report = await smtp.probe(allowed, transcript=transcript)
+
+        async def run(token: str | None) -> ConnectionReport:
+            signing_in = allowed if token is None else dataclasses.replace(allowed, oauth_token=token)
+            return await smtp.probe(signing_in, transcript=transcript)
+
+        if oauth and account_id is not None:
+            report = await _with_token(db, settings, secret_box, "smtp", account_id, run)
+        else:
+            report = await run(None)
         if debug:  # the account's "Enable debug": the transcript, credentials redacted
             async with db.write() as session:
                 record(

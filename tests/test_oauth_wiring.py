@@ -1,0 +1,395 @@
+"""OAuth2 sign-in wired into what signs in (issue 15): retrieval runs, the dispatcher, sending and the outbox,
+against the test OAuth server, a Dovecot that checks the tokens by introspection and an aiosmtpd that does too.
+
+What a user would see: a task or account started with "Sign in with <provider>" is pending (not run, not in
+Send From) until the consent completes; then retrieval imports and sending sends; an access token the server
+refuses is refreshed once and the run goes on, importing nothing twice; a revoked consent puts the task or
+account in "reconnect" (the dispatcher leaves it alone, outbox entries wait instead of failing) and Reconnect
+resumes both; the token endpoint being down is an ordinary failure, not "needs action".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import text, update
+from sqlmodel import col
+
+from service.config import Settings
+from service.domain.compose import Draft
+from service.domain.connection_test import ConnectionReport
+from service.domain.oauth import AuthKind, CredentialStatus
+from service.domain.outbox import OutboxStatus
+from service.domain.values import Protocol, RetrievalMethod, Security
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.persistence.tables import RetrievalTask, SmtpAccount
+from service.persistence.types import utcnow
+from service.usecases.connection_tests import SavedSmtpAccount, SavedTask, run_connection_test
+from service.usecases.oauth import complete_authorization, forget_discovery
+from service.usecases.oauth_targets import OAuthStart, OAuthStarted, begin_oauth, reconnect_oauth
+from service.usecases.retrieval import run_task
+from service.usecases.retrieval.lease import claim_due
+from service.usecases.sending import process_due_outbox, send_from_choices, send_message
+from service.usecases.users import add_user
+from tests.fixtures.dovecot import MailUser
+from tests.fixtures.dovecot_oauth import OAuthDovecot
+from tests.fixtures.oauth_server import OAuthServer
+from tests.fixtures.smtp_oauth import StartSmtpOAuthServer
+from tests.mail_samples import sample
+
+PUBLIC_URL = "http://127.0.0.1:8998"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_discovery() -> Iterator[None]:
+    forget_discovery()
+    yield
+    forget_discovery()
+
+
+@dataclass
+class World:
+    settings: Settings
+    db: Database
+    box: SecretBox
+    oauth: OAuthServer
+    user_id: int
+
+    async def begin(self, kind: str, **overrides: Any) -> OAuthStarted:
+        start = OAuthStart(kind=kind, provider="local", **overrides)
+        return await begin_oauth(
+            db=self.db,
+            settings=self.settings,
+            secret_box=self.box,
+            user_id=self.user_id,
+            start=start,
+            session_binding=None,
+        )
+
+    async def consent(self, authorize_url: str, email: str) -> None:
+        """The browser: consent at the provider, then the callback (the web face calls exactly this)."""
+        callback = self.oauth.approve(authorize_url, email)
+        params = {key: values[0] for key, values in parse_qs(urlsplit(callback).query).items()}
+        await complete_authorization(
+            db=self.db,
+            settings=self.settings,
+            secret_box=self.box,
+            state=params.get("state"),
+            code=params.get("code"),
+            error=params.get("error"),
+            session_binding=None,
+        )
+
+    async def reconnect(self, kind: str, target_id: int) -> OAuthStarted:
+        return await reconnect_oauth(
+            db=self.db,
+            settings=self.settings,
+            secret_box=self.box,
+            user_id=self.user_id,
+            kind=kind,
+            target_id=target_id,
+            session_binding=None,
+        )
+
+    async def task(self, task_id: int) -> RetrievalTask:
+        async with self.db.read() as session:
+            found = await session.get(RetrievalTask, task_id)
+        assert found is not None
+        return found
+
+    async def account(self, account_id: int) -> SmtpAccount:
+        async with self.db.read() as session:
+            found = await session.get(SmtpAccount, account_id)
+        assert found is not None
+        return found
+
+    async def run(self, task_id: int) -> Any:
+        return await run_task(db=self.db, secret_box=self.box, settings=self.settings, task_id=task_id)
+
+    async def claimable(self) -> list[int]:
+        """What the dispatcher would claim now, with every task's time come."""
+        async with self.db.write() as session:
+            await session.exec(update(RetrievalTask).values(next_run_at=utcnow() - timedelta(minutes=1)))  # type: ignore[call-overload]
+        leases = await claim_due(self.db, owner="probe", limit=10, seconds=60)
+        async with self.db.write() as session:
+            await session.exec(update(RetrievalTask).values(lease_owner=None, lease_expires_at=None))  # type: ignore[call-overload]
+        return [lease.task_id for lease in leases]
+
+
+@pytest.fixture
+async def world(
+    settings: Settings,
+    db: Database,
+    secret_box: SecretBox,
+    oauth_server: OAuthServer,
+    dovecot_oauth: OAuthDovecot,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
+    configured = settings.model_copy(update={"public_url": PUBLIC_URL, "extra_ca_file": dovecot_oauth.cert_pem_path})
+    oauth_server.allow_redirect_uri(configured.oauth_redirect_uri)
+    for name, value in oauth_server.provider_env("local").items():
+        monkeypatch.setenv(name, value)
+    user = await add_user(db=db, email="alice@example.test", password="long enough password")
+    return World(configured, db, secret_box, oauth_server, user.id)
+
+
+async def _raw_rows(db: Database) -> str:
+    texts: list[str] = []
+    async with db.read() as session:
+        for table in ("retrieval_task", "smtp_account", "oauth_state", "log_entry"):
+            rows = (await session.exec(text(f"SELECT * FROM {table}"))).all()  # type: ignore[call-overload]  # noqa: S608
+            texts.extend(str(value) for row in rows for value in row)
+    return "\n".join(texts)
+
+
+# -- retrieval ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", [Protocol.IMAP, Protocol.POP3])
+async def test_a_signed_in_task_imports_mail_verified_by_dovecot(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser, protocol: Protocol
+) -> None:
+    dovecot_oauth.deliver(oauth_mail_user.email, sample("first"))
+    dovecot_oauth.deliver(oauth_mail_user.email, sample("second"))
+    port = dovecot_oauth.imaps_port if protocol is Protocol.IMAP else dovecot_oauth.pop3s_port
+    started = await world.begin(
+        "retrieval",
+        protocol=protocol,
+        host="127.0.0.1",
+        port=port,
+        security=Security.SSL,
+        method=RetrievalMethod.AUTOMATIC,
+    )
+    assert started.status == "pending"
+    pending = await world.task(started.id)
+    assert (pending.auth, pending.oauth_status, pending.next_run_at) == (
+        AuthKind.OAUTH2,
+        CredentialStatus.PENDING,
+        None,
+    )
+    assert await world.claimable() == []  # never run before the consent
+
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    signed_in = await world.task(started.id)
+    assert signed_in.oauth_status is CredentialStatus.OK
+    assert signed_in.username == oauth_mail_user.email  # the address the provider reported
+    assert signed_in.next_run_at is not None
+    assert signed_in.next_run_at <= utcnow()
+
+    introspections = world.oauth.requests["/introspect"]
+    result = await world.run(started.id)
+    assert (result.imported, result.errors) == (2, [])
+    assert world.oauth.requests["/introspect"] == introspections + 1  # Dovecot checked the token
+    assert (await world.run(started.id)).imported == 0
+
+
+async def test_a_token_the_server_refuses_is_refreshed_once_and_nothing_is_imported_twice(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser
+) -> None:
+    dovecot_oauth.deliver(oauth_mail_user.email, sample("before"))
+    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    assert (await world.run(started.id)).imported == 1
+    refreshes = sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests)
+
+    # The provider's clock passes the token's lifetime while ours still holds it fresh: Dovecot refuses it.
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)
+    dovecot_oauth.deliver(oauth_mail_user.email, sample("after"))
+    result = await world.run(started.id)
+    assert (result.imported, result.errors) == (1, [])
+    assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == refreshes + 1
+    assert (await world.task(started.id)).oauth_status is CredentialStatus.OK
+
+    # Next run: the refreshed token is used as is (no refresh, nothing again).
+    result = await world.run(started.id)
+    assert (result.imported, result.errors) == (0, [])
+    assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == refreshes + 1
+
+
+async def test_revoked_consent_stops_the_task_until_reconnect(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser
+) -> None:
+    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    assert (await world.run(started.id)).errors == []
+    assert await world.claimable() == [started.id]
+
+    world.oauth.revoke_user(oauth_mail_user.email)
+    result = await world.run(started.id)
+    assert result.imported == 0
+    assert "Reconnect" in result.errors[0]
+    task = await world.task(started.id)
+    assert (task.oauth_status, task.needs_action, task.paused_reason) == (CredentialStatus.RECONNECT, True, None)
+    assert task.last_error
+    assert "Reconnect" in task.last_error
+    token_requests = len(world.oauth.token_requests)
+    assert await world.claimable() == []  # no retry loop against the provider
+    assert len(world.oauth.token_requests) == token_requests
+
+    again = await world.reconnect("retrieval", started.id)
+    assert again.authorize_url != started.authorize_url
+    assert (await world.task(started.id)).oauth_status is CredentialStatus.RECONNECT  # until the callback
+    dovecot_oauth.deliver(oauth_mail_user.email, sample("while revoked"))
+    await world.consent(again.authorize_url, oauth_mail_user.email)
+    task = await world.task(started.id)
+    assert (task.oauth_status, task.needs_action, task.last_error) == (CredentialStatus.OK, False, None)
+    assert await world.claimable() == [started.id]
+    assert (await world.run(started.id)).imported == 1
+
+
+async def test_token_endpoint_down_is_an_ordinary_failure(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.usecases.oauth.tokens.RETRY_DELAYS", (0.0, 0.0))
+    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)  # the server refuses the token: a refresh is due
+    world.oauth.fail_token_endpoint(times=3)
+    result = await world.run(started.id)
+    assert result.errors
+    assert "try again later" in result.errors[0]
+    task = await world.task(started.id)
+    assert (task.oauth_status, task.needs_action, task.consecutive_failures) == (CredentialStatus.OK, False, 1)
+    assert await world.claimable() == [started.id]  # retried by the schedule (with backoff)
+    assert (await world.run(started.id)).errors == []
+
+
+# -- sending ------------------------------------------------------------------------------
+
+
+async def _smtp_account(world: World, smtp_oauth_server: StartSmtpOAuthServer, mailbox: str) -> tuple[Any, int]:
+    server = smtp_oauth_server(mode="starttls")
+    settings = world.settings.model_copy(update={"extra_ca_file": server.cert_pem_path})
+    world.settings = settings
+    started = await world.begin(
+        "smtp", host="127.0.0.1", port=server.port, security=Security.STARTTLS, display_name="Alice", is_default=True
+    )
+    assert await send_from_choices(db=world.db, user_id=world.user_id) == []  # not offered while pending
+    await world.consent(started.authorize_url, mailbox)
+    return server, started.id
+
+
+async def _send(world: World, account_id: int, subject: str) -> Any:
+    draft = Draft(to=("bob@example.test",), subject=subject, text="Hello")
+    return await send_message(
+        db=world.db,
+        secret_box=world.box,
+        settings=world.settings,
+        user_id=world.user_id,
+        from_account_id=account_id,
+        draft=draft,
+    )
+
+
+async def test_an_oauth_smtp_account_sends_and_waits_while_revoked(
+    world: World, smtp_oauth_server: StartSmtpOAuthServer
+) -> None:
+    mailbox = "alice.sender@example.test"
+    server, account_id = await _smtp_account(world, smtp_oauth_server, mailbox)
+    choices = await send_from_choices(db=world.db, user_id=world.user_id)
+    assert [(c.account_id, c.address) for c in choices] == [(account_id, mailbox)]
+
+    assert (await _send(world, account_id, "first")).status is OutboxStatus.SENT
+    assert len(server.received) == 1
+
+    world.oauth.revoke_user(mailbox)
+    waiting = await _send(world, account_id, "second")
+    assert waiting.status is OutboxStatus.QUEUED  # waits, not failed
+    assert "Reconnect" in waiting.detail
+    account = await world.account(account_id)
+    assert (account.oauth_status, account.needs_action) == (CredentialStatus.RECONNECT, True)
+    token_requests = len(world.oauth.token_requests)
+    later = utcnow() + timedelta(hours=30)  # past the 24 hours of retries: a waiting entry still does not fail
+    results = await process_due_outbox(db=world.db, secret_box=world.box, settings=world.settings, now=later)
+    assert [r.status for r in results] == [OutboxStatus.QUEUED]
+    assert len(world.oauth.token_requests) == token_requests  # nothing asked of the provider while waiting
+    assert len(server.received) == 1
+
+    again = await world.reconnect("smtp", account_id)
+    await world.consent(again.authorize_url, mailbox)
+    results = await process_due_outbox(
+        db=world.db, secret_box=world.box, settings=world.settings, now=later + timedelta(minutes=5)
+    )
+    assert [r.status for r in results] == [OutboxStatus.SENT]
+    assert len(server.received) == 2
+
+
+async def test_an_smtp_token_the_server_refuses_is_refreshed_once(
+    world: World, smtp_oauth_server: StartSmtpOAuthServer
+) -> None:
+    mailbox = "alice.sender@example.test"
+    server, account_id = await _smtp_account(world, smtp_oauth_server, mailbox)
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)
+    assert (await _send(world, account_id, "after expiry")).status is OutboxStatus.SENT
+    assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == 1
+    assert len(server.received) == 1
+
+
+# -- canary -------------------------------------------------------------------------------
+
+
+async def test_tokens_are_never_stored_or_logged_in_clear(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    async with world.db.write() as session:  # with "Enable debug": the transcript is logged too
+        await session.exec(update(RetrievalTask).where(col(RetrievalTask.id) == started.id).values(enable_debug=True))  # type: ignore[call-overload]
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)  # one refused token, one refresh
+    assert (await world.run(started.id)).errors == []
+    tokens = _all_tokens(world.oauth)
+    assert tokens
+    stored = await _raw_rows(world.db)
+    logged = caplog.text
+    assert "IMAP" in stored  # the debug transcript was logged
+    for token in tokens:
+        assert token not in stored
+        assert token not in logged
+
+
+def _all_tokens(server: OAuthServer) -> list[str]:
+    """Every token value the server ever issued (access and refresh)."""
+    return list(server._tokens)
+
+
+# -- Test Connection ----------------------------------------------------------------------
+
+
+async def test_test_connection_signs_in_with_the_token_and_refreshes_once(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser, smtp_oauth_server: StartSmtpOAuthServer
+) -> None:
+    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)  # Dovecot refuses the stored token
+    report = await _test(world, SavedTask(started.id))
+    assert report.ok, report.steps
+    assert [s.name for s in report.steps][-2:] == ["login", "folders"]
+    assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == 1
+
+    world.oauth.revoke_user(oauth_mail_user.email)
+    report = await _test(world, SavedTask(started.id))
+    assert not report.ok
+    assert report.steps[-1].name in {"login", "token"}
+    assert (await world.task(started.id)).oauth_status is CredentialStatus.RECONNECT
+    report = await _test(world, SavedTask(started.id))  # now without asking anyone
+    assert [(s.name, s.ok) for s in report.steps] == [("token", False)]
+    assert "Reconnect" in report.steps[0].hint
+
+    _, account_id = await _smtp_account(world, smtp_oauth_server, "alice.sender@example.test")
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)
+    report = await _test(world, SavedSmtpAccount(account_id))
+    assert report.ok, report.steps
+    assert report.steps[-1].name == "auth"
+
+
+async def _test(world: World, subject: SavedTask | SavedSmtpAccount) -> ConnectionReport:
+    return await run_connection_test(
+        db=world.db, secret_box=world.box, settings=world.settings, user_id=world.user_id, subject=subject
+    )
