@@ -8,12 +8,14 @@ from dataclasses import asdict
 import click
 
 from service.cli import cli
-from service.cli.common import Services, emit, plain_errors, read_password, run_with_services
+from service.cli.common import Services, emit, fail, plain_errors, read_password, run_with_services
+from service.cli.oauth import begin_for, emit_started, reconnect_for, with_sign_in
 from service.domain.connection_test import ConnectionReport
 from service.domain.retrieval import RunResult
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
 from service.usecases import retrieval_tasks, users
 from service.usecases.connection_tests import SavedTask, run_connection_test
+from service.usecases.oauth_targets import OAuthStart
 from service.usecases.retrieval import run_task
 
 
@@ -25,12 +27,20 @@ def retrieval() -> None:
 @retrieval.command("add")
 @click.option("--user", "user_email", required=True, help="The Tributary user who owns the task.")
 @click.option("--protocol", type=click.Choice([p.value for p in Protocol]), required=True)
-@click.option("--server", required=True, help="The remote server's host name.")
+@click.option("--server", help="The remote server's host name (with --oauth-provider: default the provider's).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Default: suggested by the security mode.")
 @click.option(
-    "--security", type=click.Choice([s.value for s in Security]), default=Security.SSL.value, show_default=True
+    "--security",
+    type=click.Choice([s.value for s in Security]),
+    help="Default: ssl (with --oauth-provider: the provider's).",
 )
-@click.option("--username", required=True)
+@click.option("--username", help="Required with a password; with --oauth-provider default: the address signed in as.")
+@click.option(
+    "--oauth-provider",
+    help="Sign in with this OAuth2 provider (google, microsoft or a configured one) instead of a password: "
+    "prints the consent URL to open in a browser.",
+)
+@click.option("--email", help="With --oauth-provider: the same as --username.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
 @click.option("--name", default="", help="A name for the task (default: the account's address).")
 @click.option("--folder-transfer", type=click.Choice([f.value for f in FolderTransfer]), default="subfolders")
@@ -45,15 +55,22 @@ def retrieval() -> None:
 )
 @click.option("--delete-after-days", type=click.IntRange(min=1), help="POP3: delete from the server after N days.")
 @click.option("--debug", is_flag=True, help="Enable debug: log the protocol transcript (credentials redacted).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"id": N}.')
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"id": N} ({"id": N, "status": "pending", "authorize_url": URL} with --oauth-provider).',
+)
 @plain_errors
 def retrieval_add(
     user_email: str,
     protocol: str,
-    server: str,
+    server: str | None,
     port: int | None,
-    security: str,
-    username: str,
+    security: str | None,
+    username: str | None,
+    oauth_provider: str | None,
+    email: str | None,
     password_stdin: bool,
     name: str,
     folder_transfer: str,
@@ -67,13 +84,33 @@ def retrieval_add(
     debug: bool,
     as_json: bool,
 ) -> None:
-    """Create a retrieval task and print its id."""
+    """Create a retrieval task and print its id (with --oauth-provider: pending until the sign-in)."""
+    if oauth_provider is not None:
+        start = OAuthStart(
+            kind="retrieval",
+            provider=oauth_provider,
+            protocol=Protocol(protocol),
+            host=server,
+            port=port,
+            security=Security(security) if security else None,
+            username=username or email,
+            name=name,
+            folder_transfer=FolderTransfer(folder_transfer),
+            destination_folder=destination,
+            method=RetrievalMethod(method),
+        )
+        started = run_with_services(lambda services: begin_for(services, user_email, start))
+        emit_started(started, as_json=as_json)
+        return
+    if not server or not username:
+        fail("Give --server and --username (or sign in with --oauth-provider).")
+        return
     password = read_password(password_stdin)
     new = retrieval_tasks.NewTask(
         protocol=Protocol(protocol),
         host=server,
         port=port,
-        security=Security(security),
+        security=Security(security or Security.SSL.value),
         username=username,
         password=password,
         name=name,
@@ -106,11 +143,13 @@ def retrieval_list(user_email: str, as_json: bool) -> None:
 
     async def work(services: Services) -> list[dict[str, object]]:
         owner = await users.find_user(db=services.db, email=user_email)
-        return [asdict(t) for t in await retrieval_tasks.list_tasks(db=services.db, user_id=owner.id)]
+        tasks = [asdict(t) for t in await retrieval_tasks.list_tasks(db=services.db, user_id=owner.id)]
+        return await with_sign_in(services, "retrieval", owner.id, tasks)
 
     tasks = run_with_services(work)
     lines = [
         f"{t['id']}: {t['protocol']} {t['username']}@{t['host']}:{t['port']} ({t['method']})"
+        + ("" if t["auth"] == "password" else f" [{t['auth']}: {t['status']}]")
         + (f" - last error: {t['last_error']}" if t["last_error"] else "")
         for t in tasks
     ]
@@ -185,3 +224,13 @@ def retrieval_delete(task_id: int) -> None:
 
     run_with_services(work)
     click.echo(f"Deleted retrieval task {task_id}.")
+
+
+@retrieval.command("reconnect")
+@click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": N, "status": S, "authorize_url": URL}.')
+@plain_errors
+def retrieval_reconnect(task_id: int, as_json: bool) -> None:
+    """Sign in with the task's OAuth2 provider again: prints a fresh consent URL to open in a browser."""
+    started = run_with_services(lambda services: reconnect_for(services, "retrieval", task_id))
+    emit_started(started, as_json=as_json)

@@ -11,23 +11,25 @@ from __future__ import annotations
 import mimetypes
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 
 from service.cli import cli
-from service.cli.common import emit, fail, plain, plain_errors, read_password, run_with_db
+from service.cli.common import Services, emit, fail, plain, plain_errors, read_password, run_with_db, run_with_services
+from service.cli.oauth import begin_for, emit_started, reconnect_for, with_sign_in
 from service.config import Settings
 from service.domain.compose import Attachment, Draft
 from service.domain.connection_test import ConnectionReport
 from service.domain.outbox import OutboxStatus, OutboxView, SendResult
-from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
+from service.domain.smtp_accounts import SmtpAccountInput
 from service.domain.values import Security
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import sending, smtp_accounts
 from service.usecases.connection_tests import SavedSmtpAccount, run_connection_test
+from service.usecases.oauth_targets import OAuthStart
 
 SECURITY = click.Choice([s.value for s in Security])
 
@@ -39,30 +41,43 @@ def smtp() -> None:
 
 @smtp.command("add")
 @click.option("--user", "user_email", required=True, help="The Tributary user the account belongs to.")
-@click.option("--email", "address", required=True, help="The address messages are sent from.")
-@click.option("--server", required=True, help="The SMTP server's host name or IP address.")
+@click.option(
+    "--email", "address", help="The address messages are sent from (with --oauth-provider default: the one signed in)."
+)
+@click.option("--server", help="The SMTP server's host name or IP address (with --oauth-provider: the provider's).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Default: 25, 587 or 465 by security.")
-@click.option("--security", type=SECURITY, default=Security.STARTTLS.value, show_default=True)
+@click.option("--security", type=SECURITY, help="Default: starttls (with --oauth-provider: the provider's).")
 @click.option("--display-name", default="", help='The name shown in From: "Display Name <address>".')
 @click.option("--username", help="Sign in with this username (default: the address, when a password is given).")
 @click.option("--password-stdin", is_flag=True, help="Sign in, reading the password from standard input.")
+@click.option(
+    "--oauth-provider",
+    help="Sign in with this OAuth2 provider (google, microsoft or a configured one) instead of a password: "
+    "prints the consent URL to open in a browser.",
+)
 @click.option("--no-verify-cert", is_flag=True, help="Accept any certificate (only for servers you trust).")
 @click.option("--default", "is_default", is_flag=True, help="Make it the default Send From address.")
 @click.option("--messages-per-minute", type=click.IntRange(min=1), help="Send at most this many a minute.")
 @click.option("--no-save-copy", is_flag=True, help="Do not keep a copy of sent messages in Sent.")
 @click.option("--timeout", type=click.IntRange(5, 300), default=30, show_default=True, help="Seconds per step.")
 @click.option("--debug", is_flag=True, help="Log the protocol transcript (credentials redacted).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"id": N}.')
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"id": N} ({"id": N, "status": "pending", "authorize_url": URL} with --oauth-provider).',
+)
 @plain_errors
 def smtp_add(
     user_email: str,
-    address: str,
-    server: str,
+    address: str | None,
+    server: str | None,
     port: int | None,
-    security: str,
+    security: str | None,
     display_name: str,
     username: str | None,
     password_stdin: bool,
+    oauth_provider: str | None,
     no_verify_cert: bool,
     is_default: bool,
     messages_per_minute: int | None,
@@ -71,14 +86,32 @@ def smtp_add(
     debug: bool,
     as_json: bool,
 ) -> None:
-    """Add an SMTP account and print its id."""
+    """Add an SMTP account and print its id (with --oauth-provider: pending until the sign-in)."""
+    if oauth_provider is not None:
+        start = OAuthStart(
+            kind="smtp",
+            provider=oauth_provider,
+            host=server,
+            port=port,
+            security=Security(security) if security else None,
+            username=username,
+            email=address,
+            display_name=display_name,
+            is_default=is_default,
+        )
+        started = run_with_services(lambda services: begin_for(services, user_email, start))
+        emit_started(started, as_json=as_json)
+        return
+    if not address or not server:
+        fail("Give --email and --server (or sign in with --oauth-provider).")
+        return
     authenticates = password_stdin or username is not None
     password = read_password(password_stdin) if authenticates else None
     account = SmtpAccountInput(
         email_address=address,
         host=server,
         port=port,
-        security=Security(security),
+        security=Security(security or Security.STARTTLS.value),
         display_name=display_name,
         auth_required=authenticates,
         username=username or "",
@@ -109,16 +142,20 @@ def smtp_add(
 def smtp_list(user_email: str, as_json: bool) -> None:
     """List a user's SMTP accounts."""
 
-    async def work(db: Database) -> list[SmtpAccountView]:
-        user_id = await smtp_accounts.user_id_for_email(db=db, email=user_email)
-        return await smtp_accounts.list_smtp_accounts(db=db, user_id=user_id)
+    async def work(services: Services) -> list[dict[str, Any]]:
+        user_id = await smtp_accounts.user_id_for_email(db=services.db, email=user_email)
+        views = await smtp_accounts.list_smtp_accounts(db=services.db, user_id=user_id)
+        labels.extend(view.label for view in views)
+        return await with_sign_in(services, "smtp", user_id, [plain(view) for view in views])
 
-    found = run_with_db(work)
-    lines = [
-        f"{a.id}  {a.label} via {a.host}:{a.port} ({a.security.value}){' [default]' if a.is_default else ''}"
-        f"{'' if a.is_active else ' [off]'}"
-        for a in found
-    ]
+    labels: list[str] = []
+    found = run_with_services(work)
+    lines = []
+    for a, label in zip(found, labels, strict=True):
+        marks = (" [default]" if a["is_default"] else "") + ("" if a["is_active"] else " [off]")
+        if a["auth"] != "password":
+            marks += f" [{a['auth']}: {a['status']}]"
+        lines.append(f"{a['id']}  {label} via {a['host']}:{a['port']} ({a['security']}){marks}")
     emit(found, as_json=as_json, text="\n".join(lines) or "No SMTP accounts yet.")
 
 
@@ -160,6 +197,16 @@ def smtp_test(account_id: int, user_email: str | None, as_json: bool) -> None:
     emit({"ok": report.ok, "steps": plain(report)["steps"]}, as_json=as_json, text=_report_text(report))
     if not report.ok:
         sys.exit(1)
+
+
+@smtp.command("reconnect")
+@click.argument("account_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": N, "status": S, "authorize_url": URL}.')
+@plain_errors
+def smtp_reconnect(account_id: int, as_json: bool) -> None:
+    """Sign in with the account's OAuth2 provider again: prints a fresh consent URL to open in a browser."""
+    started = run_with_services(lambda services: reconnect_for(services, "smtp", account_id))
+    emit_started(started, as_json=as_json)
 
 
 @smtp.command("delete")

@@ -122,6 +122,8 @@ class SmtpAccountView:
 
     @property
     def label(self) -> str:
+        if not self.email_address:  # an OAuth2 account whose sign-in is pending has no address yet
+            return f"{self.display_name or 'New account'} (sign-in not finished)"
         return str(Mailbox(self.email_address, self.display_name))
 
 
