@@ -32,7 +32,9 @@ def test_retrieve_and_export_byte_for_byte(settings: Settings, dovecot: DovecotS
 
     listed = json.loads(tributary(settings, "retrieval", "list", "--user", "me@example.test", "--json").stdout)
     assert [(t["id"], t["method"], t["folder_transfer"]) for t in listed] == [(task_id, "manual", "root")]
-    assert "password" not in json.dumps(listed)
+    assert [(t["auth"], t["status"]) for t in listed] == [("password", "ok")]
+    assert not [key for t in listed for key in t if "password" in key]
+    assert mail_user.password not in json.dumps(listed)
 
     ran = tributary(settings, "retrieval", "run", str(task_id), "--json")
     assert ran.returncode == 0, ran.stderr
