@@ -10,6 +10,7 @@ resumes both; the token endpoint being down is an ordinary failure, not "needs a
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,7 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import text, update
-from sqlmodel import col
 
 from service.config import Settings
 from service.domain.compose import Draft
@@ -212,6 +212,20 @@ async def test_a_token_the_server_refuses_is_refreshed_once_and_nothing_is_impor
     assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == refreshes + 1
 
 
+async def test_a_short_lived_token_is_renewed_before_each_run(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser
+) -> None:
+    world.oauth.access_token_lifetime = 30  # inside the refresh margin: renewed before every sign-in
+    started = await world.begin("retrieval", protocol=Protocol.POP3, host="127.0.0.1", port=dovecot_oauth.pop3s_port)
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    for n in range(3):
+        dovecot_oauth.deliver(oauth_mail_user.email, sample(f"message {n}"))
+        result = await world.run(started.id)
+        assert (result.imported, result.errors) == (1, [])
+        world.oauth.advance(31)  # the previous access token is dead at the provider
+    assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == 3
+
+
 async def test_revoked_consent_stops_the_task_until_reconnect(
     world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser
 ) -> None:
@@ -335,23 +349,46 @@ async def test_an_smtp_token_the_server_refuses_is_refreshed_once(
 
 
 async def test_tokens_are_never_stored_or_logged_in_clear(
-    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser, caplog: pytest.LogCaptureFixture
+    world: World,
+    dovecot_oauth: OAuthDovecot,
+    oauth_mail_user: MailUser,
+    smtp_oauth_server: StartSmtpOAuthServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("DEBUG")
     started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
-    async with world.db.write() as session:  # with "Enable debug": the transcript is logged too
-        await session.exec(update(RetrievalTask).where(col(RetrievalTask.id) == started.id).values(enable_debug=True))  # type: ignore[call-overload]
+    async with world.db.write() as session:  # with "Enable debug": the transcripts are logged too
+        await session.exec(update(RetrievalTask).values(enable_debug=True))  # type: ignore[call-overload]
     await world.consent(started.authorize_url, oauth_mail_user.email)
     world.oauth.advance(world.oauth.access_token_lifetime + 60)  # one refused token, one refresh
     assert (await world.run(started.id)).errors == []
+    mailbox = "alice.sender@example.test"
+    _, account_id = await _smtp_account(world, smtp_oauth_server, mailbox)
+    async with world.db.write() as session:
+        await session.exec(update(SmtpAccount).values(enable_debug=True))  # type: ignore[call-overload]
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)
+    assert (await _send(world, account_id, "canary")).status is OutboxStatus.SENT
+    world.oauth.revoke_user(mailbox)
+    assert (await _send(world, account_id, "waits")).status is OutboxStatus.QUEUED
+
     tokens = _all_tokens(world.oauth)
-    assert tokens
+    assert len(tokens) >= 6  # two sign-ins and two refreshes: access and refresh tokens
     stored = await _raw_rows(world.db)
     logged = caplog.text
-    assert "IMAP" in stored  # the debug transcript was logged
+    assert "IMAP" in stored  # the debug transcripts were logged
+    assert "AUTH" in stored
     for token in tokens:
-        assert token not in stored
-        assert token not in logged
+        for user in (oauth_mail_user.email, mailbox):
+            for form in _forms(token, user):
+                assert form not in stored
+                assert form not in logged
+
+
+def _forms(token: str, user: str) -> list[str]:
+    """A token as it could leak: clear, base64, and inside the XOAUTH2 / OAUTHBEARER messages (RFC 7628)."""
+    xoauth2 = f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+    oauthbearer = f"n,a={user},\x01auth=Bearer {token}\x01\x01".encode()
+    return [token] + [base64.b64encode(raw).decode() for raw in (token.encode(), xoauth2, oauthbearer)]
 
 
 def _all_tokens(server: OAuthServer) -> list[str]:
