@@ -34,9 +34,11 @@ from schemathesis.specs.openapi.checks import (
 
 from service.config import Settings
 from service.domain.filters import Action, ActionKind, Condition, FilterField, FilterOp, FilterRule
+from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.values import Protocol, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
+from service.persistence.tables import RetrievalTask, SmtpAccount
 from service.usecases import filters, retrieval_tasks
 from tests.fixtures.webapp import WebClient, csrf_token
 from tests.mail_samples import sample
@@ -134,6 +136,31 @@ async def _seed(db: Database, secret_box: SecretBox, user_id: int) -> None:
     await filters.create_rule(db=db, user_id=user_id, rule=rule)
     await store(db, user_id, with_attachments(["report.pdf"]))
     await store(db, user_id, sample("Second"))
+    async with db.write() as session:  # and one of each signing in with a provider (issue 15), pending
+        session.add(
+            RetrievalTask(
+                user_id=user_id,
+                protocol=Protocol.IMAP,
+                host="imap.example.test",
+                port=993,
+                username="",
+                auth=AuthKind.OAUTH2,
+                oauth_provider="local",
+                oauth_status=CredentialStatus.PENDING,
+            )
+        )
+        session.add(
+            SmtpAccount(
+                user_id=user_id,
+                email_address="",
+                host="smtp.example.test",
+                port=587,
+                security=Security.STARTTLS,
+                auth=AuthKind.OAUTH2,
+                oauth_provider="local",
+                oauth_status=CredentialStatus.PENDING,
+            )
+        )
 
 
 def _first_failure(operation: Operation, mode: GenerationMode, send: Callable[[Case], httpx.Response]) -> str | None:
