@@ -35,7 +35,7 @@ from service.usecases.oauth import complete_authorization, forget_discovery
 from service.usecases.oauth_targets import OAuthStart, OAuthStarted, begin_oauth, reconnect_oauth
 from service.usecases.retrieval import run_task
 from service.usecases.retrieval.lease import claim_due
-from service.usecases.sending import process_due_outbox, send_from_choices, send_message
+from service.usecases.sending import list_outbox, process_due_outbox, send_from_choices, send_message
 from service.usecases.users import add_user
 from tests.fixtures.dovecot import MailUser
 from tests.fixtures.dovecot_oauth import OAuthDovecot
@@ -323,6 +323,8 @@ async def test_an_oauth_smtp_account_sends_and_waits_while_revoked(
     results = await process_due_outbox(db=world.db, secret_box=world.box, settings=world.settings, now=later)
     assert [r.status for r in results] == [OutboxStatus.QUEUED]
     assert len(world.oauth.token_requests) == token_requests  # nothing asked of the provider while waiting
+    [entry] = await list_outbox(db=world.db, user_id=world.user_id)
+    assert entry.attempts == 1  # waiting spends no attempts (only the one that found the refusal)
     assert len(server.received) == 1
 
     again = await world.reconnect("smtp", account_id)
