@@ -318,3 +318,21 @@ async def test_a_start_that_cannot_begin_says_why(
     assert response.status_code == 400
     assert "has no SMTP server set up" in response.text
     assert (await api(web_client, "GET", "/smtp-accounts")).json() == []
+
+
+async def test_administration_lists_the_configured_providers(
+    web_client: WebClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await set_up_admin(web_client)
+    page = await web_client.get("/admin")
+    assert page.status_code == 200
+    assert f"<strong>{LABEL}</strong>" in page.text
+    assert "IMAP imap.example.test:993, POP3 pop.example.test:995, SMTP smtp.example.test:587" in page.text
+    assert f"{PUBLIC_URL}/oauth/callback" in page.text
+
+    monkeypatch.setenv("TRIBUTARY_OAUTH_LOCAL_IMAP_PORT", "99999")
+    page = await web_client.get("/admin")
+    assert "TRIBUTARY_OAUTH_LOCAL_IMAP_PORT must be a port number from 1 to 65535" in page.text
+    assert "No provider is offered until it is corrected." in page.text
+    new_task = await web_client.get("/settings/retrieval/new")
+    assert "Sign in with your provider" not in new_task.text

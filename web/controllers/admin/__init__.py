@@ -1,6 +1,7 @@
 """The Administration page, for administrators only (anyone else gets 403).
 
-GET /admin: every domain's settings (the "IMAP/POP Retrieval" and "SMTP Accounts"
+GET /admin: the OAuth2 sign-in providers users are offered (read-only: configured in the
+environment, issue 15), every domain's settings (the "IMAP/POP Retrieval" and "SMTP Accounts"
 switches, the company relay with a write-only password, limits, allowed remote
 hosts), the users and an "Add user" form. POST /admin/domains/{id} saves one
 domain; POST /admin/users adds a user. Both answer with the page (a plain form)
@@ -10,6 +11,7 @@ never a password.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
@@ -20,6 +22,8 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import Body, FromPath
 from litestar.response import Template
 
+from service.config import Settings
+from service.domain.oauth import configured_providers
 from service.domain.users import UserView
 from service.errors import Conflict, InvalidInput, NotFound
 from service.persistence.database import Database
@@ -33,6 +37,41 @@ ADMINS_ONLY = "Only administrators can open the Administration page."
 
 DomainBody = Annotated[DomainForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
 UserBody = Annotated[UserForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLine:
+    """One configured OAuth2 provider, as the Administration page lists it."""
+
+    label: str
+    name: str
+    servers: str  # the mail servers it fills the forms with
+
+
+@dataclass(frozen=True, slots=True)
+class SignInProviders:
+    """Which OAuth2 providers users are offered (issue 15), read-only: the environment configures them."""
+
+    providers: list[ProviderLine]
+    redirect_uri: str | None  # to register with each provider; None without TRIBUTARY_PUBLIC_URL
+    problem: str | None = None  # an invalid TRIBUTARY_OAUTH_* value: then none is offered
+
+
+def sign_in_providers(settings: Settings) -> SignInProviders:
+    redirect_uri = settings.oauth_redirect_uri if settings.public_url else None
+    try:
+        configured = configured_providers(settings, os.environ)
+    except InvalidInput as exc:
+        return SignInProviders([], redirect_uri, exc.message)
+    lines = []
+    for provider in configured.values():
+        servers = [
+            f"{part.upper()} {server.host}:{server.port}"
+            for part in ("imap", "pop3", "smtp")
+            if (server := provider.server(part)) is not None
+        ]
+        lines.append(ProviderLine(provider.label, provider.name, ", ".join(servers) or "no mail servers set"))
+    return SignInProviders(lines, redirect_uri)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +104,11 @@ def _answer(request: Request[Any, Any, Any], admin: UserView, fragment: str, sta
     return response
 
 
-async def _context(db: Database, changed: DomainCard | None = None, **users: Any) -> dict[str, Any]:
+async def _context(db: Database, settings: Settings, changed: DomainCard | None = None, **users: Any) -> dict[str, Any]:
     domains = await list_domain_settings(db=db)
     cards = [changed if changed and changed.domain.id == d.id else DomainCard(d, DomainForm.of(d)) for d in domains]
     return {
+        "sign_in": sign_in_providers(settings),
         "cards": cards,
         "users": await list_users(db=db),
         "user_form": users.get("user_form") or UserForm(),
@@ -78,8 +118,10 @@ async def _context(db: Database, changed: DomainCard | None = None, **users: Any
 
 
 @get("/", name="admin")
-async def admin_page(admin: NamedDependency[UserView], db: NamedDependency[Database]) -> Template:
-    return page("admin/page.html", viewer=admin, nav="admin", **await _context(db))
+async def admin_page(
+    admin: NamedDependency[UserView], db: NamedDependency[Database], settings: NamedDependency[Settings]
+) -> Template:
+    return page("admin/page.html", viewer=admin, nav="admin", **await _context(db, settings))
 
 
 @post("/domains/{domain_id:int}")
@@ -90,6 +132,7 @@ async def save_domain(
     admin: NamedDependency[UserView],
     db: NamedDependency[Database],
     secret_box: NamedDependency[SecretBox],
+    settings: NamedDependency[Settings],
 ) -> Template:
     try:
         saved = await update_domain(
@@ -105,9 +148,9 @@ async def save_domain(
             raise NotFound("This domain does not exist.") from exc
         typed = replace(data, relay_password="")  # a password is never sent back to the browser
         card = DomainCard(current, typed, error=exc.message, password_dropped=bool(data.relay_password))
-        return _answer(request, admin, "admin/_domain.html", 400, card=card, **await _context(db, card))
+        return _answer(request, admin, "admin/_domain.html", 400, card=card, **await _context(db, settings, card))
     card = DomainCard(saved, DomainForm.of(saved), notice=f"Saved the settings of {saved.name}.")
-    return _answer(request, admin, "admin/_domain.html", 200, card=card, **await _context(db, card))
+    return _answer(request, admin, "admin/_domain.html", 200, card=card, **await _context(db, settings, card))
 
 
 @post("/users")
@@ -116,6 +159,7 @@ async def add_user_submit(
     data: UserBody,
     admin: NamedDependency[UserView],
     db: NamedDependency[Database],
+    settings: NamedDependency[Settings],
 ) -> Template:
     try:
         added = await add_user(
@@ -126,9 +170,11 @@ async def add_user_submit(
             display_name=data.display_name,
         )
     except (InvalidInput, Conflict) as exc:
-        context = await _context(db, user_form=replace(data, password=""), user_error=exc.message)
+        context = await _context(db, settings, user_form=replace(data, password=""), user_error=exc.message)
         return _answer(request, admin, "admin/_users_response.html", 400, **context)
-    context = await _context(db, user_notice=f"Added {added.email}{' as an administrator' if added.is_admin else ''}.")
+    context = await _context(
+        db, settings, user_notice=f"Added {added.email}{' as an administrator' if added.is_admin else ''}."
+    )
     return _answer(request, admin, "admin/_users_response.html", 200, **context)
 
 
