@@ -115,10 +115,10 @@ class World:
     async def claimable(self) -> list[int]:
         """What the dispatcher would claim now, with every task's time come."""
         async with self.db.write() as session:
-            await session.exec(update(RetrievalTask).values(next_run_at=utcnow() - timedelta(minutes=1)))  # type: ignore[call-overload]
+            await session.exec(update(RetrievalTask).values(next_run_at=utcnow() - timedelta(minutes=1)))
         leases = await claim_due(self.db, owner="probe", limit=10, seconds=60)
         async with self.db.write() as session:
-            await session.exec(update(RetrievalTask).values(lease_owner=None, lease_expires_at=None))  # type: ignore[call-overload]
+            await session.exec(update(RetrievalTask).values(lease_owner=None, lease_expires_at=None))
         return [lease.task_id for lease in leases]
 
 
@@ -360,14 +360,14 @@ async def test_tokens_are_never_stored_or_logged_in_clear(
     caplog.set_level("DEBUG")
     started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
     async with world.db.write() as session:  # with "Enable debug": the transcripts are logged too
-        await session.exec(update(RetrievalTask).values(enable_debug=True))  # type: ignore[call-overload]
+        await session.exec(update(RetrievalTask).values(enable_debug=True))
     await world.consent(started.authorize_url, oauth_mail_user.email)
     world.oauth.advance(world.oauth.access_token_lifetime + 60)  # one refused token, one refresh
     assert (await world.run(started.id)).errors == []
     mailbox = "alice.sender@example.test"
     _, account_id = await _smtp_account(world, smtp_oauth_server, mailbox)
     async with world.db.write() as session:
-        await session.exec(update(SmtpAccount).values(enable_debug=True))  # type: ignore[call-overload]
+        await session.exec(update(SmtpAccount).values(enable_debug=True))
     world.oauth.advance(world.oauth.access_token_lifetime + 60)
     assert (await _send(world, account_id, "canary")).status is OutboxStatus.SENT
     world.oauth.revoke_user(mailbox)

@@ -12,7 +12,7 @@ import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,14 +20,17 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from service.config import Settings
+from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.retrieval import next_run_delay
-from service.domain.values import LogLevel, LogSource, RetrievalMethod, Security
+from service.domain.values import LogLevel, LogSource, Protocol, RetrievalMethod, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import LogEntry, MessageBody, RetrievalTask
 from service.persistence.types import utcnow
 from service.scheduler import Scheduler
 from service.usecases.retrieval import Runner
+from service.usecases.retrieval.lease import due_count
+from service.usecases.users import add_user
 from tests.cli_runner import TRIBUTARY, cli_environment, tributary
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import SlowProxy
@@ -314,3 +317,31 @@ async def test_a_round_of_due_tasks_runs_back_to_back_without_waiting_for_ticks(
         await scheduler.shutdown()
     async with env.db.read() as session:
         assert len((await session.exec(select(MessageBody.message_id))).all()) == 10
+
+
+@pytest.mark.parametrize("status", [CredentialStatus.PENDING, CredentialStatus.RECONNECT])
+async def test_the_dispatcher_leaves_alone_an_oauth_task_waiting_for_its_sign_in(
+    db: Database, settings: Settings, secret_box: SecretBox, status: CredentialStatus
+) -> None:
+    """Issue 15: a task whose consent is pending, or that needs Reconnect, is not claimed however
+    overdue (no retry loop against the provider); once signed in it is."""
+    user = await add_user(db=db, email="oauth-reader@example.test", password="long enough password")
+    async with db.write() as session:
+        task = RetrievalTask(
+            user_id=user.id,
+            protocol=Protocol.IMAP,
+            host="imap.example.test",
+            port=993,
+            username="reader@example.test",
+            auth=AuthKind.OAUTH2,
+            oauth_provider="local",
+            oauth_status=status,
+            next_run_at=utcnow() - timedelta(hours=1),
+        )
+        session.add(task)
+    runner = Runner(db=db, secret_box=secret_box, settings=settings)
+    assert await runner.dispatch_due() == 0
+    assert await due_count(db) == 0
+    async with db.write() as session:
+        await session.exec(update(RetrievalTask).values(oauth_status=CredentialStatus.OK))
+    assert await due_count(db) == 1
