@@ -33,7 +33,7 @@ from service.persistence.types import utcnow
 from service.usecases.connection_tests import SavedSmtpAccount, SavedTask, run_connection_test
 from service.usecases.oauth import complete_authorization, forget_discovery
 from service.usecases.oauth_targets import OAuthStart, OAuthStarted, begin_oauth, reconnect_oauth
-from service.usecases.retrieval import run_task
+from service.usecases.retrieval import imap_run, run_task
 from service.usecases.retrieval.lease import claim_due
 from service.usecases.sending import list_outbox, process_due_outbox, send_from_choices, send_message
 from service.usecases.users import add_user
@@ -210,6 +210,35 @@ async def test_a_token_the_server_refuses_is_refreshed_once_and_nothing_is_impor
     result = await world.run(started.id)
     assert (result.imported, result.errors) == (0, [])
     assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == refreshes + 1
+
+
+async def test_the_token_expiring_during_a_long_run_does_not_stop_it(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session signed in once; the token dying at the provider between batches changes nothing for
+    it. The next run finds the token refused, refreshes once and imports only what is new."""
+    for n in range(4):
+        dovecot_oauth.deliver(oauth_mail_user.email, sample(f"long run {n}"))
+    world.settings = world.settings.model_copy(update={"retrieval_batch_messages": 1})
+    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    original = imap_run.commit_batch  # type: ignore[attr-defined]
+
+    async def commit_then_expire(*args: Any, **kwargs: Any) -> Any:
+        committed = await original(*args, **kwargs)
+        world.oauth.advance(world.oauth.access_token_lifetime + 60)  # the token dies mid-run
+        return committed
+
+    monkeypatch.setattr(imap_run, "commit_batch", commit_then_expire)
+    result = await world.run(started.id)
+    assert (result.imported, result.errors) == (4, [])
+    monkeypatch.setattr(imap_run, "commit_batch", original)
+
+    dovecot_oauth.deliver(oauth_mail_user.email, sample("after the long run"))
+    result = await world.run(started.id)
+    assert (result.imported, result.skipped, result.errors) == (1, 0, [])
+    assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == 1
+    assert (await world.run(started.id)).imported == 0
 
 
 async def test_a_short_lived_token_is_renewed_before_each_run(
