@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import text, update
+from sqlmodel import select
 
 from service.config import Settings
 from service.domain.compose import Draft
@@ -26,6 +27,7 @@ from service.domain.connection_test import ConnectionReport
 from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.outbox import OutboxStatus
 from service.domain.values import Protocol, RetrievalMethod, Security
+from service.errors import Conflict, FeatureDisabled, InvalidInput
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import RetrievalTask, SmtpAccount
@@ -461,3 +463,80 @@ async def _test(world: World, subject: SavedTask | SavedSmtpAccount) -> Connecti
     return await run_connection_test(
         db=world.db, secret_box=world.box, settings=world.settings, user_id=world.user_id, subject=subject
     )
+
+
+# -- what begin_oauth creates -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "kind", "protocol", "server"),
+    [
+        ("google", "retrieval", "imap", ("imap.gmail.com", 993, Security.SSL)),
+        ("google", "retrieval", "pop3", ("pop.gmail.com", 995, Security.SSL)),
+        ("google", "smtp", None, ("smtp.gmail.com", 587, Security.STARTTLS)),
+        ("microsoft", "retrieval", "imap", ("outlook.office365.com", 993, Security.SSL)),
+        ("microsoft", "retrieval", "pop3", ("outlook.office365.com", 995, Security.SSL)),
+        ("microsoft", "smtp", None, ("smtp.office365.com", 587, Security.STARTTLS)),
+    ],
+)
+async def test_the_providers_servers_fill_a_pending_target(
+    world: World, provider: str, kind: str, protocol: str | None, server: tuple[str, int, Security]
+) -> None:
+    world.settings = world.settings.model_copy(
+        update={"oauth_google_client_id": "google-app", "oauth_microsoft_client_id": "microsoft-app"}
+    )
+    start = OAuthStart(kind=kind, provider=provider, protocol=Protocol(protocol) if protocol else None)
+    started = await begin_oauth(
+        db=world.db,
+        settings=world.settings,
+        secret_box=world.box,
+        user_id=world.user_id,
+        start=start,
+        session_binding="browser",
+    )
+    assert started.status == "pending"
+    assert urlsplit(started.authorize_url).netloc in {"accounts.google.com", "login.microsoftonline.com"}
+    row = await (world.task(started.id) if kind == "retrieval" else world.account(started.id))
+    assert (row.host, row.port, row.security) == server
+    assert (row.auth, row.oauth_provider, row.oauth_status) == (AuthKind.OAUTH2, provider, CredentialStatus.PENDING)
+    if isinstance(row, RetrievalTask):
+        assert row.next_run_at is None
+        assert row.password_encrypted is None
+
+
+async def test_overrides_and_refusals(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIBUTARY_OAUTH_LOCAL_SMTP_HOST", "smtp.local.test")
+    started = await world.begin(
+        "smtp", security="ssl", email="Me@Example.test", username="login-name", display_name="Me", is_default=True
+    )
+    account = await world.account(started.id)
+    assert (account.host, account.port, account.security) == ("smtp.local.test", 465, Security.SSL)
+    assert (account.email_address, account.username) == ("Me@example.test", "login-name")
+    with pytest.raises(Conflict):
+        await world.begin("smtp", email="me@example.test")
+    with pytest.raises(InvalidInput, match="POP3 server"):  # the local provider names no POP3 server
+        await world.begin("retrieval", protocol="pop3")
+    with pytest.raises(InvalidInput, match="IMAP or POP3"):
+        await world.begin("retrieval", protocol="smtp", host="mail.example.test")
+    with pytest.raises(FeatureDisabled):
+        await begin_oauth(
+            db=world.db,
+            settings=world.settings,
+            secret_box=world.box,
+            user_id=world.user_id,
+            start=OAuthStart(kind="retrieval", provider="nosuch", protocol=Protocol.IMAP, host="mail.example.test"),
+            session_binding=None,
+        )
+    no_url = world.settings.model_copy(update={"public_url": ""})
+    with pytest.raises(InvalidInput, match="TRIBUTARY_PUBLIC_URL"):
+        await begin_oauth(
+            db=world.db,
+            settings=no_url,
+            secret_box=world.box,
+            user_id=world.user_id,
+            start=OAuthStart(kind="retrieval", provider="local", protocol=Protocol.IMAP, host="mail.example.test"),
+            session_binding=None,
+        )
+    async with world.db.read() as session:  # a sign-in that could not start leaves nothing behind
+        assert (await session.exec(select(RetrievalTask))).all() == []
+        assert len((await session.exec(select(SmtpAccount))).all()) == 1

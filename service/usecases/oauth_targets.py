@@ -25,13 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
+from service.domain.compose import check_header_text, parse_address
 from service.domain.oauth import AuthKind, CredentialStatus, ServerDefaults, TargetKind
 from service.domain.smtp_accounts import check_host
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security, default_port
@@ -43,6 +45,8 @@ from service.usecases.oauth import start_authorization
 from service.usecases.oauth.targets import load_target, provider_named, target_kind
 from service.usecases.retrieval_tasks import disabled_message as retrieval_disabled
 from service.usecases.smtp_accounts import disabled_message as smtp_disabled
+
+E = TypeVar("E", bound=Enum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +100,25 @@ def _server(
     host = start.host or (fallback.host if fallback else None)
     if not host:
         raise InvalidInput(f"{provider_label} has no {protocol.upper()} server set up: enter the server address.")
-    security = start.security or (fallback.security if fallback else Security.SSL)
+    chosen = None if not start.security else _choice(Security, start.security, "Choose a security mode.")
+    security = chosen or (fallback.security if fallback else Security.SSL)
     if start.port is not None and not 1 <= start.port <= 65535:
         raise InvalidInput("The port must be a number from 1 to 65535.")
     if start.port is not None:
         port = start.port
-    elif fallback is not None and start.security in (None, fallback.security) and host == fallback.host:
+    elif fallback is not None and chosen in (None, fallback.security) and host == fallback.host:
         port = fallback.port
     else:
         port = default_port(protocol, security)
     return check_host(host), port, security
+
+
+def _choice(kind: type[E], value: object, message: str) -> E:
+    """`value` as the enum `kind` (the faces may pass the enum or its string), else InvalidInput."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidInput(message) from None
 
 
 async def _domain_of(session: AsyncSession, user_id: int) -> tuple[User, Domain]:
@@ -119,9 +132,10 @@ async def _pending_task(
     db: Database, user_id: int, start: OAuthStart, environ: Mapping[str, str] | None, settings: Settings
 ) -> int:
     provider = provider_named(settings, environ, start.provider)
-    if start.protocol not in (Protocol.IMAP, Protocol.POP3):
-        raise InvalidInput("Choose IMAP or POP3 for the retrieval task.")
-    host, port, security = _server(start, start.protocol.value, provider.label, provider.server(start.protocol))
+    protocol = _choice(Protocol, start.protocol, "Choose IMAP or POP3 for the retrieval task.")
+    method = _choice(RetrievalMethod, start.method, "The retrieval method is automatic or manual.")
+    transfer = _choice(FolderTransfer, start.folder_transfer, "Choose how remote folders are added.")
+    host, port, security = _server(start, protocol.value, provider.label, provider.server(protocol))
     name = _clean(start.name, "name")
     destination = (_clean(start.destination_folder, "destination folder")).strip("/ ") or None
     async with db.write() as session:
@@ -139,7 +153,7 @@ async def _pending_task(
         task = RetrievalTask(
             user_id=user_id,
             name=name,
-            protocol=start.protocol,
+            protocol=protocol,
             host=host,
             port=port,
             security=security,
@@ -148,8 +162,8 @@ async def _pending_task(
             auth=AuthKind.OAUTH2,
             oauth_provider=provider.name,
             oauth_status=CredentialStatus.PENDING,
-            method=start.method,
-            folder_transfer=start.folder_transfer,
+            method=method,
+            folder_transfer=transfer,
             destination_folder=destination,
             apply_filters=True,
             next_run_at=None,  # runs once the sign-in completes (complete_authorization schedules it)
@@ -165,12 +179,10 @@ async def _pending_account(
 ) -> int:
     provider = provider_named(settings, environ, start.provider)
     host, port, security = _server(start, "smtp", provider.label, provider.smtp)
-    email = _clean(start.email, "address").lower() if start.email else ""
-    if email:
-        try:
-            email = validate_email(email, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            raise InvalidInput(f"{email} is not a valid email address.") from exc
+    # The same rules as "New SMTP Account": an address in ASCII form, header-safe names.
+    email = parse_address(start.email, "email address") if start.email else ""
+    display_name = " ".join(check_header_text(start.display_name, "display name").split())
+    username = check_header_text(_clean(start.username, "username"), "username")
     async with db.write() as session:
         user, domain = await _domain_of(session, user_id)
         if not domain.smtp_accounts_enabled:
@@ -183,13 +195,13 @@ async def _pending_account(
             raise Conflict(f"You already have an SMTP account for {email}.")
         account = SmtpAccount(
             user_id=user_id,
-            display_name=_clean(start.display_name, "display name"),
+            display_name=display_name,
             email_address=email,
             host=host,
             port=port,
             security=security,
             auth_required=True,
-            username=_clean(start.username, "username"),
+            username=username,
             auth=AuthKind.OAUTH2,
             oauth_provider=provider.name,
             oauth_status=CredentialStatus.PENDING,
