@@ -32,14 +32,14 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, Parameter, QueryParameter
 
 from service.config import Settings
-from service.domain.oauth import OAuthProvider, TargetKind, configured_providers
+from service.domain.oauth import AuthKind, OAuthProvider, TargetKind, configured_providers
 from service.domain.users import UserView
 from service.domain.values import Protocol
 from service.errors import InvalidInput, OAuthSignInError, TributaryError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases.oauth import complete_authorization
-from service.usecases.oauth_targets import OAuthStart, begin_oauth, reconnect_oauth
+from service.usecases.oauth_targets import OAuthStart, begin_oauth, reconnect_oauth, sign_in_states
 from web.controllers.settings.common import CONNECTIVITY, AnyRequest, back, choice
 from web.controllers.settings.present import Message
 from web.support.middleware import CONTENT_SECURITY_POLICY
@@ -95,6 +95,12 @@ def csp_allowing_providers(settings: Settings) -> dict[str, str]:
 def with_provider_csp(response: Response[Any], settings: Settings) -> Response[Any]:
     response.headers.update(csp_allowing_providers(settings))
     return response
+
+
+async def signs_in_with_provider(db: Database, kind: TargetKind, user_id: int, target_id: int) -> bool:
+    """Whether the user's task or account signs in with a provider (its Edit form then asks no password)."""
+    found = (await sign_in_states(db=db, kind=kind.value, user_id=user_id)).get(target_id)
+    return found is not None and found.auth == AuthKind.OAUTH2.value
 
 
 def to_provider(url: str) -> Response[Any]:

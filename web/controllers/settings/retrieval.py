@@ -17,6 +17,7 @@ from litestar.params import FromPath
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
+from service.domain.oauth import TargetKind
 from service.domain.users import UserView
 from service.errors import FeatureDisabled, InvalidInput
 from service.persistence.database import Database
@@ -29,7 +30,7 @@ from service.usecases.oauth_targets import sign_in_states
 from web.controllers.settings import present
 from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx, scheduler
 from web.controllers.settings.connectivity import connectivity_page
-from web.controllers.settings.oauth import offered, with_provider_csp
+from web.controllers.settings.oauth import offered, signs_in_with_provider, with_provider_csp
 from web.controllers.settings.retrieval_form import TaskBody, TaskForm
 from web.support.rendering import page, status_for
 
@@ -105,7 +106,8 @@ async def edit_task(
 ) -> Response[Any]:
     task = await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id)
     await retrieval_tasks.check_retrieval_enabled(db=db, user_id=user.id)
-    return _form_page(user=user, settings=settings, form=TaskForm.of(task), task_id=task_id)
+    oauth = await signs_in_with_provider(db, TargetKind.RETRIEVAL, user.id, task_id)
+    return _form_page(user=user, settings=settings, form=TaskForm.of(task), task_id=task_id, oauth_sign_in=oauth)
 
 
 @post("/settings/retrieval/{task_id:int}/edit")
@@ -119,15 +121,32 @@ async def save_task(
     settings: NamedDependency[Settings],
 ) -> Response[Any]:
     await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id)  # 404 before anything else
+    oauth = await signs_in_with_provider(db, TargetKind.RETRIEVAL, user.id, task_id)
     new, errors = data.read(password_required=False)
     if errors:
-        return _form_page(user=user, settings=settings, form=data, task_id=task_id, errors=errors, status_code=400)
+        return _form_page(
+            user=user,
+            settings=settings,
+            form=data,
+            task_id=task_id,
+            errors=errors,
+            status_code=400,
+            oauth_sign_in=oauth,
+        )
     try:
         task = await retrieval_tasks.update_task(
             db=db, secret_box=secret_box, user_id=user.id, task_id=task_id, new=new
         )
     except InvalidInput as exc:
-        return _form_page(user=user, settings=settings, form=data, task_id=task_id, error=exc.message, status_code=400)
+        return _form_page(
+            user=user,
+            settings=settings,
+            form=data,
+            task_id=task_id,
+            error=exc.message,
+            status_code=400,
+            oauth_sign_in=oauth,
+        )
     title = task.name or task.username
     return back(request, present.Message("ok", f"Saved the retrieval task {title}."), anchor=f"task-{task.id}")
 

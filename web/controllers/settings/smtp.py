@@ -13,6 +13,7 @@ from litestar.params import FromPath
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
+from service.domain.oauth import TargetKind
 from service.domain.users import UserView
 from service.errors import Conflict, InvalidInput
 from service.persistence.database import Database
@@ -22,7 +23,7 @@ from service.usecases.connection_tests import SavedSmtpAccount, SmtpSettings, ru
 from web.controllers.settings import present
 from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx
 from web.controllers.settings.connectivity import connectivity_page
-from web.controllers.settings.oauth import offered, with_provider_csp
+from web.controllers.settings.oauth import offered, signs_in_with_provider, with_provider_csp
 from web.controllers.settings.smtp_form import SmtpBody, SmtpForm
 from web.support.rendering import page
 
@@ -95,7 +96,8 @@ async def edit_account(
     account_id: FromPath[int], db: NamedDependency[Database], user: NamedDependency[UserView]
 ) -> Response[Any]:
     account = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
-    return _form_page(user=user, form=SmtpForm.of(account), account_id=account_id)
+    oauth = await signs_in_with_provider(db, TargetKind.SMTP, user.id, account_id)
+    return _form_page(user=user, form=SmtpForm.of(account), account_id=account_id, oauth_sign_in=oauth)
 
 
 @post("/settings/smtp/{account_id:int}/edit")
@@ -108,9 +110,12 @@ async def save_account(
     user: NamedDependency[UserView],
 ) -> Response[Any]:
     current = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
-    account, errors = data.read(has_password=current.has_password)
+    oauth = await signs_in_with_provider(db, TargetKind.SMTP, user.id, account_id)  # no password to ask for
+    account, errors = data.read(has_password=current.has_password or oauth)
     if errors:
-        return _form_page(user=user, form=data, account_id=account_id, errors=errors, status_code=400)
+        return _form_page(
+            user=user, form=data, account_id=account_id, errors=errors, status_code=400, oauth_sign_in=oauth
+        )
     try:
         saved = await smtp_accounts.update_smtp_account(
             db=db,
@@ -123,7 +128,13 @@ async def save_account(
     except (InvalidInput, Conflict) as exc:
         field_errors, error = _refused(exc)
         return _form_page(
-            user=user, form=data, account_id=account_id, errors=field_errors, error=error, status_code=400
+            user=user,
+            form=data,
+            account_id=account_id,
+            errors=field_errors,
+            error=error,
+            status_code=400,
+            oauth_sign_in=oauth,
         )
     return back(request, present.Message("ok", f"Saved the SMTP account {saved.label}."), anchor=f"smtp-{saved.id}")
 
@@ -192,7 +203,7 @@ async def test_edited(
         settings=settings,
         user=user,
         account_id=account_id,
-        has_password=current.has_password,
+        has_password=current.has_password or await signs_in_with_provider(db, TargetKind.SMTP, user.id, account_id),
     )
 
 
