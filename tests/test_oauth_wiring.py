@@ -540,3 +540,51 @@ async def test_overrides_and_refusals(world: World, monkeypatch: pytest.MonkeyPa
     async with world.db.read() as session:  # a sign-in that could not start leaves nothing behind
         assert (await session.exec(select(RetrievalTask))).all() == []
         assert len((await session.exec(select(SmtpAccount))).all()) == 1
+
+
+# -- a fresh token refused too; the token endpoint down while sending ---------------------
+
+
+async def test_a_fresh_token_refused_too_needs_reconnect(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser, smtp_oauth_server: StartSmtpOAuthServer
+) -> None:
+    """The servers refuse a token for another mailbox: after one refresh, the task or account needs
+    Reconnect (no password pause, no failed message)."""
+    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    async with world.db.write() as session:
+        await session.exec(update(RetrievalTask).values(username="someone.else@example.test"))
+
+    result = await world.run(started.id)
+    assert result.errors
+    assert "Reconnect" in result.errors[0]
+    task = await world.task(started.id)
+    assert (task.oauth_status, task.needs_action, task.auth_failures) == (CredentialStatus.RECONNECT, True, 0)
+
+    _, account_id = await _smtp_account(world, smtp_oauth_server, "alice.sender@example.test")
+    async with world.db.write() as session:
+        await session.exec(update(SmtpAccount).values(username="someone.else@example.test"))
+    waiting = await _send(world, account_id, "to someone")
+    assert waiting.status is OutboxStatus.QUEUED
+    account = await world.account(account_id)
+    assert (account.oauth_status, account.needs_action) == (CredentialStatus.RECONNECT, True)
+    assert sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests) == 2  # one each
+
+
+async def test_the_token_endpoint_down_while_sending_retries_later(
+    world: World, smtp_oauth_server: StartSmtpOAuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.usecases.oauth.tokens.RETRY_DELAYS", (0.0, 0.0))
+    server, account_id = await _smtp_account(world, smtp_oauth_server, "alice.sender@example.test")
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)  # the server refuses the token: a refresh is due
+    world.oauth.fail_token_endpoint(times=3, mode="drop")
+    queued = await _send(world, account_id, "later")
+    assert queued.status is OutboxStatus.QUEUED
+    assert queued.next_attempt_at is not None
+    account = await world.account(account_id)
+    assert (account.oauth_status, account.needs_action) == (CredentialStatus.OK, False)
+    results = await process_due_outbox(
+        db=world.db, secret_box=world.box, settings=world.settings, now=queued.next_attempt_at
+    )
+    assert [r.status for r in results] == [OutboxStatus.SENT]
+    assert len(server.received) == 1
