@@ -1,4 +1,4 @@
-"""`tributary retrieval ...`: Email Retrieval tasks (add, list, run, test, delete)."""
+"""`tributary retrieval ...`: Email Retrieval tasks (add, list, run, test, reconnect, delete)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 Users are named by their address (--user). `send --from` takes an SMTP account's
 id (see `smtp list`) or the word "relay" for the domain's company relay. `send`
 exits 1 when the message failed or its delivery is unknown (with --json the
-result is still printed on stdout).
+result is still printed on stdout); a message waiting for an account's Reconnect
+is queued, not failed. `smtp add --oauth-provider` and `smtp reconnect` print the
+provider's consent URL (service/cli/oauth.py).
 """
 
 from __future__ import annotations
