@@ -296,6 +296,7 @@ async def test_the_button_leads_to_consent_and_reconnect_after_revocation(
         )
     page = await web_client.get("/settings/connectivity")
     assert RECONNECT_HINT in page.text
+    assert "After you reconnect" in page.text  # automatic runs stop until then
     assert ">Reconnect</button>" in page.text
     assert 'id="attention-badge" class="attention-badge"' in page.text
     assert (await api(web_client, "GET", f"/retrieval-tasks/{task_id}")).json()["status"] == "reconnect"

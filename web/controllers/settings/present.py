@@ -144,11 +144,12 @@ def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True, s
     )
     if oauth:
         summary += " · Signs in with the provider"
+    waiting = {PENDING: "After you sign in with the provider", RECONNECT: "After you reconnect"}
     facts = [
         _when("Last run", task.last_run_at, now, "Never"),
         _when("Last success", task.last_success_at, now, "Never"),
         Fact("Messages imported", f"{task.messages_imported:,}"),
-        _next_run(task, now),
+        Fact("Next run", waiting[status_of]) if status_of in waiting else _next_run(task, now),
     ]
     if task.failing_since:
         facts.append(_when("Failing since", task.failing_since, now, ""))
