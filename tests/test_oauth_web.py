@@ -135,6 +135,13 @@ async def test_api_start_then_callback_saves_under_the_reported_address(
     listed = (await api(web_client, "GET", resource)).json()
     assert [(item["auth"], item["status"]) for item in listed] == [("oauth2", "ok")]
 
+    again = await api(web_client, "POST", f"{resource}/{started['id']}/reconnect")
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == started["id"]
+    assert again.json()["status"] == "ok"  # unchanged until the callback completes
+    assert again.json()["authorize_url"] != url  # a fresh state
+    assert parse_qs(urlsplit(again.json()["authorize_url"]).query)["login_hint"] == [MAILBOX]
+
 
 async def test_a_password_task_shows_password_and_ok(web_client: WebClient, db: Database) -> None:
     await signed_in(web_client, db)
