@@ -26,17 +26,20 @@ from service.domain.compose import Draft
 from service.domain.connection_test import ConnectionReport
 from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.outbox import OutboxStatus
+from service.domain.smtp_accounts import SmtpAccountInput
 from service.domain.values import Protocol, RetrievalMethod, Security
 from service.errors import Conflict, FeatureDisabled, InvalidInput
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import RetrievalTask, SmtpAccount
 from service.persistence.types import utcnow
+from service.usecases import retrieval_tasks, smtp_accounts
 from service.usecases.connection_tests import SavedSmtpAccount, SavedTask, run_connection_test
 from service.usecases.oauth import complete_authorization, forget_discovery
 from service.usecases.oauth_targets import OAuthStart, OAuthStarted, begin_oauth, reconnect_oauth
 from service.usecases.retrieval import imap_run, run_task
 from service.usecases.retrieval.lease import claim_due
+from service.usecases.retrieval_tasks import NewTask
 from service.usecases.sending import list_outbox, process_due_outbox, send_from_choices, send_message
 from service.usecases.users import add_user
 from tests.fixtures.dovecot import MailUser
@@ -588,3 +591,36 @@ async def test_the_token_endpoint_down_while_sending_retries_later(
     )
     assert [r.status for r in results] == [OutboxStatus.SENT]
     assert len(server.received) == 1
+
+
+async def test_editing_an_oauth_target_needs_no_password(world: World) -> None:
+    """Edit keeps the provider's sign-in: no password asked for an account, a typed one ignored for a task."""
+    account_started = await world.begin("smtp", host="smtp.example.test", port=587, security=Security.STARTTLS)
+    await world.consent(account_started.authorize_url, "alice.sender@example.test")
+    edited = await smtp_accounts.update_smtp_account(
+        db=world.db,
+        secret_box=world.box,
+        user_id=world.user_id,
+        account_id=account_started.id,
+        account=SmtpAccountInput(
+            email_address="alice.sender@example.test", host="smtp.example.test", display_name="Renamed"
+        ),
+    )
+    assert edited.display_name == "Renamed"
+    account = await world.account(account_started.id)
+    assert (account.auth, account.oauth_status, account.password_encrypted) == (
+        AuthKind.OAUTH2,
+        CredentialStatus.OK,
+        None,
+    )
+
+    task_started = await world.begin("retrieval", protocol=Protocol.IMAP, host="imap.example.test", port=993)
+    await world.consent(task_started.authorize_url, "alice.reader@example.test")
+    new = NewTask(
+        protocol=Protocol.IMAP, host="imap.example.test", username="alice.reader@example.test", password="typed"
+    )
+    await retrieval_tasks.update_task(
+        db=world.db, secret_box=world.box, user_id=world.user_id, task_id=task_started.id, new=new
+    )
+    task = await world.task(task_started.id)
+    assert (task.auth, task.oauth_status, task.password_encrypted) == (AuthKind.OAUTH2, CredentialStatus.OK, None)

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
+from service.domain.oauth import AuthKind
 from service.domain.outbound import OutboundPolicy
 from service.domain.retrieval import TaskView
 from service.domain.smtp_accounts import check_host
@@ -216,10 +217,11 @@ async def update_task(
         task = await load_task(session, task_id, user_id)
         _require_enabled(await _domain_of(session, task.user_id))
         edited = task_row(task.user_id, new, secret_box)
-        credentials_changed = bool(new.password) or edited.username != task.username
+        oauth = task.auth is AuthKind.OAUTH2  # signs in with the provider's token: a typed password is unused
+        credentials_changed = (bool(new.password) and not oauth) or edited.username != task.username
         for name in _EDITABLE:
             setattr(task, name, getattr(edited, name))
-        if new.password:
+        if new.password and not oauth:
             task.password_encrypted = edited.password_encrypted
         if credentials_changed:
             _resume(task)

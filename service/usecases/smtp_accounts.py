@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
+from service.domain.oauth import AuthKind
 from service.domain.outbound import OutboundPolicy
 from service.domain.outbox import OutboxStatus
 from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
@@ -113,7 +114,10 @@ def view(account: SmtpAccount, user: User) -> SmtpAccountView:
 def _apply(account: SmtpAccount, settings: SmtpAccountInput, secret_box: SecretBox, password: str | None) -> None:
     for name in EDITABLE:
         setattr(account, name, getattr(settings, name))
-    if not settings.auth_required:
+    if account.auth is AuthKind.OAUTH2:  # signs in with the provider's token: no password to ask for or keep
+        account.auth_required = True
+        account.password_encrypted = None
+    elif not settings.auth_required:
         account.password_encrypted = None
     elif password:
         account.password_encrypted = secret_box.encrypt(password)
