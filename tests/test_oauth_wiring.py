@@ -194,11 +194,13 @@ async def test_a_signed_in_task_imports_mail_verified_by_dovecot(
     assert (await world.run(started.id)).imported == 0
 
 
+@pytest.mark.parametrize("protocol", [Protocol.IMAP, Protocol.POP3])
 async def test_a_token_the_server_refuses_is_refreshed_once_and_nothing_is_imported_twice(
-    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser, protocol: Protocol
 ) -> None:
     dovecot_oauth.deliver(oauth_mail_user.email, sample("before"))
-    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    port = dovecot_oauth.imaps_port if protocol is Protocol.IMAP else dovecot_oauth.pop3s_port
+    started = await world.begin("retrieval", protocol=protocol, host="127.0.0.1", port=port)
     await world.consent(started.authorize_url, oauth_mail_user.email)
     assert (await world.run(started.id)).imported == 1
     refreshes = sum(r.grant_type == "refresh_token" for r in world.oauth.token_requests)
