@@ -11,6 +11,7 @@ The API starts and reconnects with {"id", "status", "authorize_url"} and shows "
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -85,7 +86,7 @@ async def _flash(client: WebClient, response: httpx.Response) -> str:
     page = await client.get("/settings/connectivity")
     found = re.search(r'<p class="notice notice-(\w+)" role="status">([^<]*)</p>', page.text)
     assert found is not None, page.text
-    return f"{found.group(1)}: {found.group(2)}"
+    return f"{found.group(1)}: {html.unescape(found.group(2))}"
 
 
 async def _row(db: Database, kind: str, target_id: int) -> RetrievalTask | SmtpAccount:
@@ -346,11 +347,6 @@ async def test_administration_lists_the_configured_providers(
     assert "Sign in with your provider" not in new_task.text
 
 
-@pytest.mark.xfail(
-    reason="waits for service.usecases.smtp_accounts._apply to accept an oauth2 account without a stored password "
-    "(it raises 'Enter the password for this SMTP account...' on every edit of one); reported to H10a",
-    strict=False,
-)
 async def test_editing_an_account_that_signs_in_with_a_provider_asks_no_password(
     web_client: WebClient, db: Database, oauth_server: OAuthServer
 ) -> None:
