@@ -19,7 +19,7 @@ from litestar import Litestar
 
 from service.config import Settings
 from service.domain import passwords
-from service.usecases.login_throttle import TOO_MANY_ATTEMPTS, LoginThrottle, SignInThrottled
+from service.usecases.login_throttle import TOO_MANY_ATTEMPTS, LoginThrottle, SignInThrottled, client_key
 from tests.fixtures.webapp import ADMIN_EMAIL, ADMIN_PASSWORD, SESSION_COOKIE, WebClient, log_in, set_up_admin
 from web.app import create_app
 from web.cli import server_options
@@ -38,17 +38,21 @@ class FakeClock:
 
 
 class FakeSleep:
-    """Records the slow-downs instead of waiting them out."""
+    """Records the slow-downs instead of waiting them out; with a clock, moves it on as a real wait would."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None) -> None:
         self.waits: list[float] = []
+        self.clock = clock
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        if self.clock is not None:
+            self.clock.now += seconds
 
 
-def _install(app: Litestar) -> tuple[FakeClock, FakeSleep]:
-    clock, sleep = FakeClock(), FakeSleep()
+def _install(app: Litestar, *, sleep_moves_clock: bool = True) -> tuple[FakeClock, FakeSleep]:
+    clock = FakeClock()
+    sleep = FakeSleep(clock if sleep_moves_clock else None)
     app.state[THROTTLE_STATE_KEY] = LoginThrottle(clock=clock, sleep=sleep)
     return clock, sleep
 
@@ -188,6 +192,78 @@ async def test_the_owner_gets_in_from_a_fresh_client_after_an_attackers_failures
     owner.cookies.clear()
     assert (await _sign_in_from(owner, ADMIN_PASSWORD)).status_code == 303
     assert sleep.waits == [2.0, 2.0]
+
+
+async def test_concurrent_guesses_from_many_clients_at_a_slowed_address_get_one_check(
+    web_app: Litestar, web_client: WebClient, from_address: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, sleep = _install(web_app, sleep_moves_clock=False)  # all forty arrive within the same 2 s
+    await set_up_admin(web_client)
+    make = from_address
+    assert callable(make)
+    attacker = make("203.0.113.7")
+    for _ in range(5):
+        assert (await _sign_in_from(attacker, "wrong guess")).status_code == 401
+    checked: list[str] = []
+    verify = passwords.verify_password
+
+    def counting_verify(password_hash: str | None, password: str) -> bool:
+        checked.append(password)
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(passwords, "verify_password", counting_verify)
+    helpers = [make(f"198.51.100.{n}") for n in range(1, 41)]
+    answers = await asyncio.gather(*(_sign_in_from(c, f"guess {n}") for n, c in enumerate(helpers)))
+    assert len(checked) == 1
+    assert sorted(a.status_code for a in answers) == [401] + [429] * 39
+    assert all(TOO_MANY_ATTEMPTS in a.text for a in answers if a.status_code == 429)
+    assert sleep.waits == [2.0]
+
+
+def test_a_slowed_address_takes_one_attempt_at_a_time_and_one_per_delay() -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(clock=clock)
+    for n in range(5):
+        throttle.finished(throttle.begin(address="a@example.test", client=f"10.0.0.{n}"))
+    first = throttle.begin(address="a@example.test", client="10.0.1.1")
+    assert first.slowed
+    clock.now += 5  # however long the check takes, none other starts while it is in flight
+    with pytest.raises(SignInThrottled):
+        throttle.begin(address="a@example.test", client="10.0.1.2")
+    throttle.finished(first)
+    second = throttle.begin(address="a@example.test", client="10.0.1.3")
+    assert second.slowed
+    throttle.finished(second)  # at once: the next may not start until the delay has passed
+    with pytest.raises(SignInThrottled):
+        throttle.begin(address="a@example.test", client="10.0.1.4")
+    clock.now += 2
+    throttle.finished(throttle.begin(address="a@example.test", client="10.0.1.4"))
+    throttle.begin(address="b@example.test", client="10.0.1.5")  # other addresses are not held up
+
+
+def test_ipv6_clients_in_one_64_share_one_budget() -> None:
+    throttle = LoginThrottle(clock=FakeClock())
+    allowed = 0
+    for n in range(40):  # forty "fresh" clients in one /64, each at another made-up address
+        try:
+            throttle.begin(address=f"guess{n}@example.test", client=f"2001:db8:1:2::{n + 1:x}")
+        except SignInThrottled:
+            continue
+        allowed += 1
+    assert allowed == 20
+    for n in range(5):  # and one pair budget for one address
+        throttle.begin(address="a@example.test", client=f"2001:db8:9:9:{n}::1")
+    with pytest.raises(SignInThrottled):
+        throttle.begin(address="a@example.test", client="2001:db8:9:9:ffff::1")
+    throttle.begin(address="a@example.test", client="2001:db8:9:a::1")  # the next /64 is another client
+
+
+def test_clients_are_keyed_by_ipv4_address_and_ipv6_64() -> None:
+    assert client_key("192.0.2.1") == "192.0.2.1"
+    assert client_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert client_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert client_key(None) == "?"
+    assert client_key("testclient") == "testclient"
 
 
 def test_the_throttle_window_slides() -> None:
