@@ -86,6 +86,29 @@ async def test_a_renamed_tree_keeps_its_local_folders_and_imports_only_new_mail(
     assert (await env.local_counts())["Remote/Alt/2024"] == 3
 
 
+async def test_a_folder_renamed_and_recreated_under_its_old_name_is_not_imported_again(env: Env) -> None:
+    """Rename "Archiv" and create a new "Archiv" (as clients, or Dovecot's auto=create for Sent,
+    do): the old path is listed again, but its UIDVALIDITY is not the cursor's. The cursor follows
+    the renamed folder; the new folder is new, not a reset one."""
+    deliver_to(env, "Archiv", "a1", "a2", "a3")
+    task_id = await env.add_task()
+    assert (await env.run(task_id)).imported == 3
+
+    with as_the_user(env) as client:
+        client.rename_folder("Archiv", "Archiv 2023")
+        client.create_folder("Archiv")
+    deliver_to(env, "Archiv", "new in the new Archiv")
+
+    result = await env.run(task_id)
+    assert (result.imported, result.skipped, result.errors) == (1, 0, [])
+    assert set((await env.local_hashes()).values()) == {1}
+    counts = await env.local_counts()
+    assert (counts["Remote/Archiv 2023"], counts["Remote/Archiv"]) == (3, 1)
+    assert await env.logs(LogLevel.WARNING) == []
+    assert await cursors(env) == {"INBOX", "Archiv", "Archiv 2023"}
+    assert (await env.run(task_id)).imported == 0
+
+
 async def test_a_local_folder_the_user_filed_mail_in_stays_and_new_mail_goes_to_the_new_name(env: Env) -> None:
     deliver_to(env, "Projekte", "p1", "p2")
     task_id = await env.add_task(folder_transfer=FolderTransfer.ROOT)

@@ -2,7 +2,9 @@
 folder follow the new name, so nothing is imported twice.
 
 Cursors are keyed by the remote folder's path. A run lists the folders; a cursor whose
-folder is no longer listed is an *orphan*. A listed folder without a cursor whose
+(path, UIDVALIDITY) is gone is an *orphan*: its path is no longer listed, or the folder
+listed there has another UIDVALIDITY (renamed, then a new folder created under the old
+name; imap_run examines the folders with a cursor first to learn that). A listed folder without a cursor whose
 UIDVALIDITY equals that of exactly one orphan is that folder, renamed: UIDVALIDITY is a
 mailbox's identity and survives RENAME (RFC 3501 2.3.1.1 and 6.3.5; a server that
 renumbers changes it). A UIDVALIDITY that another of the task's cursors shares identifies
@@ -48,7 +50,8 @@ from service.usecases.retrieval.store import Cursor, Owner
 
 @dataclass(slots=True)
 class Orphans:
-    """The task's cursors whose folder the server no longer lists, claimed as renames are found.
+    """The task's cursors whose folder the server no longer lists (and, added by the run, those whose
+    path now holds a folder with another UIDVALIDITY), claimed as renames are found.
     `shared` counts how many of all the task's cursors have each UIDVALIDITY."""
 
     cursors: dict[str, Cursor]

@@ -128,10 +128,16 @@ async def retrieve_folder(
     result: FolderResult,
     cursor: Cursor | None,
     orphans: Orphans | None = None,
-) -> None:
+    *,
+    defer_reset: bool = False,
+) -> bool:
     """Bring one remote folder up to date from its `cursor` (None: never retrieved), counting
     into `result` as batches commit. Raises on connection loss; every committed batch stays.
-    A folder without a cursor may be one of the `orphans` renamed (see imap_renames)."""
+    A folder without a cursor may be one of the `orphans` renamed (see imap_renames).
+
+    With `defer_reset`, a folder whose UIDVALIDITY is not its cursor's is left alone and False
+    returned: its cursor becomes an orphan, since the folder it counted may have been renamed
+    (and a new one created under the old name); retrieve_account decides that later."""
     special = folder.special_use.decode() if folder.special_use else None
     target = local_target(
         folder.path,
@@ -142,6 +148,9 @@ async def retrieve_folder(
     )
     result.local = target.path or (target.special_use or "").capitalize()
     selected = await asyncio.to_thread(session.select, folder)
+    if defer_reset and orphans is not None and cursor is not None and cursor.uidvalidity != selected.uidvalidity:
+        orphans.cursors[folder.path] = cursor
+        return False
     known: Counter[str] = Counter()
     adopt_from: list[str] = []  # gone folders whose matched messages become this folder's
     if cursor is None and orphans is not None and orphans.cursors:  # new here, or renamed on the server
@@ -193,7 +202,7 @@ async def retrieve_folder(
                 cursor=Cursor(selected.uidvalidity, last_uid),
                 warnings=warnings,
             )
-        return
+        return True
     folder_id = await resolve_folder(db, plan.owner.user_id, target)
     sizes = await asyncio.to_thread(session.sizes, uids)
     batches = plan_batches(uids, sizes, max_message_bytes=plan.max_message_bytes, limits=plan.batch)
@@ -217,6 +226,7 @@ async def retrieve_folder(
         if pending is not None:  # a commit failed: let the download in flight finish before the session closes
             with contextlib.suppress(Exception):
                 await pending
+    return True
 
 
 @dataclass(slots=True)
@@ -275,22 +285,57 @@ class _FolderCommitter:
 
 async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, run: RunResult) -> None:
     """Every selectable folder, one after the other, counted into `run` as they go.
-    A folder that cannot be opened is reported and skipped; a lost connection raises."""
+    A folder that cannot be opened is reported and skipped; a lost connection raises.
+
+    A cursor is orphaned when its (path, UIDVALIDITY) is gone: its path is not listed, or the
+    folder listed there now has another UIDVALIDITY (renamed, and a new folder created under
+    the old name, as clients and Dovecot's auto=create do for Sent). So the folders whose
+    cursor still holds go first (EXAMINE tells), then those without one, parents before their
+    children (a renamed tree's local folder moves as a whole), which may claim an orphan as
+    renamed, and last those whose UIDVALIDITY changed: still unclaimed, their cursor is theirs
+    and they were reset by the server; claimed, they are new folders."""
     listed = await asyncio.to_thread(session.list_folders)
     cursors = await load_cursors(db, plan.owner.task_id)
     orphans = Orphans.of(cursors, {folder.path for folder in listed})
-    # Parents before their children, so a renamed tree's local folder moves as a whole.
     folders = sorted(listed, key=lambda folder: folder.path.count("/"))
+    new = [folder for folder in folders if folder.path not in cursors]
+    changed: list[RemoteFolder] = []
     for folder in folders:
-        if plan.owner.stopping:
-            break
-        folder_result = FolderResult(remote=folder.path, local="")
-        run.folders.append(folder_result)
-        try:
-            await retrieve_folder(db, session, plan, folder, folder_result, cursors.get(folder.path), orphans)
-        except MailboxMissing as exc:
-            folder_result.error = exc.message
-            run.errors.append(exc.message)
-        finally:
-            run.imported += folder_result.imported
-            run.skipped += folder_result.skipped
+        if folder.path in cursors and not await _retrieve_one(
+            db, session, plan, run, folder, cursors[folder.path], orphans, defer_reset=True
+        ):
+            changed.append(folder)
+    for folder in new:
+        await _retrieve_one(db, session, plan, run, folder, None, orphans)
+    for folder in changed:
+        await _retrieve_one(db, session, plan, run, folder, orphans.cursors.pop(folder.path, None), orphans)
+
+
+async def _retrieve_one(
+    db: Database,
+    session: ImapSession,
+    plan: ImapPlan,
+    run: RunResult,
+    folder: RemoteFolder,
+    cursor: Cursor | None,
+    orphans: Orphans,
+    *,
+    defer_reset: bool = False,
+) -> bool:
+    """retrieve_folder, counted into `run` unless deferred (False); a folder error is reported."""
+    if plan.owner.stopping:
+        return True
+    folder_result = FolderResult(remote=folder.path, local="")
+    run.folders.append(folder_result)
+    try:
+        done = await retrieve_folder(db, session, plan, folder, folder_result, cursor, orphans, defer_reset=defer_reset)
+    except MailboxMissing as exc:
+        folder_result.error = exc.message
+        run.errors.append(exc.message)
+        done = True
+    finally:
+        run.imported += folder_result.imported
+        run.skipped += folder_result.skipped
+    if not done:
+        run.folders.remove(folder_result)
+    return done
