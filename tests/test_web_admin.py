@@ -27,6 +27,7 @@ def domain_fields(**changes: str) -> dict[str, str]:
     fields = {
         "retrieval_enabled": "on",
         "smtp_accounts_enabled": "on",
+        "oauth_enabled": "on",
         "relay_host": "",
         "relay_port": "",
         "relay_security": "starttls",
@@ -96,7 +97,11 @@ async def test_the_page_shows_each_domains_switches_and_the_users(web_client: We
     domain_id = await _domain_id(db)
 
     assert page.status_code == 200
-    for label, name in [("IMAP/POP Retrieval", "retrieval"), ("SMTP Accounts", "smtp")]:
+    for label, name in [
+        ("IMAP/POP Retrieval", "retrieval"),
+        ("SMTP Accounts", "smtp"),
+        ("OAuth2 sign-in (Google, Microsoft, ...)", "oauth"),
+    ]:
         assert re.search(
             rf'<input type="checkbox" role="switch" class="switch" id="domain-{domain_id}-{name}"[^>]* checked',
             page.text,

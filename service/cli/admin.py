@@ -72,6 +72,11 @@ def domain() -> None:
 @click.argument("name")
 @click.option("--retrieval", type=ON_OFF, help="IMAP/POP Retrieval for the domain's users.")
 @click.option("--smtp-accounts", type=ON_OFF, help="SMTP Accounts for the domain's users.")
+@click.option(
+    "--oauth",
+    type=ON_OFF,
+    help="OAuth2 sign-in (Google, Microsoft, ...) for the domain's retrieval tasks and SMTP accounts.",
+)
 @click.option("--max-tasks", type=click.IntRange(min=0), help="Retrieval tasks allowed per user.")
 @click.option("--max-message-size", type=click.IntRange(min=1024), help="Largest message retrieved, in bytes.")
 @click.option(
@@ -86,6 +91,7 @@ def domain_set(
     name: str,
     retrieval: str | None,
     smtp_accounts: str | None,
+    oauth: str | None,
     max_tasks: int | None,
     max_message_size: int | None,
     allow_hosts: str | None,
@@ -103,14 +109,20 @@ def domain_set(
             max_tasks_per_user=max_tasks,
             max_message_bytes=max_message_size,
             allowed_hosts=hosts,
+            oauth_enabled=None if oauth is None else oauth == "on",
         )
         settings = await domains.get_domain_settings(db=db, name=changed.name)
-        return {**dataclasses.asdict(changed), "allowed_hosts": list(settings.allowed_hosts)}
+        return {
+            **dataclasses.asdict(changed),
+            "oauth": settings.oauth_enabled,
+            "allowed_hosts": list(settings.allowed_hosts),
+        }
 
     changed = run_with_db(change)
     summary = (
         f"{changed['name']}: IMAP/POP Retrieval {'on' if changed['retrieval_enabled'] else 'off'}, "
         f"SMTP Accounts {'on' if changed['smtp_accounts_enabled'] else 'off'}, "
+        f"OAuth2 sign-in {'on' if changed['oauth'] else 'off'}, "
         f"allowed hosts: {', '.join(changed['allowed_hosts']) or 'none'}."
     )
     emit(changed, as_json=as_json, text=summary)
@@ -121,10 +133,16 @@ def domain_set(
 @plain_errors
 def domain_list(as_json: bool) -> None:
     """List the domains and their switches."""
-    found = run_with_db(lambda db: domains.list_domains(db=db))
+
+    async def listed(db: Database) -> list[dict[str, Any]]:
+        oauth = {d.id: d.oauth_enabled for d in await domains.list_domain_settings(db=db)}
+        return [{**dataclasses.asdict(d), "oauth": oauth.get(d.id, True)} for d in await domains.list_domains(db=db)]
+
+    found = run_with_db(listed)
     lines = [
-        f"{d.name}: retrieval {'on' if d.retrieval_enabled else 'off'}, "
-        f"SMTP accounts {'on' if d.smtp_accounts_enabled else 'off'}"
+        f"{d['name']}: retrieval {'on' if d['retrieval_enabled'] else 'off'}, "
+        f"SMTP accounts {'on' if d['smtp_accounts_enabled'] else 'off'}, "
+        f"OAuth2 sign-in {'on' if d['oauth'] else 'off'}"
         for d in found
     ]
     emit(found, as_json=as_json, text="\n".join(lines) or "No domains yet.")

@@ -1,5 +1,12 @@
-"""The administrator's per-domain settings: the IMAP/POP Retrieval and SMTP Accounts switches,
-the company relay, the limits and the remote hosts users may reach.
+"""The administrator's per-domain settings: the IMAP/POP Retrieval, SMTP Accounts and OAuth2
+sign-in switches, the company relay, the limits and the remote hosts users may reach.
+
+The OAuth2 sign-in switch ("OAuth2 sign-in (Google, Microsoft, ...)", issue 15)
+is enforced by `check_oauth_enabled`: "Sign in with <provider>" and Reconnect
+are refused with its sentence (service.usecases.oauth_targets), and an existing
+task or account of the domain gets no access token (service.usecases.oauth.
+access_token_for), so its runs, Test Connection and sending fail with that
+sentence, as a task of a domain with retrieval turned off does.
 
 Two ways in. `set_domain` changes a few values by name (the CLI's `tributary domain
 set`; None leaves a value as it is). `update_domain` replaces every setting of one
@@ -18,6 +25,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.compose import check_header_text
@@ -25,10 +33,10 @@ from service.domain.outbound import STRICT, OutboundPolicy, build_policy
 from service.domain.smtp_accounts import check_host
 from service.domain.users import DomainView, normalise_domain
 from service.domain.values import Security, default_port
-from service.errors import InvalidInput, NotFound
+from service.errors import FeatureDisabled, InvalidInput, NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Domain
+from service.persistence.tables import Domain, User
 from service.usecases.users import get_or_create_domain
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,7 @@ class DomainSettings:
     relay_username: str | None
     relay_verify_certificate: bool
     has_relay_password: bool
+    oauth_enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,7 @@ class DomainSettingsInput:
 
     retrieval_enabled: bool = True
     smtp_accounts_enabled: bool = True
+    oauth_enabled: bool = True
     max_tasks_per_user: int | None = None
     max_smtp_accounts_per_user: int | None = None
     max_message_bytes: int = 50 * 1024 * 1024
@@ -120,6 +130,19 @@ def check_allowed_hosts(lines: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(result)
 
 
+def oauth_disabled_message(domain_name: str) -> str:
+    return f"Your administrator turned off OAuth2 sign-in for {domain_name}."
+
+
+async def check_oauth_enabled(session: AsyncSession, user_id: int) -> None:
+    """FeatureDisabled (in the administrator's words) when the user's domain turned OAuth2 sign-in off."""
+    domain = (await session.exec(select(Domain).join(User).where(User.id == user_id))).first()
+    if domain is None:
+        raise NotFound("This user does not exist.")
+    if not domain.oauth_enabled:
+        raise FeatureDisabled(oauth_disabled_message(domain.name))
+
+
 def outbound_policy(settings: Settings, domain: Domain) -> OutboundPolicy:
     """Which hosts the domain's retrieval tasks, SMTP accounts and relay may reach:
     TRIBUTARY_OUTBOUND_ALLOW plus the domain's allowed hosts."""
@@ -159,6 +182,7 @@ def _settings(domain: Domain) -> DomainSettings:
         relay_username=domain.relay_username,
         relay_verify_certificate=domain.relay_verify_certificate,
         has_relay_password=domain.relay_password_encrypted is not None,
+        oauth_enabled=domain.oauth_enabled,
     )
 
 
@@ -170,6 +194,7 @@ async def set_domain(
     smtp_accounts_enabled: bool | None = None,
     max_tasks_per_user: int | None = None,
     max_message_bytes: int | None = None,
+    oauth_enabled: bool | None = None,
     allowed_hosts: tuple[str, ...] | None = None,
 ) -> DomainView:
     """Change a domain's switches and limits (None leaves a value as it is); creates the domain if new.
@@ -185,6 +210,8 @@ async def set_domain(
             domain.retrieval_enabled = retrieval_enabled
         if smtp_accounts_enabled is not None:
             domain.smtp_accounts_enabled = smtp_accounts_enabled
+        if oauth_enabled is not None:
+            domain.oauth_enabled = oauth_enabled
         if max_tasks_per_user is not None:
             domain.max_tasks_per_user = max_tasks_per_user
         if max_message_bytes is not None:
@@ -235,6 +262,7 @@ async def update_domain(
             raise NotFound(NO_DOMAIN)
         domain.retrieval_enabled = checked.retrieval_enabled
         domain.smtp_accounts_enabled = checked.smtp_accounts_enabled
+        domain.oauth_enabled = checked.oauth_enabled
         domain.max_tasks_per_user = checked.max_tasks_per_user
         domain.max_smtp_accounts_per_user = checked.max_smtp_accounts_per_user
         domain.max_message_bytes = checked.max_message_bytes

@@ -19,6 +19,10 @@ provider reported, and makes an automatic retrieval task due at once. No
 further step is needed here (the faces call it directly).
 
 `sign_in_states` gives "auth" and "status" per task or account for the lists.
+
+Both starts are refused (FeatureDisabled, one sentence) while the user's domain
+has "OAuth2 sign-in" turned off on the Administration page; `oauth_offered`
+tells the faces whether to show the provider buttons at all.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from service.errors import Conflict, FeatureDisabled, InvalidInput, NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, SmtpAccount, User
+from service.usecases.domains import oauth_disabled_message
 from service.usecases.oauth import start_authorization
 from service.usecases.oauth.targets import load_target, provider_named, target_kind
 from service.usecases.retrieval_tasks import disabled_message as retrieval_disabled
@@ -128,6 +133,19 @@ async def _domain_of(session: AsyncSession, user_id: int) -> tuple[User, Domain]
     return row[0], row[1]
 
 
+def _require_oauth(domain: Domain) -> None:
+    """The domain's "OAuth2 sign-in" switch (Administration): off refuses new sign-ins."""
+    if not domain.oauth_enabled:
+        raise FeatureDisabled(oauth_disabled_message(domain.name))
+
+
+async def oauth_offered(*, db: Database, user_id: int) -> bool:
+    """Whether the user's domain lets them sign in with a provider (the faces show the buttons only then)."""
+    async with db.read() as session:
+        _, domain = await _domain_of(session, user_id)
+    return domain.oauth_enabled
+
+
 async def _pending_task(
     db: Database, user_id: int, start: OAuthStart, environ: Mapping[str, str] | None, settings: Settings
 ) -> int:
@@ -142,6 +160,7 @@ async def _pending_task(
         _, domain = await _domain_of(session, user_id)
         if not domain.retrieval_enabled:
             raise FeatureDisabled(retrieval_disabled(domain.name))
+        _require_oauth(domain)
         if domain.max_tasks_per_user is not None:
             count = (
                 await session.exec(
@@ -187,6 +206,7 @@ async def _pending_account(
         user, domain = await _domain_of(session, user_id)
         if not domain.smtp_accounts_enabled:
             raise FeatureDisabled(smtp_disabled(domain))
+        _require_oauth(domain)
         accounts = (await session.exec(select(SmtpAccount).where(SmtpAccount.user_id == user_id))).all()
         limit = domain.max_smtp_accounts_per_user
         if limit is not None and len(accounts) >= limit:
@@ -284,7 +304,8 @@ async def reconnect_oauth(
     """A fresh consent URL for a task or account that signs in with a provider ("Reconnect").
 
     `user_id` None is the operator (the CLI): any target, started as its owner. The status is
-    unchanged until the callback completes. Raises NotFound, InvalidInput (a password target).
+    unchanged until the callback completes. Raises NotFound, InvalidInput (a password target),
+    FeatureDisabled (the domain turned OAuth2 sign-in off, or the provider is not configured).
     """
     which = target_kind(kind)
     async with db.read() as session:
@@ -292,6 +313,7 @@ async def reconnect_oauth(
         owner, status = row.user_id, row.oauth_status
         if row.auth is not AuthKind.OAUTH2:
             raise InvalidInput("This one signs in with a password: there is nothing to reconnect.")
+        _require_oauth((await _domain_of(session, owner))[1])
     url = await start_authorization(
         db=db,
         settings=settings,

@@ -16,6 +16,8 @@ class Domain(SQLModel, table=True):
     name: str = Field(max_length=253, unique=True)
     retrieval_enabled: bool = Field(default=True)
     smtp_accounts_enabled: bool = Field(default=True)
+    # "OAuth2 sign-in (Google, Microsoft, ...)": off refuses new sign-ins and stops existing ones (issue 15).
+    oauth_enabled: bool = Field(default=True)
     max_tasks_per_user: int | None = Field(default=None)
     max_smtp_accounts_per_user: int | None = Field(default=None)
     max_message_bytes: int = Field(default=50 * 1024 * 1024)

@@ -40,6 +40,7 @@ from service.errors import CredentialsRejected, InvalidInput, NeedsReconnect, Se
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.types import utcnow
+from service.usecases.domains import check_oauth_enabled
 from service.usecases.oauth.endpoints import endpoints_for
 from service.usecases.oauth.flow import expiry
 from service.usecases.oauth.http import AuthlibOAuthError, oauth_client
@@ -91,7 +92,8 @@ async def access_token_for(
     Raises NotFound, InvalidInput (a password target), NeedsReconnect (pending,
     or the provider refused the refresh), ServerUnavailable (token endpoint
     unreachable after retries), ConnectionNotAllowed (the outbound policy
-    refuses the provider), FeatureDisabled (provider no longer configured),
+    refuses the provider), FeatureDisabled (provider no longer configured, or the
+    domain's administrator turned OAuth2 sign-in off),
     CredentialsRejected (the provider refused Tributary's client credentials).
     `clock`, `sleep` and `environ` are for tests.
     """
@@ -102,6 +104,7 @@ async def access_token_for(
     async with lock:
         async with db.read() as session:
             row = await load_target(session, which, target_id, None)
+            await check_oauth_enabled(session, row.user_id)  # the domain's "OAuth2 sign-in" switch
             fresh = _usable_access_token(row, secret_box, clock(), force_refresh)
             if fresh is not None:
                 return fresh

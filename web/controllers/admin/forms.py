@@ -35,6 +35,7 @@ class DomainForm:
 
     retrieval_enabled: str = ""
     smtp_accounts_enabled: str = ""
+    oauth_enabled: str = ""
     relay_host: str = ""
     relay_port: str = ""
     relay_security: str = Security.STARTTLS.value
@@ -54,6 +55,7 @@ class DomainForm:
         return cls(
             retrieval_enabled=ON if domain.retrieval_enabled else "",
             smtp_accounts_enabled=ON if domain.smtp_accounts_enabled else "",
+            oauth_enabled=ON if domain.oauth_enabled else "",
             relay_host=domain.relay_host or "",
             relay_port=number(domain.relay_port),
             relay_security=domain.relay_security.value,
@@ -83,6 +85,7 @@ class DomainForm:
         return DomainSettingsInput(
             retrieval_enabled=self.retrieval_enabled == ON,
             smtp_accounts_enabled=self.smtp_accounts_enabled == ON,
+            oauth_enabled=self.oauth_enabled == ON,
             max_tasks_per_user=_whole(self.max_tasks_per_user, "Retrieval tasks per user"),
             max_smtp_accounts_per_user=_whole(self.max_smtp_accounts_per_user, "SMTP accounts per user"),
             max_message_bytes=round(megabytes * MB),

@@ -39,7 +39,7 @@ from service.errors import InvalidInput, OAuthSignInError, TributaryError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases.oauth import complete_authorization
-from service.usecases.oauth_targets import OAuthStart, begin_oauth, reconnect_oauth, sign_in_states
+from service.usecases.oauth_targets import OAuthStart, begin_oauth, oauth_offered, reconnect_oauth, sign_in_states
 from web.controllers.settings.common import CONNECTIVITY, AnyRequest, back, choice
 from web.controllers.settings.present import Message
 from web.support.middleware import CONTENT_SECURITY_POLICY
@@ -72,6 +72,11 @@ def providers(settings: Settings) -> dict[str, OAuthProvider]:
 def offered(settings: Settings) -> list[ProviderChoice]:
     """The provider buttons, Google and Microsoft first (when configured), then the others."""
     return [ProviderChoice(p.name, p.label) for p in providers(settings).values()]
+
+
+async def offered_to(db: Database, settings: Settings, user_id: int) -> list[ProviderChoice]:
+    """The provider buttons for this user: none while their domain has OAuth2 sign-in turned off."""
+    return offered(settings) if await oauth_offered(db=db, user_id=user_id) else []
 
 
 def _origin(url: str | None) -> str | None:
@@ -299,4 +304,12 @@ async def callback(
 
 ROUTES = [start_task, start_smtp, reconnect_task, reconnect_smtp, callback]
 
-__all__ = ["CONNECTIVITY", "ROUTES", "ProviderChoice", "csp_allowing_providers", "offered", "with_provider_csp"]
+__all__ = [
+    "CONNECTIVITY",
+    "ROUTES",
+    "ProviderChoice",
+    "csp_allowing_providers",
+    "offered",
+    "offered_to",
+    "with_provider_csp",
+]

@@ -30,7 +30,7 @@ from service.usecases.oauth_targets import sign_in_states
 from web.controllers.settings import present
 from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx, scheduler
 from web.controllers.settings.connectivity import connectivity_page
-from web.controllers.settings.oauth import offered, signs_in_with_provider, with_provider_csp
+from web.controllers.settings.oauth import offered_to, signs_in_with_provider, with_provider_csp
 from web.controllers.settings.retrieval_form import TaskBody, TaskForm
 from web.support.rendering import page, status_for
 
@@ -73,7 +73,9 @@ async def new_task(
     db: NamedDependency[Database], user: NamedDependency[UserView], settings: NamedDependency[Settings]
 ) -> Response[Any]:
     await retrieval_tasks.check_retrieval_enabled(db=db, user_id=user.id)
-    response = _form_page(user=user, settings=settings, form=TaskForm.blank(), oauth_providers=offered(settings))
+    response = _form_page(
+        user=user, settings=settings, form=TaskForm.blank(), oauth_providers=await offered_to(db, settings, user.id)
+    )
     return with_provider_csp(response, settings)
 
 

@@ -23,7 +23,7 @@ from service.usecases.connection_tests import SavedSmtpAccount, SmtpSettings, ru
 from web.controllers.settings import present
 from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx
 from web.controllers.settings.connectivity import connectivity_page
-from web.controllers.settings.oauth import offered, signs_in_with_provider, with_provider_csp
+from web.controllers.settings.oauth import offered_to, signs_in_with_provider, with_provider_csp
 from web.controllers.settings.smtp_form import SmtpBody, SmtpForm
 from web.support.rendering import page
 
@@ -66,7 +66,7 @@ async def new_account(
     db: NamedDependency[Database], user: NamedDependency[UserView], settings: NamedDependency[Settings]
 ) -> Response[Any]:
     await smtp_accounts.list_smtp_accounts(db=db, user_id=user.id)  # FeatureDisabled when turned off
-    response = _form_page(user=user, form=SmtpForm.blank(), oauth_providers=offered(settings))
+    response = _form_page(user=user, form=SmtpForm.blank(), oauth_providers=await offered_to(db, settings, user.id))
     return with_provider_csp(response, settings)
 
 
