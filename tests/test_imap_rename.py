@@ -4,11 +4,13 @@ real Dovecot fixture, renaming as the mailbox's user does (IMAP RENAME, RFC 3501
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from imapclient import IMAPClient
+from sqlalchemy import event
 from sqlmodel import col, select
 
 from service.config import Settings
@@ -16,7 +18,7 @@ from service.domain.values import FolderTransfer, LogLevel
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Folder, ImapCursor
+from service.persistence.tables import Folder, ImapCursor, Message
 from service.usecases.retrieval.imap_renames import Orphans
 from service.usecases.retrieval.store import Cursor
 from tests.fixtures.dovecot import DovecotServer, MailUser
@@ -156,6 +158,52 @@ async def test_a_folder_recreated_under_a_new_name_is_matched_by_content(env: En
     later = await env.run(task_id)
     assert (later.imported, later.skipped) == (1, 0)
     assert (await env.local_counts())["Remote/Steuer"] == 1
+
+
+class Killed(Exception):
+    """The process dies at this statement."""
+
+
+async def test_content_matched_copies_change_origin_with_the_batch_and_its_cursor_or_not_at_all(env: Env) -> None:
+    """DESIGN section 3: a batch, its cursor and the new origin of the copies it matched commit in one
+    transaction. Killed at the statement that gives a matched copy its new origin, the run leaves no
+    cursor for the new folder, so the next run matches the copies again."""
+    kept = [sample(f"k{n}") for n in range(3)]
+    for raw in kept:
+        env.dovecot.deliver(env.mailbox.email, raw, folder="Belege")
+    task_id = await env.add_task()
+    assert (await env.run(task_id)).imported == 3
+    for raw in kept:
+        env.dovecot.deliver(env.mailbox.email, raw, folder="Rechnungen")
+    env.dovecot.doveadm("mailbox", "delete", "-u", env.mailbox.email, "Belege")
+    deliver_to(env, "Rechnungen", "really new")
+
+    killed: list[str] = []
+
+    def kill_at_adoption(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE MESSAGE ") and "remote_uidvalidity" in statement:
+            killed.append(statement)
+            raise Killed
+
+    engine = env.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", kill_at_adoption)
+    try:
+        await env.run(task_id)  # the runner logs the crash and releases the lease
+    finally:
+        event.remove(engine, "before_cursor_execute", kill_at_adoption)
+    assert killed
+    assert "Rechnungen" not in await cursors(env)
+    assert await origins(env) == {"Belege": 3}
+
+    result = await env.run(task_id)
+    assert (result.imported, result.skipped, result.errors) == (1, 3, [])
+    assert await origins(env) == {"Rechnungen": 4}
+    assert set((await env.local_hashes()).values()) == {1}
+
+
+async def origins(env: Env) -> dict[str | None, int]:
+    async with env.db.read() as session:
+        return dict(Counter((await session.exec(select(Message.remote_folder))).all()))
 
 
 async def test_a_new_folder_with_a_message_also_in_another_live_folder_is_imported(env: Env) -> None:

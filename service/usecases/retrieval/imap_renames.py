@@ -25,13 +25,13 @@ does not keep it across RENAME, or a folder recreated by a client as copy-then-d
 its messages matched by content, the SHA-256 of their bytes, against what the task stored
 from the orphaned folders: a message already here is counted as skipped, not imported, and
 its stored copy takes the new folder's origin (so a later UIDVALIDITY reset of the new folder
-finds it, and a copy in yet another new folder is that folder's own message).
+finds it, and a copy in yet another new folder is that folder's own message), in the
+transaction that stores the batch and moves its cursor (store.commit_batch, DESIGN section 3).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import update
@@ -134,38 +134,6 @@ async def follow_rename(
             user_id=owner.user_id,
             retrieval_task_id=owner.task_id,
         )
-
-
-async def adopt_matches(
-    db: Database,
-    task_id: int,
-    *,
-    gone: Sequence[str],
-    remote_folder: str,
-    uidvalidity: int,
-    matches: Sequence[tuple[str, int]],
-) -> None:
-    """Give one stored copy per (SHA-256, UID) match, from the `gone` folders, the origin
-    (`remote_folder`, `uidvalidity`, UID) of the message it matched."""
-    async with db.write() as session:
-        for digest, uid in matches:
-            message_id = (
-                await session.exec(
-                    select(Message.id)
-                    .where(
-                        Message.task_id == task_id,
-                        Message.sha256 == digest,
-                        col(Message.remote_folder).in_(list(gone)),
-                    )
-                    .limit(1)
-                )
-            ).first()
-            if message_id is not None:
-                await session.exec(
-                    update(Message)
-                    .where(col(Message.id) == message_id)
-                    .values(remote_folder=remote_folder, remote_uidvalidity=uidvalidity, remote_uid=uid)
-                )
 
 
 async def _move_local_folder(

@@ -30,8 +30,9 @@ from service.errors import MailboxMissing
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, MessageOrigin
 from service.protocols.imap import FetchedMessage, ImapSession, RemoteFolder
-from service.usecases.retrieval.imap_renames import Orphans, adopt_matches, follow_rename
+from service.usecases.retrieval.imap_renames import Orphans, follow_rename
 from service.usecases.retrieval.store import (
+    Adoption,
     Cursor,
     Owner,
     commit_batch,
@@ -271,16 +272,8 @@ class _FolderCommitter:
             messages=fresh,
             cursor=Cursor(self.uidvalidity, batch.cover),
             warnings=warnings,
+            adopt=Adoption(self.adopt_from, matched) if self.adopt_from and matched else None,
         )
-        if self.adopt_from and matched:
-            await adopt_matches(
-                self.db,
-                self.plan.owner.task_id,
-                gone=self.adopt_from,
-                remote_folder=self.remote_folder,
-                uidvalidity=self.uidvalidity,
-                matches=matched,
-            )
 
 
 async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, run: RunResult) -> None:

@@ -38,6 +38,15 @@ class Cursor:
 
 
 @dataclass(frozen=True, slots=True)
+class Adoption:
+    """Stored copies a batch matched by content in folders now `gone` (imap_renames): one copy per
+    (SHA-256, UID) in `matches` takes the batch's origin, in the batch's transaction."""
+
+    gone: Sequence[str]
+    matches: Sequence[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
 class Owner:
     """Whose mail this is (the task and its user), the lease the run holds, and its stop signal.
 
@@ -116,14 +125,41 @@ async def commit_batch(
     messages: Sequence[IncomingMessage],
     cursor: Cursor,
     warnings: Sequence[str] = (),
+    adopt: Adoption | None = None,
 ) -> int:
-    """Store the messages and move the folder's cursor, atomically. Returns how many were stored
-    (a message a filter deleted is covered by the cursor but not stored)."""
+    """Store the messages, give the copies in `adopt` this folder's origin and move the folder's
+    cursor, atomically. Returns how many were stored (a message a filter deleted is covered by
+    the cursor but not stored)."""
     screened = await _screen(db, owner, folder_id, messages)
     async with db.write() as session:
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
+        if adopt is not None:
+            await _adopt(session, owner.task_id, remote_folder, cursor.uidvalidity, adopt)
         await _save_cursor(session, owner.task_id, remote_folder, cursor)
         return sum(1 for message_id in ids if message_id is not None)
+
+
+async def _adopt(session: AsyncSession, task_id: int, remote_folder: str, uidvalidity: int, adopt: Adoption) -> None:
+    """Give one stored copy per (SHA-256, UID) match, from the gone folders, the origin
+    (`remote_folder`, `uidvalidity`, UID) of the message it matched."""
+    for digest, uid in adopt.matches:
+        message_id = (
+            await session.exec(
+                select(Message.id)
+                .where(
+                    Message.task_id == task_id,
+                    Message.sha256 == digest,
+                    col(Message.remote_folder).in_(list(adopt.gone)),
+                )
+                .limit(1)
+            )
+        ).first()
+        if message_id is not None:
+            await session.exec(
+                update(Message)
+                .where(col(Message.id) == message_id)
+                .values(remote_folder=remote_folder, remote_uidvalidity=uidvalidity, remote_uid=uid)
+            )
 
 
 async def _screen(db: Database, owner: Owner, folder_id: int, messages: Sequence[IncomingMessage]) -> Screened | None:
