@@ -19,6 +19,7 @@ from litestar import Litestar
 
 from service.config import Settings
 from service.domain import passwords
+from service.usecases import login_throttle
 from service.usecases.login_throttle import TOO_MANY_ATTEMPTS, LoginThrottle, SignInThrottled, client_key
 from tests.fixtures.webapp import ADMIN_EMAIL, ADMIN_PASSWORD, SESSION_COOKIE, WebClient, log_in, set_up_admin
 from web.app import create_app
@@ -264,6 +265,22 @@ def test_clients_are_keyed_by_ipv4_address_and_ipv6_64() -> None:
     assert client_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
     assert client_key(None) == "?"
     assert client_key("testclient") == "testclient"
+
+
+def test_a_flood_past_the_key_cap_does_not_reset_an_address_under_attack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(login_throttle, "MAX_TRACKED_KEYS", 30)
+    clock = FakeClock()
+    throttle = LoginThrottle(clock=clock)
+    for n in range(5):
+        throttle.finished(throttle.begin(address="victim@example.test", client=f"10.0.0.{n}"))
+    for n in range(200):  # a flood of made-up addresses, each from a client of its own
+        throttle.begin(address=f"made-up{n}@example.test", client=f"10.1.{n // 100}.{n % 100}")
+        assert throttle.tracked_keys <= 30
+    assert throttle.begin(address="victim@example.test", client="10.2.0.1").slowed
+
+    clock.now += 15 * 60 + 1  # expired keys are the first to go
+    throttle.begin(address="late@example.test", client="10.3.0.1")
+    assert throttle.tracked_keys == 3
 
 
 def test_the_throttle_window_slides() -> None:

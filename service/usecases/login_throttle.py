@@ -38,7 +38,14 @@ whether an account exists. A success also forgets the address's failures and
 the pair's (not the client's other failures).
 
 Old entries are pruned as the window slides, and the number of tracked keys is
-capped, so a flood of made-up addresses cannot grow memory without bound. The
+capped, so a flood of made-up addresses cannot grow memory without bound. Keys
+are kept in three tables ordered by last use (client and pair keys; address
+keys below the slow-down; addresses at it, under attack), so each attempt drops
+expired keys from the fronts and, when the cap is reached, the least recently
+used key of the first table that has one, in O(1): never a scan on the event
+loop. A flood of made-up addresses (one failure each) thus cannot reset the
+slow-down of an address under attack; it can at worst reset budgets of clients,
+which the address's slow-down does not rely on. The
 counts are per process: with several web processes each enforces its own budget.
 """
 
@@ -48,7 +55,7 @@ import asyncio
 import ipaddress
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -105,9 +112,14 @@ class LoginThrottle:
     window_seconds: float = 15 * 60
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    _counts: dict[str, deque[float]] = field(default_factory=dict)
-    # Per address key: no slowed attempt may start before this time (math.inf while one is in flight).
-    _slot: dict[str, float] = field(default_factory=dict)
+    # Key -> its failure stamps (never empty), each table ordered by last use (the front expires first).
+    # Address keys below the slow-down, address keys at it (under attack), client and pair keys.
+    _addresses: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _attacked: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _clients: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    # Per address key: no slowed attempt may start before this time (math.inf while one is in flight),
+    # ordered by when it was set, so the front is the first to lapse.
+    _slot: OrderedDict[str, float] = field(default_factory=OrderedDict)
 
     @staticmethod
     def _keys(address: str, client: str | None) -> tuple[str, str, str]:
@@ -115,33 +127,69 @@ class LoginThrottle:
         peer = client_key(client)
         return f"p:{peer}\0{normalised}", f"c:{peer}", f"a:{normalised}"
 
+    @property
+    def tracked_keys(self) -> int:
+        return len(self._addresses) + len(self._attacked) + len(self._clients)
+
+    def _table(self, key: str) -> OrderedDict[str, deque[float]]:
+        if not key.startswith("a:"):
+            return self._clients
+        return self._attacked if key in self._attacked else self._addresses
+
     def _recent(self, key: str, now: float) -> int:
-        stamps = self._counts.get(key)
+        table = self._table(key)
+        stamps = table.get(key)
         if stamps is None:
             return 0
         while stamps and stamps[0] <= now - self.window_seconds:
             stamps.popleft()
         if not stamps:
-            del self._counts[key]
+            del table[key]
             return 0
         return len(stamps)
+
+    def _count(self, key: str, now: float) -> None:
+        table = self._table(key)
+        stamps = table.get(key)
+        if stamps is None:
+            table[key] = deque([now])
+        else:
+            stamps.append(now)
+            table.move_to_end(key)
+            if table is self._addresses and len(stamps) >= self.per_address_free:
+                self._attacked[key] = self._addresses.pop(key)
+
+    def _make_room(self, now: float) -> None:
+        """Drop expired keys (at the fronts), then, while over the cap, the least recently used client or pair
+        key, else quiet address key, else address under attack.
+
+        Called after an attempt counted its keys, which are therefore the last to go."""
+        cutoff = now - self.window_seconds
+        tables = (self._clients, self._addresses, self._attacked)
+        for table in tables:
+            while table and table[next(iter(table))][-1] <= cutoff:
+                table.popitem(last=False)
+        while self.tracked_keys > MAX_TRACKED_KEYS:
+            next(table for table in tables if table).popitem(last=False)
+        while self._slot and self._slot[next(iter(self._slot))] <= now:
+            self._slot.popitem(last=False)
 
     def begin(self, *, address: str, client: str | None) -> Attempt:
         """Check the budgets and count this attempt as a failure, in one step; raise SignInThrottled when spent."""
         now = self.clock()
-        pair_key, client_key, address_key = self._keys(address, client)
-        if self._recent(pair_key, now) >= self.per_pair or self._recent(client_key, now) >= self.per_client:
+        pair_key, peer_key, address_key = self._keys(address, client)
+        if self._recent(pair_key, now) >= self.per_pair or self._recent(peer_key, now) >= self.per_client:
             raise SignInThrottled()
         slowed = self._recent(address_key, now) >= self.per_address_free
         if slowed:
             if self._slot.get(address_key, -math.inf) > now:  # another slowed attempt is in flight, or just was
                 raise SignInThrottled()
             self._slot[address_key] = math.inf
-        if len(self._counts) >= MAX_TRACKED_KEYS:
-            self._prune(now)
-        keys = (pair_key, client_key, address_key)
+            self._slot.move_to_end(address_key)
+        keys = (pair_key, peer_key, address_key)
         for key in keys:
-            self._counts.setdefault(key, deque()).append(now)
+            self._count(key, now)
+        self._make_room(now)
         return Attempt(keys=keys, address_key=address_key, pair_key=pair_key, stamp=now, slowed=slowed)
 
     async def pause(self, attempt: Attempt) -> None:
@@ -155,28 +203,22 @@ class LoginThrottle:
             free_at = attempt.stamp + self.address_delay_seconds
             if free_at > self.clock():
                 self._slot[attempt.address_key] = free_at
+                self._slot.move_to_end(attempt.address_key)
             else:
                 self._slot.pop(attempt.address_key, None)
 
     def succeeded(self, attempt: Attempt) -> None:
         """The password was right: take the attempt's count back, and forget the address's and pair's failures."""
         for key in attempt.keys:
-            stamps = self._counts.get(key)
+            table = self._table(key)
+            stamps = table.get(key)
             if stamps is not None and attempt.stamp in stamps:
                 stamps.remove(attempt.stamp)
                 if not stamps:
-                    del self._counts[key]
-        self._counts.pop(attempt.address_key, None)
-        self._counts.pop(attempt.pair_key, None)
-
-    def _prune(self, now: float) -> None:
-        for key in list(self._counts):
-            self._recent(key, now)
-        for key, free_at in list(self._slot.items()):
-            if free_at <= now:
-                del self._slot[key]
-        while len(self._counts) >= MAX_TRACKED_KEYS:  # still full of live keys: drop the oldest inserted
-            del self._counts[next(iter(self._counts))]
+                    del table[key]
+        self._addresses.pop(attempt.address_key, None)
+        self._attacked.pop(attempt.address_key, None)
+        self._clients.pop(attempt.pair_key, None)
 
 
 async def sign_in(*, db: Database, throttle: LoginThrottle, email: str, password: str, client: str | None) -> UserView:
