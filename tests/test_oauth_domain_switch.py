@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner, Result
@@ -22,23 +23,27 @@ from litestar import Litestar
 from service.cli import cli
 from service.config import Settings
 from service.domain.oauth import CredentialStatus
+from service.domain.outbox import OutboxStatus
 from service.domain.values import Protocol
 from service.errors import FeatureDisabled
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
+from service.persistence.types import utcnow
 from service.usecases.connection_tests import SavedSmtpAccount, SavedTask, run_connection_test
 from service.usecases.domains import get_domain_settings, set_domain
 from service.usecases.oauth import forget_discovery
+from service.usecases.sending import process_due_outbox, send_from_choices
 from service.usecases.users import add_user
 from tests.cli_runner import cli_environment
 from tests.fixtures.dovecot import MailUser
 from tests.fixtures.dovecot_oauth import OAuthDovecot
 from tests.fixtures.oauth_server import OAuthServer
+from tests.fixtures.smtp_oauth import StartSmtpOAuthServer
 from tests.fixtures.webapp import WebClient, post_form, set_up_admin
 from tests.mail_samples import sample
 from tests.test_api import api
 from tests.test_oauth_wiring import PUBLIC_URL as WIRING_URL
-from tests.test_oauth_wiring import World
+from tests.test_oauth_wiring import World, _send, _smtp_account
 from tests.test_web_admin import domain_fields
 from web.app import create_app
 
@@ -223,3 +228,34 @@ async def test_an_existing_task_stops_signing_in_until_the_switch_is_on_again(
     assert (await world.task(started.id)).last_error is None
     again = await world.reconnect("retrieval", started.id)
     assert again.authorize_url.startswith(world.oauth.url("/authorize?"))
+
+
+async def test_an_existing_smtp_account_stops_sending_until_the_switch_is_on_again(
+    world: World, smtp_oauth_server: StartSmtpOAuthServer
+) -> None:
+    """As with SMTP Accounts turned off: not in Send From, a new message is refused, a queued one fails
+    with the sentence (no sign-in tried, the account not in needs action)."""
+    mailbox = "alice.sender@example.test"
+    server, account_id = await _smtp_account(world, smtp_oauth_server, mailbox)
+    assert (await _send(world, account_id, "first")).status is OutboxStatus.SENT
+    world.oauth.revoke_user(mailbox)
+    assert (await _send(world, account_id, "queued")).status is OutboxStatus.QUEUED  # waits for Reconnect
+    again = await world.reconnect("smtp", account_id)
+    await world.consent(again.authorize_url, mailbox)
+
+    await _switch(world, False)
+    assert await send_from_choices(db=world.db, user_id=world.user_id) == []
+    with pytest.raises(FeatureDisabled, match=re.escape(OFF)):
+        await _send(world, account_id, "refused")
+    tokens = len(world.oauth.token_requests)
+    later = utcnow() + timedelta(minutes=5)
+    results = await process_due_outbox(db=world.db, secret_box=world.box, settings=world.settings, now=later)
+    assert [(r.status, r.detail) for r in results] == [(OutboxStatus.FAILED, OFF)]
+    assert len(world.oauth.token_requests) == tokens
+    assert len(server.received) == 1
+    assert not (await world.account(account_id)).needs_action  # nothing the user can fix
+
+    await _switch(world, True)
+    assert [c.address for c in await send_from_choices(db=world.db, user_id=world.user_id)] == [mailbox]
+    assert (await _send(world, account_id, "back on")).status is OutboxStatus.SENT
+    assert len(server.received) == 2

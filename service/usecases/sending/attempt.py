@@ -35,7 +35,7 @@ from service.persistence.secrets import SecretBox, SecretKeyError
 from service.persistence.tables import Domain, Message, MessageBody, OutboxEntry, SmtpAccount, User
 from service.protocols import smtp
 from service.protocols.transcript import Transcript
-from service.usecases.domains import outbound_policy
+from service.usecases.domains import oauth_disabled_message, outbound_policy
 from service.usecases.logs import record
 from service.usecases.oauth_sign_in import with_token
 from service.usecases.sending.entries import recipients_of, result_of
@@ -95,6 +95,8 @@ async def _route_problem(
         return ACCOUNT_GONE, None
     if not domain.smtp_accounts_enabled:
         return disabled_message(domain), account
+    if account.auth is AuthKind.OAUTH2 and not domain.oauth_enabled:
+        return oauth_disabled_message(domain.name), account
     if not account.is_active:
         return f"The SMTP account {account.email_address} is turned off.", account
     return None, account

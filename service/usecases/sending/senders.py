@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.compose import Sender, Thread, message_ids
-from service.domain.oauth import CredentialStatus
+from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.smtp_accounts import FromChoice
 from service.domain.values import Security, default_port
 from service.errors import FeatureDisabled, InvalidInput, NotFound
@@ -30,7 +30,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, Message, RetrievalTask, SmtpAccount
 from service.protocols.smtp import SmtpEndpoint
-from service.usecases.domains import outbound_policy
+from service.usecases.domains import oauth_disabled_message, outbound_policy
 from service.usecases.smtp_accounts import NO_ACCOUNT, disabled_message, user_and_domain
 
 RELAY_TIMEOUT_SECONDS = 30
@@ -58,6 +58,8 @@ async def _choices(session: AsyncSession, user_id: int) -> list[FromChoice]:
         ).all()
         # An OAuth2 account whose first sign-in is not finished has no address to send as yet.
         accounts = [a for a in accounts if a.oauth_status is not CredentialStatus.PENDING]
+        if not domain.oauth_enabled:  # the administrator turned OAuth2 sign-in off: those cannot send
+            accounts = [a for a in accounts if a.auth is not AuthKind.OAUTH2]
         choices = [FromChoice(a.id, a.email_address, a.display_name) for a in sorted(accounts, key=lambda a: a.id or 0)]
     if domain.relay_host:
         choices.append(FromChoice(None, user.email, user.display_name))
@@ -121,6 +123,8 @@ async def route_for(session: AsyncSession, user_id: int, from_account_id: int | 
         raise FeatureDisabled(disabled_message(domain))
     if not account.is_active:
         raise InvalidInput(f"The SMTP account {account.email_address} is turned off.")
+    if account.auth is AuthKind.OAUTH2 and not domain.oauth_enabled:
+        raise FeatureDisabled(oauth_disabled_message(domain.name))
     if account.oauth_status is CredentialStatus.PENDING:
         raise InvalidInput("This SMTP account's sign-in with its provider is not finished yet.")
     sender = Sender(account.email_address, account.display_name, account.signature_text, account.signature_html)
