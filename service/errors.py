@@ -67,6 +67,11 @@ class MailboxMissing(RemoteError):
     """A remote folder is gone or cannot be selected."""
 
 
+class MessageWithheld(RemoteError):
+    """The remote server still lists a message but did not send it (its content or its size): the
+    batch fails, its cursor stays before the message, and the next run asks again."""
+
+
 class MessageRejected(RemoteError):
     """The remote server refused a message for good (5xx)."""
 

@@ -8,14 +8,19 @@ between SEARCH and FETCH.
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from sqlmodel import select
 
 from service.config import Settings
+from service.domain.outbound import OutboundPolicy
 from service.domain.values import Security
+from service.errors import MessageWithheld
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message, MessageBody
+from service.protocols.imap import ImapAccount, open_session
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.scripted_imap import ScriptedFolder, ScriptedImapServer, ScriptedMessage
 from tests.mail_samples import sample
@@ -105,3 +110,52 @@ async def test_a_message_expunged_between_search_and_fetch_is_passed_and_nothing
         following = await env.run(task_id)
         assert (following.imported, following.errors) == (1, [])
         assert await stored(env) == [raws[0], raws[2], late]
+
+
+def test_a_withheld_body_is_its_own_error_not_a_missing_folder() -> None:
+    folder = inbox(ScriptedMessage(1, sample("withheld"), ["nil"]))
+    with ScriptedImapServer([folder]) as server:
+        account = ImapAccount(
+            host="127.0.0.1",
+            port=server.port,
+            security=Security.NONE,
+            username="u",
+            password="p",
+            policy=OutboundPolicy(networks=(ipaddress.ip_network("127.0.0.0/8"),)),
+        )
+        with open_session(account) as session:
+            session.select(session.list_folders()[0])
+            with pytest.raises(MessageWithheld, match="did not send the content of message 1 in INBOX"):
+                session.fetch([1], folder="INBOX")
+
+
+async def test_a_size_the_server_leaves_out_fails_the_folder_and_the_next_run_gets_it(env: Env) -> None:
+    """A UID left out of the RFC822.SIZE answer is gone only if UID SEARCH no longer finds it;
+    otherwise the folder fails before any batch, so no cursor passes it."""
+    raws = [sample(f"message {uid}") for uid in (1, 2, 3)]
+    stubborn = ScriptedMessage(2, raws[1], size_shapes=["missing"])
+    folder = inbox(ScriptedMessage(1, raws[0]), stubborn, ScriptedMessage(3, raws[2]))
+    with ScriptedImapServer([folder]) as server:
+        task_id = await scripted_task(env, server)
+        failed = await env.run(task_id)
+        assert (failed.imported, len(failed.errors)) == (0, 1)
+        assert "did not send the size of message 2 in INBOX although it still lists it" in failed.errors[0]
+        assert await stored(env) == []
+
+        stubborn.size_shapes = ["given"]  # the server recovers
+        healed = await env.run(task_id)
+        assert (healed.imported, healed.errors) == (3, [])
+        assert await stored(env) == raws
+
+
+async def test_a_message_expunged_before_its_size_is_fetched_is_passed_and_nothing_else(env: Env) -> None:
+    raws = [sample(f"message {uid}") for uid in (1, 2, 3)]
+    folder = inbox(
+        ScriptedMessage(1, raws[0]), ScriptedMessage(2, raws[1], size_shapes=["gone"]), ScriptedMessage(3, raws[2])
+    )
+    with ScriptedImapServer([folder]) as server:
+        task_id = await scripted_task(env, server)
+        result = await env.run(task_id)
+        assert (result.imported, result.errors) == (2, [])
+        assert await stored(env) == [raws[0], raws[2]]
+        assert any(b"SEARCH UID 2" in line for line in server.received), "gone was checked, not assumed"

@@ -42,7 +42,14 @@ from imapclient.response_parser import parse_fetch_response
 
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
-from service.errors import CredentialsRejected, MailboxMissing, RemoteError, ServerUnavailable, TlsFailure
+from service.errors import (
+    CredentialsRejected,
+    MailboxMissing,
+    MessageWithheld,
+    RemoteError,
+    ServerUnavailable,
+    TlsFailure,
+)
 from service.protocols import outbound, sasl
 from service.protocols.deadline import Deadline
 from service.protocols.imap.connection import WatchedClient
@@ -266,8 +273,12 @@ class ImapSession:
             found = self.client.search(["UID", f"{last_uid + 1}:*"])
         return sorted(uid for uid in found if uid > last_uid)
 
-    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
-        """RFC822.SIZE of each UID, to plan batches by bytes before downloading."""
+    def sizes(self, uids: Sequence[int], *, folder: str = "") -> dict[int, int]:
+        """RFC822.SIZE of each UID, to plan batches by bytes before downloading.
+
+        A UID left out of the answer is left out here only when it is gone (expunged since the
+        SEARCH, which a UID SEARCH confirms); one the server still lists raises MessageWithheld,
+        so no cursor passes a message that was never fetched."""
         assert self.client is not None
         if not uids:
             return {}
@@ -275,7 +286,10 @@ class ImapSession:
         with self.translated("fetch sizes"):
             for start in range(0, len(uids), SIZE_CHUNK):
                 response = self.client.fetch(list(uids[start : start + SIZE_CHUNK]), ["RFC822.SIZE"])
-                sizes.update((int(uid), int(data.get(b"RFC822.SIZE", 0))) for uid, data in response.items())
+                sizes.update(
+                    (int(uid), int(data[b"RFC822.SIZE"])) for uid, data in response.items() if b"RFC822.SIZE" in data
+                )
+            self._check_gone([uid for uid in uids if uid not in sizes], "size", folder, first=min(uids))
         return sizes
 
     def fetch(self, uids: Sequence[int], *, folder: str = "") -> list[FetchedMessage]:
@@ -284,7 +298,7 @@ class ImapSession:
         Every requested UID comes back with its body, or is gone from the server: a UID the
         first answer left out, or sent with a NIL body, is fetched again through imapclient's
         general parser; one still without a body that a UID SEARCH still finds raises
-        MailboxMissing (the batch fails and its cursor stays before it), and only one the
+        MessageWithheld (the batch fails and its cursor stays before it), and only one the
         server no longer has (expunged since the SEARCH, RFC 3501 7.4.1) is left out.
         """
         assert self.client is not None
@@ -322,19 +336,25 @@ class ImapSession:
         assert self.client is not None
         response = self.client.fetch(uids, ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
         again = {uid: found for uid, found in parse_general(response).items() if uid in uids and found[0] is not None}
-        withheld = [uid for uid in uids if uid not in again]
-        if withheld:
-            self.client.noop()  # collect pending EXPUNGE responses before asking what still exists
-            present = sorted(uid for uid in self.client.search(["UID", join_message_ids(withheld)]) if uid in withheld)
-            if present:
-                where = f" in {folder}" if folder else ""
-                raise MailboxMissing(
-                    f"{self.account.host} did not send the content of message{'s' if len(present) > 1 else ''} "
-                    f"{', '.join(map(str, present[:10]))}{where} although it still lists "
-                    f"{'them' if len(present) > 1 else 'it'}. Nothing from UID {first} on in this folder was "
-                    "stored this time; the next run asks again."
-                )
+        self._check_gone([uid for uid in uids if uid not in again], "content", folder, first=first)
         return again
+
+    def _check_gone(self, uids: list[int], what: str, folder: str, *, first: int) -> None:
+        """Raise MessageWithheld unless every one of `uids`, which the server left out of a FETCH
+        answer, is gone: expunged meanwhile (RFC 3501 7.4.1), so a UID SEARCH no longer finds it."""
+        assert self.client is not None
+        if not uids:
+            return
+        self.client.noop()  # collect pending EXPUNGE responses before asking what still exists
+        present = sorted(uid for uid in self.client.search(["UID", join_message_ids(uids)]) if uid in uids)
+        if present:
+            where = f" in {folder}" if folder else ""
+            raise MessageWithheld(
+                f"{self.account.host} did not send the {what} of message{'s' if len(present) > 1 else ''} "
+                f"{', '.join(map(str, present[:10]))}{where} although it still lists "
+                f"{'them' if len(present) > 1 else 'it'}. Nothing from UID {first} on in this folder was "
+                "stored this time; the next run asks again."
+            )
 
     # -- errors -----------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from service.domain.message_index import index_message
 from service.domain.retrieval import BatchLimits, FolderResult, RunResult, local_target
 from service.domain.values import FolderTransfer
-from service.errors import MailboxMissing
+from service.errors import MailboxMissing, MessageWithheld
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, MessageOrigin
 from service.protocols.imap import FetchedMessage, ImapSession, RemoteFolder
@@ -65,7 +65,7 @@ def plan_batches(
     for uid in uids:
         size = sizes.get(uid)
         if size is None:
-            continue  # expunged since SEARCH
+            continue  # expunged since SEARCH (session.sizes checked)
         if size > max_message_bytes:
             too_large.append((uid, size))
             continue
@@ -205,7 +205,7 @@ async def retrieve_folder(
             )
         return True
     folder_id = await resolve_folder(db, plan.owner.user_id, target)
-    sizes = await asyncio.to_thread(session.sizes, uids)
+    sizes = await asyncio.to_thread(lambda: session.sizes(uids, folder=folder.path))
     batches = plan_batches(uids, sizes, max_message_bytes=plan.max_message_bytes, limits=plan.batch)
     committer = _FolderCommitter(
         db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result, adopt_from
@@ -322,7 +322,7 @@ async def _retrieve_one(
     run.folders.append(folder_result)
     try:
         done = await retrieve_folder(db, session, plan, folder, folder_result, cursor, orphans, defer_reset=defer_reset)
-    except MailboxMissing as exc:
+    except (MailboxMissing, MessageWithheld) as exc:
         folder_result.error = exc.message
         run.errors.append(exc.message)
         done = True
