@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import httpx
 from litestar import Litestar
+from litestar.types import Scope
 
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
@@ -18,9 +19,11 @@ from tests.fixtures.smtp import StartSmtpServer
 from tests.fixtures.webapp import SESSION_COOKIE, WebClient, csrf_token, set_up_admin
 from tests.test_web_compose import add_account, parsed, signed_in_user, text_of
 from web.support.csrf import ANONYMOUS_MAX_BODY, FORM_TOKEN_MAX_BODY
+from web.support.sessions import SESSION_STORE, USER_ID_KEY, signed_in_user_id
 
 BOUNDARY = "----tributary-test-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+ANONYMOUS_SESSION = "a" * 32
 _ACTION = re.compile(r'<form id="compose-form"[^>]*\saction="([^"]+)"')
 
 
@@ -77,6 +80,33 @@ async def test_anonymous_requests_get_the_small_limit(web_app: Litestar, web_cli
             headers={"Content-Type": MULTIPART, "Content-Length": str(1024 * 1024 + 200)},
         )
         assert declared.status_code == 413
+
+
+async def test_an_anonymous_session_with_stored_data_still_gets_the_small_limit(
+    web_app: Litestar, web_client: WebClient
+) -> None:
+    await set_up_admin(web_client)
+    web_client.cookies.delete(SESSION_COOKIE)
+    # A stored session that holds something, but no user: the large limits are for signed-in users only.
+    await web_app.stores.get(SESSION_STORE).set(ANONYMOUS_SESSION, b'{"notice": "kept for later"}', expires_in=600)
+    web_client.cookies.set(SESSION_COOKIE, ANONYMOUS_SESSION)
+    async with _raw_client(web_app, web_client) as raw:
+        body = CountingBody(1024 * 1024, 16 * 1024)
+        response = await raw.post("/login", content=body, headers={"Content-Type": MULTIPART})
+        assert response.status_code == 413
+        assert body.pulled <= ANONYMOUS_MAX_BODY // body.chunk + 1
+        compose = CountingBody(95 * 1024 * 1024, 1024 * 1024)
+        sent = await raw.post("/compose", content=compose, headers={"Content-Type": MULTIPART})
+        assert sent.status_code == 303
+        assert sent.headers["location"] == "/login"
+        assert compose.pulled == 0
+
+
+def test_only_a_user_id_in_the_session_counts_as_signed_in() -> None:
+    assert signed_in_user_id(cast(Scope, {"session": {USER_ID_KEY: 7}})) == 7
+    for session in ({}, {"notice": "x"}, {USER_ID_KEY: "7"}, {USER_ID_KEY: True}, None):
+        assert signed_in_user_id(cast(Scope, {"session": session})) is None
+    assert signed_in_user_id(cast(Scope, {})) is None
 
 
 async def test_a_signed_in_compose_with_a_large_attachment_goes_out(

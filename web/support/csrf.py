@@ -69,7 +69,7 @@ from litestar.utils.scope.state import ScopeState
 from service.config import Settings
 from service.persistence.secrets import load_or_create_keys
 from web.support.dependencies import SignInRequired
-from web.support.sessions import loaded_session_id, session_changed
+from web.support.sessions import loaded_session_id, session_changed, signed_in_user_id
 
 CSRF_COOKIE = "tributary_csrf"
 CSRF_HEADER = "x-csrftoken"
@@ -174,7 +174,8 @@ class CSRFMiddleware:
         expected = token_for(self.secret, session_id=session_id, nonce=nonce)
         ScopeState.from_scope(scope).csrf_token = expected
         if request.method not in SAFE_METHODS:
-            receive = await self._check(scope, request, receive, expected=expected, signed_in=session_id is not None)
+            signed_in = signed_in_user_id(scope) is not None  # a user, not merely a stored session
+            receive = await self._check(scope, request, receive, expected=expected, signed_in=signed_in)
 
         async def send_with_cookie(message: Message) -> None:
             # A new visitor gets a nonce; signing in or out replaces it (the old one may have been seen).

@@ -139,6 +139,14 @@ def session_user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> int | Non
     return value if isinstance(value, int) else None
 
 
+def signed_in_user_id(scope: Scope) -> int | None:
+    """The user id in this request's loaded session, read from the scope (None: anonymous, whatever else the
+    session holds), for middleware that runs before a Request is made."""
+    session = scope.get("session")
+    value = session.get(USER_ID_KEY) if isinstance(session, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def loaded_session_id(scope: Scope) -> str | None:
     """The id of the stored session this request came with (None: anonymous, or an id the store does not know)."""
     value = scope.get("state", {}).get(_LOADED_ID)
