@@ -530,3 +530,12 @@ async def test_tokens_never_reach_the_logs(env: Env, caplog: pytest.LogCaptureFi
     assert caplog.records  # the loggers did speak
     for secret in secrets_seen:
         assert secret not in caplog.text
+
+
+async def test_a_refresh_sends_the_providers_scope(env: Env) -> None:
+    """RFC 6749 6 makes scope optional on refresh; Microsoft's v2 endpoint needs it in practice."""
+    target_id = await env.signed_in("smtp")
+    await env.token("smtp", target_id, force_refresh=True)
+    request = env.server.token_requests[-1]
+    assert request.grant_type == "refresh_token"
+    assert request.scope == env.environ["TRIBUTARY_OAUTH_LOCAL_SCOPES"]

@@ -91,9 +91,13 @@ def http_client(settings: Settings, policy: OutboundPolicy) -> httpx.AsyncClient
 def oauth_client(settings: Settings, policy: OutboundPolicy, provider: OAuthProvider) -> AsyncOAuth2Client:
     """authlib's OAuth2 client for `provider`: PKCE S256, the redirect URI {PUBLIC_URL}/oauth/callback,
     client_secret_basic (RFC 6749 2.3.1; "none" for a public client without a secret). trust_env is off:
-    a proxy from the environment would bypass the policy transport."""
+    a proxy from the environment would bypass the policy transport.
+
+    The provider's scope goes with every refresh (RFC 6749 6 makes it optional, but Microsoft's v2
+    endpoint answers a refresh without it with a token for a different resource, or refuses it)."""
     return AsyncOAuth2Client(
         client_id=provider.client_id,
+        scope=provider.scope,
         client_secret=provider.client_secret or None,
         token_endpoint_auth_method="client_secret_basic" if provider.client_secret else "none",
         redirect_uri=settings.oauth_redirect_uri,
