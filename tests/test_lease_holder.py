@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -144,6 +146,28 @@ def test_a_killed_process_not_yet_reaped_is_gone() -> None:
         child.kill()
         child.wait()
     assert holder.is_gone()
+
+
+@pytest.mark.parametrize("hidden", [FileNotFoundError, PermissionError], ids=["hidepid=2", "hidepid=1"])
+def test_a_live_holder_whose_stat_cannot_be_read_is_not_gone(
+    hidden: type[OSError], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    child = subprocess.Popen(["sleep", "600"])
+    try:
+        live = process(child.pid)
+        read_text = Path.read_text
+
+        def hiding(path: Path, *args: Any, **kwargs: Any) -> str:
+            if path == Path("/proc") / str(child.pid) / "stat":
+                raise hidden(path)  # /proc mounted with hidepid: another user's process is not shown
+            return read_text(path, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", hiding)
+        assert not live.is_gone()
+    finally:
+        child.kill()
+        child.wait()
+    assert live.is_gone()  # once it has ended, signal 0 says so
 
 
 def test_without_a_boot_id_nothing_is_judged() -> None:

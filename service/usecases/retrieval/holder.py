@@ -10,7 +10,9 @@ look: a process id that no longer exists, that now belongs to a process
 started at another time (ids are reused), or that is a zombie (killed, not yet
 reaped) is a dead holder, and its lease may be taken at once. A holder on
 another machine or in another container, or anything this process cannot tell
-(no /proc), is presumed alive: its lease only expires.
+(no /proc; a process whose /proc/<pid>/stat it may not read, as under a /proc
+mounted with hidepid=1 or hidepid=2, proc(5)), is presumed alive: its lease
+only expires. Only a failed signal 0 (ESRCH) or a readable stat proves death.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ class Holder:
             return True
         except PermissionError:
             pass  # exists, under another user
-        stat = _stat(self.pid)
-        return stat is None or stat[1] in "ZX" or stat[0] != self.started
+        stat = _stat(self.pid)  # None: hidden from us (hidepid), or ended this instant; not proof either way
+        return stat is not None and (stat[1] in "ZX" or stat[0] != self.started)
 
 
 def this_process() -> Holder:
@@ -82,7 +84,8 @@ def _namespace() -> str | None:
 
 
 def _stat(pid: int) -> tuple[int, str] | None:
-    """(start time, state) of a process from /proc/<pid>/stat; None if it is not there.
+    """(start time, state) of a process from /proc/<pid>/stat; None if it cannot be read (not there, or
+    hidden from this user).
     The command name (field 2) is in parentheses and may hold spaces: fields are counted
     after its closing parenthesis."""
     try:
