@@ -80,7 +80,13 @@ async def test_a_renamed_tree_keeps_its_local_folders_and_imports_only_new_mail(
     assert not any(path.startswith("Remote/Archiv") for path in await folder_paths(env))
     assert set((await env.local_hashes()).values()) == {1}
     assert await cursors(env) == {"INBOX", "Alt", "Alt/2024"}
-    assert any("Archiv" in text and "renamed to Alt" in text for text in await env.logs(LogLevel.INFO))
+    infos = await env.logs(LogLevel.INFO)
+    assert any("Archiv" in text and "renamed to Alt" in text for text in infos)
+    # The child's local folder moved with its parent: the log says where its mail is, not where it was.
+    assert any(
+        "Archiv/2024" in text and "kept in Remote/Alt/2024, where new mail arrives too." in text for text in infos
+    )
+    assert not any("Remote/Archiv/2024" in text for text in infos if "renamed" in text), infos
 
     assert (await env.run(task_id)).imported == 0
     deliver_to(env, "Alt/2024", "new in the renamed child")

@@ -123,7 +123,7 @@ async def follow_rename(
         if moved:
             text += f", and the local folder {old_target.path} is now {new_target.path}."
         elif old_target.path != new_target.path and old_target.special_use is None:
-            text += f" in {old_target.path or old}; new mail arrives in {new_target.path or new}."
+            text += _kept_where(await _local_paths(session, owner, new), new_target.path or new)
         else:
             text += "."
         record(
@@ -134,6 +134,30 @@ async def follow_rename(
             user_id=owner.user_id,
             retrieval_task_id=owner.task_id,
         )
+
+
+async def _local_paths(session: AsyncSession, owner: Owner, remote: str) -> list[str]:
+    """The local folders (at most four) that hold what the task retrieved from `remote`: where its
+    local folder was, or where it moved with a parent renamed before it, or where the user filed it."""
+    rows = await session.exec(
+        select(Folder.path)
+        .join(Message, col(Message.folder_id) == Folder.id)
+        .where(Message.task_id == owner.task_id, Message.remote_folder == remote)
+        .distinct()
+        .order_by(col(Folder.path))
+        .limit(4)
+    )
+    return list(rows.all())
+
+
+def _kept_where(paths: list[str], arriving: str) -> str:
+    """The end of the rename's log line: where the retrieved mail is, and where new mail arrives."""
+    if paths == [arriving]:
+        return f" in {arriving}, where new mail arrives too."
+    if not paths:
+        return f"; new mail arrives in {arriving}."
+    where = ", ".join(paths[:3]) + (" and other folders" if len(paths) > 3 else "")
+    return f" in {where}; new mail arrives in {arriving}."
 
 
 async def _move_local_folder(
