@@ -135,7 +135,8 @@ async def test_a_discovery_document_for_another_issuer_is_refused(oauth_server: 
     [
         ("IMAP_PORT", "99999", "TRIBUTARY_OAUTH_LOCAL_IMAP_PORT must be a port number from 1 to 65535"),
         ("SMTP_PORT", "smtp", "TRIBUTARY_OAUTH_LOCAL_SMTP_PORT must be a port number"),
-        ("SMTP_SECURITY", "tls-please", "TRIBUTARY_OAUTH_LOCAL_SMTP_SECURITY must be none, starttls or ssl"),
+        ("SMTP_SECURITY", "tls-please", "TRIBUTARY_OAUTH_LOCAL_SMTP_SECURITY must be starttls or ssl"),
+        ("SMTP_SECURITY", "none", "TRIBUTARY_OAUTH_LOCAL_SMTP_SECURITY must be starttls or ssl"),  # tokens need TLS
         ("IMAP_HOST", "bad host", "TRIBUTARY_OAUTH_LOCAL_IMAP_HOST is not a host name"),
         ("ISSUER", "http://idp.example.com", "TRIBUTARY_OAUTH_LOCAL_ISSUER must be an https:// address"),
         ("ISSUER", "", "TRIBUTARY_OAUTH_LOCAL_AUTHORIZE_URL is needed when TRIBUTARY_OAUTH_LOCAL_ISSUER is not set"),

@@ -364,6 +364,7 @@ async def test_editing_an_account_that_signs_in_with_a_provider_asks_no_password
             "email_address": MAILBOX,
             "host": "smtp.example.test",
             "security": "starttls",
+            "verify_certificate": "on",  # checked on the page: a token goes only over verified TLS
             "port": "587",
             "auth_required": "on",
             "username": MAILBOX,

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import text, update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from service.config import Settings
 from service.domain.compose import Draft
@@ -28,14 +28,14 @@ from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.outbox import OutboxStatus
 from service.domain.smtp_accounts import SmtpAccountInput
 from service.domain.values import Protocol, RetrievalMethod, Security
-from service.errors import Conflict, FeatureDisabled, InvalidInput
+from service.errors import Conflict, FeatureDisabled, InvalidInput, TlsFailure
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import RetrievalTask, SmtpAccount
 from service.persistence.types import utcnow
 from service.usecases import retrieval_tasks, smtp_accounts
 from service.usecases.connection_tests import SavedSmtpAccount, SavedTask, run_connection_test
-from service.usecases.oauth import complete_authorization, forget_discovery
+from service.usecases.oauth import access_token_for, complete_authorization, forget_discovery
 from service.usecases.oauth_targets import OAuthStart, OAuthStarted, begin_oauth, reconnect_oauth
 from service.usecases.retrieval import imap_run, run_task
 from service.usecases.retrieval.lease import claim_due
@@ -626,3 +626,57 @@ async def test_editing_an_oauth_target_needs_no_password(world: World) -> None:
     )
     task = await world.task(task_started.id)
     assert (task.auth, task.oauth_status, task.password_encrypted) == (AuthKind.OAUTH2, CredentialStatus.OK, None)
+
+
+async def test_a_token_is_never_sent_without_verified_tls(world: World) -> None:
+    """RFC 7628 section 4: OAuth2 targets need TLS with certificate verification, at creation, at edit,
+    and again when a token is asked for (a row saved otherwise gets no token)."""
+    with pytest.raises(InvalidInput, match="needs TLS with a verified certificate"):
+        await world.begin("smtp", host="smtp.example.test", port=25, security="none")
+    with pytest.raises(InvalidInput, match="needs TLS with a verified certificate"):
+        await world.begin("retrieval", protocol=Protocol.IMAP, host="imap.example.test", security=Security.NONE)
+
+    account_started = await world.begin("smtp", host="smtp.example.test", port=587, security=Security.STARTTLS)
+    await world.consent(account_started.authorize_url, "alice.sender@example.test")
+    for security, verify in ((Security.NONE, True), (Security.STARTTLS, False)):
+        with pytest.raises(InvalidInput, match="needs TLS with a verified certificate"):
+            await smtp_accounts.update_smtp_account(
+                db=world.db,
+                secret_box=world.box,
+                user_id=world.user_id,
+                account_id=account_started.id,
+                account=SmtpAccountInput(
+                    email_address="alice.sender@example.test",
+                    host="smtp.example.test",
+                    security=security,
+                    verify_certificate=verify,
+                ),
+            )
+    task_started = await world.begin("retrieval", protocol=Protocol.IMAP, host="imap.example.test", port=993)
+    await world.consent(task_started.authorize_url, "alice.reader@example.test")
+    for security, verify in ((Security.NONE, True), (Security.SSL, False)):
+        new = NewTask(
+            protocol=Protocol.IMAP,
+            host="imap.example.test",
+            username="alice.reader@example.test",
+            password="",
+            security=security,
+            verify_certificate=verify,
+        )
+        with pytest.raises(InvalidInput, match="needs TLS with a verified certificate"):
+            await retrieval_tasks.update_task(
+                db=world.db, secret_box=world.box, user_id=world.user_id, task_id=task_started.id, new=new
+            )
+    assert (await world.account(account_started.id)).security is Security.STARTTLS
+    assert (await world.task(task_started.id)).verify_certificate
+
+    async with world.db.write() as session:  # saved around the use cases (older data, a direct edit)
+        await session.exec(update(SmtpAccount).where(col(SmtpAccount.id) == account_started.id).values(security="none"))
+        await session.exec(
+            update(RetrievalTask).where(col(RetrievalTask.id) == task_started.id).values(verify_certificate=False)
+        )
+    for kind, target_id in (("smtp", account_started.id), ("retrieval", task_started.id)):
+        with pytest.raises(TlsFailure, match="needs TLS with a verified certificate"):
+            await access_token_for(
+                db=world.db, settings=world.settings, secret_box=world.box, kind=kind, target_id=target_id
+            )

@@ -269,10 +269,26 @@ def _server(prefix: str, part: str, environ: Mapping[str, str], protocol: Protoc
         try:
             security = Security(security_text)
         except ValueError:
-            raise InvalidInput(f"{prefix}SMTP_SECURITY must be none, starttls or ssl, not {security_text!r}.") from None
+            security = Security.NONE
+        if security is Security.NONE:  # a token is sent only over TLS (require_tls)
+            raise InvalidInput(f"{prefix}SMTP_SECURITY must be starttls or ssl, not {security_text!r}.")
     else:
         security = _security_for_port(protocol, port)
     return ServerDefaults(host, port or default_port(protocol, security), security)
+
+
+TLS_REQUIRED = (
+    "Sign-in with a provider sends an access token, so it needs TLS with a verified certificate: "
+    "choose SSL/TLS or STARTTLS and keep certificate verification on."
+)
+
+
+def require_tls(security: Security, verify_certificate: bool) -> None:
+    """A task or account that signs in with an OAuth2 token must use TLS and verify the server's
+    certificate (RFC 7628 section 4 / RFC 6750 section 5.3: a bearer token is a password anyone who reads
+    it can use). Raises InvalidInput with one sentence otherwise."""
+    if security is Security.NONE or not verify_certificate:
+        raise InvalidInput(TLS_REQUIRED)
 
 
 def _security_for_port(protocol: Protocol | str, port: int | None) -> Security:

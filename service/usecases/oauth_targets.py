@@ -38,7 +38,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.compose import check_header_text, parse_address
-from service.domain.oauth import AuthKind, CredentialStatus, ServerDefaults, TargetKind
+from service.domain.oauth import AuthKind, CredentialStatus, ServerDefaults, TargetKind, require_tls
 from service.domain.smtp_accounts import check_host
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security, default_port
 from service.errors import Conflict, FeatureDisabled, InvalidInput, NotFound
@@ -115,6 +115,7 @@ def _server(
         port = fallback.port
     else:
         port = default_port(protocol, security)
+    require_tls(security, verify_certificate=True)
     return check_host(host), port, security
 
 

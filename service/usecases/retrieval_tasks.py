@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
-from service.domain.oauth import AuthKind
+from service.domain.oauth import AuthKind, require_tls
 from service.domain.outbound import OutboundPolicy
 from service.domain.retrieval import TaskView
 from service.domain.smtp_accounts import check_host
@@ -218,6 +218,8 @@ async def update_task(
         _require_enabled(await _domain_of(session, task.user_id))
         edited = task_row(task.user_id, new, secret_box)
         oauth = task.auth is AuthKind.OAUTH2  # signs in with the provider's token: a typed password is unused
+        if oauth:
+            require_tls(edited.security, edited.verify_certificate)
         credentials_changed = (bool(new.password) and not oauth) or edited.username != task.username
         for name in _EDITABLE:
             setattr(task, name, getattr(edited, name))

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
-from service.domain.oauth import AuthKind
+from service.domain.oauth import AuthKind, require_tls
 from service.domain.outbound import OutboundPolicy
 from service.domain.outbox import OutboxStatus
 from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
@@ -115,6 +115,7 @@ def _apply(account: SmtpAccount, settings: SmtpAccountInput, secret_box: SecretB
     for name in EDITABLE:
         setattr(account, name, getattr(settings, name))
     if account.auth is AuthKind.OAUTH2:  # signs in with the provider's token: no password to ask for or keep
+        require_tls(account.security, account.verify_certificate)
         account.auth_required = True
         account.password_encrypted = None
     elif not settings.auth_required:

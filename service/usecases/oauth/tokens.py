@@ -34,9 +34,9 @@ from datetime import datetime, timedelta
 import httpx
 
 from service.config import Settings
-from service.domain.oauth import AuthKind, CredentialStatus, OAuthProvider
+from service.domain.oauth import AuthKind, CredentialStatus, OAuthProvider, require_tls
 from service.domain.outbound import OutboundPolicy
-from service.errors import CredentialsRejected, InvalidInput, NeedsReconnect, ServerUnavailable
+from service.errors import CredentialsRejected, InvalidInput, NeedsReconnect, ServerUnavailable, TlsFailure
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.types import utcnow
@@ -105,6 +105,7 @@ async def access_token_for(
         async with db.read() as session:
             row = await load_target(session, which, target_id, None)
             await check_oauth_enabled(session, row.user_id)  # the domain's "OAuth2 sign-in" switch
+            _check_tls(row)
             fresh = _usable_access_token(row, secret_box, clock(), force_refresh)
             if fresh is not None:
                 return fresh
@@ -127,6 +128,16 @@ async def access_token_for(
                 return other
             raise
         return await _store_refreshed(db, secret_box, which, target_id, token, clock())
+
+
+def _check_tls(row: Target) -> None:
+    """Never hand out a token for a connection without verified TLS (RFC 7628 section 4): the faces
+    refuse such settings, and a row saved otherwise (older data, a direct edit) fails here, before
+    the token leaves the database."""
+    try:
+        require_tls(row.security, row.verify_certificate)
+    except InvalidInput as exc:
+        raise TlsFailure(exc.message) from None
 
 
 def _usable_access_token(row: Target, secret_box: SecretBox, now: datetime, force_refresh: bool) -> str | None:
