@@ -115,3 +115,10 @@ class TokenRejected(CredentialsRejected):
 
     A caller refreshes the token once and retries; when the fresh one is refused too, the user must
     reconnect the account (sign in with the provider again)."""
+
+
+class ProviderMisconfigured(RemoteError):
+    """Tributary cannot get an OAuth2 access token for a reason only the administrator can fix (the
+    provider's client secret expired or is wrong: invalid_client; its discovery document is unusable; the
+    provider or OAuth2 sign-in no longer offered). Not a sign-in failure of the user: a task is not
+    paused for it, and outbox entries wait (queued) instead of failing."""

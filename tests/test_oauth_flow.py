@@ -28,10 +28,12 @@ from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.values import Protocol, Security
 from service.errors import (
     ConnectionNotAllowed,
+    CredentialsRejected,
     NeedsReconnect,
     OAuthDenied,
     OAuthFailed,
     OAuthStateInvalid,
+    ProviderMisconfigured,
     ServerUnavailable,
 )
 from service.persistence.database import Database
@@ -539,3 +541,43 @@ async def test_a_refresh_sends_the_providers_scope(env: Env) -> None:
     request = env.server.token_requests[-1]
     assert request.grant_type == "refresh_token"
     assert request.scope == env.environ["TRIBUTARY_OAUTH_LOCAL_SCOPES"]
+
+
+async def test_an_answer_that_is_not_json_is_retried_then_unavailable(env: Env) -> None:
+    """A 200 page that is not JSON (a proxy's) is transient: retried, then ServerUnavailable, status kept."""
+    target_id = await env.signed_in("smtp")
+    env.server.fail_token_endpoint(3, "not_json")
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    with pytest.raises(ServerUnavailable, match="could not be reached"):
+        await env.token("smtp", target_id, force_refresh=True, sleep=sleep)
+    assert slept == [1.0, 4.0]
+    row = await env.row("smtp", target_id)
+    assert (row.oauth_status, row.needs_action, row.last_error) == (CredentialStatus.OK, False, None)
+    env.server.fail_token_endpoint(1, "not_json")
+    assert env.server.token_alive(await env.token("smtp", target_id, force_refresh=True, sleep=sleep))
+
+
+async def test_invalid_client_is_for_the_administrator_not_the_user(env: Env) -> None:
+    """An expired client secret (invalid_client, RFC 6749 5.2) is not the user's sign-in failing."""
+    target_id = await env.signed_in("retrieval")
+    env.server.fail_token_endpoint(1, "invalid_client")
+    with pytest.raises(ProviderMisconfigured, match="tell your administrator") as refused:
+        await env.token("retrieval", target_id, force_refresh=True)
+    assert not isinstance(refused.value, CredentialsRejected)
+    assert env.server.requests["/token"] == 2  # the code exchange, one refresh: not retried
+    row = await env.row("retrieval", target_id)
+    assert (row.oauth_status, row.needs_action, row.last_error) == (CredentialStatus.OK, False, None)
+
+
+async def test_a_missing_discovery_document_is_for_the_administrator(env: Env) -> None:
+    target_id = await env.signed_in("smtp")
+    forget_discovery()
+    env.server.discovery_missing = True
+    with pytest.raises(ProviderMisconfigured, match=r"discovery document is unusable: .*tell your administrator"):
+        await env.token("smtp", target_id, force_refresh=True)
+    row = await env.row("smtp", target_id)
+    assert (row.oauth_status, row.needs_action) == (CredentialStatus.OK, False)

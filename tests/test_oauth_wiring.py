@@ -26,12 +26,13 @@ from service.domain.compose import Draft
 from service.domain.connection_test import ConnectionReport
 from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.outbox import OutboxStatus
+from service.domain.retrieval import AUTH_FAILURES_BEFORE_PAUSE
 from service.domain.smtp_accounts import SmtpAccountInput
 from service.domain.values import Protocol, RetrievalMethod, Security
 from service.errors import Conflict, FeatureDisabled, InvalidInput, TlsFailure
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import RetrievalTask, SmtpAccount
+from service.persistence.tables import OutboxEntry, RetrievalTask, SmtpAccount
 from service.persistence.types import utcnow
 from service.usecases import retrieval_tasks, smtp_accounts
 from service.usecases.connection_tests import SavedSmtpAccount, SavedTask, run_connection_test
@@ -680,3 +681,68 @@ async def test_a_token_is_never_sent_without_verified_tls(world: World) -> None:
             await access_token_for(
                 db=world.db, settings=world.settings, secret_box=world.box, kind=kind, target_id=target_id
             )
+
+
+async def _entry(world: World, entry_id: int) -> OutboxEntry:
+    async with world.db.read() as session:
+        found = await session.get(OutboxEntry, entry_id)
+    assert found is not None
+    return found
+
+
+async def test_a_misconfigured_provider_keeps_messages_queued(
+    world: World, smtp_oauth_server: StartSmtpOAuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """invalid_client (an expired client secret), an unusable discovery document, or the provider no longer
+    offered: nothing was sent, so the message waits (no attempt spent, the account not "needs action")."""
+    server, account_id = await _smtp_account(world, smtp_oauth_server, "alice.sender@example.test")
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)  # the server refuses the token: a refresh is due
+    world.oauth.fail_token_endpoint(times=1, mode="invalid_client")
+    queued = await _send(world, account_id, "secret expired")
+    assert queued.status is OutboxStatus.QUEUED
+    assert "tell your administrator" in queued.detail
+    entry = await _entry(world, queued.outbox_id)
+    assert (entry.attempts, entry.status) == (0, OutboxStatus.QUEUED)
+    account = await world.account(account_id)
+    assert (account.oauth_status, account.needs_action) == (CredentialStatus.OK, False)
+
+    forget_discovery()
+    world.oauth.discovery_missing = True
+    assert queued.next_attempt_at is not None
+    later = queued.next_attempt_at
+    results = await process_due_outbox(db=world.db, secret_box=world.box, settings=world.settings, now=later)
+    assert [r.status for r in results] == [OutboxStatus.QUEUED]
+    assert (await _entry(world, queued.outbox_id)).attempts == 0
+
+    world.oauth.discovery_missing = False
+    monkeypatch.setenv("TRIBUTARY_OAUTH_PROVIDERS", "")  # the administrator stopped offering it
+    assert results[0].next_attempt_at is not None
+    later = results[0].next_attempt_at
+    results = await process_due_outbox(db=world.db, secret_box=world.box, settings=world.settings, now=later)
+    assert [r.status for r in results] == [OutboxStatus.QUEUED]
+    assert "not offered on this server any more" in results[0].detail
+    assert not (await world.account(account_id)).needs_action
+
+    monkeypatch.setenv("TRIBUTARY_OAUTH_PROVIDERS", "local")  # fixed: it goes out
+    assert results[0].next_attempt_at is not None
+    later = results[0].next_attempt_at
+    results = await process_due_outbox(db=world.db, secret_box=world.box, settings=world.settings, now=later)
+    assert [r.status for r in results] == [OutboxStatus.SENT]
+    assert len(server.received) == 1
+
+
+async def test_invalid_client_does_not_pause_a_task_for_its_password(
+    world: World, dovecot_oauth: OAuthDovecot, oauth_mail_user: MailUser
+) -> None:
+    started = await world.begin("retrieval", protocol=Protocol.IMAP, host="127.0.0.1", port=dovecot_oauth.imaps_port)
+    await world.consent(started.authorize_url, oauth_mail_user.email)
+    world.oauth.advance(world.oauth.access_token_lifetime + 60)  # the server refuses the token: a refresh is due
+    for _ in range(AUTH_FAILURES_BEFORE_PAUSE + 1):
+        world.oauth.fail_token_endpoint(times=1, mode="invalid_client")
+        result = await world.run(started.id)
+        assert result.errors
+        assert "tell your administrator" in result.errors[0]
+    task = await world.task(started.id)
+    assert (task.auth_failures, task.paused_reason, task.needs_action) == (0, None, False)
+    assert task.oauth_status is CredentialStatus.OK
+    assert (await world.run(started.id)).errors == []  # the secret fixed: the next run works

@@ -14,9 +14,13 @@ refresh token.
   NeedsReconnect; later calls raise it at once, without asking the provider
   again, until the user runs Reconnect. If another caller refreshed (and so
   rotated) the token meanwhile, its fresh token is used instead.
-- A network failure or a 5xx (or 429) answer is retried with backoff and then
-  raises ServerUnavailable, leaving the status as it was: that is not "needs
-  action".
+- A network failure, a 5xx (or 429) answer or one that is not JSON (a proxy's
+  page) is retried with backoff and then raises ServerUnavailable, leaving the
+  status as it was: that is not "needs action".
+- The provider refusing Tributary itself (`invalid_client`: Microsoft client
+  secrets expire; any other RFC 6749 5.2 error but the ones above) or an
+  unusable discovery document raises ProviderMisconfigured: the administrator
+  must act, the user's sign-in is not at fault.
 
 No database session is held across the token request; tokens are never logged.
 """
@@ -36,7 +40,14 @@ import httpx
 from service.config import Settings
 from service.domain.oauth import AuthKind, CredentialStatus, OAuthProvider, require_tls
 from service.domain.outbound import OutboundPolicy
-from service.errors import CredentialsRejected, InvalidInput, NeedsReconnect, ServerUnavailable, TlsFailure
+from service.errors import (
+    InvalidInput,
+    NeedsReconnect,
+    OAuthFailed,
+    ProviderMisconfigured,
+    ServerUnavailable,
+    TlsFailure,
+)
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.types import utcnow
@@ -52,6 +63,7 @@ REFRESH_MARGIN = timedelta(seconds=60)
 RETRY_DELAYS = (1.0, 4.0)  # seconds before the 2nd and 3rd attempt
 _RECONNECT_ERRORS = frozenset({"invalid_grant", "invalid_scope"})
 _RETRY_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
+_TELL_ADMIN = "the provider is misconfigured on this server, tell your administrator."
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
@@ -94,7 +106,8 @@ async def access_token_for(
     unreachable after retries), ConnectionNotAllowed (the outbound policy
     refuses the provider), FeatureDisabled (provider no longer configured, or the
     domain's administrator turned OAuth2 sign-in off),
-    CredentialsRejected (the provider refused Tributary's client credentials).
+    ProviderMisconfigured (the provider refused Tributary's client credentials, or its
+    discovery document is unusable), TlsFailure (the target's settings lack verified TLS).
     `clock`, `sleep` and `environ` are for tests.
     """
     which = target_kind(kind)
@@ -168,20 +181,20 @@ async def _refresh_with_retries(
             reason = type(exc).__name__
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code < 500 and exc.response.status_code != 429:
-                raise CredentialsRejected(
-                    f"{provider.label} refused to renew the access (HTTP {exc.response.status_code}); "
-                    "ask your administrator to check the OAuth client settings."
+                raise ProviderMisconfigured(
+                    f"{provider.label} refused to renew the access (HTTP {exc.response.status_code}): {_TELL_ADMIN}"
                 ) from exc
             reason = f"HTTP {exc.response.status_code}"
         except AuthlibOAuthError as exc:
             if exc.error in _RECONNECT_ERRORS:
                 raise NeedsReconnect(reconnect_message(provider.label)) from exc
             if exc.error not in _RETRY_ERRORS:
-                raise CredentialsRejected(
-                    f"{provider.label} refused Tributary's sign-in ({exc.error}): "
-                    "ask your administrator to check the OAuth client settings."
+                raise ProviderMisconfigured(
+                    f"{provider.label} refused Tributary's sign-in ({exc.error}): {_TELL_ADMIN}"
                 ) from exc
             reason = str(exc.error)
+        except ValueError:  # authlib parses the answer as JSON: a proxy's or load balancer's page
+            reason = "an answer that is not JSON"
         if attempt >= len(RETRY_DELAYS):
             raise ServerUnavailable(unreachable)
         log.warning("token refresh at %s failed (%s); retrying", provider.name, reason)
@@ -192,7 +205,10 @@ async def _refresh_with_retries(
 async def _refresh_once(
     settings: Settings, policy: OutboundPolicy, provider: OAuthProvider, refresh_token: str
 ) -> dict[str, object]:
-    endpoints = await endpoints_for(provider, settings=settings, policy=policy)
+    try:
+        endpoints = await endpoints_for(provider, settings=settings, policy=policy)
+    except OAuthFailed as exc:  # the discovery document is unusable: nothing the user can do
+        raise ProviderMisconfigured(f"{exc.message.rstrip('.')}: {_TELL_ADMIN}") from exc
     async with oauth_client(settings, policy, provider) as client:
         token = dict(await client.refresh_token(endpoints.token_url, refresh_token=refresh_token))
     if not isinstance(token.get("access_token"), str):

@@ -29,7 +29,14 @@ from service.config import Settings
 from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.outbox import RATE_WINDOW, DeliveryReport, OutboxStatus, SendResult, rate_limited_until
 from service.domain.values import LogLevel, LogSource
-from service.errors import CredentialsRejected, NotFound, RemoteError, TributaryError
+from service.errors import (
+    CredentialsRejected,
+    FeatureDisabled,
+    NotFound,
+    ProviderMisconfigured,
+    RemoteError,
+    TributaryError,
+)
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox, SecretKeyError
 from service.persistence.tables import Domain, Message, MessageBody, OutboxEntry, SmtpAccount, User
@@ -212,7 +219,9 @@ async def attempt_delivery(
             outcome = await send_with(None)
     except RemoteError as exc:
         outcome = exc
-    except TributaryError as exc:  # getting the token (the provider no longer offered): nothing was sent
+    except FeatureDisabled as exc:  # no token: OAuth2 sign-in or the provider turned off; nothing was sent
+        outcome = ProviderMisconfigured(exc.message)
+    except TributaryError as exc:  # getting the token failed otherwise: nothing was sent
         outcome = CredentialsRejected(exc.message)
     except Exception as exc:  # a bug, not a server's answer: the message may have gone, so never resend blindly
         log.exception("unexpected error while sending outbox entry %s", job.entry_id)

@@ -10,6 +10,10 @@
   the server's words kept.
 - An OAuth2 account the provider no longer signs in (NeedsReconnect, or a
   fresh token refused too): the entry waits, queued, until Reconnect.
+- No token because of the administrator's set-up (ProviderMisconfigured: an
+  expired client secret, an unusable discovery document, the provider or
+  OAuth2 sign-in turned off): nothing was sent; the entry waits, queued, the
+  attempt not counted, and the account is not "needs action".
 - Lost after the final ".": "unknown", never retried.
 """
 
@@ -29,6 +33,7 @@ from service.errors import (
     CredentialsRejected,
     MessageRejected,
     NeedsReconnect,
+    ProviderMisconfigured,
     RemoteError,
     ServerUnavailable,
     TokenRejected,
@@ -95,6 +100,20 @@ def wait_for_reconnect(session: AsyncSession, entry: OutboxEntry, account: SmtpA
     entry.updated_at = now
     session.add(entry)
     return result_of(entry, text)
+
+
+def wait_for_administrator(session: AsyncSession, entry: OutboxEntry, text: str, now: datetime) -> SendResult:
+    """Keep the entry queued while the provider's set-up is broken (ProviderMisconfigured): nothing was
+    sent, so the attempt is not counted and the 24 hours start over; looked at again every
+    RECONNECT_RECHECK."""
+    entry.status = OutboxStatus.QUEUED
+    entry.attempts = max(entry.attempts - 1, 0)
+    entry.next_attempt_at = now + RECONNECT_RECHECK
+    entry.give_up_at = max(entry.give_up_at, now + GIVE_UP_AFTER)
+    entry.last_error = f"Waiting: {text}"
+    entry.updated_at = now
+    session.add(entry)
+    return result_of(entry, entry.last_error)
 
 
 def _retry_or_fail(session: AsyncSession, entry: OutboxEntry, job: Job, text: str, now: datetime) -> SendResult:
@@ -188,6 +207,10 @@ async def settle(
         _log(session, job, LogLevel.ERROR, outcome.message, LogSource.SMTP_AUTH)
         result = wait_for_reconnect(session, entry, account, now)
         account.last_used_at = now
+    elif isinstance(outcome, ProviderMisconfigured):
+        _log(session, job, LogLevel.ERROR, outcome.message, LogSource.SMTP_AUTH)
+        result = wait_for_administrator(session, entry, outcome.message, now)
+        _health(account, now, outcome.message)
     elif isinstance(outcome, ServerUnavailable):
         reply = getattr(outcome, "reply", None)
         entry.last_reply = str(reply) if reply is not None else entry.last_reply
