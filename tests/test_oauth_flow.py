@@ -581,3 +581,11 @@ async def test_a_missing_discovery_document_is_for_the_administrator(env: Env) -
         await env.token("smtp", target_id, force_refresh=True)
     row = await env.row("smtp", target_id)
     assert (row.oauth_status, row.needs_action) == (CredentialStatus.OK, False)
+
+
+async def test_a_task_still_signs_in_when_another_provider_is_misconfigured(env: Env) -> None:
+    target_id = await env.signed_in("smtp")
+    env.environ["TRIBUTARY_OAUTH_PROVIDERS"] = "local,broken"
+    env.environ["TRIBUTARY_OAUTH_BROKEN_ISSUER"] = "http://idp.example.com"  # not https: refused
+    env.environ["TRIBUTARY_OAUTH_BROKEN_CLIENT_ID"] = "app"
+    assert env.server.token_alive(await env.token("smtp", target_id, force_refresh=True))

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from service.config import Settings
-from service.domain.oauth import ServerDefaults, configured_providers
+from service.domain.oauth import ServerDefaults, configured_providers, usable_providers
 from service.domain.outbound import OutboundPolicy
 from service.domain.values import Security
 from service.errors import InvalidInput, OAuthFailed
@@ -191,3 +191,23 @@ def test_the_address_from_an_id_token() -> None:
     assert _id_token_email({"id_token": _jwt({"preferred_username": "ann"})}) is None
     assert _id_token_email({"id_token": "not-a-jwt"}) is None
     assert _id_token_email({}) is None
+
+
+def test_one_invalid_provider_leaves_the_others_offered() -> None:
+    """A mistyped TRIBUTARY_OAUTH_<NAME>_* variable takes away that provider only (its sentence is
+    shown on Administration); Google, Microsoft and the other custom providers stay."""
+    settings = Settings(oauth_google_client_id="g-app", oauth_microsoft_client_id="m-app")
+    environ = {
+        "TRIBUTARY_OAUTH_PROVIDERS": "broken,local,google",
+        "TRIBUTARY_OAUTH_BROKEN_ISSUER": "http://idp.example.com",
+        "TRIBUTARY_OAUTH_BROKEN_CLIENT_ID": "app",
+        LOCAL + "ISSUER": "https://idp.example.com",
+        LOCAL + "CLIENT_ID": "app",
+    }
+    providers, problems = usable_providers(settings, environ)
+    assert list(providers) == ["google", "microsoft", "local"]
+    assert len(problems) == 2
+    assert problems[0].startswith("TRIBUTARY_OAUTH_BROKEN_ISSUER must be an https:// address")
+    assert "names google, which is built in" in problems[1]
+    with pytest.raises(InvalidInput):  # the strict check still refuses
+        configured_providers(settings, environ)

@@ -342,7 +342,8 @@ async def test_administration_lists_the_configured_providers(
     monkeypatch.setenv("TRIBUTARY_OAUTH_LOCAL_IMAP_PORT", "99999")
     page = await web_client.get("/admin")
     assert "TRIBUTARY_OAUTH_LOCAL_IMAP_PORT must be a port number from 1 to 65535" in page.text
-    assert "No provider is offered until it is corrected." in page.text
+    assert "That provider is not offered until it is corrected." in page.text
+    assert f"<strong>{LABEL}</strong>" not in page.text
     new_task = await web_client.get("/settings/retrieval/new")
     assert "Sign in with your provider" not in new_task.text
 

@@ -155,8 +155,22 @@ def configured_providers(settings: Settings, environ: Mapping[str, str]) -> dict
     each name of TRIBUTARY_OAUTH_PROVIDERS (the setting, and the same variable in `environ`) that has
     a client id. `environ` is where TRIBUTARY_OAUTH_<NAME>_* are read (normally os.environ).
 
-    An invalid value raises InvalidInput with one sentence naming the variable.
+    An invalid value raises InvalidInput with one sentence naming the variable (a strict check;
+    what users are offered is `usable_providers`).
     """
+    return _providers(settings, environ, None)
+
+
+def usable_providers(settings: Settings, environ: Mapping[str, str]) -> tuple[dict[str, OAuthProvider], list[str]]:
+    """The providers users are offered, and one sentence per provider left out for an invalid value:
+    one mistyped TRIBUTARY_OAUTH_<NAME>_* variable takes away that provider only, not Google and
+    Microsoft and every other one."""
+    problems: list[str] = []
+    return _providers(settings, environ, problems), problems
+
+
+def _providers(settings: Settings, environ: Mapping[str, str], problems: list[str] | None) -> dict[str, OAuthProvider]:
+    """configured_providers; with `problems`, an invalid provider is skipped and its sentence added there."""
     providers: dict[str, OAuthProvider] = {}
     if settings.oauth_google_client_id.strip():
         secret = settings.oauth_google_client_secret
@@ -177,20 +191,30 @@ def configured_providers(settings: Settings, environ: Mapping[str, str]) -> dict
         if not name or name in seen:
             continue
         seen.add(name)
-        if not _NAME.fullmatch(name):
-            raise InvalidInput(
-                f"TRIBUTARY_OAUTH_PROVIDERS has {raw.strip()!r}: a provider name is letters, digits and _, "
-                "starting with a letter."
-            )
-        if name in BUILT_IN:
-            raise InvalidInput(
-                f"TRIBUTARY_OAUTH_PROVIDERS names {name}, which is built in: set only "
-                f"TRIBUTARY_OAUTH_{name.upper()}_CLIENT_ID and _CLIENT_SECRET for it."
-            )
-        provider = _custom(name, environ)
+        try:
+            provider = _listed(name, raw, environ)
+        except InvalidInput as exc:
+            if problems is None:
+                raise
+            problems.append(exc.message)
+            continue
         if provider is not None:
             providers[name] = provider
     return providers
+
+
+def _listed(name: str, raw: str, environ: Mapping[str, str]) -> OAuthProvider | None:
+    if not _NAME.fullmatch(name):
+        raise InvalidInput(
+            f"TRIBUTARY_OAUTH_PROVIDERS has {raw.strip()!r}: a provider name is letters, digits and _, "
+            "starting with a letter."
+        )
+    if name in BUILT_IN:
+        raise InvalidInput(
+            f"TRIBUTARY_OAUTH_PROVIDERS names {name}, which is built in: set only "
+            f"TRIBUTARY_OAUTH_{name.upper()}_CLIENT_ID and _CLIENT_SECRET for it."
+        )
+    return _custom(name, environ)
 
 
 def _custom(name: str, environ: Mapping[str, str]) -> OAuthProvider | None:

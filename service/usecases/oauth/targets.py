@@ -3,6 +3,7 @@ and the outbound policy of its owner's domain."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 
@@ -10,13 +11,15 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
-from service.domain.oauth import OAuthProvider, TargetKind, configured_providers
+from service.domain.oauth import OAuthProvider, TargetKind, usable_providers
 from service.domain.outbound import OutboundPolicy
 from service.errors import FeatureDisabled, InvalidInput, NotFound
 from service.persistence.tables import Domain, RetrievalTask, SmtpAccount, User
 from service.usecases.domains import outbound_policy
 
 Target = RetrievalTask | SmtpAccount
+log = logging.getLogger(__name__)
+_logged: set[str] = set()  # configuration problems already logged by this process
 
 
 def target_kind(kind: str) -> TargetKind:
@@ -54,8 +57,13 @@ async def policy_for_user(session: AsyncSession, settings: Settings, user_id: in
 
 
 def provider_named(settings: Settings, environ: Mapping[str, str] | None, name: str | None) -> OAuthProvider:
-    """The configured provider `name`; FeatureDisabled when the administrator no longer offers it."""
-    providers = configured_providers(settings, os.environ if environ is None else environ)
+    """The configured provider `name`; FeatureDisabled when the administrator no longer offers it (or
+    its TRIBUTARY_OAUTH_<NAME>_* variables are invalid: logged once; the others are still offered)."""
+    providers, problems = usable_providers(settings, os.environ if environ is None else environ)
+    for problem in problems:
+        if problem not in _logged:
+            _logged.add(problem)
+            log.warning("an OAuth2 provider is not offered: %s", problem)
     provider = providers.get(name or "")
     if provider is None:
         raise FeatureDisabled(

@@ -23,7 +23,7 @@ from litestar.params import Body, FromPath
 from litestar.response import Template
 
 from service.config import Settings
-from service.domain.oauth import configured_providers
+from service.domain.oauth import usable_providers
 from service.domain.users import UserView
 from service.errors import Conflict, InvalidInput, NotFound
 from service.persistence.database import Database
@@ -54,15 +54,12 @@ class SignInProviders:
 
     providers: list[ProviderLine]
     redirect_uri: str | None  # to register with each provider; None without TRIBUTARY_PUBLIC_URL
-    problem: str | None = None  # an invalid TRIBUTARY_OAUTH_* value: then none is offered
+    problem: str | None = None  # invalid TRIBUTARY_OAUTH_* values: those providers are not offered
 
 
 def sign_in_providers(settings: Settings) -> SignInProviders:
     redirect_uri = settings.oauth_redirect_uri if settings.public_url else None
-    try:
-        configured = configured_providers(settings, os.environ)
-    except InvalidInput as exc:
-        return SignInProviders([], redirect_uri, exc.message)
+    configured, problems = usable_providers(settings, os.environ)
     lines = []
     for provider in configured.values():
         servers = [
@@ -71,7 +68,7 @@ def sign_in_providers(settings: Settings) -> SignInProviders:
             if (server := provider.server(part)) is not None
         ]
         lines.append(ProviderLine(provider.label, provider.name, ", ".join(servers) or "no mail servers set"))
-    return SignInProviders(lines, redirect_uri)
+    return SignInProviders(lines, redirect_uri, " ".join(problems) or None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,10 +32,10 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, Parameter, QueryParameter
 
 from service.config import Settings
-from service.domain.oauth import AuthKind, OAuthProvider, TargetKind, configured_providers
+from service.domain.oauth import AuthKind, OAuthProvider, TargetKind, usable_providers
 from service.domain.users import UserView
 from service.domain.values import Protocol
-from service.errors import InvalidInput, OAuthSignInError, TributaryError
+from service.errors import OAuthSignInError, TributaryError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases.oauth import complete_authorization
@@ -61,12 +61,8 @@ class ProviderChoice:
 
 
 def providers(settings: Settings) -> dict[str, OAuthProvider]:
-    """The configured providers; none (logged) when the configuration is invalid."""
-    try:
-        return configured_providers(settings, os.environ)
-    except InvalidInput as exc:
-        log.warning("OAuth2 providers are not offered: %s", exc.message)
-        return {}
+    """The configured providers; one whose configuration is invalid is left out (Administration says why)."""
+    return usable_providers(settings, os.environ)[0]
 
 
 def offered(settings: Settings) -> list[ProviderChoice]:
