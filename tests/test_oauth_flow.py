@@ -589,3 +589,35 @@ async def test_a_task_still_signs_in_when_another_provider_is_misconfigured(env:
     env.environ["TRIBUTARY_OAUTH_BROKEN_ISSUER"] = "http://idp.example.com"  # not https: refused
     env.environ["TRIBUTARY_OAUTH_BROKEN_CLIENT_ID"] = "app"
     assert env.server.token_alive(await env.token("smtp", target_id, force_refresh=True))
+
+
+async def test_a_bogus_state_takes_no_write_transaction(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The callback needs no sign-in: unknown states are refused from a read transaction, so a flood of
+    them cannot hold off writers (a write is BEGIN IMMEDIATE on SQLite)."""
+    target_id = await env.pending("retrieval")
+    url = await env.start("retrieval", target_id)
+    writes: list[int] = []
+    real_write = env.db.write
+
+    def counting_write(*args: Any, **kwargs: Any) -> Any:
+        writes.append(1)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(env.db, "write", counting_write)
+    for bogus in ("nosuchstate", "another-one"):
+        with pytest.raises(OAuthStateInvalid):
+            await complete_authorization(
+                db=env.db,
+                settings=env.settings,
+                secret_box=env.box,
+                state=bogus,
+                code="code",
+                error=None,
+                session_binding="session-A",
+                environ=env.environ,
+            )
+    with pytest.raises(OAuthStateInvalid):  # a real state from another browser session: refused unwritten too
+        await env.complete(env.server.approve(url, MAILBOX), binding="session-B")
+    assert writes == []
+    await env.complete(env.server.approve(url, MAILBOX))  # still usable by its own session
+    assert (await env.row("retrieval", target_id)).oauth_status is CredentialStatus.OK

@@ -188,22 +188,30 @@ class _Consumed:
 async def _consume_state(
     db: Database, settings: Settings, secret_box: SecretBox, state: str, session_binding: str | None, now: datetime
 ) -> _Consumed:
-    """Mark the state used (single use) and return what it was for; OAuthStateInvalid if it cannot be used."""
-    async with db.write() as session:
-        row = (await session.exec(select(OAuthState).where(OAuthState.state_hash == _digest(state)))).first()
-        if row is None or row.used_at is not None or row.expires_at <= now:
+    """Mark the state used (single use) and return what it was for; OAuthStateInvalid if it cannot be used.
+
+    The state is looked up in a read transaction first: the callback is reachable without signing in, and
+    a write transaction (BEGIN IMMEDIATE on SQLite) for every bogus state would let a flood of them hold
+    off every writer. Only a usable state takes the write transaction, which claims it atomically."""
+    async with db.read() as session:
+        found = (await session.exec(select(OAuthState).where(OAuthState.state_hash == _digest(state)))).first()
+        if found is None or found.used_at is not None or found.expires_at <= now:
             raise OAuthStateInvalid(STATE_INVALID)
-        if row.session_binding is not None and not (
-            session_binding is not None and hmac.compare_digest(row.session_binding, _digest(session_binding))
+        if found.session_binding is not None and not (
+            session_binding is not None and hmac.compare_digest(found.session_binding, _digest(session_binding))
         ):
             raise OAuthStateInvalid(STATE_INVALID)
+        state_id = found.id
+    async with db.write() as session:
         claimed = await session.exec(
             update(OAuthState)
-            .where(col(OAuthState.id) == row.id, col(OAuthState.used_at).is_(None))
+            .where(col(OAuthState.id) == state_id, col(OAuthState.used_at).is_(None))
             .values(used_at=now)
         )
         if claimed.rowcount != 1:  # a concurrent callback with the same state won
             raise OAuthStateInvalid(STATE_INVALID)
+        row = await session.get(OAuthState, state_id)
+        assert row is not None
         return _Consumed(
             user_id=row.user_id,
             kind=TargetKind(row.kind),
