@@ -211,3 +211,17 @@ def test_one_invalid_provider_leaves_the_others_offered() -> None:
     assert "names google, which is built in" in problems[1]
     with pytest.raises(InvalidInput):  # the strict check still refuses
         configured_providers(settings, environ)
+
+
+@pytest.mark.parametrize("key", ["authorization_endpoint", "token_endpoint", "userinfo_endpoint"])
+async def test_discovered_endpoints_must_be_https(oauth_server: OAuthServer, key: str) -> None:
+    """The https-only rule of configured endpoints holds for discovered ones (the client secret and the
+    tokens go there)."""
+    oauth_server.metadata_overrides[key] = "http://idp.example.com/endpoint"
+    settings = Settings(outbound_allow="127.0.0.0/8")
+    local = configured_providers(settings, oauth_server.provider_env("local"))["local"]
+    policy = OutboundPolicy.parse(["127.0.0.0/8"])
+    forget_discovery()
+    with pytest.raises(OAuthFailed, match=f"names an {key} that is not an https:// address"):
+        await endpoints_module.endpoints_for(local, settings=settings, policy=policy)
+    forget_discovery()

@@ -251,15 +251,20 @@ def _custom(name: str, environ: Mapping[str, str]) -> OAuthProvider | None:
     )
 
 
-def _url(variable: str, value: str) -> str | None:
-    """An endpoint URL: https, or http to a loopback address (a local test server)."""
-    if not value:
-        return None
+def endpoint_url_allowed(value: str) -> bool:
+    """Whether `value` may be an OAuth2 endpoint: https, or http to a loopback address (a local test
+    server). Configured endpoints and those an issuer's discovery document names are held to it alike:
+    tokens and client secrets travel to them (RFC 6749 3.1 and 3.2 require TLS)."""
     parts = urlsplit(value)
     host = parts.hostname or ""
-    if parts.scheme == "https" and host:
-        return value
-    if parts.scheme == "http" and _loopback(host):
+    return (parts.scheme == "https" and bool(host)) or (parts.scheme == "http" and _loopback(host))
+
+
+def _url(variable: str, value: str) -> str | None:
+    """An endpoint URL (endpoint_url_allowed), None when unset."""
+    if not value:
+        return None
+    if endpoint_url_allowed(value):
         return value
     raise InvalidInput(f"{variable} must be an https:// address (http:// only for localhost), not {value!r}.")
 

@@ -3,7 +3,10 @@
 `{issuer}/.well-known/openid-configuration` is fetched once per process and
 cached (the endpoints of a provider do not move while a process runs); a failed
 fetch is not cached. The document must name the same issuer (Discovery 4.3),
-so a document from somewhere else cannot redirect the token requests.
+so a document from somewhere else cannot redirect the token requests, and the
+endpoints it names are held to the https-only rule of configured ones
+(`endpoint_url_allowed`): a plain-http token endpoint would carry the client
+secret and the tokens in clear.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from service.config import Settings
-from service.domain.oauth import OAuthProvider
+from service.domain.oauth import OAuthProvider, endpoint_url_allowed
 from service.domain.outbound import OutboundPolicy
 from service.errors import OAuthFailed, ServerUnavailable
 from service.usecases.oauth.http import http_client
@@ -74,5 +77,12 @@ async def _discover(provider: OAuthProvider, *, settings: Settings, policy: Outb
         document = None
     if not isinstance(document, dict) or str(document.get("issuer", "")).rstrip("/") != provider.issuer:
         raise OAuthFailed(f"{provider.label}'s sign-in is not set up correctly: its discovery document is unusable.")
+    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint"):
+        value = document.get(key)
+        if value is not None and not (isinstance(value, str) and endpoint_url_allowed(value)):
+            raise OAuthFailed(
+                f"{provider.label}'s sign-in is not set up correctly: its discovery document names an {key} "
+                "that is not an https:// address."
+            )
     _discovered[provider.issuer] = document
     return document
