@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlmodel import select
 
 from service.config import Settings
@@ -46,6 +46,7 @@ from service.usecases.oauth import (
     forget_discovery,
     start_authorization,
 )
+from service.usecases.oauth import tokens as tokens_module
 from service.usecases.users import add_user
 from tests.fixtures.oauth_server import OAuthServer
 
@@ -621,3 +622,71 @@ async def test_a_bogus_state_takes_no_write_transaction(env: Env, monkeypatch: p
     assert writes == []
     await env.complete(env.server.approve(url, MAILBOX))  # still usable by its own session
     assert (await env.row("retrieval", target_id)).oauth_status is CredentialStatus.OK
+
+
+async def test_a_re_encrypted_refresh_token_is_not_a_rotated_one(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`secrets rotate` re-encrypts the stored refresh token while a refresh is refused as invalid_grant:
+    that is no rotation by another process, so the stale access token is not handed out."""
+    target_id = await env.signed_in("retrieval")
+    env.server.revoke_user(MAILBOX)
+    real = tokens_module._refresh_with_retries
+
+    async def rotate_keys_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        async with env.db.write() as session:
+            row = await session.get(RetrievalTask, target_id)
+            assert row is not None
+            assert row.oauth_refresh_token_encrypted is not None
+            row.oauth_refresh_token_encrypted = env.box.encrypt(env.box.decrypt(row.oauth_refresh_token_encrypted))
+            session.add(row)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(tokens_module, "_refresh_with_retries", rotate_keys_meanwhile)
+    with pytest.raises(NeedsReconnect):
+        await env.token("retrieval", target_id, force_refresh=True)
+    assert (await env.row("retrieval", target_id)).oauth_status is CredentialStatus.RECONNECT
+
+
+async def test_reconnect_without_a_new_refresh_token_drops_the_dead_one(env: Env) -> None:
+    target_id = await env.signed_in("smtp")
+    env.server.revoke_user(MAILBOX)
+    with pytest.raises(NeedsReconnect):
+        await env.token("smtp", target_id, force_refresh=True)
+    env.server.issue_refresh_tokens = False
+    await env.complete(env.server.approve(await env.start("smtp", target_id), MAILBOX))
+    row = await env.row("smtp", target_id)
+    assert (row.oauth_status, row.oauth_refresh_token_encrypted) == (CredentialStatus.OK, None)
+    with pytest.raises(NeedsReconnect):  # when the access token is due, Reconnect is asked at once
+        await env.token("smtp", target_id, force_refresh=True)
+    assert env.server.token_requests[-1].grant_type == "authorization_code"  # no refresh with the dead token
+
+
+async def test_a_pending_target_given_its_mailbox_must_sign_in_as_it(env: Env) -> None:
+    target_id = await env.pending("retrieval", username="other.box@example.test")
+    url = await env.start("retrieval", target_id)
+    with pytest.raises(OAuthFailed, match=r"for other\.box@example\.test: sign in as other\.box@example\.test"):
+        await env.complete(env.server.approve(url, MAILBOX))
+    row = await env.row("retrieval", target_id)
+    assert (row.oauth_status, row.oauth_access_token_encrypted) == (CredentialStatus.PENDING, None)
+
+
+async def test_the_address_filled_in_is_not_one_the_user_has_already(env: Env) -> None:
+    await env.signed_in("smtp")  # an account for MAILBOX
+    second = await env.pending("smtp")
+    with pytest.raises(OAuthFailed, match=f"already have an SMTP account for {MAILBOX}"):
+        await env.complete(env.server.approve(await env.start("smtp", second), MAILBOX))
+    row = await env.row("smtp", second)
+    assert isinstance(row, SmtpAccount)
+    assert (row.email_address, row.oauth_status) == ("", CredentialStatus.PENDING)
+
+
+async def test_the_callback_refuses_when_the_domain_turned_oauth_off(env: Env) -> None:
+    target_id = await env.pending("retrieval")
+    url = await env.start("retrieval", target_id)
+    async with env.db.write() as session:
+        await session.exec(update(Domain).values(oauth_enabled=False))
+    requests = env.server.requests["/token"]
+    with pytest.raises(OAuthFailed, match="turned off OAuth2 sign-in") as refused:
+        await env.complete(env.server.approve(url, MAILBOX))
+    assert refused.value.message.count(". ") == 0
+    assert env.server.requests["/token"] == requests  # the code is not even exchanged
+    assert (await env.row("retrieval", target_id)).oauth_status is CredentialStatus.PENDING

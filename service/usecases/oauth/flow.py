@@ -39,7 +39,7 @@ import httpx
 from authlib.common.encoding import urlsafe_b64decode
 from authlib.common.security import generate_token
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 
 from service.config import Settings
@@ -58,8 +58,9 @@ from service.errors import (
 )
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import OAuthState, RetrievalTask
+from service.persistence.tables import OAuthState, RetrievalTask, SmtpAccount
 from service.persistence.types import utcnow
+from service.usecases.domains import check_oauth_enabled
 from service.usecases.oauth.endpoints import endpoints_for
 from service.usecases.oauth.http import AsyncOAuth2Client, AuthlibOAuthError, oauth_client
 from service.usecases.oauth.targets import (
@@ -202,6 +203,10 @@ async def _consume_state(
         ):
             raise OAuthStateInvalid(STATE_INVALID)
         state_id = found.id
+        try:
+            await check_oauth_enabled(session, found.user_id)  # the domain's "OAuth2 sign-in" switch
+        except FeatureDisabled as exc:
+            raise OAuthFailed(exc.message, kind=found.kind, target_id=found.target_id) from exc
     async with db.write() as session:
         claimed = await session.exec(
             update(OAuthState)
@@ -274,13 +279,21 @@ async def complete_authorization(
             raise OAuthFailed(
                 f"The {_what(consumed.kind)}'s sign-in method changed during the sign-in: nothing was saved.", **where
             )
-        expected = sign_in_name(row)
-        if row.oauth_status is not CredentialStatus.PENDING and expected and expected.lower() != email.lower():
+        expected = sign_in_name(row)  # also a pending target's, when the user gave the username or address
+        if expected and expected.lower() != email.lower():
+            again = "sign in" if row.oauth_status is CredentialStatus.PENDING else "reconnect"
             raise OAuthFailed(
-                f"You signed in as {email}, but this {_what(consumed.kind)} is for {expected}: "
-                f"reconnect as {expected}.",
+                f"You signed in as {email}, but this {_what(consumed.kind)} is for {expected}: {again} as {expected}.",
                 **where,
             )
+        if isinstance(row, SmtpAccount) and not row.email_address:
+            taken = select(SmtpAccount.id).where(
+                SmtpAccount.user_id == row.user_id,
+                func.lower(SmtpAccount.email_address) == email.lower(),
+                SmtpAccount.id != row.id,
+            )
+            if (await session.exec(taken)).first() is not None:
+                raise OAuthFailed(f"You already have an SMTP account for {email}: nothing was saved.", **where)
         _store_tokens(row, secret_box, token, expires_in, now)
         _fill_address(row, email)
         _resume(row, now)
@@ -374,8 +387,10 @@ def _store_tokens(
     assert isinstance(access, str)
     row.oauth_access_token_encrypted = secret_box.encrypt(access)
     refresh = token.get("refresh_token")
-    if isinstance(refresh, str) and refresh:
-        row.oauth_refresh_token_encrypted = secret_box.encrypt(refresh)
+    # No refresh token this time: the one kept from an earlier sign-in is the one the provider stopped
+    # accepting (this is Reconnect), so it goes; the target asks for Reconnect once the access expires.
+    has_refresh = isinstance(refresh, str) and bool(refresh)
+    row.oauth_refresh_token_encrypted = secret_box.encrypt(str(refresh)) if has_refresh else None
     row.oauth_expires_at = expiry(expires_in, now)
     row.oauth_status = CredentialStatus.OK
 

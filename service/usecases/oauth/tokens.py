@@ -240,6 +240,10 @@ async def _store_refreshed(
     return access
 
 
+def _plain(secret_box: SecretBox, encrypted: str | None) -> str | None:
+    return None if encrypted is None else secret_box.decrypt(encrypted)
+
+
 async def _mark_reconnect(
     db: Database,
     secret_box: SecretBox,
@@ -253,7 +257,8 @@ async def _mark_reconnect(
     refresh token meanwhile (this refresh failed only because that one rotated it), return its access token."""
     async with db.write() as session:
         row = await load_target(session, target_kind(kind), target_id, None)
-        rotated = row.oauth_refresh_token_encrypted != stored.refresh_encrypted
+        # Compare the tokens, not their ciphertexts: `secrets rotate` re-encrypts them without rotating.
+        rotated = _plain(secret_box, row.oauth_refresh_token_encrypted) != _plain(secret_box, stored.refresh_encrypted)
         if rotated and row.oauth_status is CredentialStatus.OK and row.oauth_access_token_encrypted is not None:
             return secret_box.decrypt(row.oauth_access_token_encrypted)
         message = reconnect_message(provider.label)
