@@ -27,6 +27,7 @@ class _Seen:
 
 class _Handler(BaseHTTPRequestHandler):
     seen: _Seen
+    protocol_version = "HTTP/1.1"  # keep-alive: a client may reuse the connection
 
     def do_GET(self) -> None:
         self.seen.hosts.append(self.headers.get("Host", ""))
@@ -83,3 +84,16 @@ async def test_an_address_the_policy_refuses_is_never_connected_to(tls_server: t
             with pytest.raises(ConnectionNotAllowed):
                 await http.get(url)
     assert seen.hosts == []
+
+
+async def test_two_names_on_one_address_never_share_a_connection(tls_server: tuple[int, CertFiles, _Seen]) -> None:
+    """httpcore pools by (scheme, address, port): a connection verified for one name must not carry a
+    request for another name at the same address. Each name gets its own TLS handshake."""
+    port, cert, seen = tls_server
+    policy = OutboundPolicy.parse(["127.0.0.0/8", "::1/128"])
+    transport = PolicyTransport(policy, tls=cert.client_context())
+    async with httpx.AsyncClient(transport=transport, trust_env=False) as http:
+        for url in (f"https://localhost:{port}/a", f"https://localhost:{port}/b", f"https://127.0.0.1:{port}/c"):
+            assert (await http.get(url)).json() == {"ok": True}
+    assert seen.hosts == [f"localhost:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
+    assert seen.server_names == ["localhost", None]  # one handshake per name (no SNI is sent for an address)

@@ -7,6 +7,11 @@ allowed hosts), and the connection is made to exactly a checked address. The
 request keeps its Host header, and TLS its server name (SNI) and certificate
 check, for the name, never the address. Redirects are not followed.
 
+Each host name gets its own connection pool: httpcore pools connections by
+(scheme, address, port) and ignores the TLS server name, so with one pool a
+connection verified for one name would carry the requests (and tokens) meant
+for another name that shares its address.
+
 authlib 1.9 prefers the "httpx2" package and warns once, on import, when it
 falls back to httpx; this is the one product module that imports its client.
 """
@@ -45,7 +50,14 @@ class PolicyTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, policy: OutboundPolicy, *, tls: ssl.SSLContext) -> None:
         self._policy = policy
-        self._inner = httpx.AsyncHTTPTransport(verify=tls, retries=0)
+        self._tls = tls
+        self._pools: dict[str, httpx.AsyncHTTPTransport] = {}  # by host name (see the module docstring)
+
+    def _pool(self, host: str) -> httpx.AsyncHTTPTransport:
+        pool = self._pools.get(host)
+        if pool is None:
+            pool = self._pools[host] = httpx.AsyncHTTPTransport(verify=self._tls, retries=0)
+        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
@@ -67,14 +79,16 @@ class PolicyTransport(httpx.AsyncBaseTransport):
                 extensions=extensions,
             )
             try:
-                return await self._inner.handle_async_request(pinned)
+                return await self._pool(host).handle_async_request(pinned)
             except httpx.ConnectError as exc:
                 error = exc
         assert error is not None
         raise error
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
 
 
 def _transport(settings: Settings, policy: OutboundPolicy) -> PolicyTransport:
