@@ -7,11 +7,16 @@ through New SMTP Account, the company relay's through the administration page. T
 everything that handles them runs, with "Enable debug" on: good and bad sign-ins, Test
 Connection (IMAP and POP3 against Dovecot, SMTP against aiosmtpd), Retrieve Messages
 Now with the protocol transcript, and sending through the account and through the relay.
+OAuth2 tokens (issue 15) too: an OAuth2 retrieval task and an OAuth2 SMTP account signed in
+with canary access and refresh tokens (planted encrypted, as the callback saves them), whose
+saved Test Connection offers the access token and, refused, spends the refresh token at the
+provider; then their edit pages, their API resources, the CLI's `list --json` and the OpenAPI
+document are fetched.
 
 Afterwards the test searches every log record (every logger, at DEBUG), every response
 (status line, headers and body), the CLI's output, and a dump of every table (every
 column of every row) for each canary: as typed, in base64 (alone and as SASL PLAIN's
-"\\0user\\0password"), and in hex.
+"\\0user\\0password", or for a token inside XOAUTH2's and OAUTHBEARER's messages, RFC 7628), and in hex.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -28,12 +35,21 @@ from sqlalchemy import MetaData, func, select
 from sqlmodel import select as sqlmodel_select
 
 from service.config import Settings
+from service.domain.oauth import AuthKind, CredentialStatus
+from service.domain.values import Protocol, Security
 from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
 from service.persistence.tables import RetrievalTask, SmtpAccount
+from service.persistence.types import utcnow
 from service.usecases.domains import get_domain_settings
+from service.usecases.oauth import forget_discovery
+from service.usecases.users import find_user
 from tests.cli_runner import tributary
 from tests.fixtures.dovecot import DovecotServer
+from tests.fixtures.dovecot_oauth import OAuthDovecot
+from tests.fixtures.oauth_server import OAuthServer
 from tests.fixtures.smtp import SmtpServer, StartSmtpServer
+from tests.fixtures.smtp_oauth import StartSmtpOAuthServer
 from tests.fixtures.webapp import ADMIN_EMAIL, SESSION_COOKIE, WebClient, log_in, post_form, set_up_admin
 from tests.settings_web import htmx_post, task_fields
 from tests.test_web_admin import domain_fields
@@ -46,7 +62,19 @@ TASK = "cnryTask4Kp8Xv1mRb"
 SMTP = "cnrySmtp9Rw3Yb6nJc"
 RELAY = "cnryRelay2Jd5Lc8sVh"
 USERS = {TASK: "canary-box@example.test", SMTP: "alice", RELAY: "relay-user", LOGIN: ADMIN_EMAIL}
-CANARIES = [LOGIN, WRONG, CLI_USER, TASK, SMTP, RELAY]
+TASK_ACCESS = "cnryTaskAccess6Wd3Hs8pQz"
+TASK_REFRESH = "cnryTaskRefresh1Bv7Ke4nXa"
+SMTP_ACCESS = "cnrySmtpAccess8Lm2Gr5tYu"
+SMTP_REFRESH = "cnrySmtpRefresh3Pc9Jf6wNo"
+OAUTH_TASK_USER = "oauth-box@example.test"
+OAUTH_SMTP_USER = "oauth-sender@example.test"
+TOKEN_USERS = {
+    TASK_ACCESS: OAUTH_TASK_USER,
+    TASK_REFRESH: OAUTH_TASK_USER,
+    SMTP_ACCESS: OAUTH_SMTP_USER,
+    SMTP_REFRESH: OAUTH_SMTP_USER,
+}
+CANARIES = [LOGIN, WRONG, CLI_USER, TASK, SMTP, RELAY, *TOKEN_USERS]
 
 
 def forms_of(canary: str) -> list[bytes]:
@@ -55,11 +83,25 @@ def forms_of(canary: str) -> list[bytes]:
     forms = [clear, base64.b64encode(clear), clear.hex().encode(), clear.hex().upper().encode()]
     if canary in USERS:
         forms.append(base64.b64encode(b"\0" + USERS[canary].encode() + b"\0" + clear))
+    if canary in TOKEN_USERS:  # the SASL messages that carry a bearer token (RFC 7628 section 3.1)
+        user = TOKEN_USERS[canary].encode()
+        forms.append(base64.b64encode(b"user=" + user + b"\x01auth=Bearer " + clear + b"\x01\x01"))
+        forms.append(base64.b64encode(b"n,a=" + user + b",\x01auth=Bearer " + clear + b"\x01\x01"))
     return forms
 
 
 def leaks(haystack: bytes, where: str) -> list[str]:
     return [f"{canary} in {where}" for canary in CANARIES for form in forms_of(canary) if form in haystack]
+
+
+@pytest.fixture(autouse=True)
+def _provider(oauth_server: OAuthServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The test authorization server as OAuth2 provider "local" (it refuses the canary tokens)."""
+    for name, value in oauth_server.provider_env("local", "Local Test Mail").items():
+        monkeypatch.setenv(name, value)
+    forget_discovery()
+    yield
+    forget_discovery()
 
 
 @pytest.fixture
@@ -73,14 +115,25 @@ def relay(smtp_server: StartSmtpServer) -> SmtpServer:
 
 
 @pytest.fixture
+def smtp_oauth(smtp_oauth_server: StartSmtpOAuthServer) -> SmtpServer:
+    """An aiosmtpd offering XOAUTH2 and OAUTHBEARER, checking tokens at the test authorization server."""
+    return smtp_oauth_server(mode="starttls")
+
+
+@pytest.fixture
 def web_app(
-    settings: Settings, tmp_path: Path, dovecot: DovecotServer, smtp: SmtpServer, relay: SmtpServer
+    settings: Settings,
+    tmp_path: Path,
+    dovecot: DovecotServer,
+    smtp: SmtpServer,
+    relay: SmtpServer,
+    dovecot_oauth: OAuthDovecot,
+    smtp_oauth: SmtpServer,
 ) -> Litestar:
-    """The app, trusting the three fixtures' self-signed certificates (as a company CA file would)."""
+    """The app, trusting the fixtures' self-signed certificates (as a company CA file would)."""
     bundle = tmp_path / "fixture-cas.pem"
-    bundle.write_bytes(
-        b"".join(p.read_bytes() for p in (dovecot.cert_pem_path, smtp.cert_pem_path, relay.cert_pem_path))
-    )
+    servers = (dovecot, smtp, relay, dovecot_oauth, smtp_oauth)
+    bundle.write_bytes(b"".join(server.cert_pem_path.read_bytes() for server in servers))
     return create_app(settings.model_copy(update={"extra_ca_file": bundle}))
 
 
@@ -124,6 +177,9 @@ async def test_canary_passwords_never_appear_in_clear(
     dovecot: DovecotServer,
     smtp: SmtpServer,
     relay: SmtpServer,
+    secret_box: SecretBox,
+    dovecot_oauth: OAuthDovecot,
+    smtp_oauth: SmtpServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -189,6 +245,31 @@ async def test_canary_passwords_never_appear_in_clear(
     for path in ("/settings/connectivity", "/settings/logs", "/admin", f"/settings/retrieval/{task_ids[0]}/edit"):
         assert (await web_client.get(path)).status_code == 200
 
+    # OAuth2: a task and an account holding canary tokens, tested with debug on (the servers refuse the access
+    # token, XOAUTH2 or OAUTHBEARER in the transcript, and the provider refuses the refresh token), then
+    # every place that shows them: the pages, the API resources, the OpenAPI document and the CLI's lists.
+    oauth_task_id, oauth_account_id = await _plant_oauth(db, secret_box, dovecot_oauth, smtp_oauth)
+    for kind, target_id in (("retrieval", oauth_task_id), ("smtp", oauth_account_id)):
+        assert (await htmx_post(web_client, f"/settings/{kind}/{target_id}/test")).status_code == 200
+    for path in (
+        "/settings/connectivity",
+        "/settings/logs",
+        f"/settings/retrieval/{oauth_task_id}/edit",
+        f"/settings/smtp/{oauth_account_id}/edit",
+        "/api/v1/retrieval-tasks",
+        f"/api/v1/retrieval-tasks/{oauth_task_id}",
+        "/api/v1/smtp-accounts",
+        f"/api/v1/smtp-accounts/{oauth_account_id}",
+        "/api/v1/schema/openapi.json",
+    ):
+        assert (await web_client.get(path)).status_code == 200, path
+    retrieval_page = (await web_client.get(f"/api/v1/retrieval-tasks/{oauth_task_id}")).json()
+    assert (retrieval_page["auth"], retrieval_page["status"]) == ("oauth2", "reconnect")  # the refresh was refused
+    lists = [tributary(settings, kind, "list", "--user", ADMIN_EMAIL, "--json") for kind in ("retrieval", "smtp")]
+    for listed in lists:
+        assert listed.returncode == 0, listed.stderr
+        assert "oauth2" in listed.stdout
+
     # A second user from the command line.
     cli = tributary(settings, "user", "add", "cli@example.test", "--password-stdin", "--json", stdin=CLI_USER + "\n")
     assert cli.returncode == 0, cli.stderr
@@ -201,13 +282,17 @@ async def test_canary_passwords_never_appear_in_clear(
     for response in responses:
         first_line = response.split(b"\n", 1)[0].decode()
         found += leaks(response, f"response {first_line}")
-    found += leaks((cli.stdout + cli.stderr).encode(), "the CLI's output")
+    for run in (cli, *lists):
+        found += leaks((run.stdout + run.stderr).encode(), f"the output of {' '.join(run.args[1:4])}")
     dump = await dump_database(db)
     found += leaks(dump, "the database")
     # The search did see the debug transcripts (credentials redacted) and the plain identities.
     for expected in (b"LOGIN [redacted]", b"PASS [redacted]", b"AUTH PLAIN [redacted]", USERS[TASK].encode()):
         assert expected in dump, expected
+    assert b"AUTH OAUTHBEARER [redacted]" in dump  # the SMTP account's token was offered (RFC 7628)
     assert leaks(b"x" + base64.b64encode(b"\0alice\0" + SMTP.encode()), "a self-check") != []
+    xoauth2 = f"user={OAUTH_SMTP_USER}\x01auth=Bearer {SMTP_ACCESS}\x01\x01".encode()
+    assert leaks(b"AUTH XOAUTH2 " + base64.b64encode(xoauth2), "a self-check") != []
     assert sorted(set(found)) == []
 
 
@@ -216,3 +301,48 @@ async def _newest_id(db: Database, model: type[RetrievalTask] | type[SmtpAccount
         newest = (await session.exec(sqlmodel_select(func.max(model.id)))).one()
     assert newest is not None
     return int(newest)
+
+
+async def _plant_oauth(db: Database, box: SecretBox, dovecot: DovecotServer, smtp: SmtpServer) -> tuple[int, int]:
+    """An OAuth2 task (IMAP at the OAuth Dovecot) and account (at the OAuth aiosmtpd) holding the canary tokens,
+    encrypted as the callback saves them; the access tokens look fresh, so Test Connection offers them first."""
+    user_id = (await find_user(db=db, email=ADMIN_EMAIL)).id
+    expires = utcnow() + timedelta(hours=1)
+    task = RetrievalTask(
+        user_id=user_id,
+        name="OAuth canary",
+        protocol=Protocol.IMAP,
+        host="127.0.0.1",
+        port=dovecot.imaps_port,
+        security=Security.SSL,
+        username=OAUTH_TASK_USER,
+        auth=AuthKind.OAUTH2,
+        oauth_provider="local",
+        oauth_access_token_encrypted=box.encrypt(TASK_ACCESS),
+        oauth_refresh_token_encrypted=box.encrypt(TASK_REFRESH),
+        oauth_expires_at=expires,
+        oauth_status=CredentialStatus.OK,
+        enable_debug=True,
+    )
+    account = SmtpAccount(
+        user_id=user_id,
+        email_address=OAUTH_SMTP_USER,
+        host="127.0.0.1",
+        port=smtp.port,
+        security=Security.STARTTLS,
+        username=OAUTH_SMTP_USER,
+        auth=AuthKind.OAUTH2,
+        oauth_provider="local",
+        oauth_access_token_encrypted=box.encrypt(SMTP_ACCESS),
+        oauth_refresh_token_encrypted=box.encrypt(SMTP_REFRESH),
+        oauth_expires_at=expires,
+        oauth_status=CredentialStatus.OK,
+        enable_debug=True,
+    )
+    async with db.write() as session:
+        session.add(task)
+        session.add(account)
+        await session.flush()
+        assert task.id is not None
+        assert account.id is not None
+        return task.id, account.id
