@@ -180,6 +180,7 @@ async def test_canary_passwords_never_appear_in_clear(
     secret_box: SecretBox,
     dovecot_oauth: OAuthDovecot,
     smtp_oauth: SmtpServer,
+    oauth_server: OAuthServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -249,8 +250,10 @@ async def test_canary_passwords_never_appear_in_clear(
     # token, XOAUTH2 or OAUTHBEARER in the transcript, and the provider refuses the refresh token), then
     # every place that shows them: the pages, the API resources, the OpenAPI document and the CLI's lists.
     oauth_task_id, oauth_account_id = await _plant_oauth(db, secret_box, dovecot_oauth, smtp_oauth)
+    assert (await htmx_post(web_client, f"/settings/retrieval/{oauth_task_id}/run")).status_code == 200
     for kind, target_id in (("retrieval", oauth_task_id), ("smtp", oauth_account_id)):
         assert (await htmx_post(web_client, f"/settings/{kind}/{target_id}/test")).status_code == 200
+    assert sum(r.grant_type == "refresh_token" for r in oauth_server.token_requests) == 2  # both refresh tokens
     for path in (
         "/settings/connectivity",
         "/settings/logs",
@@ -286,14 +289,15 @@ async def test_canary_passwords_never_appear_in_clear(
         found += leaks((run.stdout + run.stderr).encode(), f"the output of {' '.join(run.args[1:4])}")
     dump = await dump_database(db)
     found += leaks(dump, "the database")
+    assert sorted(set(found)) == []
     # The search did see the debug transcripts (credentials redacted) and the plain identities.
     for expected in (b"LOGIN [redacted]", b"PASS [redacted]", b"AUTH PLAIN [redacted]", USERS[TASK].encode()):
         assert expected in dump, expected
-    assert b"AUTH OAUTHBEARER [redacted]" in dump  # the SMTP account's token was offered (RFC 7628)
+    for expected in (b"AUTHENTICATE OAUTHBEARER [redacted]", b"AUTH OAUTHBEARER [redacted]"):
+        assert expected in dump, expected  # the retrieval run and the SMTP test offered the tokens (RFC 7628)
     assert leaks(b"x" + base64.b64encode(b"\0alice\0" + SMTP.encode()), "a self-check") != []
     xoauth2 = f"user={OAUTH_SMTP_USER}\x01auth=Bearer {SMTP_ACCESS}\x01\x01".encode()
     assert leaks(b"AUTH XOAUTH2 " + base64.b64encode(xoauth2), "a self-check") != []
-    assert sorted(set(found)) == []
 
 
 async def _newest_id(db: Database, model: type[RetrievalTask] | type[SmtpAccount]) -> int:
