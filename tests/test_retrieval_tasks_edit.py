@@ -102,7 +102,9 @@ async def test_update_replaces_every_setting_and_keeps_an_unchanged_password(
         db=db, secret_box=secret_box, user_id=user_id, task_id=task.id, new=replace(NEW, password="second-Password")
     )
     assert manual.next_run_at is None
-    assert secret_box.decrypt((await _stored(db, task.id)).password_encrypted) == "second-Password"
+    stored = (await _stored(db, task.id)).password_encrypted
+    assert stored is not None
+    assert secret_box.decrypt(stored) == "second-Password"
 
 
 async def test_update_validates_and_is_scoped_to_the_owner(db: Database, secret_box: SecretBox) -> None:

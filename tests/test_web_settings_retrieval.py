@@ -145,6 +145,7 @@ async def test_edit_keeps_the_password_when_left_empty_and_never_shows_it(
     assert saved.status_code == 303
     task = await _only_task(db)
     assert (task.name, task.leave_on_server, task.password_encrypted) == ("Renamed", False, stored)
+    assert task.password_encrypted is not None
     assert secret_box.decrypt(task.password_encrypted) == mail_user.password
 
     dovecot.deliver(mail_user.email, sample("Kept password"))
@@ -154,7 +155,9 @@ async def test_edit_keeps_the_password_when_left_empty_and_never_shows_it(
 
     wrong = await post_form(web_client, f"/settings/retrieval/{task_id}/edit", {**changes, "password": "new-Secret-1"})
     assert wrong.status_code == 303
-    assert secret_box.decrypt((await _only_task(db)).password_encrypted) == "new-Secret-1"
+    changed = (await _only_task(db)).password_encrypted
+    assert changed is not None
+    assert secret_box.decrypt(changed) == "new-Secret-1"
 
 
 async def test_mistakes_are_shown_next_to_their_fields_and_the_password_is_not_echoed(web_client: WebClient) -> None:
