@@ -24,6 +24,7 @@ from service.config import Settings
 from service.domain.outbox import OutboxStatus
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
+from service.persistence.tables import RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.oauth import complete_authorization, forget_discovery
 from service.usecases.sending import process_due_outbox
@@ -211,3 +212,39 @@ async def test_mistakes_are_one_sentence(tributary: Cli) -> None:
     assert await tributary.json("retrieval", "list", "--user", USER) == []  # nothing left behind
     missing = await tributary("smtp", "reconnect", "999", "--json")
     assert (missing.exit_code, missing.stderr.strip()) == (1, "This SMTP account does not exist.")
+
+
+async def test_retrieval_add_with_a_provider_keeps_the_task_options(tributary: Cli) -> None:
+    added = await tributary.json(
+        *("retrieval", "add", "--user", USER, "--protocol", "pop3", "--oauth-provider", "local"),
+        *("--server", "127.0.0.1", "--port", "995", "--security", "ssl"),
+        *("--no-filter", "--delete-from-server", "--debug"),
+    )
+    async with tributary.db.read() as session:
+        task = await session.get(RetrievalTask, added["id"])
+    assert task is not None
+    assert (task.apply_filters, task.leave_on_server, task.enable_debug) == (False, False, True)
+
+    kept = await tributary.json(
+        *("retrieval", "add", "--user", USER, "--protocol", "pop3", "--oauth-provider", "local"),
+        *("--server", "127.0.0.1", "--port", "995", "--delete-after-days", "7"),
+    )
+    async with tributary.db.read() as session:
+        task = await session.get(RetrievalTask, kept["id"])
+    assert task is not None
+    assert (task.apply_filters, task.leave_on_server, task.delete_after_days, task.enable_debug) == (
+        True,
+        True,
+        7,
+        False,
+    )
+
+    for flag in ("--apop", "--no-verify-cert", "--password-stdin"):
+        refused = await tributary(
+            *("retrieval", "add", "--user", USER, "--protocol", "pop3", "--oauth-provider", "local"),
+            *("--server", "127.0.0.1", flag),
+        )
+        assert refused.exit_code == 1
+        assert "do not go with --oauth-provider" in refused.stderr
+        assert refused.stderr.count("\n") == 1
+    assert len(await tributary.json("retrieval", "list", "--user", USER)) == 2

@@ -86,6 +86,12 @@ def retrieval_add(
 ) -> None:
     """Create a retrieval task and print its id (with --oauth-provider: pending until the sign-in)."""
     if oauth_provider is not None:
+        if password_stdin or apop or no_verify_cert:
+            fail(
+                "--password-stdin, --apop and --no-verify-cert do not go with --oauth-provider: the provider signs in "
+                "without a password, over TLS with a verified certificate."
+            )
+            return
         start = OAuthStart(
             kind="retrieval",
             provider=oauth_provider,
@@ -98,6 +104,10 @@ def retrieval_add(
             folder_transfer=FolderTransfer(folder_transfer),
             destination_folder=destination,
             method=RetrievalMethod(method),
+            apply_filters=not no_filter,
+            leave_on_server=leave_on_server,
+            delete_after_days=delete_after_days,
+            enable_debug=debug,
         )
         started = run_with_services(lambda services: begin_for(services, user_email, start))
         emit_started(started, as_json=as_json)

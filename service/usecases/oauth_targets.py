@@ -72,6 +72,11 @@ class OAuthStart:
     destination_folder: str | None = None
     method: RetrievalMethod = RetrievalMethod.AUTOMATIC
     is_default: bool = False  # smtp: the default Send From address once signed in
+    # retrieval only: the task's options, as on New Retrieval Task
+    apply_filters: bool = True
+    leave_on_server: bool = True  # POP3
+    delete_after_days: int | None = None  # POP3
+    enable_debug: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +190,10 @@ async def _pending_task(
             method=method,
             folder_transfer=transfer,
             destination_folder=destination,
-            apply_filters=True,
+            apply_filters=start.apply_filters,
+            leave_on_server=start.leave_on_server,
+            delete_after_days=start.delete_after_days,
+            enable_debug=start.enable_debug,
             next_run_at=None,  # runs once the sign-in completes (complete_authorization schedules it)
         )
         session.add(task)
