@@ -45,6 +45,16 @@ class Settings(BaseSettings):
         default=90, ge=2, description="A run's lease on its task; renewed while it runs, expires if the worker dies."
     )
     worker_concurrency: int = Field(default=8, ge=1, description="Retrieval runs at once per process.")
+    push_connections: int = Field(
+        default=500,
+        ge=0,
+        description="IMAP push (IDLE) connections one serve or worker process holds at most; 0 turns push off here.",
+    )
+    push_lease_seconds: int = Field(
+        default=60,
+        ge=2,
+        description="A worker's lease on a task's push connection; a dead worker's are taken over after this.",
+    )
     log_retention_days: int = Field(default=30, ge=1, description="Log entries older than this are pruned.")
     session_idle_minutes: int = Field(default=120, ge=1, description="Signed-in sessions expire after this idle time.")
     secure_cookies: bool = Field(

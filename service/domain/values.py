@@ -23,6 +23,15 @@ class RetrievalMethod(StrEnum):
     MANUAL = "manual"
 
 
+class PushState(StrEnum):
+    """What a task's push connection (IMAP IDLE, RFC 2177; NOTIFY, RFC 5465) last found."""
+
+    CONNECTING = "connecting"  # leased by a worker, signing in
+    LISTENING = "listening"  # signed in and idling: the server announces new mail at once
+    UNSUPPORTED = "unsupported"  # the server offers neither IDLE nor NOTIFY: polling only
+    FAILED = "failed"  # sign-in refused or the server unreachable: retried later, polling goes on
+
+
 class FolderTransfer(StrEnum):
     """Where remote IMAP folders land: under a destination folder, or at the root."""
 

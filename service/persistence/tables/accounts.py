@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.domain.oauth import AuthKind, CredentialStatus
-from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
+from service.domain.values import FolderTransfer, Protocol, PushState, RetrievalMethod, Security
 from service.persistence.tables.columns import enum_type
 from service.persistence.types import UtcDateTime, utcnow
 
@@ -92,6 +92,8 @@ class RetrievalTask(SQLModel, table=True):
     leave_on_server: bool = Field(default=True)
     delete_after_days: int | None = Field(default=None)
     apply_filters: bool = Field(default=False)
+    # IMAP, automatic: hold a push connection (IDLE, NOTIFY) and run as soon as the server announces mail.
+    push: bool = Field(default=True)
     enable_debug: bool = Field(default=False)
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
@@ -117,6 +119,14 @@ class RetrievalTask(SQLModel, table=True):
     lease_pid_namespace: str | None = Field(default=None, max_length=64)
     lease_pid: int | None = Field(default=None)
     lease_pid_started: int | None = Field(default=None, sa_type=BigInteger)
+    # Push (IMAP IDLE/NOTIFY, service/usecases/retrieval/push): which worker holds the task's one push
+    # connection until when (a lease of its own, apart from the run lease), what the connection
+    # found (push_state, push_detail in words) and when a task whose push stopped may be tried again.
+    push_owner: str | None = Field(default=None, max_length=200)
+    push_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    push_state: PushState | None = Field(default=None, sa_type=enum_type(PushState))
+    push_detail: str | None = Field(default=None)
+    push_retry_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class ImapCursor(SQLModel, table=True):
