@@ -14,7 +14,7 @@ Create Date: 2026-12-06 00:20:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel  # noqa: F401  (Alembic's template: the tables' types live there)
+import sqlmodel
 from alembic import op
 
 from service.persistence.types import UtcDateTime
