@@ -33,7 +33,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "push_state",
-                sa.Enum("connecting", "listening", "unsupported", "failed", name="pushstate", native_enum=False, length=32),
+                sa.Enum(
+                    "connecting", "listening", "unsupported", "failed", name="pushstate", native_enum=False, length=32
+                ),
                 nullable=True,
             )
         )
