@@ -11,7 +11,7 @@ from service.cli import cli
 from service.cli.common import Services, emit, fail, plain_errors, read_password, run_with_services
 from service.cli.oauth import begin_for, emit_started, reconnect_for, with_sign_in
 from service.domain.connection_test import ConnectionReport
-from service.domain.retrieval import RunResult
+from service.domain.retrieval import RunResult, push_applies
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
 from service.usecases import retrieval_tasks, users
 from service.usecases.connection_tests import SavedTask, run_connection_test
@@ -49,6 +49,11 @@ def retrieval() -> None:
 @click.option("--automatic", "method", flag_value=RetrievalMethod.AUTOMATIC.value, default=True, help="Every interval.")
 @click.option("--no-verify-cert", is_flag=True, help="Accept any certificate (only for servers you trust).")
 @click.option("--no-filter", is_flag=True, help="Do not apply spam and content filtering.")
+@click.option(
+    "--push/--no-push",
+    default=True,
+    help="IMAP, automatic: Push new mail (IMAP IDLE) as the server announces it (default: on).",
+)
 @click.option("--apop", is_flag=True, help="POP3: Enable APOP authentication.")
 @click.option(
     "--leave-on-server/--delete-from-server", default=True, help="POP3: keep retrieved messages on the server."
@@ -78,6 +83,7 @@ def retrieval_add(
     method: str,
     no_verify_cert: bool,
     no_filter: bool,
+    push: bool,
     apop: bool,
     leave_on_server: bool,
     delete_after_days: int | None,
@@ -105,6 +111,7 @@ def retrieval_add(
             destination_folder=destination,
             method=RetrievalMethod(method),
             apply_filters=not no_filter,
+            push=push,
             leave_on_server=leave_on_server,
             delete_after_days=delete_after_days,
             enable_debug=debug,
@@ -129,6 +136,7 @@ def retrieval_add(
         method=RetrievalMethod(method),
         verify_certificate=not no_verify_cert,
         apply_filters=not no_filter,
+        push=push,
         use_apop=apop,
         leave_on_server=leave_on_server,
         delete_after_days=delete_after_days,
@@ -160,10 +168,20 @@ def retrieval_list(user_email: str, as_json: bool) -> None:
     lines = [
         f"{t['id']}: {t['protocol']} {t['username']}@{t['host']}:{t['port']} ({t['method']})"
         + ("" if t["auth"] == "password" else f" [{t['auth']}: {t['status']}]")
+        + _push_words(t)
         + (f" - last error: {t['last_error']}" if t["last_error"] else "")
         for t in tasks
     ]
     emit(tasks, as_json=as_json, text="\n".join(lines) or "No retrieval tasks.")
+
+
+def _push_words(task: dict[str, object]) -> str:
+    """ " push: off" / " push: listening" (or on, before the supervisor reports) for an automatic IMAP task."""
+    if not push_applies(Protocol(str(task["protocol"])), RetrievalMethod(str(task["method"])), True):
+        return ""
+    if not task["push"]:
+        return " push: off"
+    return f" push: {task['push_state'] or 'on'}"
 
 
 @retrieval.command("run")

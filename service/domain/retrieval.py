@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security, SpecialUse
+from service.domain.values import FolderTransfer, Protocol, PushState, RetrievalMethod, Security, SpecialUse
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class TaskView:
     leave_on_server: bool
     delete_after_days: int | None
     apply_filters: bool
+    push: bool  # IMAP, automatic: the user wants a push connection (IDLE/NOTIFY); always False for POP3
     enable_debug: bool
     is_active: bool
     last_run_at: datetime | None
@@ -39,6 +40,15 @@ class TaskView:
     next_run_at: datetime | None
     timeout_seconds: int = 60
     paused_reason: str | None = None
+    # What the task's push connection last found (read-only: the push supervisor writes it), in words.
+    push_state: PushState | None = None
+    push_detail: str | None = None
+
+
+def push_applies(protocol: Protocol, method: RetrievalMethod, push: bool) -> bool:
+    """Whether a task holds a push connection: only an automatic IMAP task whose user left "Push new
+    mail (IMAP IDLE)" on (POP3 has no IDLE; a manual task runs only when asked)."""
+    return push and protocol is Protocol.IMAP and method is RetrievalMethod.AUTOMATIC
 
 
 @dataclass(slots=True)

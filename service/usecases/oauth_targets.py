@@ -74,6 +74,7 @@ class OAuthStart:
     is_default: bool = False  # smtp: the default Send From address once signed in
     # retrieval only: the task's options, as on New Retrieval Task
     apply_filters: bool = True
+    push: bool = True  # IMAP: Push new mail (IMAP IDLE)
     leave_on_server: bool = True  # POP3
     delete_after_days: int | None = None  # POP3
     enable_debug: bool = False
@@ -191,6 +192,7 @@ async def _pending_task(
             folder_transfer=transfer,
             destination_folder=destination,
             apply_filters=start.apply_filters,
+            push=start.push and protocol is Protocol.IMAP,
             leave_on_server=start.leave_on_server,
             delete_after_days=start.delete_after_days,
             enable_debug=start.enable_debug,

@@ -7,6 +7,12 @@ and never leave this module in a view; editing with an empty password keeps
 the stored one. Creating, editing and resuming are refused (FeatureDisabled)
 while the domain's administrator has IMAP/POP Retrieval turned off; deleting
 is always allowed.
+
+Push ("Push new mail (IMAP IDLE)", issue 16) is a preference of IMAP tasks: a POP3 task stores
+push=False whatever was asked. The push supervisor (service.usecases.retrieval.push) owns the push
+lease and state columns; saving a task that changes how its connection signs in or whether it
+pushes at all clears them (`_forget_push`), so the supervisor lets go of the old connection and
+connects again with the new settings.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class NewTask:
     leave_on_server: bool = True
     delete_after_days: int | None = None
     apply_filters: bool = True
+    push: bool = True  # IMAP: hold a push connection (IDLE/NOTIFY) while automatic; ignored (False) for POP3
     enable_debug: bool = False
     timeout_seconds: int = 60
 
@@ -172,6 +179,7 @@ def task_row(user_id: int, new: NewTask, secret_box: SecretBox) -> RetrievalTask
         leave_on_server=new.leave_on_server,
         delete_after_days=new.delete_after_days,
         apply_filters=new.apply_filters,
+        push=new.push and new.protocol is Protocol.IMAP,
         enable_debug=new.enable_debug,
         next_run_at=utcnow() if new.method is RetrievalMethod.AUTOMATIC else None,
     )
@@ -194,10 +202,36 @@ async def get_task(*, db: Database, task_id: int, user_id: int | None) -> TaskVi
 
 # The columns "Edit" replaces: every setting of the form (the password only when one is typed).
 _EDITABLE = tuple(f.name for f in dataclasses.fields(NewTask) if f.name != "password")
+# The settings of the push connection itself: a change to any of them means connecting again.
+_PUSH_CONNECTION = (
+    "protocol",
+    "host",
+    "port",
+    "security",
+    "username",
+    "verify_certificate",
+    "timeout_seconds",
+    "method",
+    "push",
+    "enable_debug",
+)
+
+
+def _forget_push(task: RetrievalTask) -> None:
+    """Drop the task's push lease and what its connection found: the supervisor that held it sees
+    its lease gone and closes the connection; a supervisor then claims the task afresh (or not at
+    all, when push no longer applies) and reports a new state."""
+    task.push_owner = None
+    task.push_expires_at = None
+    task.push_state = None
+    task.push_detail = None
+    task.push_retry_at = None
 
 
 def _resume(task: RetrievalTask) -> None:
-    """Lift a pause: sign-in failures forgotten, no action needed, due now when automatic."""
+    """Lift a pause: sign-in failures forgotten, no action needed, due now when automatic, push tried
+    again at once."""
+    _forget_push(task)
     task.paused_reason = None
     task.auth_failures = 0
     task.needs_action = False
@@ -210,7 +244,8 @@ async def update_task(
     """Replace every setting of a task ("Edit"). An empty password keeps the stored one.
 
     A new password or username resumes a paused task (the user fixed what the pause asked for).
-    Cursors stay: the same mailbox under a new host name must not be imported twice.
+    Cursors stay: the same mailbox under a new host name must not be imported twice. A change to
+    the connection (server, credentials, method, push itself) forgets the push lease and state.
     """
     check_task(new, password_required=False)
     async with db.write() as session:
@@ -221,6 +256,8 @@ async def update_task(
         if oauth:
             require_tls(edited.security, edited.verify_certificate)
         credentials_changed = (bool(new.password) and not oauth) or edited.username != task.username
+        if credentials_changed or any(getattr(edited, n) != getattr(task, n) for n in _PUSH_CONNECTION):
+            _forget_push(task)
         for name in _EDITABLE:
             setattr(task, name, getattr(edited, name))
         if new.password and not oauth:

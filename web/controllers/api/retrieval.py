@@ -11,6 +11,9 @@ POST   /retrieval-tasks/{id}/run      Retrieve Messages Now (the scheduler's run
 POST   /retrieval-tasks/{id}/resume   resume a task paused after sign-in failures
 POST   /retrieval-tasks/{id}/reconnect  a task signing in with a provider: a fresh consent URL (api.oauth)
 
+"push" (default true) asks for a push connection (IMAP IDLE/NOTIFY) on an automatic IMAP task; a POP3
+task stores false. "push_state" and "push_detail" are read-only: what that connection last found.
+
 "auth" and "status" say how a task signs in: "password" (status "ok"), or "oauth2" with "pending",
 "ok" or "reconnect" (the provider refused to renew the sign-in: needs_action, and Reconnect).
 """
@@ -30,7 +33,7 @@ from service.config import Settings
 from service.domain.oauth import AuthKind, CredentialStatus, TargetKind
 from service.domain.retrieval import TaskView
 from service.domain.users import UserView
-from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
+from service.domain.values import FolderTransfer, Protocol, PushState, RetrievalMethod, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.scheduler import Scheduler
@@ -61,6 +64,7 @@ class RetrievalTaskIn(msgspec.Struct):
     leave_on_server: bool = True
     delete_after_days: Number | None = None
     apply_filters: bool = True
+    push: bool = True  # IMAP, automatic: Push new mail (IMAP IDLE); always stored false for POP3
     enable_debug: bool = False
     timeout_seconds: Number = 60
 
@@ -92,6 +96,7 @@ class RetrievalTaskOut(msgspec.Struct):
     leave_on_server: bool
     delete_after_days: int | None
     apply_filters: bool
+    push: bool
     enable_debug: bool
     timeout_seconds: int
     is_active: bool
@@ -103,6 +108,10 @@ class RetrievalTaskOut(msgspec.Struct):
     needs_action: bool
     next_run_at: datetime | None
     paused_reason: str | None
+    # Read-only: what the push connection last found ("connecting", "listening", "unsupported": the
+    # server offers no IDLE, "failed": see push_detail); null while none was tried or push is off.
+    push_state: PushState | None
+    push_detail: str | None
     auth: AuthKind  # "password", or "oauth2": signs in with a provider (POST /oauth/start)
     status: CredentialStatus  # oauth2: "pending" (consent not given yet), "ok", "reconnect"; password: "ok"
 

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from service.domain.connection_test import ConnectionReport
-from service.domain.retrieval import RunResult, TaskView
+from service.domain.retrieval import RunResult, TaskView, push_applies
 from service.domain.smtp_accounts import SmtpAccountView
-from service.domain.values import Protocol, RetrievalMethod, Security
+from service.domain.values import Protocol, PushState, RetrievalMethod, Security
 from service.usecases.oauth_targets import SignIn
 
 SECURITY_LABELS = {Security.NONE: "None", Security.STARTTLS: "STARTTLS", Security.SSL: "SSL/TLS"}
@@ -80,6 +80,8 @@ class Row:
     paused: bool = False
     reconnect: bool = False  # signs in with an OAuth2 provider that needs the user's consent (again)
     pending: bool = False  # that consent was never given: nothing to run or test yet
+    push: str | None = None  # retrieval, automatic IMAP: "Push: listening", "Push: off"... (push_line)
+    push_tone: str = ""  # ok, off, waiting, error: the style; the words say it all
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,28 @@ def _next_run(task: TaskView, now: datetime) -> Fact:
     return _when("Next run", task.next_run_at, now, "")
 
 
+PUSH_WORDS = {
+    PushState.LISTENING: ("Push: listening", "ok"),
+    PushState.UNSUPPORTED: ("Push: not offered by the server", "off"),
+    PushState.CONNECTING: ("Push: connecting", "waiting"),
+    PushState.FAILED: ("Push: stopped", "error"),
+}
+
+
+def push_line(task: TaskView) -> tuple[str | None, str]:
+    """The task's push line and its tone: None for POP3 and manual tasks, where push never applies."""
+    if not push_applies(task.protocol, task.method, True):
+        return None, ""
+    if not task.push:
+        return "Push: off", "off"
+    if task.push_state is None:
+        return "Push: on, not connected yet", "waiting"
+    text, tone = PUSH_WORDS[task.push_state]
+    if task.push_state is PushState.FAILED and task.push_detail:
+        text += f" — {task.push_detail}"
+    return text, tone
+
+
 def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True, sign_in: SignIn | None = None) -> Row:
     """`sign_in` (service.usecases.oauth_targets.sign_in_states): how the task signs in, when known."""
     protocol = PROTOCOL_LABELS[task.protocol]
@@ -173,6 +197,7 @@ def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True, s
     else:
         status, status_text = "ok", "Working"
     title = task.name or task.username or "New retrieval task"
+    push, push_tone = push_line(task)
     return Row(
         task.id,
         title,
@@ -184,6 +209,8 @@ def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True, s
         paused=bool(task.paused_reason),
         reconnect=status_of in (PENDING, RECONNECT),
         pending=status_of == PENDING,
+        push=push if retrieval_enabled else None,
+        push_tone=push_tone,
     )
 
 

@@ -38,16 +38,18 @@ class TaskForm:
     leave_on_server: str = ""
     delete_after_days: str = ""
     apply_filters: str = ""
+    push: str = ""
     enable_debug: str = ""
 
     @classmethod
     def blank(cls) -> TaskForm:
-        """The "New Retrieval Task" form: IMAP over SSL/TLS, certificate checked, filters on."""
+        """The "New Retrieval Task" form: IMAP over SSL/TLS, certificate checked, filters and push on."""
         return cls(
             port=str(default_port(Protocol.IMAP, Security.SSL)),
             verify_certificate=ON,
             leave_on_server=ON,
             apply_filters=ON,
+            push=ON,
         )
 
     @classmethod
@@ -69,6 +71,7 @@ class TaskForm:
             leave_on_server=ON if task.leave_on_server else "",
             delete_after_days=str(task.delete_after_days or ""),
             apply_filters=ON if task.apply_filters else "",
+            push=ON if task.push else "",
             enable_debug=ON if task.enable_debug else "",
         )
 
@@ -101,6 +104,7 @@ class TaskForm:
             leave_on_server=leave or imap,
             delete_after_days=days if leave and not imap else None,
             apply_filters=checked(self.apply_filters),
+            push=checked(self.push) and imap,
             enable_debug=checked(self.enable_debug),
             timeout_seconds=timeout if timeout is not None else 60,
         )
