@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.enums import MediaType
 from litestar.response import Redirect, Template
 
 from service.domain.users import UserView
@@ -42,8 +43,18 @@ def status_for(error: TributaryError) -> int:
 
 
 def page(template_name: str, *, viewer: UserView | None, status_code: int = 200, **context: Any) -> Template:
-    """A full HTML page; `viewer` (the signed-in user or None) fills the header."""
-    return Template(template_name=template_name, context={"viewer": viewer, **context}, status_code=status_code)
+    """A full HTML page (or an htmx fragment of one); `viewer` (the signed-in user or None) fills the header.
+
+    The media type is set here, not left to Litestar: a handler annotated `-> Any` (or a dict) is
+    given application/json as its default, and a Template without its own media type takes the
+    handler's, so the browser would show the page's HTML as text (issue 17, Settings, Filters).
+    """
+    return Template(
+        template_name=template_name,
+        context={"viewer": viewer, **context},
+        status_code=status_code,
+        media_type=MediaType.HTML,
+    )
 
 
 def see_other(path: str) -> Redirect:

@@ -10,6 +10,7 @@ from typing import Any
 from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
+from litestar.response import Template
 
 from service.domain.filters import FilterRule
 from service.domain.users import UserView
@@ -59,7 +60,7 @@ async def _form_page(
 
 
 @get(LIST, name="settings-filters")
-async def filters_page(request: AnyRequest, db: NamedDependency[Database], user: NamedDependency[UserView]) -> Any:
+async def filters_page(request: AnyRequest, db: NamedDependency[Database], user: NamedDependency[UserView]) -> Template:
     rules = await filters.list_rules(db=db, user_id=user.id)
     return page(
         "settings/filters.html",
