@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ def client_context(*, verify: bool, extra_ca_file: Path | None = None) -> ssl.SS
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+@cache
+def shared_client_context(verify: bool, extra_ca_file: Path | None = None) -> ssl.SSLContext:
+    """`client_context`, built once per (verify, extra_ca_file) and shared: loading the trust
+    store costs hundreds of KB per context, too much for each of hundreds of long-lived IMAP push
+    connections. Treat it as read-only; a context is safe to share between connections."""
+    return client_context(verify=verify, extra_ca_file=extra_ca_file)
 
 
 def _name(parts: Any) -> str:

@@ -2,6 +2,7 @@
 
 from service.protocols.imap.folders import SPECIAL_USE_FLAGS, RemoteFolder
 from service.protocols.imap.probe import test_connection
+from service.protocols.imap.push import PushConnection, PushNews
 from service.protocols.imap.session import (
     FetchedMessage,
     ImapAccount,
@@ -15,6 +16,8 @@ __all__ = [
     "FetchedMessage",
     "ImapAccount",
     "ImapSession",
+    "PushConnection",
+    "PushNews",
     "RemoteFolder",
     "SelectedFolder",
     "open_session",

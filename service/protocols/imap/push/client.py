@@ -1,0 +1,401 @@
+"""`PushConnection`: one signed-in IMAP connection that idles and reports new mail.
+
+Protocol, in order: greeting, CAPABILITY, STARTTLS (RFC 3501 6.2.1) when asked for, LOGIN or
+AUTHENTICATE OAUTHBEARER / XOAUTH2 (`service.protocols.sasl`), CAPABILITY again, then either
+
+- NOTIFY (RFC 5465): EXAMINE INBOX, then `NOTIFY SET (selected (MessageNew MessageExpunge))
+  (personal (MessageNew MessageExpunge))` (section 5.2 wants MessageExpunge with MessageNew), so new
+  mail in INBOX arrives as `* n EXISTS` and in any other personal folder as `* STATUS name
+  (MESSAGES n UIDNEXT m)` (section 5.2); or
+- IDLE (RFC 2177): EXAMINE INBOX, so new mail arrives as `* n EXISTS`;
+
+and IDLE in both cases, renewed (DONE, tagged OK, IDLE) every `renew_seconds`: servers may end
+an IDLE after 30 minutes. Only growth is news: an EXISTS that does not exceed the last one (after
+EXPUNGEs), or a STATUS whose MESSAGES and UIDNEXT did not grow, is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from service.domain.values import Security
+from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
+from service.protocols import outbound, sasl
+from service.protocols.imap.push import parse
+from service.protocols.imap.push.wire import ProtocolViolation, Wire, connect
+from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, ImapAccount
+from service.protocols.network import network_error
+from service.protocols.tls import WRONG_PORT_HINT, shared_client_context
+
+CLOSE_TIMEOUT_SECONDS = 3.0
+NOTIFY_SET = b"NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))"
+
+
+@dataclass(frozen=True, slots=True)
+class PushNews:
+    """New mail was announced. `folders`: remote folder names ("/"-delimited, decoded from modified
+    UTF-7, as service/protocols/imap/folders.py's slash_path gives them) that announced it; empty
+    when unknown."""
+
+    folders: frozenset[str]
+
+
+class PushConnection:
+    """See the module docstring. `open()`, then `wait()` as often as wanted, then `close()`.
+    One coroutine at a time: cancel a pending `wait()` before `close()`."""
+
+    def __init__(
+        self,
+        account: ImapAccount,
+        *,
+        renew_seconds: float = 25 * 60,
+        targets: Sequence[outbound.Target] | None = None,
+    ) -> None:
+        self.account = account
+        self.renew_seconds = renew_seconds
+        self.mode = ""
+        self._targets = targets
+        self._wire: Wire | None = None
+        self._broken = False
+        self._tag = 0
+        self._capabilities: frozenset[str] = frozenset()
+        self._delimiter: str | None = None
+        self._exists: int | None = None  # the selected INBOX's size, once EXAMINE told it
+        self._status: dict[str, tuple[int | None, int | None]] = {}  # folder: (MESSAGES, UIDNEXT)
+        self._news: set[str] | None = None
+        self._idle_tag: bytes | None = None
+        self._idle_since = 0.0
+
+    # -- opening ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, secure, sign in, choose NOTIFY or IDLE and start idling (see the module docstring).
+        Raises service errors; the connection is closed when it does."""
+        try:
+            await self._open()
+        except BaseException:
+            self._drop()
+            raise
+
+    async def _open(self) -> None:
+        account = self.account
+        with self._translated("connect"):
+            targets = self._targets
+            if targets is None:
+                targets = await outbound.resolve_async(account.host, account.port, account.policy)
+            sock = await connect(targets, min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds))
+            self._wire = Wire(sock)
+            if account.security is Security.SSL:
+                async with asyncio.timeout(account.timeout_seconds):
+                    await self._wire.start_tls(self._context(), account.host)
+            parts = await self._read()
+            greeting = parse.tokens(parts)
+            if greeting[:2] not in ([b"*", b"OK"], [b"*", b"PREAUTH"]):
+                raise ServerUnavailable(f"{account.host} did not greet like an IMAP server. {WRONG_PORT_HINT}")
+            self._note(parts)  # a BYE raises; a [CAPABILITY ...] code saves a round trip
+        if account.security is Security.STARTTLS:
+            await self._start_tls()
+        if greeting[1] != b"PREAUTH":
+            if not self._capabilities:
+                await self._simple(b"CAPABILITY", "capabilities")
+            await self._login()
+        await self._simple(b"CAPABILITY", "capabilities")
+        await self._choose_mode()
+        with self._translated("IDLE"):
+            await self._start_idle()
+
+    def _context(self) -> ssl.SSLContext:
+        return shared_client_context(self.account.verify_certificate, self.account.extra_ca_file)
+
+    async def _start_tls(self) -> None:
+        host, port = self.account.host, self.account.port
+        if not self._capabilities:
+            await self._simple(b"CAPABILITY", "capabilities")
+        if "STARTTLS" not in self._capabilities:
+            raise TlsFailure(
+                f"{host} does not offer STARTTLS on port {port}. Choose SSL/TLS "
+                "(usually port 993), or None only if you accept sending your password in clear."
+            )
+        status, text = await self._command(b"STARTTLS", "STARTTLS")
+        if status != b"OK":
+            raise TlsFailure(f"{host} refused STARTTLS on port {port} ({text}).")
+        assert self._wire is not None
+        with self._translated("STARTTLS"):
+            if self._wire.buffered:  # bytes sent before TLS must not pass for protected ones
+                raise TlsFailure(f"{host} sent data it should not have during STARTTLS; the connection was closed.")
+            async with asyncio.timeout(self.account.timeout_seconds):
+                await self._wire.start_tls(self._context(), self.account.host)
+        self._capabilities = frozenset()  # RFC 3501 6.2.1: forget what was said before TLS
+        await self._simple(b"CAPABILITY", "capabilities")
+
+    async def _login(self) -> None:
+        account = self.account
+        if account.oauth_token is None:
+            user, password = parse.astring(account.username), parse.astring(account.password)
+            status, text = await self._command(b"LOGIN", "login", arguments=(user, password))
+            if status == b"OK":
+                return
+            if "[UNAVAILABLE]" in text.upper():
+                raise ServerUnavailable(f"{account.host} could not check the password for now ({text}).")
+            raise CredentialsRejected(
+                f"{account.host} rejected the username or password ({text}). Check them and try again."
+            )
+        offered = [name[5:] for name in self._capabilities if name.startswith("AUTH=")]
+        mechanism = sasl.choose_mechanism(offered, host=account.host)
+        message = sasl.client_message(mechanism, account.username, account.oauth_token)
+        answers = [base64.b64encode(message), base64.b64encode(sasl.error_answer(mechanism))]
+        status, text = await self._command(b"AUTHENTICATE " + mechanism.encode(), "login", continuations=answers)
+        if status == b"OK":
+            return
+        if "[UNAVAILABLE]" in text.upper():  # RFC 5530: the server could not check it now
+            raise ServerUnavailable(f"{account.host} could not check the sign-in token for now ({text}).")
+        raise sasl.token_rejected(account.host, text)
+
+    async def _choose_mode(self) -> None:
+        host = self.account.host
+        if "IDLE" not in self._capabilities and "NOTIFY" not in self._capabilities:
+            raise UnsupportedByServer(
+                f"{host} does not announce new mail (no IMAP IDLE); Tributary checks it at the interval instead."
+            )
+        if "NOTIFY" in self._capabilities:
+            await self._simple(b'LIST "" ""', "list folders")  # the hierarchy delimiter, for STATUS names
+        status, text = await self._command(b"EXAMINE INBOX", "open folder INBOX")
+        if status != b"OK":
+            raise ServerUnavailable(f"{host} refused to open INBOX: {text}.")
+        self.mode = "idle"
+        if "NOTIFY" in self._capabilities:
+            status, _ = await self._command(NOTIFY_SET, "NOTIFY")
+            if status == b"OK":
+                self.mode = "notify"
+
+    # -- waiting ------------------------------------------------------------------
+
+    async def wait(self) -> PushNews:
+        """Until new mail is announced (see the module docstring); news kept since the last call
+        comes back at once. ServerUnavailable when the connection is lost or stops answering."""
+        if self._wire is None or self._broken:
+            raise ServerUnavailable(f"The push connection to {self.account.host} is not open.")
+        loop = asyncio.get_running_loop()
+        with self._translated("waiting for new mail"):
+            while self._news is None:
+                if self._idle_tag is None:
+                    await self._start_idle()
+                remaining = self._idle_since + self.renew_seconds - loop.time()
+                if remaining <= 0:
+                    await self._stop_idle()
+                    continue
+                try:
+                    async with asyncio.timeout(remaining):
+                        parts = await self._wire.read_response()
+                except TimeoutError:
+                    continue  # time to renew (a half-read response stays in the wire's buffer)
+                self._during_idle(parts)
+            while self._wire.has_response():  # already here: merge it into this news
+                self._during_idle(await self._wire.read_response())
+        news, self._news = self._news, None
+        return PushNews(frozenset(news))
+
+    async def _start_idle(self) -> None:
+        assert self._wire is not None
+        self._idle_tag = tag = self._next_tag()
+        await self._wire.send(tag + b" IDLE\r\n")
+        while True:
+            parts = await self._read()
+            if parts[0].startswith(b"+"):
+                self._idle_since = asyncio.get_running_loop().time()
+                return
+            if parts[0].startswith(tag + b" "):
+                self._idle_tag = None
+                raise ServerUnavailable(f"{self.account.host} refused IDLE ({_text(parts)}).")
+            self._note(parts)
+
+    async def _stop_idle(self) -> None:
+        assert self._wire is not None
+        assert self._idle_tag is not None
+        await self._wire.send(b"DONE\r\n")
+        while self._idle_tag is not None:
+            self._during_idle(await self._read())
+
+    def _during_idle(self, parts: list[bytes]) -> None:
+        if self._idle_tag is not None and parts[0].startswith(self._idle_tag + b" "):
+            self._idle_tag = None  # the IDLE ended (by our DONE, or by the server)
+            if parse.tokens(parts)[1:2] != [b"OK"]:
+                raise ServerUnavailable(f"{self.account.host} ended IDLE ({_text(parts)}).")
+            return
+        self._note(parts)
+
+    # -- closing ------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """DONE and LOGOUT, briefly and best effort, then close the socket. Safe to call twice."""
+        wire = self._wire
+        if wire is None:
+            return
+        try:
+            if not self._broken:
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    if self._idle_tag is not None:
+                        await wire.send(b"DONE\r\n")
+                    tag = self._next_tag()
+                    await wire.send(tag + b" LOGOUT\r\n")
+                    while not (await wire.read_response())[0].startswith(tag + b" "):
+                        pass
+        except (OSError, EOFError, TimeoutError, ValueError):
+            pass
+        finally:
+            self._drop()
+
+    def _drop(self) -> None:
+        wire, self._wire = self._wire, None
+        self._idle_tag = None
+        if wire is not None:
+            wire.close()
+
+    # -- commands and responses ---------------------------------------------------
+
+    def _next_tag(self) -> bytes:
+        self._tag += 1
+        return b"P%d" % self._tag
+
+    async def _simple(self, command: bytes, step: str) -> None:
+        status, text = await self._command(command, step)
+        if status != b"OK":
+            raise ServerUnavailable(f"{self.account.host} refused {step}: {text}.")
+
+    async def _command(
+        self,
+        command: bytes,
+        step: str,
+        *,
+        arguments: Sequence[tuple[bytes, bytes | None]] = (),
+        continuations: Sequence[bytes] = (),
+    ) -> tuple[bytes, str]:
+        """Send `command` with `arguments` (literals sent after the server's "+"), answer further
+        "+" with `continuations` in turn (SASL), and return the tagged status and text."""
+        assert self._wire is not None
+        tag = self._next_tag()
+        with self._translated(step):
+            line = tag + b" " + command
+            for text, literal in arguments:
+                line += b" " + text
+                if literal is not None:
+                    await self._wire.send(line + b"\r\n")
+                    if (result := await self._until_continuation(tag)) is not None:
+                        return result
+                    line = literal
+            await self._wire.send(line + b"\r\n")
+            pending = list(continuations)
+            while True:
+                parts = await self._read()
+                if parts[0].startswith(b"+"):
+                    await self._wire.send((pending.pop(0) if pending else b"*") + b"\r\n")
+                elif parts[0].startswith(tag + b" "):
+                    return _status(parts)
+                else:
+                    self._note(parts)
+
+    async def _until_continuation(self, tag: bytes) -> tuple[bytes, str] | None:
+        while True:
+            parts = await self._read()
+            if parts[0].startswith(b"+"):
+                return None
+            if parts[0].startswith(tag + b" "):
+                return _status(parts)
+            self._note(parts)
+
+    async def _read(self) -> list[bytes]:
+        assert self._wire is not None
+        async with asyncio.timeout(self.account.timeout_seconds):
+            return await self._wire.read_response()
+
+    def _note(self, parts: list[bytes]) -> None:
+        """Take in one untagged response: capabilities, the delimiter, news, or the server's BYE."""
+        found = parse.tokens(parts)
+        if len(found) < 2 or found[0] != b"*":
+            return
+        word = parse.text_of(found[1]).upper()
+        if word == b"BYE":
+            raise ServerUnavailable(f"{self.account.host} closed the connection ({_text(parts)[6:] or 'BYE'}).")
+        if word == b"CAPABILITY":
+            self._capabilities = frozenset(parse.text_of(t).decode("ascii", "replace").upper() for t in found[2:])
+        elif word in (b"OK", b"PREAUTH") and len(found) > 2 and parse.text_of(found[2]).upper() == b"[CAPABILITY":
+            names = []
+            for token in found[3:]:
+                name = parse.text_of(token)
+                names.append(name.rstrip(b"]").decode("ascii", "replace").upper())
+                if name.endswith(b"]"):
+                    break
+            self._capabilities = frozenset(names)
+        elif word == b"LIST":
+            inside = parse.parenthesised(found, 2)
+            after = 2 + len(inside) + 2
+            if after < len(found) and isinstance(found[after], parse.String):
+                self._delimiter = found[after].value.decode("ascii", "replace")  # type: ignore[union-attr]
+        elif word == b"STATUS" and len(found) > 3:
+            self._status_news(parse.mailbox_name(found[2], self._delimiter), parse.parenthesised(found, 3))
+        elif len(found) > 2 and isinstance(found[1], bytes) and found[1].isdigit():
+            self._counted(int(found[1]), parse.text_of(found[2]).upper())
+
+    def _counted(self, number: int, word: bytes) -> None:
+        if word == b"EXISTS":
+            if self._exists is not None and number > self._exists:
+                self._announce("INBOX")
+            self._exists = number
+        elif word == b"EXPUNGE" and self._exists:
+            self._exists -= 1
+
+    def _status_news(self, folder: str, items: list[parse.Token]) -> None:
+        counts = parse.status_counts(items)
+        messages, uidnext = counts.get(b"MESSAGES"), counts.get(b"UIDNEXT")
+        before = self._status.get(folder)
+        grew = before is None or _grew(before[0], messages) or _grew(before[1], uidnext)
+        if before is not None:
+            messages = messages if messages is not None else before[0]
+            uidnext = uidnext if uidnext is not None else before[1]
+        self._status[folder] = (messages, uidnext)
+        if grew and (messages is not None or uidnext is not None):
+            self._announce(folder)
+
+    def _announce(self, folder: str) -> None:
+        if self._news is None:
+            self._news = set()
+        self._news.add(folder)
+
+    @contextmanager
+    def _translated(self, step: str) -> Iterator[None]:
+        """Socket, ssl and protocol failures as service errors; the connection is then unusable."""
+        host, port = self.account.host, self.account.port
+        try:
+            yield
+        except RemoteError:
+            self._broken = True
+            raise
+        except ProtocolViolation as exc:
+            self._broken = True
+            raise ServerUnavailable(f"{host} sent a malformed response during {step}.") from exc
+        except (OSError, EOFError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            self._broken = True
+            translated = network_error(
+                exc, host=host, port=port, step=step, timeout=self.account.timeout_seconds, expired=False
+            )
+            raise (translated or ServerUnavailable(f"{host} failed during {step}.")) from exc
+
+
+def _grew(before: int | None, now: int | None) -> bool:
+    return before is not None and now is not None and now > before
+
+
+def _text(parts: list[bytes]) -> str:
+    return b"".join(parts[::2]).decode("utf-8", "replace").strip()[:200]
+
+
+def _status(parts: list[bytes]) -> tuple[bytes, str]:
+    """(b"OK" / b"NO" / b"BAD", the rest) of a tagged response."""
+    _tag, _, rest = parts[0].partition(b" ")
+    status, _, text = rest.partition(b" ")
+    return status.upper(), text.decode("utf-8", "replace").strip()[:200] or status.decode("ascii", "replace")
