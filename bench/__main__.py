@@ -19,12 +19,13 @@ from bench.corpus import FOLDERS, fill_mailbox, generate, mutf7
 from bench.report import table
 from bench.scenarios.bigmessage import bigmessage
 from bench.scenarios.polling import polling
+from bench.scenarios.push import push
 from bench.scenarios.retrieval import Source, retrieval
 from bench.scenarios.sending import sending_scenario
 from bench.scenarios.weblist import weblist
 from tests.fixtures.dovecot import DovecotServer
 
-SCENARIOS = ("imap", "pop3", "poll", "send", "web", "big")
+SCENARIOS = ("imap", "pop3", "poll", "push", "send", "web", "big")
 
 
 def _options() -> argparse.Namespace:
@@ -35,6 +36,9 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--folder-messages", type=int, default=100_000, help="messages in the listed folder")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per list page")
     parser.add_argument("--big-mb", type=int, default=50, help="size of the big message, MB")
+    parser.add_argument("--push-tasks", type=int, default=200, help="push tasks that each get one message (latency)")
+    parser.add_argument("--push-idle-connections", type=int, default=500, help="idle push connections (memory, CPU)")
+    parser.add_argument("--push-idle-seconds", type=float, default=60, help="the idle window CPU is measured over")
     parser.add_argument("--seed", type=int, default=1, help="corpus seed")
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
     parser.add_argument("--tributary-only", action="store_true", help="skip the peers in the retrieval scenarios")
@@ -81,6 +85,14 @@ def _mail(work: Path, server: DovecotServer, options: argparse.Namespace, only: 
         scenario.target = "<= 60 s (a tenth of the 600 s interval), the real worker included"
         scenario.verdict = slowest is not None and slowest <= 60
         found.append(scenario)
+    if "push" in only:
+        found += push(
+            work / "push",
+            server,
+            tasks=options.push_tasks,
+            connections=options.push_idle_connections,
+            seconds=options.push_idle_seconds,
+        )
     if "big" in only:
         found += bigmessage(work / "big", server, megabytes=options.big_mb, protocols=["imap", "pop3"])
     return found
@@ -95,7 +107,7 @@ def main() -> None:
     started = time.monotonic()
     scenarios: list[Scenario] = []
     try:
-        if only & {"imap", "pop3", "poll", "big"}:
+        if only & {"imap", "pop3", "poll", "push", "big"}:
             server = DovecotServer.start()
             try:
                 scenarios += _mail(work, server, options, only)
