@@ -274,6 +274,7 @@ async def test_the_connectivity_card_says_what_push_is_doing_for_each_task(
         "failed": _new(name="failed"),
         "waiting": _new(name="waiting"),
         "off": _new(name="off", push=False),
+        "paused": _new(name="paused"),
         "manual": _new(name="manual", method=RetrievalMethod.MANUAL),
         "pop": _new(name="pop", protocol=Protocol.POP3),
     }.items():
@@ -282,8 +283,13 @@ async def test_the_connectivity_card_says_what_push_is_doing_for_each_task(
     await _set_push(db, ids["unsupported"], PushState.UNSUPPORTED)
     await _set_push(db, ids["connecting"], PushState.CONNECTING)
     await _set_push(db, ids["failed"], PushState.FAILED, "The server refused the sign-in.")
-    for key in ("waiting", "off", "pop"):
+    for key in ("waiting", "off", "pop", "paused"):
         await _set_push(db, ids[key], None)
+    async with db.write() as session:  # paused after sign-in failures: the supervisor let go of it
+        paused = await session.get(RetrievalTask, ids["paused"])
+        assert paused is not None
+        paused.paused_reason = "The server refused the username or password three times."
+        session.add(paused)
 
     page = await web_client.get("/settings/connectivity")
     assert page.status_code == 200
@@ -295,4 +301,5 @@ async def test_the_connectivity_card_says_what_push_is_doing_for_each_task(
         ids["failed"]: "Push: stopped — The server refused the sign-in.",
         ids["waiting"]: "Push: on, not connected yet",
         ids["off"]: "Push: off",
+        ids["paused"]: "Push: paused with the task",
     }  # nothing for the manual and the POP3 task

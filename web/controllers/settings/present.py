@@ -150,6 +150,8 @@ def push_line(task: TaskView) -> tuple[str | None, str]:
     if not task.push:
         return "Push: off", "off"
     if task.push_state is None:
+        if task.paused_reason:
+            return "Push: paused with the task", "off"
         return "Push: on, not connected yet", "waiting"
     text, tone = PUSH_WORDS[task.push_state]
     if task.push_state is PushState.FAILED and task.push_detail:
