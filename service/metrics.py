@@ -22,6 +22,15 @@ RUN_SECONDS = Histogram(
 )
 DUE_TASKS = Gauge("tributary_retrieval_due_tasks", "Automatic tasks due and waiting for a worker.")
 RUNNING = Gauge("tributary_retrieval_running", "Retrieval runs in progress in this process.")
+PUSH_CONNECTIONS = Gauge("tributary_push_connections", "IMAP push (IDLE/NOTIFY) connections this process holds.")
+PUSH_NOTIFICATIONS = Counter(
+    "tributary_push_notifications_total", "New-mail announcements received on push connections."
+)
+PUSH_STORE_SECONDS = Histogram(
+    "tributary_push_store_seconds",
+    "Seconds from a push announcement to the end of the run that stored what it announced.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300),
+)
 
 
 class _Outcome(Protocol):

@@ -10,14 +10,23 @@ coroutine jobs). Jobs:
 - outbox: send queued messages whose retry time has come;
 - housekeeping: prune old log entries.
 
+Beside the jobs, the push supervisor (usecases/retrieval/push.py) holds this
+process's IMAP push connections and hands announcements to the same Runner. It
+starts with the jobs (not in `run_once`) and stops first at shutdown. Push runs
+do their protocol work in threads (asyncio.to_thread), many at once when many
+tasks are notified together, so the loop's default executor gets
+PUSH_THREADS threads instead of asyncio's min(32, CPUs + 4).
+
 Nothing here assumes runs are short or that polling is the only trigger: a push
 mode (IMAP IDLE) can hand tasks to the same Runner.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,11 +36,14 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import logs, sending
 from service.usecases.retrieval import Runner
+from service.usecases.retrieval.push import PushSupervisor
+from service.usecases.retrieval.runner import push_concurrency
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_SECONDS = 3600
 OUTBOX_INTERVAL_SECONDS = 30
+PUSH_THREADS = 64
 
 
 def dispatch_interval(settings: Settings) -> float:
@@ -48,6 +60,7 @@ class Scheduler:
         self._secret_box = secret_box
         self.runner = Runner(db=db, secret_box=secret_box, settings=settings)
         self.runner.keep_full = True
+        self.push = PushSupervisor(db=db, secret_box=secret_box, settings=settings, runner=self.runner)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
 
     @property
@@ -66,6 +79,12 @@ class Scheduler:
                 job, "interval", seconds=seconds, id=name, coalesce=True, max_instances=1, misfire_grace_time=None
             )
         self._scheduler.start()
+        if self._settings.push_connections > 0:
+            threads = max(PUSH_THREADS, push_concurrency(self._settings) + self._settings.worker_concurrency)
+            asyncio.get_running_loop().set_default_executor(
+                ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tributary")
+            )
+            self.push.start()
 
     async def dispatch(self) -> int:
         try:
@@ -96,4 +115,5 @@ class Scheduler:
         """Stop taking work, let running runs finish their current batch and release their leases."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        await self.push.shutdown()
         await self.runner.shutdown()

@@ -7,14 +7,27 @@ already running waits for that run and returns its result, marked
 `already_running`. A task leased by another process answers `already_running`
 at once. At shutdown the runs are told to stop after their current batch, and
 they release their leases on the way out.
+
+Push (push.py) asks for runs with `request_push_run`: they coalesce per task —
+while a push run of a task is waiting or running, more news only marks "run
+again after this one", so a message announced during a run is fetched by a run
+that starts after it. A push run takes the ordinary run lease (`claim`); when
+another run holds it (here: wait for it; elsewhere: try again every
+PUSH_CLAIM_RETRY_SECONDS), it starts after that run ends, so nothing announced
+while a poll was under way is missed, and the lease keeps it exactly once. It is
+a full, ordinary run (`run_leased`): afterwards the next poll is an interval
+from its end, as after any run. Push runs have their own concurrency
+(`push_concurrency`), so many tasks notified at once finish quickly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from dataclasses import replace
+import time
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from service import metrics
@@ -33,11 +46,26 @@ from service.usecases.retrieval.lease import (
     renew,
     worker_identity,
 )
+from service.usecases.retrieval.push_leases import push_eligible
 from service.usecases.retrieval.run import check_runnable, run_leased
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_WAIT_SECONDS = 30.0
+PUSH_CLAIM_RETRY_SECONDS = 0.5
+
+
+def push_concurrency(settings: Settings) -> int:
+    """Push-triggered runs at once per process: many tasks may be notified together."""
+    return max(settings.worker_concurrency, 32)
+
+
+@dataclass(slots=True)
+class _PushDemand:
+    """News for a task not yet covered by a run that started after it: when each was noticed."""
+
+    again: bool = False
+    noticed: list[float] = field(default_factory=list)
 
 
 class Runner:
@@ -52,6 +80,9 @@ class Runner:
         self._dispatching = asyncio.Lock()
         self._refills: set[asyncio.Task[int]] = set()
         self._random = random.Random()  # noqa: S311  (jitter, not secrets)
+        self._push: dict[int, _PushDemand] = {}
+        self._push_loops: dict[int, asyncio.Task[None]] = {}
+        self._push_slots = asyncio.Semaphore(push_concurrency(settings))
 
     @property
     def running(self) -> int:
@@ -158,11 +189,63 @@ class Runner:
             except Exception:
                 log.warning("could not renew the lease of task %d", lease.task_id, exc_info=True)
 
+    def request_push_run(self, task_id: int, *, noticed: float | None = None) -> None:
+        """The server announced new mail for this task (at `noticed`, time.monotonic()): make sure a
+        run starts after now. Returns at once; runs coalesce (see the module's docstring)."""
+        if self.stop.is_set():
+            return
+        demand = self._push.setdefault(task_id, _PushDemand())
+        demand.again = True
+        demand.noticed.append(time.monotonic() if noticed is None else noticed)
+        if task_id not in self._push_loops:
+            self._push_loops[task_id] = asyncio.create_task(self._push_runs(task_id), name=f"push-run-{task_id}")
+
+    @property
+    def push_pending(self) -> int:
+        """Tasks with a push run waiting or running."""
+        return len(self._push_loops)
+
+    async def _push_runs(self, task_id: int) -> None:
+        demand = self._push[task_id]
+        try:
+            while demand.again and not self.stop.is_set():
+                demand.again = False
+                noticed, demand.noticed = demand.noticed, []
+                if await self._push_run(task_id):
+                    finished = time.monotonic()
+                    for at in noticed:
+                        metrics.PUSH_STORE_SECONDS.observe(max(0.0, finished - at))
+        except Exception:
+            log.exception("the push-triggered run of task %d failed", task_id)
+        finally:  # no await between the loop's last check and here: no news can slip in unseen
+            self._push.pop(task_id, None)
+            self._push_loops.pop(task_id, None)
+
+    async def _push_run(self, task_id: int) -> bool:
+        """One run of the task that starts after now; False when the task no longer pushes or we stop."""
+        while not self.stop.is_set():
+            current = self._running.get(task_id)
+            if current is not None:  # started before the news: run again once it ends
+                await asyncio.wait([current])
+                continue
+            async with self._push_slots:
+                if not await push_eligible(self.db, task_id):
+                    return False
+                lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds)
+                if lease is not None:
+                    await self._start(lease)
+                    return True
+            with contextlib.suppress(TimeoutError):  # another process runs it: try again shortly
+                await asyncio.wait_for(self.stop.wait(), PUSH_CLAIM_RETRY_SECONDS)
+        return False
+
     async def shutdown(self) -> None:
         """Ask running runs to stop after their current batch and wait for them (up to SHUTDOWN_WAIT_SECONDS)."""
         self.stop.set()
         for refill in list(self._refills):
             refill.cancel()
+        for waiting in list(self._push_loops.values()):
+            waiting.cancel()  # a run it started goes on in _running (shielded) and is waited for below
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=SHUTDOWN_WAIT_SECONDS)
 
