@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar import get
+from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Response
@@ -26,6 +26,7 @@ from service.domain.users import UserView
 from service.domain.values import SpecialUse
 from service.persistence.database import Database
 from service.usecases.reading import MessagePage, folders_and_page, list_folders, open_message
+from service.usecases.reading.pulse import pulse_of
 from service.usecases.users import needs_first_admin
 from web.controllers.mail.links import inline_url_maker
 from web.controllers.mail.present import (
@@ -39,14 +40,24 @@ from web.controllers.mail.present import (
 from web.support.rendering import page, see_other
 
 
-def _layout(folders: list[FolderView], current: FolderView) -> dict[str, Any]:
+def _layout(folders: list[FolderView], current: FolderView, *, live_url: str) -> dict[str, Any]:
+    """The layout's context. `pulse` (the folders' fingerprint and the title's unread count) and
+    `live_url` (what static/js/live.js fetches again when the pulse changes) keep the page live."""
     return {
         "nav": "mail",
         "folders": folders,
         "children": folder_children(folders),
         "current_folder": current,
         "move_targets": move_targets(folders, current.id),
+        "pulse": pulse_of(folders),
+        "live_url": live_url,
     }
+
+
+def _own_url(request: Request[Any, Any, Any]) -> str:
+    """This page's path and query, to fetch it again (the current folder and page stay)."""
+    query = request.url.query
+    return f"{request.url.path}?{query}" if query else request.url.path
 
 
 def _list_page(
@@ -54,6 +65,7 @@ def _list_page(
     folders: list[FolderView],
     listing: MessagePage,
     *,
+    live_url: str,
     before: str | None = None,
     after: str | None = None,
     notice: str | None = None,
@@ -62,7 +74,7 @@ def _list_page(
     return page(
         "mail/list.html",
         viewer=viewer,
-        **_layout(folders, folder),
+        **_layout(folders, folder, live_url=live_url),
         listing=listing,
         rows=list_rows(listing.messages, datetime.now(UTC)),
         in_trash=folder.special_use is SpecialUse.TRASH,
@@ -73,16 +85,19 @@ def _list_page(
 
 
 @get("/", name="home")
-async def home(db: NamedDependency[Database], viewer: NamedDependency[UserView | None]) -> Response[Any]:
+async def home(
+    request: Request[Any, Any, Any], db: NamedDependency[Database], viewer: NamedDependency[UserView | None]
+) -> Response[Any]:
     """Signed in: the Inbox. Otherwise sign in, or create the first administrator."""
     if viewer is None:
         return see_other("/setup" if await needs_first_admin(db=db) else "/login")
     folders, listing = await folders_and_page(db=db, user_id=viewer.id)
-    return _list_page(viewer, folders, listing)
+    return _list_page(viewer, folders, listing, live_url=_own_url(request))
 
 
 @get("/mail/folders/{folder_id:int}", name="mail-folder")
 async def folder_page(
+    request: Request[Any, Any, Any],
     folder_id: FromPath[int],
     db: NamedDependency[Database],
     user: NamedDependency[UserView],
@@ -94,7 +109,7 @@ async def folder_page(
 ) -> Response[Any]:
     folders, listing = await folders_and_page(db=db, user_id=user.id, folder_id=folder_id, before=before, after=after)
     status = notice_text(notice, n, folder_id=to, folders=folders)
-    return _list_page(user, folders, listing, before=before, after=after, notice=status)
+    return _list_page(user, folders, listing, live_url=_own_url(request), before=before, after=after, notice=status)
 
 
 @get("/mail/messages/{message_id:int}", name="mail-message")
@@ -117,7 +132,8 @@ async def message_page(
     return page(
         "mail/message.html",
         viewer=user,
-        **_layout(folders, current),
+        # Live updates refresh only the folder tree here, from the folder's page: the open message stays.
+        **_layout(folders, current, live_url=f"/mail/folders/{current.id}"),
         message=opened,
         view=opened.view,
         date_long=long_date(opened.view.date),
