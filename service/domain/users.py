@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -16,6 +18,43 @@ class UserView:
     display_name: str
     is_admin: bool
     domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated(UserView):
+    """A user who just proved their password, with the stamp of the hash it was checked against.
+
+    A face keeps `session_stamp` in the signed-in session; `session_stamp_of` of the user's hash
+    changes whenever their password does, so sessions started before a change are ended."""
+
+    session_stamp: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminUserView:
+    """A user as the Administration page lists them (a UserView plus whether they may sign in)."""
+
+    id: int
+    email: str
+    display_name: str
+    is_admin: bool
+    domain: str
+    is_active: bool
+
+
+def session_stamp_of(password_hash: str) -> str:
+    """A short fingerprint of a password hash, kept in each signed-in session.
+
+    Every argon2 hash carries a fresh random salt, so any new password (or a re-hash of the
+    same one) gives a new stamp. The stamp is a SHA-256 of the whole hash string: it reveals
+    nothing that would help guess the password (the salt is not recoverable from it), so the
+    session store may hold it without a key."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
+def same_stamp(stored: object, current: str) -> bool:
+    """True when a session's stored stamp is the user's current one (constant-time)."""
+    return isinstance(stored, str) and hmac.compare_digest(stored.encode(), current.encode())
 
 
 @dataclass(frozen=True, slots=True)

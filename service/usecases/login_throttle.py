@@ -59,7 +59,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from service.domain.users import UserView
+from service.domain.users import Authenticated
 from service.errors import AuthenticationFailed
 from service.persistence.database import Database
 from service.usecases.users import authenticate
@@ -221,7 +221,9 @@ class LoginThrottle:
         self._clients.pop(attempt.pair_key, None)
 
 
-async def sign_in(*, db: Database, throttle: LoginThrottle, email: str, password: str, client: str | None) -> UserView:
+async def sign_in(
+    *, db: Database, throttle: LoginThrottle, email: str, password: str, client: str | None
+) -> Authenticated:
     """Check a sign-in under the throttle. Raises SignInThrottled, or AuthenticationFailed for a wrong password."""
     attempt = throttle.begin(address=email, client=client)
     try:

@@ -23,7 +23,7 @@ from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases.users import signed_in_user
-from web.support.sessions import session_user_id, sign_out
+from web.support.sessions import session_stamp, session_user_id, sign_out
 
 
 class SignInRequired(NotAuthorizedException):
@@ -43,12 +43,15 @@ def provide_settings(state: State) -> Settings:
 
 
 async def provide_viewer(request: Request[Any, Any, Any], db: NamedDependency[Database]) -> UserView | None:
-    """The signed-in user, or None. A session whose user is gone or disabled is ended."""
+    """The signed-in user, or None. A session whose user is gone or disabled, or whose password changed
+    since it began, is ended (signed out: its stored data deleted, the cookie expired)."""
     user_id = session_user_id(request)
     if user_id is None:
         return None
     try:
-        user, request.state.needs_action = await signed_in_user(db=db, user_id=user_id)
+        user, request.state.needs_action = await signed_in_user(
+            db=db, user_id=user_id, session_stamp=session_stamp(request)
+        )
     except NotFound:
         sign_out(request)
         return None

@@ -10,6 +10,10 @@ id the browser sends, so this one adds three rules:
   made up, or one that expired or was signed out) is replaced by a fresh one;
 - `sign_in` rotates the id: the old one is deleted from the store and a new one
   is issued, so an id seen before sign-in (session fixation) is worthless after;
+- the session keeps, beside the user's id, the stamp of their password hash at sign-in
+  (`STAMP_KEY`, see service.domain.users.session_stamp_of); support.dependencies ends a
+  session whose stamp is no longer the user's, so changing or resetting a password ends
+  every other session, and `restamp` keeps (under a new id) the one it was changed from;
 - an empty session is never stored, so anonymous visitors leave no files, and
   `sign_out` deletes the stored session and expires the cookie.
 
@@ -29,11 +33,12 @@ from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.types import Empty, Message, Scope, ScopeSession
 
-from service.domain.users import UserView
+from service.domain.users import Authenticated
 
 SESSION_STORE = "sessions"
 SESSION_COOKIE = "tributary_session"
 USER_ID_KEY = "user_id"
+STAMP_KEY = "password_stamp"
 
 _LOADED_ID = "tributary.session.loaded_id"
 _NEW_ID = "tributary.session.new_id"
@@ -122,10 +127,22 @@ def session_config(*, secure: bool, idle_minutes: int) -> RotatingSessionConfig:
     )
 
 
-def sign_in(connection: ASGIConnection[Any, Any, Any, Any], user: UserView) -> None:
+def sign_in(connection: ASGIConnection[Any, Any, Any, Any], user: Authenticated) -> None:
     """Start a signed-in session under a new id; whatever the session held before is dropped."""
     _state(connection)[_ROTATE] = _state(connection)[_CHANGED] = True
-    connection.set_session({USER_ID_KEY: user.id})
+    connection.set_session({USER_ID_KEY: user.id, STAMP_KEY: user.session_stamp})
+
+
+def restamp(connection: ASGIConnection[Any, Any, Any, Any], stamp: str) -> None:
+    """After the user changed their password here: keep this session (and what it holds) with the new
+    stamp, under a new id and CSRF token, as at sign-in."""
+    _state(connection)[_ROTATE] = _state(connection)[_CHANGED] = True
+    connection.set_session({**connection.session, STAMP_KEY: stamp})
+
+
+def session_stamp(connection: ASGIConnection[Any, Any, Any, Any]) -> object:
+    """The password stamp this session was started with (None in a session from before stamps)."""
+    return connection.session.get(STAMP_KEY)
 
 
 def sign_out(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
