@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.controllers.settings import connectivity, filters, logs, oauth, retrieval, smtp
+from web.controllers.settings import account, connectivity, filters, logs, oauth, retrieval, smtp
 
 ROUTES: list[ControllerRouterHandler] = [
     *connectivity.ROUTES,
@@ -18,4 +18,5 @@ ROUTES: list[ControllerRouterHandler] = [
     *oauth.ROUTES,
     *filters.ROUTES,
     *logs.ROUTES,
+    *account.ROUTES,
 ]
