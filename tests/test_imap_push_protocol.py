@@ -84,8 +84,8 @@ async def connections() -> AsyncIterator[list[PushConnection]]:
         await connection.close()
 
 
-async def opened(connections: list[PushConnection], acc: ImapAccount, **kwargs: float) -> PushConnection:
-    connection = PushConnection(acc, **kwargs)
+async def opened(connections: list[PushConnection], acc: ImapAccount, renew_seconds: float = 25 * 60) -> PushConnection:
+    connection = PushConnection(acc, renew_seconds=renew_seconds)
     connections.append(connection)
     await connection.open()
     return connection

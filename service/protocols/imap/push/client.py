@@ -21,12 +21,12 @@ import base64
 import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
 from service.protocols import outbound, sasl
 from service.protocols.imap.push import parse
+from service.protocols.imap.push.heard import Heard, PushNews, text_of_response
 from service.protocols.imap.push.wire import ProtocolViolation, Wire, connect
 from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, ImapAccount
 from service.protocols.network import network_error
@@ -34,15 +34,6 @@ from service.protocols.tls import WRONG_PORT_HINT, shared_client_context
 
 CLOSE_TIMEOUT_SECONDS = 3.0
 NOTIFY_SET = b"NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))"
-
-
-@dataclass(frozen=True, slots=True)
-class PushNews:
-    """New mail was announced. `folders`: remote folder names ("/"-delimited, decoded from modified
-    UTF-7, as service/protocols/imap/folders.py's slash_path gives them) that announced it; empty
-    when unknown."""
-
-    folders: frozenset[str]
 
 
 class PushConnection:
@@ -63,11 +54,7 @@ class PushConnection:
         self._wire: Wire | None = None
         self._broken = False
         self._tag = 0
-        self._capabilities: frozenset[str] = frozenset()
-        self._delimiter: str | None = None
-        self._exists: int | None = None  # the selected INBOX's size, once EXAMINE told it
-        self._status: dict[str, tuple[int | None, int | None]] = {}  # folder: (MESSAGES, UIDNEXT)
-        self._news: set[str] | None = None
+        self._heard = Heard(account.host)
         self._idle_tag: bytes | None = None
         self._idle_since = 0.0
 
@@ -97,11 +84,11 @@ class PushConnection:
             greeting = parse.tokens(parts)
             if greeting[:2] not in ([b"*", b"OK"], [b"*", b"PREAUTH"]):
                 raise ServerUnavailable(f"{account.host} did not greet like an IMAP server. {WRONG_PORT_HINT}")
-            self._note(parts)  # a BYE raises; a [CAPABILITY ...] code saves a round trip
+            self._heard.note(parts)  # a BYE raises; a [CAPABILITY ...] code saves a round trip
         if account.security is Security.STARTTLS:
             await self._start_tls()
         if greeting[1] != b"PREAUTH":
-            if not self._capabilities:
+            if not self._heard.capabilities:
                 await self._simple(b"CAPABILITY", "capabilities")
             await self._login()
         await self._simple(b"CAPABILITY", "capabilities")
@@ -114,9 +101,9 @@ class PushConnection:
 
     async def _start_tls(self) -> None:
         host, port = self.account.host, self.account.port
-        if not self._capabilities:
+        if not self._heard.capabilities:
             await self._simple(b"CAPABILITY", "capabilities")
-        if "STARTTLS" not in self._capabilities:
+        if "STARTTLS" not in self._heard.capabilities:
             raise TlsFailure(
                 f"{host} does not offer STARTTLS on port {port}. Choose SSL/TLS "
                 "(usually port 993), or None only if you accept sending your password in clear."
@@ -130,7 +117,7 @@ class PushConnection:
                 raise TlsFailure(f"{host} sent data it should not have during STARTTLS; the connection was closed.")
             async with asyncio.timeout(self.account.timeout_seconds):
                 await self._wire.start_tls(self._context(), self.account.host)
-        self._capabilities = frozenset()  # RFC 3501 6.2.1: forget what was said before TLS
+        self._heard.capabilities = frozenset()  # RFC 3501 6.2.1: forget what was said before TLS
         await self._simple(b"CAPABILITY", "capabilities")
 
     async def _login(self) -> None:
@@ -145,7 +132,7 @@ class PushConnection:
             raise CredentialsRejected(
                 f"{account.host} rejected the username or password ({text}). Check them and try again."
             )
-        offered = [name[5:] for name in self._capabilities if name.startswith("AUTH=")]
+        offered = [name[5:] for name in self._heard.capabilities if name.startswith("AUTH=")]
         mechanism = sasl.choose_mechanism(offered, host=account.host)
         message = sasl.client_message(mechanism, account.username, account.oauth_token)
         answers = [base64.b64encode(message), base64.b64encode(sasl.error_answer(mechanism))]
@@ -158,17 +145,17 @@ class PushConnection:
 
     async def _choose_mode(self) -> None:
         host = self.account.host
-        if "IDLE" not in self._capabilities and "NOTIFY" not in self._capabilities:
+        if "IDLE" not in self._heard.capabilities and "NOTIFY" not in self._heard.capabilities:
             raise UnsupportedByServer(
                 f"{host} does not announce new mail (no IMAP IDLE); Tributary checks it at the interval instead."
             )
-        if "NOTIFY" in self._capabilities:
+        if "NOTIFY" in self._heard.capabilities:
             await self._simple(b'LIST "" ""', "list folders")  # the hierarchy delimiter, for STATUS names
         status, text = await self._command(b"EXAMINE INBOX", "open folder INBOX")
         if status != b"OK":
             raise ServerUnavailable(f"{host} refused to open INBOX: {text}.")
         self.mode = "idle"
-        if "NOTIFY" in self._capabilities:
+        if "NOTIFY" in self._heard.capabilities:
             status, _ = await self._command(NOTIFY_SET, "NOTIFY")
             if status == b"OK":
                 self.mode = "notify"
@@ -182,7 +169,7 @@ class PushConnection:
             raise ServerUnavailable(f"The push connection to {self.account.host} is not open.")
         loop = asyncio.get_running_loop()
         with self._translated("waiting for new mail"):
-            while self._news is None:
+            while self._heard.news is None:
                 if self._idle_tag is None:
                     await self._start_idle()
                 remaining = self._idle_since + self.renew_seconds - loop.time()
@@ -197,8 +184,7 @@ class PushConnection:
                 self._during_idle(parts)
             while self._wire.has_response():  # already here: merge it into this news
                 self._during_idle(await self._wire.read_response())
-        news, self._news = self._news, None
-        return PushNews(frozenset(news))
+        return self._heard.take_news()
 
     async def _start_idle(self) -> None:
         assert self._wire is not None
@@ -211,8 +197,8 @@ class PushConnection:
                 return
             if parts[0].startswith(tag + b" "):
                 self._idle_tag = None
-                raise ServerUnavailable(f"{self.account.host} refused IDLE ({_text(parts)}).")
-            self._note(parts)
+                raise ServerUnavailable(f"{self.account.host} refused IDLE ({text_of_response(parts)}).")
+            self._heard.note(parts)
 
     async def _stop_idle(self) -> None:
         assert self._wire is not None
@@ -225,9 +211,9 @@ class PushConnection:
         if self._idle_tag is not None and parts[0].startswith(self._idle_tag + b" "):
             self._idle_tag = None  # the IDLE ended (by our DONE, or by the server)
             if parse.tokens(parts)[1:2] != [b"OK"]:
-                raise ServerUnavailable(f"{self.account.host} ended IDLE ({_text(parts)}).")
+                raise ServerUnavailable(f"{self.account.host} ended IDLE ({text_of_response(parts)}).")
             return
-        self._note(parts)
+        self._heard.note(parts)
 
     # -- closing ------------------------------------------------------------------
 
@@ -297,7 +283,7 @@ class PushConnection:
                 elif parts[0].startswith(tag + b" "):
                     return _status(parts)
                 else:
-                    self._note(parts)
+                    self._heard.note(parts)
 
     async def _until_continuation(self, tag: bytes) -> tuple[bytes, str] | None:
         while True:
@@ -306,65 +292,12 @@ class PushConnection:
                 return None
             if parts[0].startswith(tag + b" "):
                 return _status(parts)
-            self._note(parts)
+            self._heard.note(parts)
 
     async def _read(self) -> list[bytes]:
         assert self._wire is not None
         async with asyncio.timeout(self.account.timeout_seconds):
             return await self._wire.read_response()
-
-    def _note(self, parts: list[bytes]) -> None:
-        """Take in one untagged response: capabilities, the delimiter, news, or the server's BYE."""
-        found = parse.tokens(parts)
-        if len(found) < 2 or found[0] != b"*":
-            return
-        word = parse.text_of(found[1]).upper()
-        if word == b"BYE":
-            raise ServerUnavailable(f"{self.account.host} closed the connection ({_text(parts)[6:] or 'BYE'}).")
-        if word == b"CAPABILITY":
-            self._capabilities = frozenset(parse.text_of(t).decode("ascii", "replace").upper() for t in found[2:])
-        elif word in (b"OK", b"PREAUTH") and len(found) > 2 and parse.text_of(found[2]).upper() == b"[CAPABILITY":
-            names = []
-            for token in found[3:]:
-                name = parse.text_of(token)
-                names.append(name.rstrip(b"]").decode("ascii", "replace").upper())
-                if name.endswith(b"]"):
-                    break
-            self._capabilities = frozenset(names)
-        elif word == b"LIST":
-            inside = parse.parenthesised(found, 2)
-            after = 2 + len(inside) + 2
-            if after < len(found) and isinstance(found[after], parse.String):
-                self._delimiter = found[after].value.decode("ascii", "replace")  # type: ignore[union-attr]
-        elif word == b"STATUS" and len(found) > 3:
-            self._status_news(parse.mailbox_name(found[2], self._delimiter), parse.parenthesised(found, 3))
-        elif len(found) > 2 and isinstance(found[1], bytes) and found[1].isdigit():
-            self._counted(int(found[1]), parse.text_of(found[2]).upper())
-
-    def _counted(self, number: int, word: bytes) -> None:
-        if word == b"EXISTS":
-            if self._exists is not None and number > self._exists:
-                self._announce("INBOX")
-            self._exists = number
-        elif word == b"EXPUNGE" and self._exists:
-            self._exists -= 1
-
-    def _status_news(self, folder: str, items: list[parse.Token]) -> None:
-        counts = parse.status_counts(items)
-        messages, uidnext = counts.get(b"MESSAGES"), counts.get(b"UIDNEXT")
-        before = self._status.get(folder)
-        grew = before is None or _grew(before[0], messages) or _grew(before[1], uidnext)
-        if before is not None:
-            messages = messages if messages is not None else before[0]
-            uidnext = uidnext if uidnext is not None else before[1]
-        self._status[folder] = (messages, uidnext)
-        if grew and (messages is not None or uidnext is not None):
-            self._announce(folder)
-
-    def _announce(self, folder: str) -> None:
-        if self._news is None:
-            self._news = set()
-        self._news.add(folder)
 
     @contextmanager
     def _translated(self, step: str) -> Iterator[None]:
@@ -386,16 +319,11 @@ class PushConnection:
             raise (translated or ServerUnavailable(f"{host} failed during {step}.")) from exc
 
 
-def _grew(before: int | None, now: int | None) -> bool:
-    return before is not None and now is not None and now > before
-
-
-def _text(parts: list[bytes]) -> str:
-    return b"".join(parts[::2]).decode("utf-8", "replace").strip()[:200]
-
-
 def _status(parts: list[bytes]) -> tuple[bytes, str]:
     """(b"OK" / b"NO" / b"BAD", the rest) of a tagged response."""
     _tag, _, rest = parts[0].partition(b" ")
     status, _, text = rest.partition(b" ")
     return status.upper(), text.decode("utf-8", "replace").strip()[:200] or status.decode("ascii", "replace")
+
+
+__all__ = ["PushConnection", "PushNews"]
