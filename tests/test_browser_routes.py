@@ -169,7 +169,8 @@ def _visit(page: Page, errors: list[str], path: str, *, check_width: bool = True
     text = main.inner_text() if main.count() else page.inner_text("body")
     if found := ERROR_TEXT.search(text):
         problems.append(f"{where}: shows {found.group(0)!r}")
-    page.screenshot(path=SCREENSHOTS.format(width=width, page=re.sub(r"\W+", "-", path).strip("-") or "inbox"))
+    shot = SCREENSHOTS.format(width=width, page=re.sub(r"\W+", "-", path).strip("-") or "inbox")
+    page.screenshot(path=shot, full_page=True)
     if check_width:
         scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         if scroll > inner:
