@@ -19,6 +19,8 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 
+from service.domain.search_text import SearchText, search_text
+
 PREVIEW_LENGTH = 200
 HEADER_LIMIT = 998  # RFC 5322 2.1.1: a line is at most 998 characters
 _PARSE_FAILURES = (Exception, RecursionError)
@@ -39,6 +41,8 @@ class MessageIndex:
     preview: str
     has_attachments: bool
     parse_error: str | None
+    # What search finds the message by (service.domain.search_text); None if not derived.
+    search: SearchText | None = None
 
 
 def _header(message: Message, name: str) -> str:
@@ -170,11 +174,15 @@ def _looks_like_attachments(content_type: str) -> bool:
     )
 
 
-def index_message(raw: bytes, *, with_body: bool = False, sha256: str | None = None) -> MessageIndex:
+def index_message(
+    raw: bytes, *, with_body: bool = False, sha256: str | None = None, with_search: bool = True
+) -> MessageIndex:
     """The index of a raw RFC 5322 message. Never raises on malformed input.
 
-    By default only the header block is read (cheap enough for bulk import);
+    By default only the header block is read for the row (cheap enough for bulk import);
     `with_body` parses the whole message for a preview and real attachment flag.
+    `with_search` also derives the full-text search fields, which reads the body's text
+    parts (retrieval calls this in its download thread, so the event loop only writes).
     """
     errors: list[str] = []
     preview, has_attachments = "", False
@@ -196,11 +204,13 @@ def index_message(raw: bytes, *, with_body: bool = False, sha256: str | None = N
     else:
         fields = _header_fields(header_block(raw))
         has_attachments = _looks_like_attachments(fields.get("content-type", ""))
+    subject, sender = fields.get("subject", ""), fields.get("from", "")
+    to, cc = fields.get("to", ""), fields.get("cc", "")
     return MessageIndex(
-        subject=fields.get("subject", ""),
-        from_address=fields.get("from", ""),
-        to_addresses=fields.get("to", ""),
-        cc_addresses=fields.get("cc", ""),
+        subject=subject,
+        from_address=sender,
+        to_addresses=to,
+        cc_addresses=cc,
         date=_date(fields.get("date", "")),
         message_id=fields.get("message-id") or None,
         in_reply_to=fields.get("in-reply-to") or None,
@@ -209,4 +219,5 @@ def index_message(raw: bytes, *, with_body: bool = False, sha256: str | None = N
         preview=preview,
         has_attachments=has_attachments,
         parse_error="; ".join(errors) or None,
+        search=search_text(raw, subject=subject, sender=sender, to=to, cc=cc) if with_search else None,
     )

@@ -20,8 +20,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.domain.message_index import MessageIndex, index_message, sort_date
+from service.domain.search_text import SearchText, search_text
 from service.domain.values import SPECIAL_FOLDER_NAMES, SpecialUse
 from service.errors import InvalidInput, NotFound
+from service.persistence import search_index
 from service.persistence.tables import Folder, Message, MessageBody
 from service.persistence.types import utcnow
 
@@ -105,8 +107,20 @@ class IncomingMessage:
     index: MessageIndex | None = None
 
 
+def _search(incoming: IncomingMessage, row: dict[str, Any]) -> SearchText:
+    if incoming.index is not None and incoming.index.search is not None:
+        return incoming.index.search
+    return search_text(
+        incoming.raw, subject=row["subject"], sender=row["from_address"], to=row["to_addresses"], cc=row["cc_addresses"]
+    )
+
+
 def _index_row(user_id: int, folder_id: int, incoming: IncomingMessage, *, full_index: bool) -> dict[str, Any]:
-    index = incoming.index if incoming.index is not None else index_message(incoming.raw, with_body=full_index)
+    index = (
+        incoming.index
+        if incoming.index is not None
+        else index_message(incoming.raw, with_body=full_index, with_search=False)
+    )
     arrived = incoming.received_at or utcnow()
     origin = incoming.origin
     return {
@@ -148,8 +162,8 @@ async def deliver_many(
 ) -> list[int]:
     """Store messages byte for byte with their index rows, in the caller's transaction.
 
-    Two batched INSERTs (index rows, then bodies), not two round trips per
-    message: bulk retrieval is bound by the server, not by us.
+    Three batched INSERTs (index rows, bodies, full-text search rows), not round trips
+    per message: bulk retrieval is bound by the server, not by us.
     """
     if not messages:
         return []
@@ -177,6 +191,9 @@ async def deliver_many(
         await connection.execute(insert(MessageBody), [{"message_id": mid, "raw": raw} for mid, raw in bodies])
     for mid, raw in streamed:
         await _stream_body(connection, mid, raw)
+    await search_index.add(
+        connection, [(mid, _search(m, row)) for mid, m, row in zip(ids, messages, rows, strict=True)]
+    )
     return ids
 
 

@@ -1,0 +1,148 @@
+"""Searching the user's mail: the search box, `GET /api/v1/messages/search`, `tributary search`.
+
+The query language is `service.domain.search_query`; the text is matched by the
+database's own full-text index (`service.persistence.search_index`, migration 0009),
+the filters (`has:`, `is:`, `in:`, `before:`, `after:`) on the message rows. Results
+come newest first, as in a folder's list, a page at a time by page number (a search
+has no stable position to keep a cursor on), each with its folder.
+
+Tenant isolation: every row is the user's own message in the user's own folder; the
+index holds no user column, so the join to `message` and `folder` is the filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select as core_select
+from sqlmodel import col, select
+
+from service.domain.mailbox import FolderView, MessageSummary
+from service.domain.search_query import SearchQuery, parse
+from service.errors import InvalidInput
+from service.persistence import search_index
+from service.persistence.database import Database
+from service.persistence.tables import Folder, Message
+
+PAGE_SIZE = 50
+MAX_PER_PAGE = 200
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message found, as a list row, with the folder it is in."""
+
+    message: MessageSummary
+    folder: FolderView
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    """One page of results, newest first. `has_more`: a next page exists."""
+
+    query: str
+    page: int
+    per_page: int
+    hits: tuple[SearchHit, ...]
+    has_more: bool
+
+    @property
+    def next_page(self) -> int | None:
+        return self.page + 1 if self.has_more else None
+
+    @property
+    def previous_page(self) -> int | None:
+        return self.page - 1 if self.page > 1 else None
+
+
+_COLUMNS: tuple[Any, ...] = tuple(
+    col(column).label(label)
+    for column, label in (
+        (Message.id, "id"), (Message.subject, "subject"), (Message.from_address, "from_address"),
+        (Message.date, "date"), (Message.sort_date, "sort_date"), (Message.message_id_header, "message_id"),
+        (Message.size, "size"), (Message.seen, "seen"), (Message.flagged, "flagged"),
+        (Message.has_attachments, "has_attachments"), (Folder.id, "folder_id"), (Folder.name, "folder_name"),
+        (Folder.path, "folder_path"), (Folder.parent_id, "folder_parent_id"),
+        (Folder.special_use, "folder_special_use"), (Folder.message_count, "folder_total"),
+        (Folder.unread_count, "folder_unread"),
+    )
+)  # fmt: skip
+
+
+def _hit(row: Any) -> SearchHit:
+    folder = FolderView(
+        row.folder_id, row.folder_name, row.folder_path, row.folder_parent_id, row.folder_special_use,
+        row.folder_total, row.folder_unread,
+    )  # fmt: skip
+    message = MessageSummary(
+        id=row.id,
+        folder=row.folder_path,
+        subject=row.subject,
+        from_address=row.from_address,
+        date=row.date or row.sort_date,  # undated: when it arrived, as the list shows it
+        message_id=row.message_id,
+        size=row.size,
+        seen=row.seen,
+        flagged=row.flagged,
+        has_attachments=row.has_attachments,
+    )
+    return SearchHit(message, folder)
+
+
+async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_page: int = PAGE_SIZE) -> SearchResults:
+    """The page-th page of the user's messages that match `query`, newest first.
+
+    A query with nothing to look for (empty, only spaces or punctuation) finds nothing,
+    as does `in:` naming a folder the user does not have.
+    """
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidInput(f"The page must be a number from 1 to {MAX_PAGE}.")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise InvalidInput(f"A page holds from 1 to {MAX_PER_PAGE} messages.")
+    parsed = parse(query)
+    empty = SearchResults(query, page, per_page, (), has_more=False)
+    if parsed.is_empty:
+        return empty
+    async with db.read() as session:
+        connection = await session.connection()
+        statement = (
+            core_select(*_COLUMNS)
+            .join_from(Message, Folder, col(Folder.id) == col(Message.folder_id))
+            .where(col(Message.user_id) == user_id, col(Folder.user_id) == user_id)
+        )
+        if parsed.folder is not None:
+            wanted = parsed.folder.casefold()
+            folders = (await session.exec(select(Folder.id, Folder.path).where(Folder.user_id == user_id))).all()
+            ids = [fid for fid, path in folders if path.casefold() == wanted]
+            if not ids:
+                return empty
+            statement = statement.where(col(Message.folder_id).in_(ids))
+        for condition in _filters(parsed):
+            statement = statement.where(condition)
+        matching = search_index.matching_ids(connection.dialect.name, parsed)
+        if matching is not None:
+            statement = statement.where(matching)
+        statement = (
+            statement.order_by(col(Message.sort_date).desc(), col(Message.id).desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page + 1)
+        )
+        rows = list((await connection.execute(statement)).all())
+    return SearchResults(query, page, per_page, tuple(_hit(r) for r in rows[:per_page]), len(rows) > per_page)
+
+
+def _filters(parsed: SearchQuery) -> list[Any]:
+    conditions: list[Any] = []
+    if parsed.has_attachment:
+        conditions.append(col(Message.has_attachments).is_(True))
+    if parsed.unread is not None:
+        conditions.append(col(Message.seen).is_(not parsed.unread))
+    if parsed.flagged:
+        conditions.append(col(Message.flagged).is_(True))
+    if parsed.after is not None:
+        conditions.append(col(Message.sort_date) >= parsed.after)
+    if parsed.before is not None:
+        conditions.append(col(Message.sort_date) < parsed.before)
+    return conditions
