@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -12,7 +13,9 @@ from service.cli.common import ON_OFF, emit, plain_errors, read_password, run_wi
 from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.usecases import domains, users
+from service.usecases import domains, user_admin, users
+
+T = TypeVar("T")
 
 
 @cli.group()
@@ -58,9 +61,61 @@ def user_add(email: str, admin: bool, password_stdin: bool, display_name: str, a
 @plain_errors
 def user_list(as_json: bool) -> None:
     """List the users."""
-    found = run_with_db(lambda db: users.list_users(db=db))
-    lines = [f"{u.email}{' (administrator)' if u.is_admin else ''}" for u in found]
+    found = run_with_db(lambda db: user_admin.list_user_accounts(db=db))
+    lines = [
+        f"{u.email}{' (administrator)' if u.is_admin else ''}{'' if u.is_active else ' [disabled]'}" for u in found
+    ]
     emit(found, as_json=as_json, text="\n".join(lines) or "No users yet.")
+
+
+def _on_user(email: str, act: Callable[[Database, int], Awaitable[T]]) -> T:
+    """Find the user by address, then act on them, with one database."""
+
+    async def work(db: Database) -> T:
+        return await act(db, (await users.find_user(db=db, email=email)).id)
+
+    return run_with_db(work)
+
+
+@user.command("disable")
+@click.argument("email")
+@plain_errors
+def user_disable(email: str) -> None:
+    """Stop a user from signing in and end their sessions (nothing of theirs is deleted)."""
+    done = _on_user(email, lambda db, uid: user_admin.set_user_active(db=db, actor_id=None, user_id=uid, active=False))
+    click.echo(f"Disabled {done.email}: they cannot sign in, and their sessions have ended.")
+
+
+@user.command("enable")
+@click.argument("email")
+@plain_errors
+def user_enable(email: str) -> None:
+    """Let a disabled user sign in again, with the password they had."""
+    done = _on_user(email, lambda db, uid: user_admin.set_user_active(db=db, actor_id=None, user_id=uid, active=True))
+    click.echo(f"Enabled {done.email}.")
+
+
+@user.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@plain_errors
+def user_delete(email: str, yes: bool) -> None:
+    """Delete a user and everything that is theirs: mail, folders, tasks, SMTP accounts, filters, logs."""
+    if not yes:
+        click.confirm(f"Delete {email.strip()} and all their mail? This cannot be undone.", abort=True)
+    done = _on_user(email, lambda db, uid: user_admin.delete_user(db=db, actor_id=None, user_id=uid))
+    click.echo(f"Deleted {done.email} and all their mail, tasks and accounts.")
+
+
+@user.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
+@plain_errors
+def user_set_password(email: str, password_stdin: bool) -> None:
+    """Give a user a new password; their sessions end."""
+    password = read_password(password_stdin)
+    done = _on_user(email, lambda db, uid: user_admin.set_user_password(db=db, user_id=uid, password=password))
+    click.echo(f"Set a new password for {done.email}; their sessions have ended.")
 
 
 @cli.group()

@@ -3,8 +3,9 @@
 GET /admin: the OAuth2 sign-in providers users are offered (read-only: configured in the
 environment, issue 15), every domain's settings (the "IMAP/POP Retrieval" and "SMTP Accounts"
 switches, the company relay with a write-only password, limits, allowed remote
-hosts), the users and an "Add user" form. POST /admin/domains/{id} saves one
-domain; POST /admin/users adds a user. Both answer with the page (a plain form)
+hosts), the users (each with its page to edit, disable, delete or set a new password: see
+`users`) and an "Add user" form. POST /admin/domains/{id} saves one domain; POST /admin/users
+adds a user. Both answer with the page (a plain form)
 or, for htmx, the part that changed; mistakes show inline with what was typed,
 never a password.
 """
@@ -29,8 +30,11 @@ from service.errors import Conflict, InvalidInput, NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases.domains import DomainSettings, list_domain_settings, update_domain
-from service.usecases.users import add_user, list_users
+from service.usecases.user_admin import list_user_accounts
+from service.usecases.users import add_user
+from web.controllers.admin import users as user_pages
 from web.controllers.admin.forms import ON, DomainForm, UserForm
+from web.controllers.settings.common import pop_flash
 from web.support.rendering import page
 
 ADMINS_ONLY = "Only administrators can open the Administration page."
@@ -107,7 +111,7 @@ async def _context(db: Database, settings: Settings, changed: DomainCard | None 
     return {
         "sign_in": sign_in_providers(settings),
         "cards": cards,
-        "users": await list_users(db=db),
+        "users": await list_user_accounts(db=db),
         "user_form": users.get("user_form") or UserForm(),
         "user_notice": users.get("user_notice"),
         "user_error": users.get("user_error"),
@@ -116,9 +120,14 @@ async def _context(db: Database, settings: Settings, changed: DomainCard | None 
 
 @get("/", name="admin")
 async def admin_page(
-    admin: NamedDependency[UserView], db: NamedDependency[Database], settings: NamedDependency[Settings]
+    request: Request[Any, Any, Any],
+    admin: NamedDependency[UserView],
+    db: NamedDependency[Database],
+    settings: NamedDependency[Settings],
 ) -> Template:
-    return page("admin/page.html", viewer=admin, nav="admin", **await _context(db, settings))
+    done = pop_flash(request)  # what a user's page did last (a deleted user)
+    context = await _context(db, settings, user_notice=done.text if done else None)
+    return page("admin/page.html", viewer=admin, nav="admin", **context)
 
 
 @post("/domains/{domain_id:int}")
@@ -178,7 +187,7 @@ async def add_user_submit(
 ROUTES = [
     Router(
         path="/admin",
-        route_handlers=[admin_page, save_domain, add_user_submit],
+        route_handlers=[admin_page, save_domain, add_user_submit, *user_pages.ROUTES],
         dependencies={"admin": Provide(provide_admin)},
     )
 ]

@@ -106,3 +106,26 @@ class UserForm:
     display_name: str = ""
     password: str = ""
     is_admin: str = ""
+
+
+@dataclass
+class UserEditForm:
+    """A user's "Edit" form: display name and administrator role."""
+
+    display_name: str = ""
+    is_admin: str = ""
+
+
+@dataclass
+class NewPasswordForm:
+    """ "Set a new password" for a user: typed twice by the administrator."""
+
+    password: str = ""
+    password_confirm: str = ""
+
+
+@dataclass
+class DeleteUserForm:
+    """ "Delete user": the box saying the administrator understands that everything of theirs goes."""
+
+    confirm: str = ""
