@@ -9,8 +9,10 @@ from email.policy import SMTP
 import pytest
 from sqlalchemy import text
 
+from service.config import Settings
+from service.domain.message_index import index_message
 from service.errors import InvalidInput
-from service.persistence import mailstore
+from service.persistence import mailstore, migrations
 from service.persistence.database import Database
 from service.usecases import mailbox
 from service.usecases.search import search
@@ -197,3 +199,27 @@ async def test_worst_inputs_find_nothing_without_failing(db: Database, alice: in
     results = await search(db=db, user_id=alice, query=query)
     assert results.hits == () or all(h.message.subject == "Innocent" for h in results.hits)
     assert await found(db, alice, "plain") == ["Innocent"]  # and the table is still there
+
+
+async def test_precomputed_index_carries_the_search_text(db: Database, alice: int) -> None:
+    """Retrieval indexes in its download thread (`index_message`); delivery uses that text."""
+    raw = make("Prepared", body="computed ahead in a worker thread")
+    async with db.write() as session:
+        inbox = await mailstore.folder_by_path(session, alice, "Inbox")
+        assert inbox.id is not None
+        incoming = mailstore.IncomingMessage(raw=raw, index=index_message(raw))
+        await mailstore.deliver_many(session, user_id=alice, folder_id=inbox.id, messages=[incoming])
+    assert await found(db, alice, '"worker thread"') == ["Prepared"]
+
+
+async def test_the_migration_indexes_mail_already_stored(settings: Settings, db: Database, alice: int) -> None:
+    await store(db, alice, "Inbox", *(make(f"Before {n}", body=f"stored before search existed {n}") for n in range(3)))
+    await db.dispose()
+    migrations.downgrade(settings, "0008")  # no index at all
+    migrations.upgrade(settings)  # 0009 builds it
+    again = Database(settings)
+    try:
+        assert sorted(await found(again, alice, '"before search existed"')) == ["Before 0", "Before 1", "Before 2"]
+        assert await found(again, alice, "2") == ["Before 2"]
+    finally:
+        await again.dispose()

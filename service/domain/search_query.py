@@ -149,7 +149,7 @@ def parse(text: str) -> SearchQuery:
             query = replace(query, before=day)
         elif key is None:
             terms.append(Term(value))
-        else:
+        elif value.strip(" /"):  # a filter's value it cannot use is words; no value is nothing
             terms.append(Term(f"{key}:{value}" if not quoted else f'{key}:"{value}"'))
     kept = tuple(t for t in terms if plain_words(t.text))[:MAX_TERMS]
     return replace(query, terms=kept)
