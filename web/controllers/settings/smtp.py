@@ -1,10 +1,14 @@
 """SMTP Accounts routes: New SMTP Account, Edit, Delete and Test Connection (saved, or the form
 before saving). Another user's account id answers 404; while the domain's administrator has
 SMTP Accounts turned off, the use cases refuse (FeatureDisabled) and the page says so.
+
+A form shown again after a mistake keeps the password it was posted with in the session
+(support.pending_secret): left empty on the next submit, the kept one is used.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from litestar import Response, get, post
@@ -25,6 +29,7 @@ from web.controllers.settings.common import AnyRequest, account_form_page, back,
 from web.controllers.settings.connectivity import connectivity_page
 from web.controllers.settings.oauth import offered_to, signs_in_with_provider, with_provider_csp
 from web.controllers.settings.smtp_form import SmtpBody, SmtpForm
+from web.support import pending_secret
 from web.support.rendering import page
 
 NEW = "/settings/smtp/new"
@@ -38,6 +43,7 @@ def _form_page(
     errors: dict[str, str] | None = None,
     error: str | None = None,
     status_code: int = 200,
+    password_kept: bool = False,
     **extra: Any,
 ) -> Response[Any]:
     return account_form_page(
@@ -50,8 +56,22 @@ def _form_page(
         errors=errors,
         error=error,
         status_code=status_code,
+        password_kept=password_kept,
+        kept_placeholder=pending_secret.KEPT_PLACEHOLDER,
+        kept_hint=pending_secret.KEPT_HINT,
         **extra,
     )
+
+
+def _with_kept_password(request: AnyRequest, secret_box: SecretBox, data: SmtpForm, account_id: int | None) -> SmtpForm:
+    """The form as posted, its empty password replaced by the one kept from the last try (if any)."""
+    key = pending_secret.form_key("smtp", account_id)
+    return replace(data, password=pending_secret.resolve(request, secret_box, key, data.password))
+
+
+def _keep(request: AnyRequest, secret_box: SecretBox, data: SmtpForm, account_id: int | None) -> bool:
+    """The form goes back to the browser: keep its password for the next submit."""
+    return pending_secret.keep(request, secret_box, pending_secret.form_key("smtp", account_id), data.password)
 
 
 def _refused(exc: InvalidInput | Conflict) -> tuple[dict[str, str], str | None]:
@@ -78,16 +98,20 @@ async def create_account(
     secret_box: NamedDependency[SecretBox],
     user: NamedDependency[UserView],
 ) -> Response[Any]:
+    data = _with_kept_password(request, secret_box, data, None)
     account, errors = data.read()
     if errors:
-        return _form_page(user=user, form=data, errors=errors, status_code=400)
+        kept = _keep(request, secret_box, data, None)
+        return _form_page(user=user, form=data, errors=errors, status_code=400, password_kept=kept)
     try:
         saved = await smtp_accounts.add_smtp_account(
             db=db, secret_box=secret_box, user_id=user.id, account=account, password=data.password or None
         )
     except (InvalidInput, Conflict) as exc:
         field_errors, error = _refused(exc)
-        return _form_page(user=user, form=data, errors=field_errors, error=error, status_code=400)
+        kept = _keep(request, secret_box, data, None)
+        return _form_page(user=user, form=data, errors=field_errors, error=error, status_code=400, password_kept=kept)
+    pending_secret.forget(request, pending_secret.form_key("smtp", None))
     return back(request, present.Message("ok", f"Saved the SMTP account {saved.label}."), anchor=f"smtp-{saved.id}")
 
 
@@ -111,10 +135,19 @@ async def save_account(
 ) -> Response[Any]:
     current = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
     oauth = await signs_in_with_provider(db, TargetKind.SMTP, user.id, account_id)  # no password to ask for
+    if not oauth:
+        data = _with_kept_password(request, secret_box, data, account_id)
     account, errors = data.read(has_password=current.has_password or oauth)
     if errors:
+        kept = not oauth and _keep(request, secret_box, data, account_id)
         return _form_page(
-            user=user, form=data, account_id=account_id, errors=errors, status_code=400, oauth_sign_in=oauth
+            user=user,
+            form=data,
+            account_id=account_id,
+            errors=errors,
+            status_code=400,
+            oauth_sign_in=oauth,
+            password_kept=kept,
         )
     try:
         saved = await smtp_accounts.update_smtp_account(
@@ -127,6 +160,7 @@ async def save_account(
         )
     except (InvalidInput, Conflict) as exc:
         field_errors, error = _refused(exc)
+        kept = not oauth and _keep(request, secret_box, data, account_id)
         return _form_page(
             user=user,
             form=data,
@@ -135,7 +169,9 @@ async def save_account(
             error=error,
             status_code=400,
             oauth_sign_in=oauth,
+            password_kept=kept,
         )
+    pending_secret.forget(request, pending_secret.form_key("smtp", account_id))
     return back(request, present.Message("ok", f"Saved the SMTP account {saved.label}."), anchor=f"smtp-{saved.id}")
 
 
@@ -150,12 +186,17 @@ async def _test_form(
     account_id: int | None,
     has_password: bool,
 ) -> Response[Any]:
-    """Test Connection from the form, before saving: the steps (htmx), or the form again with them."""
+    """Test Connection from the form, before saving: the steps (htmx), or the form again with them
+    (its password kept for the next submit)."""
+    data = _with_kept_password(request, secret_box, data, account_id)
     account, errors = data.read(has_password=has_password)
     if errors:
         if is_htmx(request):  # 200: htmx swaps only successful answers
             return page("settings/_steps.html", viewer=user, problems=list(errors.values()))
-        return _form_page(user=user, form=data, account_id=account_id, errors=errors, status_code=400)
+        kept = _keep(request, secret_box, data, account_id)
+        return _form_page(
+            user=user, form=data, account_id=account_id, errors=errors, status_code=400, password_kept=kept
+        )
     subject = SmtpSettings(account, password=data.password or None, account_id=account_id)
     report = await connection_test(
         request,
@@ -166,8 +207,8 @@ async def _test_form(
         return report
     if is_htmx(request):
         return page("settings/_steps.html", viewer=user, **present.report_context(report))
-    note = "Type the password again before saving." if data.password else None
-    return _form_page(user=user, form=data, account_id=account_id, error=note, **present.report_context(report))
+    kept = _keep(request, secret_box, data, account_id)
+    return _form_page(user=user, form=data, account_id=account_id, password_kept=kept, **present.report_context(report))
 
 
 @post("/settings/smtp/test", name="smtp-test-unsaved")
