@@ -55,8 +55,11 @@ class PushConnection:
         self._broken = False
         self._tag = 0
         self._heard = Heard(account.host)
+        # IDLE's progress, kept so that a wait() cancelled at any await resumes where it was:
+        # IDLE sent (tag set), "+" received (since set), DONE sent (done_sent).
         self._idle_tag: bytes | None = None
-        self._idle_since = 0.0
+        self._idle_since: float | None = None
+        self._done_sent = False
 
     # -- opening ----------------------------------------------------------------
 
@@ -170,8 +173,11 @@ class PushConnection:
         loop = asyncio.get_running_loop()
         with self._translated("waiting for new mail"):
             while self._heard.news is None:
-                if self._idle_tag is None:
+                if self._done_sent:
+                    await self._stop_idle()  # a renewal interrupted by a cancelled wait()
+                if self._idle_since is None:
                     await self._start_idle()
+                assert self._idle_since is not None
                 remaining = self._idle_since + self.renew_seconds - loop.time()
                 if remaining <= 0:
                     await self._stop_idle()
@@ -183,33 +189,40 @@ class PushConnection:
                     continue  # time to renew (a half-read response stays in the wire's buffer)
                 self._during_idle(parts)
             while self._wire.has_response():  # already here: merge it into this news
-                self._during_idle(await self._wire.read_response())
+                self._during_idle(await self._read())
         return self._heard.take_news()
 
     async def _start_idle(self) -> None:
+        """Send IDLE (unless sent already) and wait for the server's "+"."""
         assert self._wire is not None
-        self._idle_tag = tag = self._next_tag()
-        await self._wire.send(tag + b" IDLE\r\n")
-        while True:
+        if self._idle_tag is None:
+            self._idle_tag = self._next_tag()
+            await self._wire.send(self._idle_tag + b" IDLE\r\n")
+        while self._idle_since is None:
             parts = await self._read()
             if parts[0].startswith(b"+"):
                 self._idle_since = asyncio.get_running_loop().time()
-                return
-            if parts[0].startswith(tag + b" "):
-                self._idle_tag = None
+            elif parts[0].startswith(self._idle_tag + b" "):
+                self._idle_ended()
                 raise ServerUnavailable(f"{self.account.host} refused IDLE ({text_of_response(parts)}).")
-            self._heard.note(parts)
+            else:
+                self._heard.note(parts)
 
     async def _stop_idle(self) -> None:
+        """Send DONE (unless sent already) and wait for the IDLE's tagged OK."""
         assert self._wire is not None
-        assert self._idle_tag is not None
-        await self._wire.send(b"DONE\r\n")
+        if not self._done_sent:
+            self._done_sent = True
+            await self._wire.send(b"DONE\r\n")
         while self._idle_tag is not None:
             self._during_idle(await self._read())
 
+    def _idle_ended(self) -> None:
+        self._idle_tag, self._idle_since, self._done_sent = None, None, False
+
     def _during_idle(self, parts: list[bytes]) -> None:
         if self._idle_tag is not None and parts[0].startswith(self._idle_tag + b" "):
-            self._idle_tag = None  # the IDLE ended (by our DONE, or by the server)
+            self._idle_ended()  # by our DONE, or by the server
             if parse.tokens(parts)[1:2] != [b"OK"]:
                 raise ServerUnavailable(f"{self.account.host} ended IDLE ({text_of_response(parts)}).")
             return
@@ -225,7 +238,7 @@ class PushConnection:
         try:
             if not self._broken:
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                    if self._idle_tag is not None:
+                    if self._idle_tag is not None and not self._done_sent:
                         await wire.send(b"DONE\r\n")
                     tag = self._next_tag()
                     await wire.send(tag + b" LOGOUT\r\n")
@@ -238,7 +251,7 @@ class PushConnection:
 
     def _drop(self) -> None:
         wire, self._wire = self._wire, None
-        self._idle_tag = None
+        self._idle_ended()
         if wire is not None:
             wire.close()
 
