@@ -12,15 +12,23 @@ from collections.abc import AsyncIterator
 import pytest
 from imapclient import imap_utf7
 
-from service.domain.outbound import OutboundPolicy
+from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
-from service.errors import CredentialsRejected, ServerUnavailable, TlsFailure, TokenRejected, UnsupportedByServer
+from service.errors import (
+    ConnectionNotAllowed,
+    CredentialsRejected,
+    ServerUnavailable,
+    TlsFailure,
+    TokenRejected,
+    UnsupportedByServer,
+)
+from service.protocols import outbound
 from service.protocols.imap import ImapAccount
 from service.protocols.imap.push import PushConnection, PushNews
 from service.protocols.tls import CertificateNotVerified, shared_client_context
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.dovecot_oauth import OAuthDovecot
-from tests.fixtures.faults import FakeImapServer
+from tests.fixtures.faults import FakeImapServer, TricklingServer
 from tests.fixtures.oauth_server import OAuthServer
 from tests.fixtures.scripted_push import ScriptedPushServer
 
@@ -301,3 +309,35 @@ async def test_renewal_every_renew_seconds_and_a_silent_server(connections: list
         connection = await opened(connections, scripted(server.port, timeout_seconds=0.5), renew_seconds=0.2)
         with pytest.raises(ServerUnavailable, match="stopped answering"):
             await asyncio.wait_for(connection.wait(), SOON)
+
+
+async def test_a_server_refusing_passwords_in_clear_is_never_sent_one() -> None:
+    refused = pytest.raises(TlsFailure, match="does not accept a password without TLS")
+    with ScriptedPushServer(capabilities="IMAP4rev1 IDLE LOGINDISABLED") as server, refused:
+        await PushConnection(scripted(server.port)).open()
+    assert not any(b"LOGIN" in line.upper() for line in server.received)
+
+
+async def test_the_outbound_policy_and_given_targets(
+    dovecot: DovecotServer, mail_user: MailUser, connections: list[PushConnection]
+) -> None:
+    strict = account(dovecot, mail_user, policy=STRICT)
+    with pytest.raises(ConnectionNotAllowed):
+        await PushConnection(strict).open()
+    # Targets the caller resolved and checked already are used as they are.
+    targets = await outbound.resolve_async(dovecot.host, dovecot.imaps_port, LOOPBACK)
+    connection = PushConnection(strict, targets=targets)
+    connections.append(connection)
+    await connection.open()
+    assert connection.mode == "notify"
+
+
+async def test_a_port_that_is_not_imap(dovecot: DovecotServer, mail_user: MailUser) -> None:
+    not_imap = account(dovecot, mail_user, Security.NONE, port=dovecot.pop3_port)
+    with pytest.raises(ServerUnavailable, match="did not greet like an IMAP server"):
+        await PushConnection(not_imap).open()
+
+
+async def test_a_tarpit_times_out() -> None:
+    with TricklingServer(interval=0.2) as server, pytest.raises(ServerUnavailable, match="did not answer on port"):
+        await asyncio.wait_for(PushConnection(scripted(server.port, timeout_seconds=0.5)).open(), SOON)

@@ -126,6 +126,11 @@ class PushConnection:
     async def _login(self) -> None:
         account = self.account
         if account.oauth_token is None:
+            if "LOGINDISABLED" in self._heard.capabilities:  # RFC 3501 6.2.3: not over this connection
+                raise TlsFailure(
+                    f"{account.host} does not accept a password without TLS on port {account.port}. "
+                    "Choose STARTTLS or SSL/TLS."
+                )
             user, password = parse.astring(account.username), parse.astring(account.password)
             status, text = await self._command(b"LOGIN", "login", arguments=(user, password))
             if status == b"OK":
