@@ -27,6 +27,7 @@ from service.usecases.retrieval import Runner, push
 from service.usecases.retrieval.lease import claim, release
 from service.usecases.retrieval.push import PushSupervisor
 from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.fixtures.faults import SlowProxy
 from tests.fixtures.scripted_imap import ScriptedFolder, ScriptedImapServer, ScriptedMessage
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, make_env
@@ -179,6 +180,35 @@ async def test_a_message_appended_while_another_run_holds_the_task_is_stored_onc
 
         await eventually(settled, within=15, what="push runs finished")
     assert (await copies(env, message_id), await copies(env, second_id)) == (1, 1)
+
+
+async def test_a_message_appended_during_a_run_in_this_process_is_stored_once_by_a_run_after_it(env: Env) -> None:
+    for n in range(30):
+        env.dovecot.deliver(env.mailbox.email, sample(f"backlog {n}", body="x" * 2000 + "\r\n"))
+    slow = env.settings.model_copy(update={"retrieval_batch_messages": 3})
+    with SlowProxy(env.dovecot.host, env.dovecot.imap_port, delay=0.05) as proxy:
+        task_id = await env.add_task(port=proxy.port, security=Security.NONE)
+        async with env.db.write() as session:  # polled a moment ago
+            await session.exec(update(RetrievalTask).values(next_run_at=utcnow() + timedelta(hours=1)))
+        async with pushing(env, slow) as supervisor:
+            await listening(env, task_id)
+            poll = asyncio.create_task(supervisor.runner.run_now(task_id))
+
+            async def under_way() -> bool:
+                return 0 < sum((await env.local_counts()).values()) < 30
+
+            await eventually(under_way, within=15, what="the run stored its first batch")
+            raw, message_id = message("during the run")
+            env.dovecot.deliver(env.mailbox.email, raw)  # after the run listed what it will fetch
+            assert (await poll).imported == 30
+            await stored(env, message_id)
+
+            async def settled() -> bool:
+                return supervisor.runner.push_pending == 0 and supervisor.runner.running == 0
+
+            await eventually(settled, within=15, what="push runs finished")
+    assert await copies(env, message_id) == 1
+    assert sum((await env.local_counts()).values()) == 31
 
 
 async def test_a_connection_cut_by_the_server_reconnects_and_catches_up(
