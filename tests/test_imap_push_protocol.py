@@ -341,3 +341,9 @@ async def test_a_port_that_is_not_imap(dovecot: DovecotServer, mail_user: MailUs
 async def test_a_tarpit_times_out() -> None:
     with TricklingServer(interval=0.2) as server, pytest.raises(ServerUnavailable, match="did not answer on port"):
         await asyncio.wait_for(PushConnection(scripted(server.port, timeout_seconds=0.5)).open(), SOON)
+
+
+async def test_a_bye_greeting_says_why() -> None:
+    refused = pytest.raises(ServerUnavailable, match=r"closed the connection \(Too many connections\)")
+    with ScriptedPushServer(greeting="* BYE Too many connections") as server, refused:
+        await PushConnection(scripted(server.port)).open()

@@ -4,9 +4,9 @@ Protocol, in order: greeting, CAPABILITY, STARTTLS (RFC 3501 6.2.1) when asked f
 AUTHENTICATE OAUTHBEARER / XOAUTH2 (`service.protocols.sasl`), CAPABILITY again, then either
 
 - NOTIFY (RFC 5465): EXAMINE INBOX, then `NOTIFY SET (selected (MessageNew MessageExpunge))
-  (personal (MessageNew MessageExpunge))` (section 5.2 wants MessageExpunge with MessageNew), so new
+  (personal (MessageNew MessageExpunge))` (section 5: MessageNew goes with MessageExpunge), so new
   mail in INBOX arrives as `* n EXISTS` and in any other personal folder as `* STATUS name
-  (MESSAGES n UIDNEXT m)` (section 5.2); or
+  (MESSAGES n UIDNEXT m)`; a server refusing that NOTIFY SET is used with IDLE alone; or
 - IDLE (RFC 2177): EXAMINE INBOX, so new mail arrives as `* n EXISTS`;
 
 and IDLE in both cases, renewed (DONE, tagged OK, IDLE) every `renew_seconds`: servers may end
@@ -84,10 +84,10 @@ class PushConnection:
                 async with asyncio.timeout(account.timeout_seconds):
                     await self._wire.start_tls(self._context(), account.host)
             parts = await self._read()
+            self._heard.note(parts)  # a BYE raises; a [CAPABILITY ...] code saves a round trip
             greeting = parse.tokens(parts)
             if greeting[:2] not in ([b"*", b"OK"], [b"*", b"PREAUTH"]):
                 raise ServerUnavailable(f"{account.host} did not greet like an IMAP server. {WRONG_PORT_HINT}")
-            self._heard.note(parts)  # a BYE raises; a [CAPABILITY ...] code saves a round trip
         if account.security is Security.STARTTLS:
             await self._start_tls()
         if greeting[1] != b"PREAUTH":

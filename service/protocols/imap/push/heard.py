@@ -2,7 +2,7 @@
 capabilities, the hierarchy delimiter, and whether new mail arrived.
 
 News is growth only: `* n EXISTS` for the selected INBOX when n exceeds the last size (EXPUNGE
-lowers it, RFC 3501 7.4.1), and, under NOTIFY (RFC 5465 section 5.2), `* STATUS name (...)` for
+lowers it, RFC 3501 7.4.1), and, under NOTIFY (RFC 5465 section 5), `* STATUS name (...)` for
 another folder when its MESSAGES or UIDNEXT grew, or the folder was not heard of before. A BYE
 (RFC 3501 7.1.5) raises ServerUnavailable.
 """
