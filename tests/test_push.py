@@ -232,6 +232,23 @@ async def test_a_connection_cut_by_the_server_reconnects_and_catches_up(
     assert await copies(env, message_id) == 1
 
 
+async def test_a_task_taken_over_from_a_dead_holder_catches_up(env: Env) -> None:
+    await polled_task(env)
+    raw, message_id = message("announced to a worker that died")
+    env.dovecot.deliver(env.mailbox.email, raw)
+    async with env.db.write() as session:
+        await session.exec(
+            update(RetrievalTask).values(
+                push_owner="dead-worker",
+                push_expires_at=utcnow() - timedelta(seconds=1),
+                push_state=PushState.LISTENING,
+            )
+        )
+    async with pushing(env):
+        await stored(env, message_id)
+    assert await copies(env, message_id) == 1
+
+
 async def test_a_server_without_idle_falls_back_to_polling(env: Env) -> None:
     raw, message_id = message("polled")
     folders = [ScriptedFolder("INBOX", [ScriptedMessage(1, raw)])]

@@ -21,6 +21,10 @@ What a watcher does when the connection fails:
   kept and the watcher reconnects with exponential backoff and jitter
   (BACKOFF_FIRST doubling to BACKOFF_MAX, +-20 %); after every reconnect it asks
   for one run, to catch up on what arrived while it was away.
+
+A task taken over from another process (which died, or handed it over at
+shutdown) also gets one run once listening: mail that arrived in between was
+announced to nobody.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from service.persistence.types import utcnow
 from service.protocols.imap import ImapAccount
 from service.usecases.domains import outbound_policy
 from service.usecases.oauth_sign_in import with_token
-from service.usecases.retrieval.push_leases import claim_push, release_push, renew_push, set_push_state
+from service.usecases.retrieval.push_leases import claim_push_handover, release_push, renew_push, set_push_state
 from service.usecases.retrieval.runner import Runner
 from service.usecases.retrieval_tasks import imap_account
 
@@ -153,8 +157,10 @@ class PushSupervisor:
         if self._stop.is_set():
             return
         free = self.settings.push_connections - len(self._watchers)
-        for task_id in await claim_push(self.db, self.owner, seconds=self.settings.push_lease_seconds, limit=free):
-            self._watchers[task_id] = asyncio.create_task(self._watch(task_id), name=f"push-{task_id}")
+        seconds = self.settings.push_lease_seconds
+        for task_id, handover in await claim_push_handover(self.db, self.owner, seconds=seconds, limit=free):
+            watcher = asyncio.create_task(self._watch(task_id, catch_up=handover), name=f"push-{task_id}")
+            self._watchers[task_id] = watcher
         metrics.PUSH_CONNECTIONS.set(len(self._watchers))
 
     async def _drop(self, task_id: int) -> None:
@@ -177,11 +183,14 @@ class PushSupervisor:
             self._watchers[task_id].cancel()
         for task_id in held:
             await self._drop(task_id)
-        await release_push(self.db, self.owner, held)
+        # CONNECTING: push stays on for these tasks, and whoever claims them next catches up.
+        await release_push(self.db, self.owner, held, state=PushState.CONNECTING)
 
     # One watcher per task.
 
-    async def _watch(self, task_id: int) -> None:
+    async def _watch(self, task_id: int, *, catch_up: bool = False) -> None:
+        """Hold the task's connection until cancelled or push stops for it. `catch_up`: another
+        process held it until now, so mail may have arrived unannounced: run once when listening."""
         attempt = 0
         try:
             while True:
@@ -192,8 +201,9 @@ class PushSupervisor:
                     continue
                 try:
                     await set_push_state(self.db, task_id, self.owner, PushState.LISTENING, None)
-                    if attempt:  # back after a drop or an outage: catch up on what arrived meanwhile
+                    if attempt or catch_up:  # back after a drop, an outage or a handover: catch up
                         self.runner.request_push_run(task_id)
+                    catch_up = False
                     attempt = 0
                     while True:
                         await connection.wait()

@@ -55,24 +55,37 @@ def _free(now: datetime) -> ColumnElement[bool]:
 async def claim_push(db: Database, owner: str, *, seconds: int, limit: int, now: datetime | None = None) -> list[int]:
     """Take up to `limit` eligible tasks whose push lease is free (or expired: its holder died),
     marking them CONNECTING; returns their ids."""
+    return [task_id for task_id, _ in await claim_push_handover(db, owner, seconds=seconds, limit=limit, now=now)]
+
+
+async def claim_push_handover(
+    db: Database, owner: str, *, seconds: int, limit: int, now: datetime | None = None
+) -> list[tuple[int, bool]]:
+    """claim_push, saying for each task whether push was on for it until now (another process held
+    it and died, or handed it over at shutdown): mail that arrived in between was announced to
+    nobody, so the new holder catches up with one run."""
     if limit <= 0:
         return []
     now = now or utcnow()
     async with db.write() as session:
         found = (
             await session.exec(
-                select(RetrievalTask.id)
+                select(RetrievalTask.id, RetrievalTask.push_owner, RetrievalTask.push_state)
                 .where(*_eligible(now), _free(now))
                 .order_by(col(RetrievalTask.id))
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
         ).all()
-        ids = [task_id for task_id in found if task_id is not None]
-        if ids:
+        claimed = [
+            (task_id, previous is not None or state in (PushState.LISTENING, PushState.CONNECTING))
+            for task_id, previous, state in found
+            if task_id is not None
+        ]
+        if claimed:
             await session.exec(
                 update(RetrievalTask)
-                .where(col(RetrievalTask.id).in_(ids))
+                .where(col(RetrievalTask.id).in_([task_id for task_id, _ in claimed]))
                 .values(
                     push_owner=owner,
                     push_expires_at=now + timedelta(seconds=seconds),
@@ -81,7 +94,7 @@ async def claim_push(db: Database, owner: str, *, seconds: int, limit: int, now:
                     push_retry_at=None,
                 )
             )
-    return ids
+    return claimed
 
 
 async def renew_push(
