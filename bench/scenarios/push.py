@@ -192,6 +192,25 @@ class StoredWatch(threading.Thread):
             db.close()
 
 
+class MachineBusy:
+    """How busy the whole machine was from now to figure() (/proc/stat), and its load average: other
+    processes on a shared machine (a test suite) take cores from the worker and Dovecot."""
+
+    def __init__(self) -> None:
+        self.load = os.getloadavg()[0]
+        self.start = self._ticks()
+
+    @staticmethod
+    def _ticks() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # all, idle + iowait
+
+    def figure(self) -> str:
+        total, idle = (b - a for a, b in zip(self.start, self._ticks(), strict=True))
+        busy = 100 * (1 - idle / total) if total else 0.0
+        return f"machine {busy:.0f} % busy over {os.cpu_count()} CPUs meanwhile, load average {self.load:.1f} before"
+
+
 def _figures(latencies: list[float], expected: int) -> tuple[float, float, str]:
     """(p50, p99, "p50 .., p99 .., max .."); a message never stored counts as infinitely late."""
     late = sorted(latencies) + [math.inf] * (expected - len(latencies))
@@ -218,8 +237,11 @@ def latency(work: Path, server: DovecotServer, *, tasks: int) -> Scenario:
         messages = [message(n, token) for n in range(tasks)]
         watch = StoredWatch(home, {m for m, _raw in messages}, timeout=60)
         watch.start()
+        busy, cpu = MachineBusy(), worker.cpu_seconds()
         appended = appender.append_all([raw for _m, raw in messages])
         watch.join()
+        cpu = worker.cpu_seconds() - cpu
+        load = f"the worker's CPU {cpu * 1000 / tasks:.0f} ms a message; {busy.figure()}"
         appender.close()
     except (RuntimeError, TimeoutError, OSError) as exc:
         scenario.add(tool, "tributary", None, "-", note=f"FAILED: {exc}")
@@ -235,7 +257,7 @@ def latency(work: Path, server: DovecotServer, *, tasks: int) -> Scenario:
     notes.append(f"{sum(map(math.isnan, appended))} APPENDs failed" if any(map(math.isnan, appended)) else "")
     notes.append(f"{watch.rows - len(watch.seen)} stored twice" if watch.rows > len(watch.seen) else "")
     note = "; ".join(n for n in notes if n)
-    scenario.add(tool, "tributary", p50, f"{figure} (all listening {ready:.0f} s after start)", note=note)
+    scenario.add(tool, "tributary", p50, f"{figure} (all listening {ready:.0f} s after start; {load})", note=note)
     scenario.verdict = not note and p50 < 1 and p99 < 3
     if peers.installed("fetchmail"):
         _fetchmail(scenario, work, server)
