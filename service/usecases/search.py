@@ -101,6 +101,7 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
         raise InvalidInput(f"The page must be a number from 1 to {MAX_PAGE}.")
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise InvalidInput(f"A page holds from 1 to {MAX_PER_PAGE} messages.")
+    query = query.encode("utf-8", "replace").decode("utf-8")  # an unpaired surrogate (argv, JSON) becomes "?"
     parsed = parse(query)
     empty = SearchResults(query, page, per_page, (), has_more=False)
     if parsed.is_empty:

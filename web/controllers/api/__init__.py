@@ -37,6 +37,7 @@ from web.controllers.api.filters import FiltersController
 from web.controllers.api.mail import FoldersController, MessagesController
 from web.controllers.api.oauth import ROUTES as OAUTH_ROUTES
 from web.controllers.api.retrieval import RetrievalTasksController
+from web.controllers.api.search import SearchController
 from web.controllers.api.sending import LogsController, OutboxController, SendController
 from web.controllers.api.smtp import SmtpAccountsController
 
@@ -89,6 +90,7 @@ API_ROUTER = Router(
         RetrievalTasksController,
         FiltersController,
         FoldersController,
+        SearchController,
         MessagesController,
         SendController,
         OutboxController,

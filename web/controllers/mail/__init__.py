@@ -12,6 +12,6 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.controllers.mail import actions, content, pages, pulse
+from web.controllers.mail import actions, content, pages, pulse, search
 
-ROUTES: list[ControllerRouterHandler] = [*pages.ROUTES, *content.ROUTES, *actions.ROUTES, *pulse.ROUTES]
+ROUTES: list[ControllerRouterHandler] = [*pages.ROUTES, *content.ROUTES, *actions.ROUTES, *pulse.ROUTES, *search.ROUTES]
