@@ -111,10 +111,12 @@ def test_the_mail_page_shows_new_mail_and_the_new_unread_count_without_a_reload(
 
     # A message into another folder: its count appears in the tree, the title counts it too.
     expect(_folder_link(page, "Lists").locator(".count")).to_have_count(0)
+    page.evaluate("document.querySelector('.message-list').untouched = true")
     _run(_deliver(settings, user_id, "Weekly digest", folder="Lists"))
     expect(_folder_link(page, "Lists").locator(".count")).to_have_text("1 unread", timeout=WAIT_MS)
     expect(page).to_have_title("(3) Inbox · Tributary", timeout=WAIT_MS)
     expect(page.get_by_role("link", name="Weekly digest")).to_have_count(0)  # not this folder's list
+    assert page.evaluate("document.querySelector('.message-list').untouched === true"), "an unchanged list was replaced"
 
     # Reading a message: new mail updates the tree and the title, and the message stays open.
     page.get_by_role("link", name="Pushed within seconds").click()

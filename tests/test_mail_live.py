@@ -160,3 +160,14 @@ async def test_the_live_script_is_served_from_static_and_no_page_runs_inline_scr
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
     assert "/mail/pulse?since=" in script.text
+
+
+async def test_the_pulse_neither_renews_nor_rewrites_the_session(web_client: WebClient, db: Database) -> None:
+    """An open tab asks every few seconds: that must not keep an idle session alive."""
+    await _signed_in(web_client, db)
+    page = await web_client.get("/")
+    assert "set-cookie" in page.headers  # a page the reader asked for renews the idle timeout
+    pulse = await _pulse(web_client, _live(page.text)["pulse"])
+    assert pulse.status_code == 204
+    assert "set-cookie" not in pulse.headers
+    assert (await _pulse(web_client, "")).headers.get("set-cookie") is None

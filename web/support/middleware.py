@@ -86,6 +86,8 @@ class AccessLogMiddleware:
             status = exc.status_code if isinstance(exc, HTTPException) else 500
             raise
         finally:
-            level = logging.DEBUG if scope["path"].startswith("/static/") else logging.INFO
+            # Static files and the open mail page's pulse (every few seconds per tab) only at DEBUG.
+            quiet = scope["path"].startswith("/static/") or scope["path"] == "/mail/pulse"
+            level = logging.DEBUG if quiet else logging.INFO
             elapsed_ms = (time.perf_counter() - started) * 1000
             access_log.log(level, "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)

@@ -40,6 +40,10 @@ SESSION_COOKIE = "tributary_session"
 USER_ID_KEY = "user_id"
 STAMP_KEY = "password_stamp"
 
+# Requests a page makes by itself (the open mail page's pulse, every few seconds) read the
+# session but neither renew nor rewrite it: an open tab must not keep an idle session alive.
+BACKGROUND_PATHS = frozenset({"/mail/pulse"})
+
 _LOADED_ID = "tributary.session.loaded_id"
 _NEW_ID = "tributary.session.new_id"
 _ROTATE = "tributary.session.rotate"
@@ -61,7 +65,8 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         session_id = connection.cookies.get(self.config.key)
         if session_id:
             store = self.config.get_store_from_app(connection.scope["app"])
-            data = await self.get(session_id, store=store)
+            background = connection.scope["path"] in BACKGROUND_PATHS
+            data = await (store.get(session_id) if background else self.get(session_id, store=store))
             if data is not None:
                 _state(connection)[_LOADED_ID] = session_id
                 return self.deserialize_data(data)
@@ -95,6 +100,8 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         store = self.config.get_store_from_app(connection.scope["app"])
         headers = MutableScopeHeaders.from_message(message)
         state = _state(connection)
+        if connection.scope["path"] in BACKGROUND_PATHS and not state.get(_CHANGED):
+            return  # the idle clock runs on (see BACKGROUND_PATHS)
         loaded: str | None = state.get(_LOADED_ID)
         empty = scope_session is Empty or not scope_session  # cleared, or nothing worth storing
         if loaded and (empty or state.get(_ROTATE)):

@@ -9,39 +9,41 @@ fingerprint its #mail-layout carries (service.usecases.reading.pulse):
   its own URL again and swaps in the folder tree and the list;
 - 401: nobody (or a disabled user) is signed in; the page stops asking.
 
-The user comes from the session directly rather than the `user` dependency,
-which would also load the header's badge: a request every few seconds per open
-tab should cost one query. Only the signed-in user's folders are read.
+Who is signed in is decided as for every page (the `viewer` dependency: a
+disabled user or a changed password ends the session), in one short read (the
+user by primary key, the header badge's count); then one indexed query over
+that user's folder rows, and only theirs. The
+request neither renews nor rewrites the session (support.sessions
+BACKGROUND_PATHS): a tab left open must not keep an idle session alive.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Response
 
+from service.domain.users import UserView
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.usecases.reading.pulse import mail_pulse
-from web.support.sessions import session_user_id
 
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 @get("/mail/pulse", name="mail-pulse", include_in_schema=False)
 async def pulse(
-    request: Request[Any, Any, Any],
     db: NamedDependency[Database],
+    viewer: NamedDependency[UserView | None],
     since: FromQuery[str | None] = None,
 ) -> Response[Any]:
-    user_id = session_user_id(request)
-    if user_id is None:
+    if viewer is None:
         return Response(content=b"", status_code=401, headers=NO_STORE)
     try:
-        now = await mail_pulse(db=db, user_id=user_id)
+        now = await mail_pulse(db=db, user_id=viewer.id)
     except NotFound:
         return Response(content=b"", status_code=401, headers=NO_STORE)
     if since == now.fingerprint:

@@ -14,9 +14,10 @@
  * to a minute. When something changed, the page fetches its own URL again
  * (#mail-layout's data-live-url: the same folder and page; on a message, its
  * folder's first page) and swaps in the folder tree and, on a list, the
- * message list, keeping the ticked boxes, the chosen menu values, the focus
- * and the scroll position. An open message is never replaced, and the list
- * waits while a menu in it has the focus.
+ * message list, each only where it differs from what is shown, keeping the
+ * ticked boxes, the chosen menu values, the focus and the scroll position.
+ * An open message is never replaced, and the list waits while a menu in it
+ * has the focus. A "mail-changed" event then bubbles from #mail-layout.
  *
  * No inline script and no eval (the Content-Security-Policy allows neither):
  * this file is loaded from /static by the mail layout.
@@ -34,8 +35,10 @@
   var busy = false;
   var stopped = false;
 
+  /* The mail layout, when this page is one that follows the pulse. */
   function layout() {
-    return document.getElementById("mail-layout");
+    var element = document.getElementById("mail-layout");
+    return element && element.hasAttribute("data-pulse") ? element : null;
   }
 
   function delay() {
@@ -103,11 +106,23 @@
     if (target) target.focus({ preventScroll: true });
   }
 
-  /* Replace the element matching `selector` in `current` by its fresh copy; false if either is missing. */
+  /* The markup of `part` as the server sent it: without the style attributes that tools and
+     extensions add (the server sends none: the Content-Security-Policy forbids inline styles). */
+  function markup(part) {
+    var copy = part.cloneNode(true);
+    copy.removeAttribute("style");
+    copy.querySelectorAll("[style]").forEach(function (element) {
+      element.removeAttribute("style");
+    });
+    return copy.outerHTML;
+  }
+
+  /* Replace the element matching `selector` in `current` by its fresh copy, unless it is the same
+     (mail that arrived in another folder leaves this list alone); false when nothing was replaced. */
   function swap(current, fresh, selector) {
     var old = current.querySelector(selector);
     var replacement = fresh.querySelector(selector);
-    if (!old || !replacement) return false;
+    if (!old || !replacement || markup(old) === markup(replacement)) return false;
     var state = readerState(old);
     var adopted = document.importNode(replacement, true);
     old.replaceWith(adopted);
@@ -183,6 +198,11 @@
 
   document.addEventListener("visibilitychange", function () {
     if (!busy) schedule(document.visibilityState === "visible" ? 0 : undefined);
+  });
+
+  // A page without the pulse stops the loop; a boosted swap may bring one back.
+  document.addEventListener("htmx:afterSettle", function () {
+    if (timer === null && !busy) schedule();
   });
 
   function start() {
