@@ -63,7 +63,7 @@ NOT_PAGES = {
     "/mail/messages/{message_id:int}/attachments/{part_id:str}": "an attachment download",
     "/mail/messages/{message_id:int}/raw": "a download of the message as received",
     "/settings/port": "an htmx fragment: the port input that the chosen type and security suggest",
-    "/oauth/callback": "a provider's redirect back; without its state it only flashes an error (test_oauth_web.py)",
+    "/oauth/callback": "a provider's redirect back to Settings; with no state, only an error (test_oauth_web.py)",
     "/health": "a JSON probe for load balancers",
     "/metrics": "Prometheus text for a scraper",
     "/mail/pulse": "the mail pages' JSON check for new mail (static/js/live.js)",
@@ -173,10 +173,10 @@ def _visit(page: Page, errors: list[str], path: str) -> list[str]:
     problems = []
     content_type = response.headers.get("content-type", "")
     if response.status != 200 or not content_type.startswith("text/html"):
-        return [f"{where}: {response.status} {content_type}"]
+        return [f"{where}: {response.status} {content_type} (if it is not a page, say why in NOT_PAGES)"]
     main = page.locator("main")
     if not main.is_visible() or not main.locator("h1, h2").first.is_visible():
-        problems.append(f"{where}: no visible <main> with a heading")
+        problems.append(f"{where}: no visible <main> with a heading (if it is not a page, say why in NOT_PAGES)")
     text = main.inner_text() if main.count() else page.inner_text("body")
     if found := ERROR_TEXT.search(text):
         problems.append(f"{where}: shows {found.group(0)!r}")
