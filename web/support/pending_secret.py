@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar, cast
 
 from litestar.connection import ASGIConnection
 
@@ -99,3 +100,22 @@ def forget(connection: AnyConnection, key: str) -> None:
     entries = _entries(connection)
     entries.pop(key, None)
     _save(connection, entries)
+
+
+FormT = TypeVar("FormT")
+
+
+def restore(connection: AnyConnection, box: SecretBox, key: str, form: FormT) -> FormT:
+    """The posted form (a dataclass with a `password` field), its empty password replaced by the kept one."""
+    typed = str(getattr(form, "password", ""))
+    return cast(FormT, replace(cast(Any, form), password=resolve(connection, box, key, typed)))
+
+
+def kept(connection: AnyConnection, box: SecretBox, key: str, form: object) -> dict[str, Any]:
+    """The form goes back to the browser after a mistake: keep its password, and return what the
+    template needs to say so (`password_kept`, `kept_placeholder`, `kept_hint`)."""
+    return template_context(keep(connection, box, key, str(getattr(form, "password", ""))))
+
+
+def template_context(is_kept: bool) -> dict[str, Any]:
+    return {"password_kept": is_kept, "kept_placeholder": KEPT_PLACEHOLDER, "kept_hint": KEPT_HINT}

@@ -8,7 +8,6 @@ A form shown again after a mistake keeps the password it was posted with in the 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from litestar import Response, get, post
@@ -43,7 +42,6 @@ def _form_page(
     errors: dict[str, str] | None = None,
     error: str | None = None,
     status_code: int = 200,
-    password_kept: bool = False,
     **extra: Any,
 ) -> Response[Any]:
     return account_form_page(
@@ -56,22 +54,21 @@ def _form_page(
         errors=errors,
         error=error,
         status_code=status_code,
-        password_kept=password_kept,
-        kept_placeholder=pending_secret.KEPT_PLACEHOLDER,
-        kept_hint=pending_secret.KEPT_HINT,
         **extra,
     )
 
 
-def _with_kept_password(request: AnyRequest, secret_box: SecretBox, data: SmtpForm, account_id: int | None) -> SmtpForm:
-    """The form as posted, its empty password replaced by the one kept from the last try (if any)."""
-    key = pending_secret.form_key("smtp", account_id)
-    return replace(data, password=pending_secret.resolve(request, secret_box, key, data.password))
+def _key(account_id: int | None) -> str:
+    return pending_secret.form_key("smtp", account_id)
 
 
-def _keep(request: AnyRequest, secret_box: SecretBox, data: SmtpForm, account_id: int | None) -> bool:
-    """The form goes back to the browser: keep its password for the next submit."""
-    return pending_secret.keep(request, secret_box, pending_secret.form_key("smtp", account_id), data.password)
+def _kept_unless(
+    oauth: bool, request: AnyRequest, secret_box: SecretBox, account_id: int, data: SmtpForm
+) -> dict[str, Any]:
+    """Keep the edit form's password for the next submit (an account signing in with a provider has none)."""
+    if oauth:
+        return pending_secret.template_context(False)
+    return pending_secret.kept(request, secret_box, _key(account_id), data)
 
 
 def _refused(exc: InvalidInput | Conflict) -> tuple[dict[str, str], str | None]:
@@ -98,20 +95,20 @@ async def create_account(
     secret_box: NamedDependency[SecretBox],
     user: NamedDependency[UserView],
 ) -> Response[Any]:
-    data = _with_kept_password(request, secret_box, data, None)
+    data = pending_secret.restore(request, secret_box, _key(None), data)
     account, errors = data.read()
     if errors:
-        kept = _keep(request, secret_box, data, None)
-        return _form_page(user=user, form=data, errors=errors, status_code=400, password_kept=kept)
+        kept = pending_secret.kept(request, secret_box, _key(None), data)
+        return _form_page(user=user, form=data, errors=errors, status_code=400, **kept)
     try:
         saved = await smtp_accounts.add_smtp_account(
             db=db, secret_box=secret_box, user_id=user.id, account=account, password=data.password or None
         )
     except (InvalidInput, Conflict) as exc:
         field_errors, error = _refused(exc)
-        kept = _keep(request, secret_box, data, None)
-        return _form_page(user=user, form=data, errors=field_errors, error=error, status_code=400, password_kept=kept)
-    pending_secret.forget(request, pending_secret.form_key("smtp", None))
+        kept = pending_secret.kept(request, secret_box, _key(None), data)
+        return _form_page(user=user, form=data, errors=field_errors, error=error, status_code=400, **kept)
+    pending_secret.forget(request, _key(None))
     return back(request, present.Message("ok", f"Saved the SMTP account {saved.label}."), anchor=f"smtp-{saved.id}")
 
 
@@ -136,10 +133,9 @@ async def save_account(
     current = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
     oauth = await signs_in_with_provider(db, TargetKind.SMTP, user.id, account_id)  # no password to ask for
     if not oauth:
-        data = _with_kept_password(request, secret_box, data, account_id)
+        data = pending_secret.restore(request, secret_box, _key(account_id), data)
     account, errors = data.read(has_password=current.has_password or oauth)
     if errors:
-        kept = not oauth and _keep(request, secret_box, data, account_id)
         return _form_page(
             user=user,
             form=data,
@@ -147,7 +143,7 @@ async def save_account(
             errors=errors,
             status_code=400,
             oauth_sign_in=oauth,
-            password_kept=kept,
+            **_kept_unless(oauth, request, secret_box, account_id, data),
         )
     try:
         saved = await smtp_accounts.update_smtp_account(
@@ -160,7 +156,6 @@ async def save_account(
         )
     except (InvalidInput, Conflict) as exc:
         field_errors, error = _refused(exc)
-        kept = not oauth and _keep(request, secret_box, data, account_id)
         return _form_page(
             user=user,
             form=data,
@@ -169,9 +164,9 @@ async def save_account(
             error=error,
             status_code=400,
             oauth_sign_in=oauth,
-            password_kept=kept,
+            **_kept_unless(oauth, request, secret_box, account_id, data),
         )
-    pending_secret.forget(request, pending_secret.form_key("smtp", account_id))
+    pending_secret.forget(request, _key(account_id))
     return back(request, present.Message("ok", f"Saved the SMTP account {saved.label}."), anchor=f"smtp-{saved.id}")
 
 
@@ -188,15 +183,13 @@ async def _test_form(
 ) -> Response[Any]:
     """Test Connection from the form, before saving: the steps (htmx), or the form again with them
     (its password kept for the next submit)."""
-    data = _with_kept_password(request, secret_box, data, account_id)
+    data = pending_secret.restore(request, secret_box, _key(account_id), data)
     account, errors = data.read(has_password=has_password)
     if errors:
         if is_htmx(request):  # 200: htmx swaps only successful answers
             return page("settings/_steps.html", viewer=user, problems=list(errors.values()))
-        kept = _keep(request, secret_box, data, account_id)
-        return _form_page(
-            user=user, form=data, account_id=account_id, errors=errors, status_code=400, password_kept=kept
-        )
+        kept = pending_secret.kept(request, secret_box, _key(account_id), data)
+        return _form_page(user=user, form=data, account_id=account_id, errors=errors, status_code=400, **kept)
     subject = SmtpSettings(account, password=data.password or None, account_id=account_id)
     report = await connection_test(
         request,
@@ -207,8 +200,8 @@ async def _test_form(
         return report
     if is_htmx(request):
         return page("settings/_steps.html", viewer=user, **present.report_context(report))
-    kept = _keep(request, secret_box, data, account_id)
-    return _form_page(user=user, form=data, account_id=account_id, password_kept=kept, **present.report_context(report))
+    kept = pending_secret.kept(request, secret_box, _key(account_id), data)
+    return _form_page(user=user, form=data, account_id=account_id, **kept, **present.report_context(report))
 
 
 @post("/settings/smtp/test", name="smtp-test-unsaved")
