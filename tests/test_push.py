@@ -6,6 +6,7 @@ connection budget each stop or limit push the way users would expect."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -116,6 +117,14 @@ def message(subject: str) -> tuple[bytes, str]:
 
 def notifications() -> float:
     return REGISTRY.get_sample_value("tributary_push_notifications_total") or 0.0
+
+
+def test_reconnects_back_off_doubling_with_jitter_up_to_five_minutes() -> None:
+    rand = random.Random(7)
+    for attempt, base in [(1, 1), (2, 2), (3, 4), (9, 256), (10, 300), (40, 300)]:
+        delays = [push.backoff(attempt, rand) for _ in range(200)]
+        assert all(base * 0.8 <= delay <= base * 1.2 for delay in delays), (attempt, min(delays), max(delays))
+        assert max(delays) - min(delays) > base * 0.2  # spread, so connections cut together come back apart
 
 
 async def test_a_message_appended_to_the_inbox_is_stored_within_seconds(env: Env) -> None:

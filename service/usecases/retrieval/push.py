@@ -68,6 +68,7 @@ UNSUPPORTED_RETRY = timedelta(hours=6)
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
 CLOSE_SECONDS = 5.0
+STEADY_SECONDS = 60.0
 
 
 class Connection(Protocol):
@@ -190,7 +191,12 @@ class PushSupervisor:
 
     async def _watch(self, task_id: int, *, catch_up: bool = False) -> None:
         """Hold the task's connection until cancelled or push stops for it. `catch_up`: another
-        process held it until now, so mail may have arrived unannounced: run once when listening."""
+        process held it until now, so mail may have arrived unannounced: run once when listening.
+
+        A listening connection that drops asks for one run after it is back (only then: a first
+        connection that takes a few attempts missed nothing it was ever listening for). The
+        backoff starts again from BACKOFF_FIRST only after a connection stayed up STEADY_SECONDS,
+        so a server that accepts and drops at once is not hammered."""
         attempt = 0
         try:
             while True:
@@ -199,12 +205,12 @@ class PushSupervisor:
                     attempt += 1
                     await asyncio.sleep(backoff(attempt, self._random))
                     continue
+                opened = time.monotonic()
                 try:
                     await set_push_state(self.db, task_id, self.owner, PushState.LISTENING, None)
-                    if attempt or catch_up:  # back after a drop, an outage or a handover: catch up
+                    if catch_up:
                         self.runner.request_push_run(task_id)
-                    catch_up = False
-                    attempt = 0
+                        catch_up = False
                     while True:
                         await connection.wait()
                         metrics.PUSH_NOTIFICATIONS.inc()
@@ -214,10 +220,11 @@ class PushSupervisor:
                     await set_push_state(
                         self.db, task_id, self.owner, PushState.CONNECTING, f"{exc.message} Reconnecting."
                     )
-                    attempt = 1
-                    await asyncio.sleep(backoff(attempt, self._random))
+                    catch_up = True
                 finally:
                     await _close(connection)
+                attempt = 1 if time.monotonic() - opened >= STEADY_SECONDS else attempt + 1
+                await asyncio.sleep(backoff(attempt, self._random))
         except _Stopped:
             pass
         except Exception:
