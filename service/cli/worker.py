@@ -8,6 +8,11 @@ batch and release their leases, then exits. A worker killed outright (SIGKILL,
 out of memory) leaves its leases behind: another process on the same machine
 sees that their holder is gone and takes them at once; elsewhere they expire
 after TRIBUTARY_LEASE_SECONDS.
+
+Each worker (and `serve`) also holds up to TRIBUTARY_PUSH_CONNECTIONS IMAP push
+connections (0: none here), spread over the processes by push leases; a
+stopping worker closes them and hands them over, and a killed one's are taken
+over after TRIBUTARY_PUSH_LEASE_SECONDS. `--once` holds none.
 """
 
 from __future__ import annotations
