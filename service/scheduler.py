@@ -14,17 +14,16 @@ Beside the jobs, the push supervisor (usecases/retrieval/push.py) holds this
 process's IMAP push connections and hands announcements to the same Runner. It
 starts with the jobs (not in `run_once`) and stops first at shutdown. Push runs
 do their protocol work in threads (asyncio.to_thread), many at once when many
-tasks are notified together, so the loop's default executor gets
-PUSH_THREADS threads instead of asyncio's min(32, CPUs + 4).
-
-Nothing here assumes runs are short or that polling is the only trigger: a push
-mode (IMAP IDLE) can hand tasks to the same Runner.
+tasks are notified together, so the loop's default executor gets a thread per
+run that may be under way (at least PUSH_THREADS) instead of asyncio's
+min(32, CPUs + 4); a push run that waits for a thread waits for nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
@@ -49,6 +48,20 @@ PUSH_THREADS = 64
 def dispatch_interval(settings: Settings) -> float:
     """How often to look for due tasks: often enough to keep jitter meaningful, at most every 15 s."""
     return max(1.0, min(15.0, settings.retrieval_interval / 20))
+
+
+_WIDENED: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _widen_default_executor(runs: int) -> None:
+    """Give the running loop a default executor with a thread for each run that may be in its
+    protocol work at once (at least PUSH_THREADS), once per loop."""
+    loop = asyncio.get_running_loop()
+    if loop not in _WIDENED:
+        loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=max(PUSH_THREADS, runs), thread_name_prefix="tributary")
+        )
+        _WIDENED.add(loop)
 
 
 class Scheduler:
@@ -80,10 +93,7 @@ class Scheduler:
             )
         self._scheduler.start()
         if self._settings.push_connections > 0:
-            threads = max(PUSH_THREADS, push_concurrency(self._settings) + self._settings.worker_concurrency)
-            asyncio.get_running_loop().set_default_executor(
-                ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tributary")
-            )
+            _widen_default_executor(push_concurrency(self._settings) + self._settings.worker_concurrency)
             self.push.start()
 
     async def dispatch(self) -> int:
