@@ -237,11 +237,12 @@ def latency(work: Path, server: DovecotServer, *, tasks: int) -> Scenario:
         messages = [message(n, token) for n in range(tasks)]
         watch = StoredWatch(home, {m for m, _raw in messages}, timeout=60)
         watch.start()
-        busy, cpu = MachineBusy(), worker.cpu_seconds()
+        busy, cpu, clock = MachineBusy(), worker.cpu_seconds(), time.monotonic()
         appended = appender.append_all([raw for _m, raw in messages])
         watch.join()
-        cpu = worker.cpu_seconds() - cpu
-        load = f"the worker's CPU {cpu * 1000 / tasks:.0f} ms a message; {busy.figure()}"
+        cpu, clock = worker.cpu_seconds() - cpu, time.monotonic() - clock
+        share = f"{cpu:.1f} s in all, {100 * cpu / clock:.0f} % of a core over {clock:.1f} s"
+        load = f"the worker's CPU {cpu * 1000 / tasks:.0f} ms a message ({share}); {busy.figure()}"
         appender.close()
     except (RuntimeError, TimeoutError, OSError) as exc:
         scenario.add(tool, "tributary", None, "-", note=f"FAILED: {exc}")
