@@ -168,8 +168,7 @@ class PushSupervisor:
         watcher = self._watchers.pop(task_id, None)
         if watcher is not None:
             watcher.cancel()
-            with contextlib.suppress(BaseException):
-                await watcher
+            await asyncio.wait([watcher])  # its connection closed; its outcome is its own (logged there)
         metrics.PUSH_CONNECTIONS.set(len(self._watchers))
 
     async def shutdown(self) -> None:
@@ -177,8 +176,7 @@ class PushSupervisor:
         self._stop.set()
         if self._loop is not None:
             self._loop.cancel()
-            with contextlib.suppress(BaseException):
-                await self._loop
+            await asyncio.wait([self._loop])
         held = self.held
         for task_id in held:
             self._watchers[task_id].cancel()
