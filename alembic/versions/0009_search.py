@@ -3,14 +3,19 @@
 `message_search` holds, per message, the text it is found by (service.domain.search_text:
 subject, sender, recipients, body text, attachment names):
 
-- SQLite: an FTS5 table whose rowid is the message id (tokenizer unicode61 with
-  remove_diacritics 2). It keeps its own copy of the text (at most 64 KiB of body per
-  message): the SQLite here (3.40) predates contentless_delete (3.43), and without it a
-  contentless row can only be deleted by repeating its text. A trigger deletes the row
-  with its message (a folder's or a user's cascade fires it too).
-- PostgreSQL: a side table (message_id -> tsvector, 'simple' configuration, GIN index)
-  whose row goes with its message by ON DELETE CASCADE. The fields are weighted A
-  (subject), B (sender), C (recipients) and D (body, names) so `from:` can ask for B.
+- SQLite: an FTS5 table (tokenizer unicode61 with remove_diacritics 2) whose rowid is
+  a sort key, the message's sort_date (whole seconds since 2000) in the high 32 bits and
+  its id in the low 32: FTS5 walks a term's matches in rowid order, so "newest first"
+  reads only as many matches as a page needs, however common the word. It keeps its own
+  copy of the text (at most 64 KiB of body per message): the SQLite here (3.40) predates
+  contentless_delete (3.43), and without it a contentless row can only be deleted by
+  repeating its text. A trigger deletes the row with its message (a folder's or a
+  user's cascade fires it too).
+- PostgreSQL: a side table (message_id, user_id, sort_date, tsvector in the 'simple'
+  configuration) with a GIN index for rare words and a (user_id, sort_date) index to
+  walk newest first for common ones; its row goes with its message by ON DELETE
+  CASCADE. The fields are weighted A (subject), B (sender), C (recipients) and
+  D (body, names) so `from:` can ask for B.
 
 The folder is not indexed: moving a message changes nothing here. `mailstore.deliver_many`
 fills the index in the transaction that stores the message; this migration builds it
@@ -29,6 +34,7 @@ import sqlmodel  # noqa: F401  (the script template's import, kept for autogener
 from alembic import op
 
 from service.domain.search_text import search_text
+from service.persistence.search_index import insert_statement, parameters, sqlite_key
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -42,23 +48,23 @@ _SQLITE = [
         subject, sender, recipients, body, attachments,
         tokenize = 'unicode61 remove_diacritics 2'
     )""",
-    """CREATE TRIGGER message_search_delete AFTER DELETE ON message BEGIN
-        DELETE FROM message_search WHERE rowid = OLD.id;
-    END""",
+    f"""CREATE TRIGGER message_search_delete AFTER DELETE ON message BEGIN
+        DELETE FROM message_search WHERE rowid = {sqlite_key("OLD")};
+    END""",  # noqa: S608  (constant text, no input)
 ]
 _POSTGRESQL = [
     """CREATE TABLE message_search (
         message_id INTEGER PRIMARY KEY REFERENCES message (id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL,
+        sort_date TIMESTAMP WITH TIME ZONE NOT NULL,
         document TSVECTOR NOT NULL
     )""",
     "CREATE INDEX ix_message_search_document ON message_search USING GIN (document)",
+    "CREATE INDEX ix_message_search_user_sort ON message_search (user_id, sort_date, message_id)",
 ]
 
 
 def _build(connection: sa.Connection) -> None:
-    # Imported here: the persistence module brings the SQL for both databases with it.
-    from service.persistence.search_index import insert_statement, parameters
-
     dialect = connection.dialect.name
     statement = insert_statement(dialect)
     last = 0

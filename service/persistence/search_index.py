@@ -1,40 +1,70 @@
 """The full-text index `message_search` (migration 0009): filling it and asking it.
 
-One table name, two implementations: an FTS5 table on SQLite (rowid = message id, a
-column per field) and a (message_id, tsvector) side table with a GIN index on
-PostgreSQL (fields as weights A-D, text reduced by `plain_words` so both databases split
-words and fold accents alike). Rows leave with their message (trigger / cascade); the
-folder is not indexed, so moves need nothing.
+One table name, two implementations (the migration's text says why):
 
-Every value travels as a bound parameter; the MATCH / tsquery text comes from
-`service.domain.search_query`, which quotes each user term.
+- SQLite: an FTS5 table, a column per field, whose rowid is a sort key: the message's
+  sort_date in whole seconds since 2000 (clamped to 32 bits signed) times 2^32, plus its
+  id. `ORDER BY rowid DESC` is then newest first, and FTS5 walks a term's matches in that
+  order and stops after a page, however common the word; date filters are rowid ranges.
+  Within one second, the newest id comes first.
+- PostgreSQL: (message_id, user_id, sort_date, tsvector) with a GIN index and a
+  (user_id, sort_date, message_id) index; the planner picks the GIN index for rare terms
+  and walks the user's mail newest first for common ones. Text is reduced by
+  `plain_words` so both databases split words and fold accents alike.
+
+Rows leave with their message (trigger / cascade); the folder is not indexed, so moves
+need nothing. Every value travels as a bound parameter; the MATCH / tsquery text comes
+from `service.domain.search_query`, which quotes each user term.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, TextClause, column, text
+from sqlalchemy import BigInteger, DateTime, Integer, Select, TextClause, column, table, text
+from sqlalchemy import select as core_select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from service.domain.search_query import SearchQuery, fts5_match, pg_tsquery
 from service.domain.search_text import SearchText, plain_words
-from service.persistence.tables import Message
+from service.persistence.tables import Folder, Message
+
+_EPOCH_2000 = 946_684_800
+_LOW = 2**32
+_MASK = _LOW - 1
+
+
+def sqlite_key(row: str) -> str:
+    """The FTS5 rowid of `row` (a table alias or OLD/NEW in a trigger), in SQL."""
+    seconds = f"coalesce(CAST(strftime('%s', {row}.sort_date) AS INTEGER), {_EPOCH_2000}) - {_EPOCH_2000}"
+    return f"(max(-2147483648, min(2147483647, {seconds})) * {_LOW} + {row}.id)"
+
+
+def _key_of(when: datetime) -> int:
+    """The lowest sort key of a moment, for rowid ranges (`sqlite_key` in Python)."""
+    seconds = int(when.astimezone(UTC).timestamp()) - _EPOCH_2000
+    return max(-(2**31), min(2**31 - 1, seconds)) * _LOW
+
 
 _SQLITE_INSERT = text(
-    "INSERT INTO message_search (rowid, subject, sender, recipients, body, attachments)"
-    " VALUES (:id, :subject, :sender, :recipients, :body, :attachments)"
+    f"""INSERT INTO message_search (rowid, subject, sender, recipients, body, attachments)
+    SELECT {sqlite_key("message")}, :subject, :sender, :recipients, :body, :attachments
+    FROM message WHERE message.id = :id"""  # noqa: S608  (constant text; the values are bound)
 )
 _PG_INSERT = text(
-    "INSERT INTO message_search (message_id, document) VALUES (:id,"
+    "INSERT INTO message_search (message_id, user_id, sort_date, document)"
+    " SELECT message.id, message.user_id, message.sort_date,"
     " setweight(to_tsvector('simple', :subject), 'A') || setweight(to_tsvector('simple', :sender), 'B')"
-    " || setweight(to_tsvector('simple', :recipients), 'C') || setweight(to_tsvector('simple', :body), 'D'))"
+    " || setweight(to_tsvector('simple', :recipients), 'C') || setweight(to_tsvector('simple', :body), 'D')"
+    " FROM message WHERE message.id = :id"
 )
 
 
 def insert_statement(dialect: str) -> TextClause:
+    """Index a stored message (its row in `message` must exist: the key comes from it)."""
     return _SQLITE_INSERT if dialect == "sqlite" else _PG_INSERT
 
 
@@ -60,17 +90,55 @@ async def add(connection: AsyncConnection, texts: Sequence[tuple[int, SearchText
         await connection.execute(insert_statement(dialect), parameters(dialect, texts))
 
 
-def matching_ids(dialect: str, query: SearchQuery) -> ColumnElement[bool] | None:
-    """A condition on `message.id`: the message's index row matches the query's terms.
-    None when the query has no terms (only filters)."""
+_FTS = table("message_search", column("rowid", BigInteger))
+_PG = table(
+    "message_search",
+    column("message_id", Integer),
+    column("user_id", Integer),
+    column("sort_date", DateTime(timezone=True)),
+)
+
+
+def newest_first(
+    dialect: str, query: SearchQuery, user_id: int, columns: Sequence[Any]
+) -> Select[tuple[Any, ...]] | None:
+    """`columns` of the user's messages (joined with their folders) that match the query's terms
+    and dates, newest first, walking the index; None for a query without terms that names a
+    folder (the caller then walks that folder's messages in `message` itself)."""
     if dialect == "sqlite":
         expression = fts5_match(query)
-        if expression is None:
-            return None
-        found = text("SELECT rowid FROM message_search WHERE message_search MATCH :fts").bindparams(fts=expression)
-        return col(Message.id).in_(found.columns(column("rowid")))
-    tsquery = pg_tsquery(query)
-    if tsquery is None:
-        return None
-    found = text("SELECT message_id FROM message_search WHERE document @@ to_tsquery('simple', :tsq)")
-    return col(Message.id).in_(found.bindparams(tsq=tsquery).columns(column("message_id")))
+        if expression is None and query.folder is not None:
+            return None  # the folder's own (sort_date, id) index is the better walk
+        key = _FTS.c.rowid
+        statement = core_select(*columns).select_from(_FTS).join(Message, col(Message.id) == key.op("&")(_MASK))
+        if expression is not None:
+            statement = statement.where(text("message_search MATCH :fts").bindparams(fts=expression))
+        if query.after is not None:
+            statement = statement.where(key >= _key_of(query.after))
+        if query.before is not None:
+            statement = statement.where(key < _key_of(query.before))
+        order: list[Any] = [key.desc()]
+    else:
+        tsquery = pg_tsquery(query)
+        if tsquery is None and query.folder is not None:
+            return None  # the folder's own (sort_date, id) index is the better walk
+        statement = (
+            core_select(*columns)
+            .select_from(_PG)
+            .join(Message, col(Message.id) == _PG.c.message_id)
+            .where(_PG.c.user_id == user_id)
+        )
+        if tsquery is not None:
+            statement = statement.where(
+                text("message_search.document @@ to_tsquery('simple', :tsq)").bindparams(tsq=tsquery)
+            )
+        if query.after is not None:
+            statement = statement.where(_PG.c.sort_date >= query.after)
+        if query.before is not None:
+            statement = statement.where(_PG.c.sort_date < query.before)
+        order = [_PG.c.sort_date.desc(), _PG.c.message_id.desc()]
+    return (
+        statement.join(Folder, col(Folder.id) == col(Message.folder_id))
+        .where(col(Message.user_id) == user_id, col(Folder.user_id) == user_id)
+        .order_by(*order)
+    )

@@ -108,30 +108,36 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
         return empty
     async with db.read() as session:
         connection = await session.connection()
-        statement = (
-            core_select(*_COLUMNS)
-            .join_from(Message, Folder, col(Folder.id) == col(Message.folder_id))
-            .where(col(Message.user_id) == user_id, col(Folder.user_id) == user_id)
-        )
+        folder_ids: list[int] | None = None
         if parsed.folder is not None:
             wanted = parsed.folder.casefold()
             folders = (await session.exec(select(Folder.id, Folder.path).where(Folder.user_id == user_id))).all()
-            ids = [fid for fid, path in folders if path.casefold() == wanted]
-            if not ids:
+            folder_ids = [fid for fid, path in folders if path.casefold() == wanted and fid is not None]
+            if not folder_ids:
                 return empty
-            statement = statement.where(col(Message.folder_id).in_(ids))
-        for condition in _filters(parsed):
-            statement = statement.where(condition)
-        matching = search_index.matching_ids(connection.dialect.name, parsed)
-        if matching is not None:
-            statement = statement.where(matching)
-        statement = (
-            statement.order_by(col(Message.sort_date).desc(), col(Message.id).desc())
-            .offset((page - 1) * per_page)
-            .limit(per_page + 1)
-        )
-        rows = list((await connection.execute(statement)).all())
+        statement = search_index.newest_first(connection.dialect.name, parsed, user_id, _COLUMNS)
+        if statement is None:  # no words, one folder: its (sort_date, id) index
+            statement = (
+                core_select(*_COLUMNS)
+                .join_from(Message, Folder, col(Folder.id) == col(Message.folder_id))
+                .where(col(Message.user_id) == user_id, col(Folder.user_id) == user_id)
+                .order_by(col(Message.sort_date).desc(), col(Message.id).desc())
+            )
+            statement = statement.where(*_dates(parsed))
+        if folder_ids is not None:
+            statement = statement.where(col(Message.folder_id).in_(folder_ids))
+        statement = statement.where(*_filters(parsed))
+        rows = list((await connection.execute(statement.offset((page - 1) * per_page).limit(per_page + 1))).all())
     return SearchResults(query, page, per_page, tuple(_hit(r) for r in rows[:per_page]), len(rows) > per_page)
+
+
+def _dates(parsed: SearchQuery) -> list[Any]:
+    conditions: list[Any] = []
+    if parsed.after is not None:
+        conditions.append(col(Message.sort_date) >= parsed.after)
+    if parsed.before is not None:
+        conditions.append(col(Message.sort_date) < parsed.before)
+    return conditions
 
 
 def _filters(parsed: SearchQuery) -> list[Any]:
@@ -142,8 +148,4 @@ def _filters(parsed: SearchQuery) -> list[Any]:
         conditions.append(col(Message.seen).is_(not parsed.unread))
     if parsed.flagged:
         conditions.append(col(Message.flagged).is_(True))
-    if parsed.after is not None:
-        conditions.append(col(Message.sort_date) >= parsed.after)
-    if parsed.before is not None:
-        conditions.append(col(Message.sort_date) < parsed.before)
     return conditions
