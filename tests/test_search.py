@@ -3,17 +3,20 @@ on SQLite and PostgreSQL: filled when a message is stored, kept in step on move 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
+from sqlmodel import col
 
 from service.config import Settings
 from service.domain.message_index import index_message
 from service.errors import InvalidInput
 from service.persistence import mailstore, migrations
 from service.persistence.database import Database
+from service.persistence.tables import Message
 from service.usecases import mailbox
 from service.usecases.search import search
 from service.usecases.users import add_user
@@ -223,3 +226,35 @@ async def test_the_migration_indexes_mail_already_stored(settings: Settings, db:
         assert await found(again, alice, "2") == ["Before 2"]
     finally:
         await again.dispose()
+
+
+async def test_dates_far_from_now_are_indexed_moved_and_deleted(db: Database, alice: int) -> None:
+    """The SQLite index is keyed by sort_date (seconds since 2000, clamped): old, undated and
+    far-future messages are stored, found in date order and deleted like any other."""
+    old = make("From 1985", date="Mon, 07 Jan 1985 10:00:00 +0000", body="timeless")
+    undated = b"Subject: Undated\r\nFrom: x@example.test\r\n\r\ntimeless too\r\n"
+    async with db.write() as session:
+        inbox = await mailstore.folder_by_path(session, alice, "Inbox")
+        assert inbox.id is not None
+        far = datetime(2150, 1, 1, tzinfo=UTC)  # a server's bogus INTERNALDATE
+        ids = await mailstore.deliver_many(
+            session,
+            user_id=alice,
+            folder_id=inbox.id,
+            messages=[
+                mailstore.IncomingMessage(raw=old),
+                mailstore.IncomingMessage(raw=undated, received_at=far),
+                mailstore.IncomingMessage(raw=make("Sane", body="timeless"), received_at=far),
+            ],
+        )
+    assert await found(db, alice, "timeless") == ["Undated", "Sane", "From 1985"]
+    assert await found(db, alice, "timeless before:1990-01-01") == ["From 1985"]
+    assert await found(db, alice, "timeless after:2100-01-01") == ["Undated"]
+    async with db.write() as session:  # if a sort_date ever changes, the index follows
+        moved = datetime(2001, 1, 1, tzinfo=UTC)
+        await session.exec(update(Message).where(col(Message.id) == ids[1]).values(sort_date=moved))
+    assert await found(db, alice, "timeless before:2002-01-01 after:2000-12-31") == ["Undated"]
+    trash = await mailbox.delete_messages(db=db, user_id=alice, message_ids=ids)
+    assert trash.trashed == 3
+    await mailbox.delete_messages(db=db, user_id=alice, message_ids=ids)
+    assert await _index_rows(db) == 0

@@ -51,6 +51,11 @@ _SQLITE = [
     f"""CREATE TRIGGER message_search_delete AFTER DELETE ON message BEGIN
         DELETE FROM message_search WHERE rowid = {sqlite_key("OLD")};
     END""",  # noqa: S608  (constant text, no input)
+    # Nothing changes a stored message's sort_date today; if something does, its key follows.
+    f"""CREATE TRIGGER message_search_rekey AFTER UPDATE OF sort_date ON message
+    WHEN OLD.sort_date IS NOT NEW.sort_date BEGIN
+        UPDATE message_search SET rowid = {sqlite_key("NEW")} WHERE rowid = {sqlite_key("OLD")};
+    END""",  # noqa: S608  (constant text, no input)
 ]
 _POSTGRESQL = [
     """CREATE TABLE message_search (
@@ -61,6 +66,13 @@ _POSTGRESQL = [
     )""",
     "CREATE INDEX ix_message_search_document ON message_search USING GIN (document)",
     "CREATE INDEX ix_message_search_user_sort ON message_search (user_id, sort_date, message_id)",
+    """CREATE FUNCTION message_search_rekey() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE message_search SET sort_date = NEW.sort_date WHERE message_id = NEW.id;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER message_search_rekey AFTER UPDATE OF sort_date ON message
+    FOR EACH ROW WHEN (OLD.sort_date IS DISTINCT FROM NEW.sort_date) EXECUTE FUNCTION message_search_rekey()""",
 ]
 
 
@@ -97,7 +109,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER message_search_rekey ON message")
+        op.execute("DROP FUNCTION message_search_rekey()")
         op.execute("DROP TABLE message_search")
     else:
+        op.execute("DROP TRIGGER message_search_rekey")
         op.execute("DROP TRIGGER message_search_delete")
         op.execute("DROP TABLE message_search")
