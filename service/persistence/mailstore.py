@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -254,3 +254,33 @@ async def read_raw(session: AsyncSession, *, user_id: int, message_id: int) -> b
     if row is None:
         raise NotFound("This message does not exist.")
     return row
+
+
+async def move_folder_contents(
+    session: AsyncSession, *, user_id: int, folder_ids: Sequence[int], to_folder_id: int
+) -> int:
+    """Move every message of the user's `folder_ids` into `to_folder_id`; returns how many moved.
+
+    One UPDATE: migration 0004's triggers move the counts with the rows, and the search index
+    (keyed by message, not folder) needs nothing, so `in:` finds them in their new folder.
+    """
+    if not folder_ids:
+        return 0
+    result = await session.exec(
+        update(Message)
+        .where(col(Message.user_id) == user_id, col(Message.folder_id).in_(folder_ids))
+        .values(folder_id=to_folder_id)
+    )
+    return int(result.rowcount or 0)
+
+
+async def delete_folder_contents(session: AsyncSession, *, user_id: int, folder_id: int) -> int:
+    """Delete every message of the user's folder for good; returns how many.
+
+    The bodies and search rows go with their index rows (ON DELETE CASCADE, and on SQLite the
+    FTS5 table's delete trigger of migration 0009); the folder's counts fall by trigger.
+    """
+    result = await session.exec(
+        delete(Message).where(col(Message.user_id) == user_id, col(Message.folder_id) == folder_id)
+    )
+    return int(result.rowcount or 0)
