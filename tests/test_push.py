@@ -19,10 +19,10 @@ from sqlalchemy import update
 from sqlmodel import col, func, select
 
 from service.config import Settings
-from service.domain.values import Protocol, PushState, Security
+from service.domain.values import LogLevel, LogSource, Protocol, PushState, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Domain, Folder, Message, RetrievalTask
+from service.persistence.tables import Domain, Folder, LogEntry, Message, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.retrieval import Runner, push
 from service.usecases.retrieval.lease import claim, release
@@ -115,6 +115,17 @@ def message(subject: str) -> tuple[bytes, str]:
     return raw, header.split(b":", 1)[1].strip().strip(b"<>").decode()
 
 
+async def runs(env: Env, task_id: int) -> int:
+    """Finished runs of the task: one "Incoming mail" entry each."""
+    async with env.db.read() as session:
+        entries = (
+            await session.exec(
+                select(LogEntry).where(LogEntry.source == LogSource.INCOMING, LogEntry.retrieval_task_id == task_id)
+            )
+        ).all()
+    return sum(entry.level is not LogLevel.DEBUG for entry in entries)
+
+
 def notifications() -> float:
     return REGISTRY.get_sample_value("tributary_push_notifications_total") or 0.0
 
@@ -170,16 +181,22 @@ async def test_a_message_appended_while_another_run_holds_the_task_is_stored_onc
         await listening(env, task_id)
         lease = await claim(env.db, task_id, "another-worker", seconds=60)  # a poll under way elsewhere
         assert lease is not None
+        before = notifications()
         raw, message_id = message("during a run")
         env.dovecot.deliver(env.mailbox.email, raw)
 
         async def announced() -> bool:
-            return supervisor.runner.push_pending == 1
+            return supervisor.runner.push_pending == 1 and notifications() == before + 1
 
         await eventually(announced, within=15, what="the announcement reached the runner")
         assert await copies(env, message_id) == 0  # the push run waits for the lease
         second, second_id = message("also during the run")
         env.dovecot.deliver(env.mailbox.email, second)
+
+        async def announced_again() -> bool:
+            return notifications() == before + 2
+
+        await eventually(announced_again, within=15, what="the second announcement")
         await release(env.db, lease, next_run_at=utcnow() + timedelta(hours=1))  # that run ends without it
         await stored(env, message_id)
         await stored(env, second_id)
@@ -189,6 +206,7 @@ async def test_a_message_appended_while_another_run_holds_the_task_is_stored_onc
 
         await eventually(settled, within=15, what="push runs finished")
     assert (await copies(env, message_id), await copies(env, second_id)) == (1, 1)
+    assert await runs(env, task_id) == 2  # the first poll, then one push run for both announcements
 
 
 async def test_a_message_appended_during_a_run_in_this_process_is_stored_once_by_a_run_after_it(env: Env) -> None:

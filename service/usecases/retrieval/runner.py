@@ -209,20 +209,21 @@ class Runner:
         demand = self._push[task_id]
         try:
             while demand.again and not self.stop.is_set():
-                demand.again = False
-                noticed, demand.noticed = demand.noticed, []
-                if await self._push_run(task_id):
-                    finished = time.monotonic()
-                    for at in noticed:
-                        metrics.PUSH_STORE_SECONDS.observe(max(0.0, finished - at))
+                noticed = await self._push_run(task_id, demand)
+                finished = time.monotonic()
+                for at in noticed:
+                    metrics.PUSH_STORE_SECONDS.observe(max(0.0, finished - at))
         except Exception:
             log.exception("the push-triggered run of task %d failed", task_id)
         finally:  # no await between the loop's last check and here: no news can slip in unseen
             self._push.pop(task_id, None)
             self._push_loops.pop(task_id, None)
 
-    async def _push_run(self, task_id: int) -> bool:
-        """One run of the task that starts after now; False when the task no longer pushes or we stop."""
+    async def _push_run(self, task_id: int, demand: _PushDemand) -> list[float]:
+        """One run of the task that starts after now; returns when the news it covers was noticed
+        (nothing when the task no longer pushes or we stop). The run's lease is claimed before it
+        looks at any folder, so every announcement noticed until the claim is covered by it; only
+        those noticed later ask for another run."""
         while not self.stop.is_set():
             current = self._running.get(task_id)
             if current is not None:  # started before the news: run again once it ends
@@ -230,14 +231,16 @@ class Runner:
                 continue
             async with self._push_slots:
                 if not await push_eligible(self.db, task_id):
-                    return False
+                    demand.again = False
+                    return []
                 lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds)
                 if lease is not None:
+                    covered, demand.noticed, demand.again = demand.noticed, [], False
                     await self._start(lease)
-                    return True
+                    return covered
             with contextlib.suppress(TimeoutError):  # another process runs it: try again shortly
                 await asyncio.wait_for(self.stop.wait(), PUSH_CLAIM_RETRY_SECONDS)
-        return False
+        return []
 
     async def shutdown(self) -> None:
         """Ask running runs to stop after their current batch and wait for them (up to SHUTDOWN_WAIT_SECONDS)."""
