@@ -27,9 +27,12 @@ from service.domain.values import SpecialUse
 from service.persistence.database import Database
 from service.usecases.reading import MessagePage, folders_and_page, list_folders, open_message
 from service.usecases.reading.pulse import pulse_of
+from service.usecases.retrieval_tasks import list_tasks
 from service.usecases.users import needs_first_admin
+from web.controllers.mail.arrivals import Arrival, arrivals
 from web.controllers.mail.links import inline_url_maker
 from web.controllers.mail.present import (
+    ARCHIVE,
     folder_children,
     human_size,
     list_rows,
@@ -60,7 +63,16 @@ def _own_url(request: Request[Any, Any, Any]) -> str:
     return f"{request.url.path}?{query}" if query else request.url.path
 
 
-def _list_page(
+async def _arrivals(db: Database, user_id: int, folders: list[FolderView], listing: MessagePage) -> list[Arrival]:
+    """Where the user's tasks put their mail, for an empty Inbox to say (nothing on any other page)."""
+    empty_inbox = listing.folder.special_use is SpecialUse.INBOX and not listing.messages
+    if not empty_inbox or listing.older or listing.newer:
+        return []
+    return arrivals(await list_tasks(db=db, user_id=user_id), folders)
+
+
+async def _list_page(
+    db: Database,
     viewer: UserView,
     folders: list[FolderView],
     listing: MessagePage,
@@ -78,6 +90,8 @@ def _list_page(
         listing=listing,
         rows=list_rows(listing.messages, datetime.now(UTC)),
         in_trash=folder.special_use is SpecialUse.TRASH,
+        in_archive=folder.path == ARCHIVE,
+        arrivals=await _arrivals(db, viewer.id, folders, listing),
         before=before,
         after=after,
         notice=notice,
@@ -92,7 +106,7 @@ async def home(
     if viewer is None:
         return see_other("/setup" if await needs_first_admin(db=db) else "/login")
     folders, listing = await folders_and_page(db=db, user_id=viewer.id)
-    return _list_page(viewer, folders, listing, live_url=_own_url(request))
+    return await _list_page(db, viewer, folders, listing, live_url=_own_url(request))
 
 
 @get("/mail/folders/{folder_id:int}", name="mail-folder")
@@ -109,7 +123,9 @@ async def folder_page(
 ) -> Response[Any]:
     folders, listing = await folders_and_page(db=db, user_id=user.id, folder_id=folder_id, before=before, after=after)
     status = notice_text(notice, n, folder_id=to, folders=folders)
-    return _list_page(user, folders, listing, live_url=_own_url(request), before=before, after=after, notice=status)
+    return await _list_page(
+        db, user, folders, listing, live_url=_own_url(request), before=before, after=after, notice=status
+    )
 
 
 @get("/mail/messages/{message_id:int}", name="mail-message")
@@ -140,6 +156,7 @@ async def message_page(
         human_size=human_size,
         images=images,
         in_trash=current.special_use is SpecialUse.TRASH,
+        in_archive=current.path == ARCHIVE,
     )
 
 
