@@ -258,10 +258,7 @@ def test_every_page_answers_html_renders_and_fits_the_window(
 
 @pytest.mark.parametrize(
     "route",
-    [
-        pytest.param(route, marks=pytest.mark.xfail(strict=True, reason=why), id=route)
-        for route, why in FOLDER_TREE_NOT_FOLDED.items()
-    ],
+    [pytest.param(route, id=route) for route in FOLDER_TREE_NOT_FOLDED],
 )
 def test_the_folder_tree_folds_away_on_a_phone(
     route: str, settings: Settings, contexts: dict[str, BrowserContext]
