@@ -1,5 +1,8 @@
 """The "Retrieval Task" form: what it posts, how it is read into a NewTask (with an error per
-field), and how a saved task fills it for "Edit". The password is never filled in."""
+field), and how a saved task fills it for "Edit". The password is never filled in.
+
+`transfer_examples` says, for the task being typed, where typical remote folders land with each
+folder transfer method, by the very rule a run uses (service.domain.retrieval.local_target)."""
 
 from __future__ import annotations
 
@@ -9,13 +12,24 @@ from typing import Annotated
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
-from service.domain.retrieval import TaskView
-from service.domain.values import DEFAULT_PORTS, FolderTransfer, Protocol, RetrievalMethod, Security, default_port
+from service.domain.retrieval import TaskView, default_destination, local_target
+from service.domain.values import (
+    DEFAULT_PORTS,
+    SPECIAL_FOLDER_NAMES,
+    FolderTransfer,
+    Protocol,
+    RetrievalMethod,
+    Security,
+    default_port,
+)
 from service.usecases.retrieval_tasks import NewTask, task_problems
 from web.controllers.settings.common import checked, choice, number
 
 ON = "on"
 PORT_MESSAGE = "The port must be a number from 1 to 65535."
+EXAMPLE_FOLDERS = (("INBOX", None), ("Sent", "\\Sent"), ("Work/2024", None))
+"""Remote folders most mailboxes have (path, RFC 6154 special-use flag), shown in the examples."""
+UNNAMED_DESTINATION = "<account name>"
 
 
 @dataclass
@@ -110,6 +124,33 @@ class TaskForm:
         )
         problems = task_problems(new, password_required=password_required)
         return new, {**problems, **errors}
+
+
+def example_destination(name: str, username: str, host: str, destination_folder: str) -> str:
+    """The folder "Add as subfolders" puts this task's folders under: the one typed (as it is
+    stored), else the one named after the account, as the run picks it (default_destination).
+    Before the name or the account is typed, a placeholder says what it will be."""
+    typed = destination_folder.strip("/ ")
+    if typed:
+        return typed
+    name, username, host = name.strip(), username.strip(), host.strip().lower()
+    if not (name or "@" in username or (username and host)):
+        return UNNAMED_DESTINATION
+    return default_destination(name, username, host)
+
+
+def transfer_examples(destination: str) -> dict[str, str]:
+    """Where EXAMPLE_FOLDERS land with each folder transfer method (its value -> a line such as
+    "Remote INBOX → Work mail/INBOX, Sent → Work mail/Sent, Work/2024 → Work mail/Work/2024")."""
+    lines: dict[str, str] = {}
+    for transfer in FolderTransfer:
+        pairs = []
+        for remote, special_use in EXAMPLE_FOLDERS:
+            target = local_target(remote, special_use, transfer=transfer, destination=destination)
+            local = SPECIAL_FOLDER_NAMES[target.special_use] if target.special_use else target.path
+            pairs.append(f"{remote} → {local}")
+        lines[transfer.value] = "Remote " + ", ".join(pairs)
+    return lines
 
 
 def suggested_port(kind: str, security: str, current: str) -> str:
