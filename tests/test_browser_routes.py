@@ -63,6 +63,7 @@ NOT_PAGES = {
     "/mail/messages/{message_id:int}/attachments/{part_id:str}": "an attachment download",
     "/mail/messages/{message_id:int}/raw": "a download of the message as received",
     "/settings/port": "an htmx fragment: the port input that the chosen type and security suggest",
+    "/settings/retrieval/transfer-example": "an htmx fragment: where a retrieval task's folders land, as typed",
     "/oauth/callback": "a provider's redirect back to Settings; with no state, only an error (test_oauth_web.py)",
     "/health": "a JSON probe for load balancers",
     "/metrics": "Prometheus text for a scraper",
