@@ -219,14 +219,27 @@ def _text_charset(maintype: str, content: bytes) -> dict[str, str]:
     return {"charset": "utf-8"}
 
 
-def compose(draft: Draft, *, sender: Sender, now: datetime, thread: Thread | None = None) -> ComposedMessage:
-    """The message to send, its local copy, and its envelope. Raises InvalidInput on bad input."""
+def compose(
+    draft: Draft,
+    *,
+    sender: Sender,
+    now: datetime,
+    thread: Thread | None = None,
+    message_id: str | None = None,
+    require_recipients: bool = True,
+) -> ComposedMessage:
+    """The message to send, its local copy, and its envelope. Raises InvalidInput on bad input.
+
+    A saved draft (service.usecases.sending.drafts) may have no recipient yet
+    (`require_recipients=False`) and keeps one Message-ID across its versions (`message_id`)."""
     from_box = Mailbox(parse_address(sender.address, "sender address"), header_text(sender.display_name))
     to = parse_mailboxes(draft.to, "To address")
     cc = parse_mailboxes(draft.cc, "Cc address")
     bcc = parse_mailboxes(draft.bcc, "Bcc address")
-    if not (to or cc or bcc):
+    if require_recipients and not (to or cc or bcc):
         raise InvalidInput("Add at least one recipient.")
+    if message_id is not None and message_ids(message_id) != (message_id,):
+        raise InvalidInput("The draft's Message-ID is not valid.")
     check_header_value(draft.subject, "subject")
     for attachment in draft.attachments:
         check_header_value(attachment.filename, "attachment name")
@@ -241,7 +254,7 @@ def compose(draft: Draft, *, sender: Sender, now: datetime, thread: Thread | Non
     if draft.subject:
         set_header(message, "Subject", draft.subject, "subject")
     message["Date"] = now
-    message_id = make_msgid(domain=from_box.address.rsplit("@", 1)[1])
+    message_id = message_id or make_msgid(domain=from_box.address.rsplit("@", 1)[1])
     message["Message-ID"] = message_id
     if thread is not None and thread.message_id:
         set_header(message, "In-Reply-To", thread.message_id, "original's Message-ID")

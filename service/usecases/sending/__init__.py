@@ -3,18 +3,42 @@
 compose page -> `send_message` -> outbox row (message in Outbox) -> protocols.smtp
 -> Sent folder, or back to the outbox with a retry time (`process_due_outbox`).
 Modules: `senders` (Send From), `queue` (a new message), `attempt` (one delivery
-attempt), `outcome` (recording it), `outbox` (retries, listing, "send again").
+attempt), `outcome` (recording it), `outbox` (retries, listing, "send again"), `drafts` (Save draft,
+Edit draft), `cancel` (an outbox message back to Drafts).
 """
 
+from service.usecases.sending.cancel import CancelResult, cancel_outbox_message
+from service.usecases.sending.drafts import (
+    DraftAttachment,
+    DraftRef,
+    OpenedDraft,
+    SavedDraft,
+    draft_attachments,
+    new_draft_key,
+    offered_attachments,
+    open_draft,
+    save_draft,
+)
 from service.usecases.sending.outbox import list_outbox, process_due_outbox, retry_outbox_message
 from service.usecases.sending.queue import send_message
 from service.usecases.sending.senders import default_sender, send_from_choices
 
 __all__ = [
+    "CancelResult",
+    "DraftAttachment",
+    "DraftRef",
+    "OpenedDraft",
+    "SavedDraft",
+    "cancel_outbox_message",
     "default_sender",
+    "draft_attachments",
     "list_outbox",
+    "new_draft_key",
+    "offered_attachments",
+    "open_draft",
     "process_due_outbox",
     "retry_outbox_message",
+    "save_draft",
     "send_from_choices",
     "send_message",
 ]

@@ -82,11 +82,13 @@ async def process_due_outbox(
     async with SessionPool() as pool:
         for entry_id in due:
             assert entry_id is not None
-            results.append(
-                await attempt_delivery(
+            try:
+                result = await attempt_delivery(
                     db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now, pool=pool
                 )
-            )
+            except NotFound:  # cancelled (back to Drafts) since the round listed it
+                continue
+            results.append(result)
     return results
 
 

@@ -22,6 +22,7 @@ from service.persistence.secrets import SecretBox
 from service.persistence.tables import OutboxEntry
 from service.persistence.types import utcnow
 from service.usecases.sending.attempt import attempt_delivery
+from service.usecases.sending.drafts import DraftRef, remove_draft
 from service.usecases.sending.entries import result_of
 from service.usecases.sending.senders import route_for, thread_of
 
@@ -44,12 +45,14 @@ async def send_message(
     reply_to_message_id: int | None = None,
     now: datetime | None = None,
     send_now: bool = True,
+    replaces_draft: DraftRef | None = None,
 ) -> SendResult:
     """Send `draft` as the chosen Send From entry (an SMTP account's id, or None for the company relay).
 
     Raises InvalidInput, NotFound or FeatureDisabled before anything is stored;
     otherwise returns the entry's state after the first attempt, or, with
     `send_now` off, queued for the outbox round (which reuses connections).
+    A draft being sent (`replaces_draft`) leaves Drafts in the transaction that queues the message.
     """
     now = now or utcnow()
     async with db.read() as session:
@@ -87,6 +90,8 @@ async def send_message(
         await session.flush()
         assert entry.id is not None
         entry_id = entry.id
+        if replaces_draft is not None:
+            await remove_draft(session, user_id, replaces_draft)
         if not send_now:
             return result_of(entry)
     return await attempt_delivery(db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now)

@@ -3,6 +3,7 @@
 POST /messages/send          a new message (JSON; attachments as base64); answers the first attempt's outcome
 GET  /outbox?all=false       what is waiting, failed or unknown (all=true: sent ones too)
 POST /outbox/{id}/retry      "Send again"
+POST /outbox/{id}/cancel     "Cancel": a queued message back to Drafts (409 while it is being sent)
 GET  /logs                   the user's log, newest first, with the Logs page's filters
 """
 
@@ -12,6 +13,7 @@ import binascii
 from base64 import b64decode
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
@@ -38,6 +40,15 @@ from web.controllers.api.schemas import (
 )
 
 LOG_PAGE = 50
+
+
+class CancelOut(msgspec.Struct):
+    """A cancelled outbox message: the draft it became (null if its copy was already gone)."""
+
+    outbox_id: int
+    draft_message_id: int | None
+    already_accepted: list[str]
+    detail: str
 
 
 def _attachments(data: SendIn) -> tuple[Attachment, ...]:
@@ -126,6 +137,14 @@ class OutboxController(Controller):
             db=db, secret_box=secret_box, settings=settings, user_id=user.id, outbox_id=outbox_id
         )
         return SendOut.from_result(result)
+
+    @post("/{outbox_id:int}/cancel", status_code=200, **writes(404, 409))
+    async def cancel(
+        self, outbox_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
+    ) -> CancelOut:
+        """Take a queued message out of the outbox and put it in Drafts; 409 while a delivery attempt holds it."""
+        result = await sending.cancel_outbox_message(db=db, user_id=user.id, outbox_id=outbox_id)
+        return CancelOut(result.outbox_id, result.draft_message_id, list(result.already_accepted), result.detail)
 
 
 class LogsController(Controller):

@@ -21,6 +21,7 @@ from service.domain.compose import Attachment, Draft, check_header_text, parse_m
 from service.domain.headers import header_text
 from service.errors import InvalidInput
 from service.usecases.replies import OriginalAttachment, ReplyDraft, ReplyMode
+from service.usecases.sending.drafts import DraftAttachment, DraftRef, OpenedDraft
 
 ADDRESS_FIELDS = (("to", "To address"), ("cc", "Cc address"), ("bcc", "Bcc address"))
 CHOOSE_SENDER = "Choose an address in Send From."
@@ -43,6 +44,10 @@ class ComposeValues:
     offered: tuple[OriginalAttachment, ...] = ()
     kept: frozenset[int] = frozenset()
     uploads: int = 0  # files the user had chosen (a browser cannot be given them back)
+    draft_id: int | None = None  # the stored draft this form continues (Edit draft, Save draft)
+    draft_key: str = ""  # the Message-ID every version of this draft shares (service.usecases.sending.drafts)
+    draft_offered: tuple[DraftAttachment, ...] = ()  # the stored draft's files
+    draft_kept: frozenset[str] = frozenset()
 
     @classmethod
     def from_draft(cls, draft: ReplyDraft) -> ComposeValues:
@@ -58,6 +63,29 @@ class ComposeValues:
             offered=draft.attachments,
             kept=frozenset(a.index for a in draft.attachments),
         )
+
+    @classmethod
+    def from_saved_draft(cls, draft: OpenedDraft, send_from: str) -> ComposeValues:
+        return cls(
+            send_from=send_from,
+            to=draft.to,
+            cc=draft.cc,
+            bcc=draft.bcc,
+            subject=draft.subject,
+            body=draft.text,
+            reply_to=draft.reply_to,
+            draft_id=draft.message_id,
+            draft_key=draft.key or "",
+            draft_offered=draft.attachments,
+            draft_kept=frozenset(a.key for a in draft.attachments),
+        )
+
+    def draft_ref(self) -> DraftRef:
+        return DraftRef(self.draft_id, self.draft_key or None)
+
+    def draft_account_id(self) -> int | None:
+        """The Send From account a draft records (its address); None: the user's own address."""
+        return int(self.send_from) if self.send_from.isdigit() else None
 
     def account_id(self) -> int | None:
         """The chosen Send From entry: an SMTP account's id, or None for the company relay."""
@@ -110,6 +138,7 @@ async def read_form(request: Request[Any, Any, Any]) -> tuple[ComposeValues, tup
     uploads = [f for f in form.getall("attachments", []) if isinstance(f, UploadFile) and f.filename]
     attachments = tuple([_attachment(upload, await upload.read()) for upload in uploads])
     kept = frozenset(int(v) for v in form.getall("keep_attachment", []) if isinstance(v, str) and v.isdigit())
+    draft_kept = frozenset(v for v in form.getall("keep_draft_attachment", []) if isinstance(v, str) and v.isalnum())
     values = ComposeValues(
         mode=_mode(form),
         send_from=_text(form, "send_from"),
@@ -122,6 +151,9 @@ async def read_form(request: Request[Any, Any, Any]) -> tuple[ComposeValues, tup
         forward_of=_message_id(form, "forward_of"),
         kept=kept,
         uploads=len(attachments),
+        draft_id=_message_id(form, "draft_id"),
+        draft_key=_text(form, "draft_key").strip()[:250],
+        draft_kept=draft_kept,
     )
     return values, attachments
 

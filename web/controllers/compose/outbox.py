@@ -1,6 +1,8 @@
 """GET /outbox: the user's messages not sent yet (queued, failed, delivery unknown) with their
 status, next try and the server's last reply; POST /outbox/{id}/retry: "Send again" (or "Send
-now" for a queued one), which answers with the outbox and what became of that message.
+now" for a queued one), which answers with the outbox and what became of that message;
+POST /outbox/{id}/cancel: "Cancel" for a queued message, which goes back to Drafts (refused
+while a delivery attempt holds it: service.usecases.sending.cancel).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from litestar.response import Template
 from service.config import Settings
 from service.domain.outbox import OutboxStatus, SendResult
 from service.domain.users import UserView
-from service.errors import InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.usecases.sending import list_outbox, retry_outbox_message
+from service.usecases.sending import cancel_outbox_message, list_outbox, retry_outbox_message
 from web.controllers.compose.render import RESULT_TITLES, respond
 
 
@@ -28,6 +30,7 @@ async def _outbox(
     db: Database,
     *,
     result: SendResult | None = None,
+    cancelled: str | None = None,
     error: str | None = None,
     status: int = 200,
 ) -> Template:
@@ -41,7 +44,7 @@ async def _outbox(
         entries=entries,
         waiting=len(entries),
         retried=result,
-        notice=None if result is None else f"{RESULT_TITLES[result.status]}. {result.detail}",
+        notice=cancelled if result is None else f"{RESULT_TITLES[result.status]}. {result.detail}",
         error=error,
         statuses=OutboxStatus,
         tab="outbox",
@@ -73,4 +76,18 @@ async def outbox_retry(
     return await _outbox(request, user, db, result=result)
 
 
-ROUTES = [outbox_page, outbox_retry]
+@post("/outbox/{outbox_id:int}/cancel", name="outbox-cancel")
+async def outbox_cancel(
+    request: Request[Any, Any, Any],
+    outbox_id: FromPath[int],
+    user: NamedDependency[UserView],
+    db: NamedDependency[Database],
+) -> Template:
+    try:
+        cancelled = await cancel_outbox_message(db=db, user_id=user.id, outbox_id=outbox_id)
+    except (Conflict, NotFound) as exc:
+        return await _outbox(request, user, db, error=exc.message, status=404 if isinstance(exc, NotFound) else 409)
+    return await _outbox(request, user, db, cancelled=cancelled.detail)
+
+
+ROUTES = [outbox_page, outbox_retry, outbox_cancel]

@@ -1,4 +1,4 @@
-"""GET /compose (new, ?reply=ID, ?reply_all=ID, ?forward=ID, ?to=ADDR) and POST /compose (send).
+"""GET /compose (new, ?reply=ID, ?reply_all=ID, ?forward=ID, ?to=ADDR, ?draft=ID) and POST /compose (send).
 
 The form offers "Send From" (send_from_choices, preselected by default_sender:
 for an answer, the address the original was delivered to). Sending goes through
@@ -6,6 +6,11 @@ send_message; the answer is the result (sent, queued with the next try, failed
 with the server's reason, refused recipients, delivery unknown), or the form
 again with its mistakes inline and everything typed kept, except chosen files,
 which a browser cannot be given back (the form says so).
+
+Every form carries a `draft_key` (the Message-ID its saved drafts share, see
+service.usecases.sending.drafts); ?draft=ID ("Edit draft") fills the form from
+a message in Drafts and offers its attachments again. Sending removes the draft.
+Saving a draft is `drafts` (POST /compose/draft).
 """
 
 from __future__ import annotations
@@ -26,7 +31,17 @@ from service.persistence.secrets import SecretBox
 from service.usecases.domains import get_domain_settings
 from service.usecases.replies import OriginalAttachment, ReplyMode, forwarded_attachments, start_reply
 from service.usecases.replies.original import clean
-from service.usecases.sending import default_sender, list_outbox, send_from_choices, send_message
+from service.usecases.sending import (
+    SavedDraft,
+    default_sender,
+    draft_attachments,
+    list_outbox,
+    new_draft_key,
+    offered_attachments,
+    open_draft,
+    send_from_choices,
+    send_message,
+)
 from web.controllers.compose.forms import ComposeValues, field_errors, read_form
 from web.controllers.compose.render import RESULT_TITLES, respond
 
@@ -40,6 +55,7 @@ HEADINGS = {
     ReplyMode.FORWARD: "Forward",
 }
 FIX_BELOW = "The message was not sent. Correct the fields marked below."
+EDIT_DRAFT = "Edit draft"
 
 
 async def _no_sender_reason(db: Database, user: UserView) -> str | None:
@@ -64,7 +80,7 @@ async def _offered(db: Database, user: UserView, message_id: int) -> tuple[Origi
     return draft.attachments
 
 
-async def _form(
+async def form_page(
     request: Request[Any, Any, Any],
     user: UserView,
     db: Database,
@@ -73,16 +89,21 @@ async def _form(
     errors: dict[str, str] | None = None,
     error: str | None = None,
     status: int = 200,
+    saved: SavedDraft | None = None,
 ) -> Template:
+    """The compose form (page or htmx fragment) with `values`, its mistakes, or "Draft saved"."""
     choices = await send_from_choices(db=db, user_id=user.id)
+    if not values.draft_key:
+        values.draft_key = new_draft_key(user.email)
     return respond(
         request,
         page_template="compose/page.html",
         fragment_template="compose/_area.html",
         viewer=user,
         status=status,
-        heading=HEADINGS[values.mode],
+        heading=EDIT_DRAFT if values.draft_id is not None and values.mode is None else HEADINGS[values.mode],
         values=values,
+        saved=saved,
         choices=choices,
         no_sender_reason=None if choices else await _no_sender_reason(db, user),
         errors=errors or {},
@@ -101,8 +122,11 @@ async def compose_page(
     reply_all: FromQuery[int | None] = None,
     forward: FromQuery[int | None] = None,
     to: FromQuery[str | None] = None,
+    draft: FromQuery[int | None] = None,
 ) -> Template:
-    """A new message, or the draft of an answer or forward of one of the user's messages."""
+    """A new message, the draft of an answer or forward of one of the user's messages, or a saved draft."""
+    if draft is not None:
+        return await _edit_draft(request, user, db, draft)
     values, original = ComposeValues(to=clean(to or "")), None
     for wanted, message_id in (
         (ReplyMode.REPLY, reply),
@@ -110,12 +134,22 @@ async def compose_page(
         (ReplyMode.FORWARD, forward),
     ):
         if message_id is not None:
-            draft = await start_reply(db=db, user_id=user.id, message_id=message_id, mode=wanted)
-            values, original = ComposeValues.from_draft(draft), message_id
+            started = await start_reply(db=db, user_id=user.id, message_id=message_id, mode=wanted)
+            values, original = ComposeValues.from_draft(started), message_id
             break
     default = await default_sender(db=db, user_id=user.id, reply_to_message_id=original)
     values.send_from = default.key if default is not None else ""
-    return await _form(request, user, db, values)
+    return await form_page(request, user, db, values)
+
+
+async def _edit_draft(request: Request[Any, Any, Any], user: UserView, db: Database, message_id: int) -> Template:
+    """ "Edit draft": the form as the draft left it; Send From is the choice with the draft's From address."""
+    opened = await open_draft(db=db, user_id=user.id, message_id=message_id)
+    choices = await send_from_choices(db=db, user_id=user.id)
+    chosen = next((c for c in choices if c.address.lower() == opened.from_address), None)
+    chosen = chosen or next((c for c in choices if c.is_default), None)
+    values = ComposeValues.from_saved_draft(opened, chosen.key if chosen is not None else "")
+    return await form_page(request, user, db, values)
 
 
 @post("/compose", request_max_body_size=MAX_UPLOAD_BYTES)
@@ -130,15 +164,17 @@ async def compose_send(
     values, uploads = await read_form(request)
     if values.forward_of is not None:
         values.offered = await _offered(db, user, values.forward_of)
+    values.draft_offered = await offered_attachments(db=db, user_id=user.id, ref=values.draft_ref())
     errors = field_errors(values)
     if errors:
-        return await _form(request, user, db, values, errors=errors, error=FIX_BELOW, status=400)
+        return await form_page(request, user, db, values, errors=errors, error=FIX_BELOW, status=400)
     try:
         forwarded: tuple[Attachment, ...] = ()
         if values.forward_of is not None:
             forwarded = await forwarded_attachments(
                 db=db, user_id=user.id, message_id=values.forward_of, keep=values.kept
             )
+        forwarded += await draft_attachments(db=db, user_id=user.id, ref=values.draft_ref(), keep=values.draft_kept)
         result = await send_message(
             db=db,
             secret_box=secret_box,
@@ -147,9 +183,10 @@ async def compose_send(
             from_account_id=values.account_id(),
             draft=values.draft((*forwarded, *uploads)),
             reply_to_message_id=values.reply_to,
+            replaces_draft=values.draft_ref(),
         )
     except TributaryError as exc:
-        return await _form(request, user, db, values, error=exc.message, status=400)
+        return await form_page(request, user, db, values, error=exc.message, status=400)
     return respond(
         request,
         page_template="compose/page.html",
