@@ -5,6 +5,9 @@ and the delete rule (to Trash; in the Trash, for good) over HTTP."""
 
 from __future__ import annotations
 
+from html import unescape
+
+import httpx
 import pytest
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -20,10 +23,12 @@ from service.persistence.secrets import SecretBox
 from service.persistence.tables import Folder, Message, MessageBody, RetrievalTask
 from service.usecases import filters, folders, search
 from service.usecases.reading.folders import list_folders
-from service.usecases.users import add_user
+from service.usecases.users import add_user, find_user
 from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.fixtures.webapp import ADMIN_EMAIL, WebClient, csrf_token, post_form, set_up_admin
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, make_env
+from tests.test_api import api
 from tests.test_folder_counts import assert_counts_exact
 
 
@@ -116,8 +121,19 @@ async def test_special_folders_cannot_be_renamed_moved_or_deleted(db: Database) 
         await folders.rename_folder(db=db, user_id=user_id, folder_id=other.id, name="TRASH")
     with pytest.raises(InvalidInput, match="Only the Trash and Junk"):
         await folders.empty_folder(db=db, user_id=user_id, folder_id=await _special(db, user_id, SpecialUse.INBOX))
+    # The top-level Archive (made by the Archive button) counts as special once it exists.
+    archive = await folders.create_folder(db=db, user_id=user_id, name="Archive")
+    year = await folders.create_folder(db=db, user_id=user_id, name="2024", parent_id=archive.id)
+    with pytest.raises(folders.SpecialFolderLocked, match="Archive is a special folder"):
+        await folders.rename_folder(db=db, user_id=user_id, folder_id=archive.id, name="Old")
+    with pytest.raises(folders.SpecialFolderLocked):
+        await folders.delete_folder(db=db, user_id=user_id, folder_id=archive.id)
+    await folders.rename_folder(db=db, user_id=user_id, folder_id=year.id, name="Archive")  # not at the top
+    await folders.move_folder(db=db, user_id=user_id, folder_id=other.id, parent_id=archive.id)
     names = {f.path: f.special_use for f in await list_folders(db=db, user_id=user_id)}
-    assert {"Inbox", "Sent", "Drafts", "Trash", "Junk", "Outbox", "Other"} == set(names)
+    assert {"Inbox", "Sent", "Drafts", "Trash", "Junk", "Outbox", "Archive", "Archive/Archive", "Archive/Other"} == set(
+        names
+    )
 
 
 @pytest.mark.parametrize(
@@ -316,13 +332,13 @@ async def test_task_destinations_follow_renames_and_moves_and_block_deletion(db:
         "Old ISPs",
         None,
     ]
-    archive = await folders.create_folder(db=db, user_id=user_id, name="Archive")
-    await folders.move_folder(db=db, user_id=user_id, folder_id=isp.id, parent_id=archive.id)
-    assert await _destination(db, nested) == "Archive/Former provider/Work"
+    old = await folders.create_folder(db=db, user_id=user_id, name="Old stuff")
+    await folders.move_folder(db=db, user_id=user_id, folder_id=isp.id, parent_id=old.id)
+    assert await _destination(db, nested) == "Old stuff/Former provider/Work"
 
     with pytest.raises(folders.FolderInUse, match='"pop"'):
-        await folders.delete_folder(db=db, user_id=user_id, folder_id=archive.id)
-    assert "Archive/Former provider" in await _paths(db, user_id)
+        await folders.delete_folder(db=db, user_id=user_id, folder_id=old.id)
+    assert "Old stuff/Former provider" in await _paths(db, user_id)
 
 
 @pytest.fixture
@@ -350,3 +366,155 @@ async def test_retrieval_delivers_into_the_renamed_destination_not_a_new_old_one
         folder_ids = set((await session.exec(select(col(Message.folder_id)))).all())
         names = (await session.exec(select(Folder.path).where(col(Folder.id).in_(folder_ids)))).all()
     assert names == ["Old provider/INBOX"]
+
+
+# Over HTTP: the delete rule, Empty Trash, the Folders settings page and the API
+
+
+async def _web_user(client: WebClient, db: Database) -> int:
+    await set_up_admin(client)
+    return (await find_user(db=db, email=ADMIN_EMAIL)).id
+
+
+async def _act(client: WebClient, action: str, ids: list[int], folder: int) -> httpx.Response:
+    data = {
+        "_csrf_token": await csrf_token(client),
+        "action": action,
+        "folder": str(folder),
+        "ids": [str(i) for i in ids],
+    }
+    return await client.post("/mail/messages/action", data=data)
+
+
+async def test_delete_moves_to_trash_and_in_the_trash_deletes_for_good(web_client: WebClient, db: Database) -> None:
+    user_id = await _web_user(web_client, db)
+    first, second, third = await _fill(db, user_id, "Inbox", "first", "second", "third")
+    inbox, trash = await _special(db, user_id, SpecialUse.INBOX), await _special(db, user_id, SpecialUse.TRASH)
+
+    trashed = await _act(web_client, "delete", [first, second], inbox)
+    assert trashed.headers["location"] == f"/mail/folders/{inbox}?notice=trashed&n=2"
+    assert sorted(await _found(db, user_id, "in:Trash")) == ["first", "second"]
+    gone = await _act(web_client, "delete", [first], trash)
+    assert gone.headers["location"] == f"/mail/folders/{trash}?notice=deleted&n=1"
+    assert await _found(db, user_id, "in:Trash") == ["second"]
+    answer = await api(web_client, "DELETE", f"/messages/{third}")
+    assert answer.json() == {"trashed": 1, "deleted": 0}
+    assert (await api(web_client, "DELETE", f"/messages/{third}")).json() == {"trashed": 0, "deleted": 1}
+    async with db.read() as session:
+        assert (await session.exec(select(func.count()).select_from(MessageBody))).one() == 1
+    assert (await assert_counts_exact(db, user_id))["Trash"] == (1, 1)
+
+
+async def test_empty_trash_and_junk_ask_first_then_delete_everything_for_good(
+    web_client: WebClient, db: Database
+) -> None:
+    user_id = await _web_user(web_client, db)
+    await _fill(db, user_id, "Trash", "old one", "old two")
+    await _fill(db, user_id, "Junk", "spam")
+    keep = await _fill(db, user_id, "Inbox", "keep me")
+    trash, junk = await _special(db, user_id, SpecialUse.TRASH), await _special(db, user_id, SpecialUse.JUNK)
+    inbox = await _special(db, user_id, SpecialUse.INBOX)
+
+    listing = (await web_client.get(f"/mail/folders/{trash}")).text
+    assert 'form="empty-folder"' in listing
+    assert ">Empty Trash</button>" in listing
+    assert f'action="/mail/folders/{trash}/empty"' in listing
+    assert "hx-confirm=" in listing
+    assert ">Empty Junk</button>" in (await web_client.get(f"/mail/folders/{junk}")).text
+    assert "Empty Trash" not in (await web_client.get(f"/mail/folders/{inbox}")).text
+
+    asked = await post_form(web_client, f"/mail/folders/{trash}/empty", {})  # no scripts: a page asks first
+    assert asked.status_code == 200
+    assert "All 2 messages in Trash are deleted for good." in asked.text
+    assert await _found(db, user_id, "in:Trash") != []
+    done = await post_form(web_client, f"/mail/folders/{trash}/empty", {"confirm": "yes"})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/mail/folders/{trash}?notice=deleted&n=2"
+    assert "2 messages deleted for good." in (await web_client.get(done.headers["location"])).text
+    htmx = await web_client.post(  # after htmx's confirm dialog
+        f"/mail/folders/{junk}/empty",
+        data={"_csrf_token": await csrf_token(web_client)},
+        headers={"HX-Request": "true"},
+    )
+    assert htmx.headers["hx-redirect"] == f"/mail/folders/{junk}?notice=deleted&n=1"
+    refused = await post_form(web_client, f"/mail/folders/{inbox}/empty", {"confirm": "yes"})
+    assert refused.status_code == 400
+    async with db.read() as session:
+        assert (await session.exec(select(col(Message.id)))).all() == keep
+        assert (await session.exec(select(func.count()).select_from(MessageBody))).one() == 1
+    assert (await api(web_client, "POST", f"/folders/{trash}/empty")).json() == {"deleted": 0}
+
+
+async def test_the_folders_page_creates_renames_moves_and_deletes(web_client: WebClient, db: Database) -> None:
+    user_id = await _web_user(web_client, db)
+    page = await web_client.get("/settings/folders")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'href="/settings/folders" aria-current="page">Folders</a>' in page.text
+    assert 'href="/settings/account"' in page.text
+
+    made = await post_form(web_client, "/settings/folders", {"name": "Clients", "parent": ""})
+    assert made.status_code == 303
+    clients = (await _paths(db, user_id))["Clients"]
+    assert "Created the folder Clients." in (await web_client.get("/settings/folders")).text
+    await post_form(web_client, "/settings/folders", {"name": "Acme", "parent": str(clients)})
+    acme = (await _paths(db, user_id))["Clients/Acme"]
+    await _fill(db, user_id, "Clients/Acme", "order 1", "order 2")
+
+    clash = await post_form(web_client, "/settings/folders", {"name": "clients", "parent": ""})
+    assert clash.status_code == 409
+    assert 'There is already a folder named "Clients" here.' in unescape(clash.text)
+    assert 'value="clients"' in clash.text  # what was typed stays
+    bad = await post_form(web_client, f"/settings/folders/{clients}/rename", {"name": "a/b"})
+    assert bad.status_code == 400
+    assert 'A folder name cannot contain "/"' in unescape(bad.text)
+
+    assert (
+        await post_form(web_client, f"/settings/folders/{clients}/rename", {"name": "Customers"})
+    ).status_code == 303
+    assert {"Customers", "Customers/Acme"} <= set(await _paths(db, user_id))
+    tree = (await web_client.get("/settings/folders")).text
+    assert "Renamed the folder to Customers." in tree
+    assert "2 messages, 2 unread" in tree
+    moved = await post_form(web_client, f"/settings/folders/{acme}/move", {"parent": ""})
+    assert moved.status_code == 303
+    assert "Acme" in await _paths(db, user_id)
+    into_self = await post_form(web_client, f"/settings/folders/{clients}/move", {"parent": str(clients)})
+    assert into_self.status_code == 400
+
+    asked = await post_form(web_client, f"/settings/folders/{acme}/delete", {})
+    assert asked.status_code == 200
+    assert "their messages go to Trash" in asked.text
+    assert "Acme" in await _paths(db, user_id)
+    deleted = await post_form(web_client, f"/settings/folders/{acme}/delete", {"confirm": "yes"})
+    assert deleted.status_code == 303
+    assert "Deleted the folder Acme; 2 messages moved to Trash." in (await web_client.get("/settings/folders")).text
+    assert (await assert_counts_exact(db, user_id))["Trash"] == (2, 2)
+    inbox = await _special(db, user_id, SpecialUse.INBOX)
+    special = await post_form(web_client, f"/settings/folders/{inbox}/delete", {"confirm": "yes"})
+    assert special.status_code == 400
+    assert "Inbox is a special folder" in special.text
+
+
+async def test_the_api_manages_folders(web_client: WebClient, db: Database) -> None:
+    user_id = await _web_user(web_client, db)
+    made = await api(web_client, "POST", "/folders", {"name": "Travel"})
+    assert made.status_code == 201, made.text
+    travel = made.json()["id"]
+    child = (await api(web_client, "POST", "/folders", {"name": "2026", "parent_id": travel})).json()
+    assert child["path"] == "Travel/2026"
+    assert (await api(web_client, "POST", "/folders", {"name": "travel"})).status_code == 409
+    bad = await api(web_client, "POST", "/folders", {"name": "a\u2028b"})
+    assert bad.status_code == 400
+    assert bad.json() == {"error": "A folder name cannot contain line breaks or other control characters."}
+    renamed = await api(web_client, "PATCH", f"/folders/{travel}", {"name": "Trips"})
+    assert renamed.json()["path"] == "Trips"
+    assert {"Trips", "Trips/2026"} <= set(await _paths(db, user_id))
+    moved = await api(web_client, "POST", f"/folders/{child['id']}/move", {"parent_id": None})
+    assert moved.json()["path"] == "2026"
+    await _fill(db, user_id, "2026", "boarding pass")
+    assert (await api(web_client, "DELETE", f"/folders/{child['id']}")).json() == {"folders": 1, "trashed": 1}
+    inbox = await _special(db, user_id, SpecialUse.INBOX)
+    assert (await api(web_client, "PATCH", f"/folders/{inbox}", {"name": "Mine"})).status_code == 400
+    assert (await api(web_client, "DELETE", "/folders/999999")).status_code == 404
+    assert (await api(web_client, "DELETE", f"/folders/{travel}", csrf=False)).status_code == 403

@@ -1,7 +1,8 @@
 """Managing local folders: create, rename, move, delete, and "Empty Trash" / "Empty Junk".
 
 Only the user's own folders, and never the special ones (Inbox, Sent, Drafts, Trash, Junk,
-Outbox): those stay where every face and the retrieval code expect them. Folders may go
+Outbox, and the top-level Archive once the Archive button made it): those stay where every
+face and the retrieval code expect them. Folders may go
 inside special ones (Inbox/Receipts), except the Outbox, which holds only mail being sent.
 Names follow `service.domain.folder_names`.
 
@@ -31,6 +32,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.domain.folder_names import (
+    ARCHIVE,
     MAX_PATH,
     FolderNameInvalid,
     check_folder_name,
@@ -90,10 +92,15 @@ def _find(folders: Sequence[Folder], folder_id: int | None) -> Folder:
     return found
 
 
+def is_special(folder: Folder | FolderView) -> bool:
+    """Inbox, Sent, Drafts, Trash, Junk, Outbox, or the top-level Archive: never renamed, moved or deleted."""
+    return folder.special_use is not None or (folder.parent_id is None and folder.path == ARCHIVE)
+
+
 def _own(folders: Sequence[Folder], folder_id: int) -> Folder:
     """The folder, if the user may change it."""
     folder = _find(folders, folder_id)
-    if folder.special_use is not None:
+    if is_special(folder):
         raise SpecialFolderLocked(f"{folder.name} is a special folder; it cannot be renamed, moved or deleted.")
     return folder
 

@@ -34,6 +34,7 @@ from service.domain.users import UserView
 from web.controllers.api.contract import SECURITY_SCHEMES, reads
 from web.controllers.api.errors import API_EXCEPTION_HANDLERS
 from web.controllers.api.filters import FiltersController
+from web.controllers.api.folders_manage import FolderAdminController
 from web.controllers.api.mail import FoldersController, MessagesController
 from web.controllers.api.oauth import ROUTES as OAUTH_ROUTES
 from web.controllers.api.retrieval import RetrievalTasksController
@@ -90,6 +91,7 @@ API_ROUTER = Router(
         RetrievalTasksController,
         FiltersController,
         FoldersController,
+        FolderAdminController,
         SearchController,
         MessagesController,
         SendController,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.controllers.settings import account, connectivity, filters, logs, oauth, retrieval, smtp
+from web.controllers.settings import account, connectivity, filters, folders, logs, oauth, retrieval, smtp
 
 ROUTES: list[ControllerRouterHandler] = [
     *connectivity.ROUTES,
@@ -19,4 +19,5 @@ ROUTES: list[ControllerRouterHandler] = [
     *filters.ROUTES,
     *logs.ROUTES,
     *account.ROUTES,
+    *folders.ROUTES,
 ]
