@@ -16,11 +16,13 @@
  * The selection is the focused subject link (Enter opens it as a click would) plus the class
  * is-cursor on its row. It is remembered by message id: when static/js/live.js swaps in a fresh
  * list ("mail-changed") or htmx swaps the layout, the same message is selected again if shown.
+ * live.js ignores that class when it compares the shown list with the server's.
  *
  * The fold's state is the attribute data-folders="open" on #mail-layout and the button's
  * aria-expanded. live.js replaces only the tree and the list inside the layout, never the
- * layout's own attributes or the button, so an open tree stays open as mail arrives; following
- * a link swaps the whole layout, which folds the tree again (the reader chose where to go).
+ * layout's own attributes or the button, so an open tree stays open as mail arrives. When
+ * htmx swaps in a whole new layout (a message opened, an action done), the state is set on it
+ * again; choosing a folder in the tree folds it away (the reader wants that folder's list).
  * On a wide screen the tree is always shown and the button hidden (static/css/mail.css).
  *
  * No inline script and no eval (the Content-Security-Policy allows neither): this file is
@@ -42,13 +44,20 @@
 
   /* ---- The folder tree's fold (phones) ---- */
 
-  function setFolded(button, open) {
+  var foldersOpen = false; // what the reader chose on this page load, carried across layout swaps
+
+  function applyFold() {
     var root = layout();
     if (!root) return;
-    if (open) root.setAttribute("data-folders", "open");
+    if (foldersOpen) root.setAttribute("data-folders", "open");
     else root.removeAttribute("data-folders");
-    button.setAttribute("aria-expanded", open ? "true" : "false");
+    root.querySelectorAll(".folders-toggle").forEach(function (button) {
+      button.setAttribute("aria-expanded", foldersOpen ? "true" : "false");
+    });
   }
+
+  // htmx swapped in a new layout (the server renders the tree folded): keep the reader's choice.
+  document.addEventListener("htmx:afterSwap", applyFold);
 
   /* ---- The shortcuts dialog ---- */
 
@@ -64,11 +73,13 @@
   document.addEventListener("click", function (event) {
     var target = event.target instanceof Element ? event.target : null;
     if (!target) return;
-    var toggle = target.closest(".folders-toggle");
-    if (toggle) {
-      setFolded(toggle, toggle.getAttribute("aria-expanded") !== "true");
+    if (target.closest(".folders-toggle")) {
+      foldersOpen = !foldersOpen;
+      applyFold();
       return;
     }
+    // Choosing a folder folds the tree away again: the reader wants to see that folder's list.
+    if (target.closest(".folders-pane a[href]")) foldersOpen = false;
     if (target.closest(".shortcuts-open")) showShortcuts();
   });
 
@@ -141,10 +152,14 @@
     return true;
   }
 
-  /* After a swap, select the remembered message again where it is shown. */
+  /* After a swap, select the remembered message again where it is shown (never a row that merely
+     holds the focus: ticking a box selects nothing). */
   function reselect(takeFocus) {
     var list = rows();
-    var row = selectedRow(list);
+    var row = null;
+    for (var i = 0; selectedId !== null && i < list.length; i++) {
+      if (rowId(list[i]) === selectedId) row = list[i];
+    }
     mark(row);
     if (row && takeFocus && (!document.activeElement || document.activeElement === document.body)) {
       var link = rowLink(row);

@@ -107,12 +107,17 @@
   }
 
   /* The markup of `part` as the server sent it: without the style attributes that tools and
-     extensions add (the server sends none: the Content-Security-Policy forbids inline styles). */
+     extensions add (the server sends none: the Content-Security-Policy forbids inline styles),
+     nor the keyboard's selection (static/js/keys.js marks its row is-cursor). */
   function markup(part) {
     var copy = part.cloneNode(true);
     copy.removeAttribute("style");
     copy.querySelectorAll("[style]").forEach(function (element) {
       element.removeAttribute("style");
+    });
+    copy.querySelectorAll(".is-cursor").forEach(function (element) {
+      element.classList.remove("is-cursor");
+      if (!element.classList.length) element.removeAttribute("class");
     });
     return copy.outerHTML;
   }
