@@ -168,7 +168,9 @@ async def move(
         )
     except (InvalidInput, Conflict) as exc:
         return await _page(db, user, error=exc.message, status=status_for(exc))
-    return _done(request, f"Moved the folder to {moved.path}.", f"{PATH}#folder-{moved.id}")
+    parent = moved.path.rpartition("/")[0]
+    where = f"into {parent}" if parent else "to the top level"
+    return _done(request, f"Moved the folder {moved.name} {where}.", f"{PATH}#folder-{moved.id}")
 
 
 @post(PATH + "/{folder_id:int}/delete")
