@@ -133,11 +133,22 @@ def latency(work: Path, server: DovecotServer, *, tasks: int) -> Scenario:
     notes.append(f"{sum(map(math.isnan, appended))} APPENDs failed" if any(map(math.isnan, appended)) else "")
     notes.append(f"{watch.rows - len(watch.seen)} stored twice" if watch.rows > len(watch.seen) else "")
     note = "; ".join(n for n in notes if n)
-    scenario.add(tool, "tributary", p50, f"{figure} (all listening {ready:.0f} s after start; {load})", note=note)
+    figure += f" (all listening {ready:.0f} s after start; {load}{_inotify(tasks)})"
+    scenario.add(tool, "tributary", p50, figure, note=note)
     scenario.verdict = not note and p50 < 1 and p99 < 3
     if peers.installed("fetchmail"):
         _fetchmail(scenario, work, server)
     return scenario
+
+
+def _inotify(sessions: int) -> str:
+    """Dovecot learns of new mail for an idle session through inotify, one instance per session, at most
+    fs.inotify.max_user_instances (128 by default) for all of `nobody`'s processes on the machine; the
+    sessions past it look every mailbox_idle_check_interval (1 s in the tests' Dovecot) instead."""
+    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    if limit >= sessions:
+        return ""
+    return f"; fs.inotify.max_user_instances {limit}: Dovecot polls the other sessions every second"
 
 
 def _fetchmail(scenario: Scenario, work: Path, server: DovecotServer) -> None:
