@@ -178,11 +178,11 @@ async def _repath(session: AsyncSession, user_id: int, subtree: Sequence[Folder]
 
 async def create_folder(*, db: Database, user_id: int, name: str, parent_id: int | None = None) -> FolderView:
     """A new empty folder named `name`, at the top or inside the folder `parent_id`."""
-    cleaned = check_folder_name(name)
     async with db.write() as session:
         await ensure_special_folders(session, user_id)
         folders = await _all(session, user_id)
-        parent = _parent(folders, parent_id)
+        parent = _parent(folders, parent_id)  # another user's folder is NotFound, whatever the name
+        cleaned = check_folder_name(name)
         path, _ = _check_place(folders, None, parent, cleaned)
         folder = Folder(user_id=user_id, parent_id=parent.id if parent else None, name=cleaned, path=path)
         session.add(folder)
@@ -192,10 +192,10 @@ async def create_folder(*, db: Database, user_id: int, name: str, parent_id: int
 
 async def rename_folder(*, db: Database, user_id: int, folder_id: int, name: str) -> FolderView:
     """Give the folder a new name; its subfolders, and the tasks and filters naming them, follow."""
-    cleaned = check_folder_name(name)
     async with db.write() as session:
         folders = await _all(session, user_id)
-        folder = _own(folders, folder_id)
+        folder = _own(folders, folder_id)  # another user's folder is NotFound, whatever the name
+        cleaned = check_folder_name(name)
         parent = _find(folders, folder.parent_id) if folder.parent_id is not None else None
         path, subtree = _check_place(folders, folder, parent, cleaned)
         old = folder.path
