@@ -40,7 +40,7 @@ from service.protocols import outbound, sasl
 from service.protocols.deadline import Deadline
 from service.protocols.network import network_error
 from service.protocols.probe import StepFailed, opening, resolve_and_connect, step
-from service.protocols.tls import WRONG_PORT_HINT, client_context, describe_certificate
+from service.protocols.tls import WRONG_PORT_HINT, describe_certificate, shared_client_context
 from service.protocols.transcript import Transcript
 
 CONNECT_TIMEOUT_SECONDS = 15.0
@@ -214,7 +214,7 @@ class Pop3Session:
         self._deadline = Deadline(deadline)
 
     def _context(self) -> ssl.SSLContext:
-        return client_context(verify=self.account.verify_certificate, extra_ca_file=self.account.extra_ca_file)
+        return shared_client_context(self.account.verify_certificate, self.account.extra_ca_file)
 
     @property
     def apop_timestamp(self) -> bool:

@@ -56,7 +56,7 @@ from service.protocols.imap.connection import WatchedClient
 from service.protocols.imap.fetch import Parsed, parse_general, parse_plain_fetch
 from service.protocols.imap.folders import NOT_SELECTABLE, RemoteFolder, slash_path, special_use_of
 from service.protocols.network import network_error
-from service.protocols.tls import WRONG_PORT_HINT, client_context
+from service.protocols.tls import WRONG_PORT_HINT, shared_client_context
 from service.protocols.transcript import Transcript
 
 CONNECT_TIMEOUT_SECONDS = 15.0
@@ -116,7 +116,7 @@ class ImapSession:
     # -- connection ---------------------------------------------------------
 
     def _context(self) -> ssl.SSLContext:
-        return client_context(verify=self.account.verify_certificate, extra_ca_file=self.account.extra_ca_file)
+        return shared_client_context(self.account.verify_certificate, self.account.extra_ca_file)
 
     def connect(self, targets: Sequence[outbound.Target] | None = None) -> None:
         """Resolve (unless `targets`, already checked, are given), TCP connect to an allowed address,
