@@ -35,7 +35,7 @@ from service.domain.oauth import CredentialStatus
 from service.domain.values import RetrievalMethod
 from service.errors import TributaryError
 from service.persistence.database import Database
-from service.persistence.tables import RetrievalTask
+from service.persistence.tables import RetrievalTask, User
 from service.persistence.types import utcnow
 from service.usecases.retrieval.holder import Holder, this_process
 
@@ -66,10 +66,12 @@ def _free(now: datetime) -> ColumnElement[bool]:
 
 
 def _scheduled(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """Automatic, active, not paused, signed in (an OAuth2 task waiting for its consent or for
-    Reconnect is never claimed: no retry loop against the provider) and due."""
+    """Automatic, active, of an active user (a disabled user's tasks never run), not paused, signed
+    in (an OAuth2 task waiting for its consent or for Reconnect is never claimed: no retry loop
+    against the provider) and due."""
     return (
         col(RetrievalTask.is_active).is_(True),
+        col(RetrievalTask.user_id).in_(select(User.id).where(col(User.is_active))),
         col(RetrievalTask.method) == RetrievalMethod.AUTOMATIC,
         col(RetrievalTask.paused_reason).is_(None),
         col(RetrievalTask.oauth_status) == CredentialStatus.OK,
@@ -212,6 +214,17 @@ async def release(db: Database, lease: Lease, *, next_run_at: datetime | None) -
             update(RetrievalTask)
             .where(col(RetrievalTask.id) == lease.task_id, col(RetrievalTask.lease_owner) == lease.owner)
             .values(lease_owner=None, lease_expires_at=None, next_run_at=next_run_at)
+        )
+
+
+async def give_back(db: Database, lease: Lease) -> None:
+    """Release the lease (if still ours) leaving the next run where it was: push's fast path,
+    interrupted before it recorded its outcome."""
+    async with db.write() as session:
+        await session.exec(
+            update(RetrievalTask)
+            .where(col(RetrievalTask.id) == lease.task_id, col(RetrievalTask.lease_owner) == lease.owner)
+            .values(lease_owner=None, lease_expires_at=None)
         )
 
 

@@ -34,8 +34,12 @@ from service.persistence.types import utcnow
 
 def _eligible(now: datetime) -> tuple[ColumnElement[bool], ...]:
     """Tasks that should have a push connection: active automatic IMAP tasks with push on, not
-    paused, signed in, whose domain lets them retrieve, and not waiting for a retry time."""
-    enabled_users = select(User.id).join(Domain, col(User.domain_id) == Domain.id).where(col(Domain.retrieval_enabled))
+    paused, signed in, of an active user whose domain lets them retrieve, and not waiting for a retry time."""
+    enabled_users = (
+        select(User.id)
+        .join(Domain, col(User.domain_id) == Domain.id)
+        .where(col(Domain.retrieval_enabled), col(User.is_active))
+    )
     return (
         col(RetrievalTask.is_active).is_(True),
         col(RetrievalTask.method) == RetrievalMethod.AUTOMATIC,
