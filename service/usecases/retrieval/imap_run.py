@@ -103,12 +103,12 @@ class _Source:
         """Fetch a batch and index it, both in the calling worker thread, so the event loop
         only commits (and hashing, which releases the GIL, overlaps the previous commit)."""
         return [
-            _incoming(m, self.task_id, self.remote_folder, self.uidvalidity)
+            incoming_message(m, self.task_id, self.remote_folder, self.uidvalidity)
             for m in self.session.fetch(uids, folder=self.remote_folder)
         ]
 
 
-def _incoming(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:
+def incoming_message(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:
     return IncomingMessage(
         raw=message.raw,
         seen="\\Seen" in message.flags,

@@ -7,7 +7,9 @@ that no longer push, then claims free ones up to TRIBUTARY_PUSH_CONNECTIONS and
 starts one watcher per task: an asyncio task (no thread) that signs in
 (service.protocols.imap.push; an OAuth2 task with its access token, refreshed
 and retried once like a run), reports LISTENING, and hands every announcement
-to the Runner, which coalesces them into ordinary runs under the run lease.
+to the Runner: news for INBOX alone goes through the fast path (push_fetch.py: the new
+messages fetched over this very connection, under the run lease), any other news or a
+declined fast path into ordinary runs under the run lease, which coalesce.
 
 What a watcher does when the connection fails:
 
@@ -58,6 +60,7 @@ from service.persistence.types import utcnow
 from service.protocols.imap import ImapAccount
 from service.usecases.domains import outbound_policy
 from service.usecases.oauth_sign_in import with_token
+from service.usecases.retrieval.push_fetch import FetchingConnection
 from service.usecases.retrieval.push_leases import claim_push_handover, release_push, renew_push, set_push_state
 from service.usecases.retrieval.runner import Runner
 from service.usecases.retrieval_tasks import imap_account
@@ -210,9 +213,13 @@ class PushSupervisor:
                         self.runner.request_push_run(task_id)
                         catch_up = False
                     while True:
-                        await connection.wait()
+                        news = await connection.wait()
                         metrics.PUSH_NOTIFICATIONS.inc()
-                        self.runner.request_push_run(task_id, noticed=time.monotonic())
+                        noticed = time.monotonic()
+                        if _inbox_only(news) and isinstance(connection, FetchingConnection):
+                            await self.runner.push_fetch(task_id, connection, noticed=noticed)
+                        else:
+                            self.runner.request_push_run(task_id, noticed=noticed)
                 except RemoteError as exc:
                     log.info("push: task %d lost its connection (%s); reconnecting", task_id, exc.message)
                     await set_push_state(
@@ -288,6 +295,11 @@ class PushSupervisor:
         log.info("push: task %d stops pushing (%s): %s", task_id, state.value, detail)
         await release_push(self.db, self.owner, [task_id], state=state, detail=detail, retry_at=utcnow() + retry)
         raise _Stopped
+
+
+def _inbox_only(news: object) -> bool:
+    """News for INBOX alone (IDLE's EXISTS, or NOTIFY's for the selected INBOX): the fast path's case."""
+    return getattr(news, "folders", None) == frozenset({"INBOX"})
 
 
 def _interval(settings: Settings) -> str:

@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import metrics
 from service.config import Settings
@@ -189,65 +190,82 @@ async def _record_outcome(
     spread: float,
 ) -> None:
     """Health fields, the next run, the lease's release and the run's log entries, in one transaction."""
-    now = utcnow()
+    assert task.id is not None
     async with db.write() as session:
-        fresh = await session.get(RetrievalTask, task.id)
-        if fresh is None:  # deleted while it ran
-            return
-        if fresh.lease_owner == lease.owner:
-            fresh.lease_owner = None
-            fresh.lease_expires_at = None
-        fresh.last_run_at = now
-        if result.ok:
-            fresh.last_success_at = now
-            fresh.last_error = None
-            fresh.failing_since = None
-            fresh.consecutive_failures = 0
-            fresh.auth_failures = 0
-            fresh.needs_action = False
-        else:
-            fresh.last_error = result.errors[0]
-            fresh.failing_since = fresh.failing_since or now
-            fresh.consecutive_failures += 1
-            if isinstance(failure, NeedsReconnect):
-                # The provider refused the refresh: access_token_for set "reconnect" (the dispatcher skips
-                # the task until Reconnect); counting it towards the password pause would say the wrong thing.
-                fresh.needs_action = True
-            elif isinstance(failure, TokenRejected):
-                mark_refused(fresh, failure.message)  # a freshly refreshed token refused too
-            elif isinstance(failure, CredentialsRejected):
-                fresh.auth_failures += 1
-                fresh.needs_action = True
-                if fresh.auth_failures >= AUTH_FAILURES_BEFORE_PAUSE:
-                    fresh.paused_reason = (
-                        f"Paused after {fresh.auth_failures} failed sign-ins to {fresh.host}, so that the "
-                        "remote account is not locked. Correct the password, then resume the task."
-                    )
-        delay = next_run_delay(
-            settings.retrieval_interval, fresh.consecutive_failures, settings.retrieval_jitter, spread
-        )
+        await record_outcome_in(session, task.id, result, failure, transcript, lease, settings, spread)
+
+
+async def record_outcome_in(
+    session: AsyncSession,
+    task_id: int,
+    result: RunResult,
+    failure: TributaryError | None,
+    transcript: Transcript | None,
+    lease: Lease,
+    settings: Settings,
+    spread: float,
+    *,
+    keep_next_run: bool = False,
+) -> None:
+    """_record_outcome in the caller's transaction. `keep_next_run`: leave the next poll where it
+    was (push's fast path fetched INBOX only; the poll at the interval still covers the others)."""
+    now = utcnow()
+    fresh = await session.get(RetrievalTask, task_id)
+    if fresh is None:  # deleted while it ran
+        return
+    if fresh.lease_owner == lease.owner:
+        fresh.lease_owner = None
+        fresh.lease_expires_at = None
+    fresh.last_run_at = now
+    if result.ok:
+        fresh.last_success_at = now
+        fresh.last_error = None
+        fresh.failing_since = None
+        fresh.consecutive_failures = 0
+        fresh.auth_failures = 0
+        fresh.needs_action = False
+    else:
+        fresh.last_error = result.errors[0]
+        fresh.failing_since = fresh.failing_since or now
+        fresh.consecutive_failures += 1
+        if isinstance(failure, NeedsReconnect):
+            # The provider refused the refresh: access_token_for set "reconnect" (the dispatcher skips
+            # the task until Reconnect); counting it towards the password pause would say the wrong thing.
+            fresh.needs_action = True
+        elif isinstance(failure, TokenRejected):
+            mark_refused(fresh, failure.message)  # a freshly refreshed token refused too
+        elif isinstance(failure, CredentialsRejected):
+            fresh.auth_failures += 1
+            fresh.needs_action = True
+            if fresh.auth_failures >= AUTH_FAILURES_BEFORE_PAUSE:
+                fresh.paused_reason = (
+                    f"Paused after {fresh.auth_failures} failed sign-ins to {fresh.host}, so that the "
+                    "remote account is not locked. Correct the password, then resume the task."
+                )
+    delay = next_run_delay(settings.retrieval_interval, fresh.consecutive_failures, settings.retrieval_jitter, spread)
+    if not keep_next_run:
         fresh.next_run_at = now + timedelta(seconds=delay) if fresh.method is RetrievalMethod.AUTOMATIC else None
-        session.add(fresh)
-        level = LogLevel.INFO if result.ok else LogLevel.ERROR if failure else LogLevel.WARNING
-        text = result.summary() + ("" if result.ok else " " + " ".join(result.errors))
-        auth_source = LogSource.IMAP_AUTH if fresh.protocol is Protocol.IMAP else LogSource.POP3_AUTH
-        source = auth_source if isinstance(failure, CredentialsRejected) else LogSource.INCOMING
-        record(session, source=source, level=level, text=text, user_id=fresh.user_id, retrieval_task_id=fresh.id)
-        if fresh.paused_reason and isinstance(failure, CredentialsRejected):
-            record(
-                session,
-                source=LogSource.SCHEDULER,
-                level=LogLevel.WARNING,
-                text=fresh.paused_reason,
-                user_id=fresh.user_id,
-                retrieval_task_id=fresh.id,
-            )
-        if transcript is not None and transcript.lines:
-            record(
-                session,
-                source=LogSource.INCOMING,
-                level=LogLevel.DEBUG,
-                text=transcript.text(),
-                user_id=fresh.user_id,
-                retrieval_task_id=fresh.id,
-            )
+    session.add(fresh)
+    level = LogLevel.INFO if result.ok else LogLevel.ERROR if failure else LogLevel.WARNING
+    text = result.summary() + ("" if result.ok else " " + " ".join(result.errors))
+    auth_source = LogSource.IMAP_AUTH if fresh.protocol is Protocol.IMAP else LogSource.POP3_AUTH
+    source = auth_source if isinstance(failure, CredentialsRejected) else LogSource.INCOMING
+    record(session, source=source, level=level, text=text, user_id=fresh.user_id, retrieval_task_id=fresh.id)
+    if fresh.paused_reason and isinstance(failure, CredentialsRejected):
+        record(
+            session,
+            source=LogSource.SCHEDULER,
+            level=LogLevel.WARNING,
+            text=fresh.paused_reason,
+            user_id=fresh.user_id,
+            retrieval_task_id=fresh.id,
+        )
+    if transcript is not None and transcript.lines:
+        record(
+            session,
+            source=LogSource.INCOMING,
+            level=LogLevel.DEBUG,
+            text=transcript.text(),
+            user_id=fresh.user_id,
+            retrieval_task_id=fresh.id,
+        )

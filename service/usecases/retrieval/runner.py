@@ -33,6 +33,7 @@ from datetime import timedelta
 from service import metrics
 from service.config import Settings
 from service.domain.retrieval import RunResult
+from service.errors import TributaryError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.types import utcnow
@@ -42,10 +43,12 @@ from service.usecases.retrieval.lease import (
     claim,
     claim_due,
     due_count,
+    give_back,
     release,
     renew,
     worker_identity,
 )
+from service.usecases.retrieval.push_fetch import FetchingConnection, fetch_pushed
 from service.usecases.retrieval.push_leases import push_eligible
 from service.usecases.retrieval.run import check_runnable, run_leased
 
@@ -76,7 +79,7 @@ class Runner:
         self.worker_id = worker_id or worker_identity()
         self.stop = asyncio.Event()
         self.keep_full = False  # the scheduler's runner: a slot that frees is refilled at once
-        self._running: dict[int, asyncio.Task[RunResult]] = {}
+        self._running: dict[int, asyncio.Future[RunResult]] = {}
         self._dispatching = asyncio.Lock()
         self._refills: set[asyncio.Task[int]] = set()
         self._random = random.Random()  # noqa: S311  (jitter, not secrets)
@@ -200,6 +203,66 @@ class Runner:
         if task_id not in self._push_loops:
             self._push_loops[task_id] = asyncio.create_task(self._push_runs(task_id), name=f"push-run-{task_id}")
 
+    async def push_fetch(self, task_id: int, connection: FetchingConnection, *, noticed: float) -> None:
+        """News for INBOX only, heard on `connection`, which the caller (the task's push watcher)
+        does not use until this returns: the fast path (push_fetch.py) under the ordinary run
+        lease, or, when it declines, the ordinary run under the same lease, started here and
+        not waited for. A run of the task in progress, or pending push runs, or a lease held
+        elsewhere: the ordinary `request_push_run`, which coalesces."""
+        if self.stop.is_set():
+            return
+        if task_id in self._running or task_id in self._push_loops:
+            self.request_push_run(task_id, noticed=noticed)
+            return
+        async with self._push_slots:
+            if not await push_eligible(self.db, task_id):
+                return
+            lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds)
+            if lease is None:
+                self.request_push_run(task_id, noticed=noticed)
+                return
+            shared: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
+            self._running[task_id] = shared  # "Retrieve Messages Now" meanwhile shares this run
+            metrics.RUNNING.inc()
+            try:
+                result = await self._fast(lease, connection)
+            except BaseException:  # cancelled (the watcher stops): give the task back as it was
+                shared.set_result(RunResult(interrupted=True))
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(give_back(self.db, lease))
+                raise
+            finally:
+                metrics.RUNNING.dec()
+                if self._running.get(task_id) is shared:
+                    del self._running[task_id]
+            if result is None:  # the ordinary run, under the lease already held
+                self._start_in_background(lease)
+                self._running[task_id].add_done_callback(lambda run: _settle(shared, run, noticed))
+                return
+        shared.set_result(result)
+        metrics.PUSH_STORE_SECONDS.observe(max(0.0, time.monotonic() - noticed))
+
+    async def _fast(self, lease: Lease, connection: FetchingConnection) -> RunResult | None:
+        """fetch_pushed; None (the full run follows) when it declines or the connection fails."""
+        try:
+            return await fetch_pushed(
+                db=self.db,
+                settings=self.settings,
+                lease=lease,
+                connection=connection,
+                stop=self.stop,
+                spread=self._random.random(),
+            )
+        except LeaseLost:  # ours expired mid-way: its new holder's run may predate the news
+            self.request_push_run(lease.task_id)
+            return RunResult(already_running=True)
+        except TributaryError as exc:  # the connection failed (its watcher reconnects): run in full
+            log.info("push fast path of task %d: %s; running in full", lease.task_id, exc.message)
+            return None
+        except Exception:
+            log.exception("push fast path of task %d failed; running in full", lease.task_id)
+            return None
+
     @property
     def push_pending(self) -> int:
         """Tasks with a push run waiting or running."""
@@ -251,6 +314,17 @@ class Runner:
             waiting.cancel()  # a run it started goes on in _running (shielded) and is waited for below
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=SHUTDOWN_WAIT_SECONDS)
+
+
+def _settle(shared: asyncio.Future[RunResult], run: asyncio.Future[RunResult], noticed: float) -> None:
+    """The full run that followed a declined fast path ended: its result is the shared one."""
+    if shared.done():
+        return
+    if run.cancelled() or run.exception() is not None:
+        shared.set_result(RunResult(interrupted=True))
+        return
+    shared.set_result(run.result())
+    metrics.PUSH_STORE_SECONDS.observe(max(0.0, time.monotonic() - noticed))
 
 
 async def run_task(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,7 +24,7 @@ from service.domain.retrieval import LocalTarget
 from service.domain.values import LogLevel, LogSource
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, deliver_many, ensure_special_folders, folder_by_path
-from service.persistence.tables import ImapCursor, Message, PopUidl, RetrievalTask
+from service.persistence.tables import Folder, ImapCursor, Message, PopUidl, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.logs import record
 from service.usecases.retrieval.filtering import InboxFilter, Screened, deliver_filtered, screen
@@ -92,7 +92,18 @@ async def stored_hashes(db: Database, task_id: int, remote_folder: str) -> Count
 
 
 async def resolve_folder(db: Database, user_id: int, target: LocalTarget) -> int:
-    """The local folder's id, creating it (and its parents) when needed."""
+    """The local folder's id, creating it (and its parents) when needed. A read finds it almost
+    always; only a missing folder costs a write transaction (on SQLite, BEGIN IMMEDIATE
+    serialises every writer of the database, so an empty one is not free)."""
+    async with db.read() as session:
+        query = select(Folder.id).where(Folder.user_id == user_id)
+        if target.special_use is not None:
+            query = query.where(Folder.special_use == target.special_use)
+        else:
+            query = query.where(Folder.path == "/".join(part for part in target.path.split("/") if part))
+        found = (await session.exec(query)).first()
+    if found is not None:
+        return found
     async with db.write() as session:
         if target.special_use is not None:
             folder = (await ensure_special_folders(session, user_id))[target.special_use]
@@ -126,17 +137,22 @@ async def commit_batch(
     cursor: Cursor,
     warnings: Sequence[str] = (),
     adopt: Adoption | None = None,
+    then: Callable[[AsyncSession, int], Awaitable[None]] | None = None,
 ) -> int:
     """Store the messages, give the copies in `adopt` this folder's origin and move the folder's
     cursor, atomically. Returns how many were stored (a message a filter deleted is covered by
-    the cursor but not stored)."""
+    the cursor but not stored). `then(session, stored)` writes more in the same transaction
+    (push's fast path: the run's outcome and the lease's release)."""
     screened = await _screen(db, owner, folder_id, messages)
     async with db.write() as session:
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         if adopt is not None:
             await _adopt(session, owner.task_id, remote_folder, cursor.uidvalidity, adopt)
         await _save_cursor(session, owner.task_id, remote_folder, cursor)
-        return sum(1 for message_id in ids if message_id is not None)
+        stored = sum(1 for message_id in ids if message_id is not None)
+        if then is not None:
+            await then(session, stored)
+        return stored
 
 
 async def _adopt(session: AsyncSession, task_id: int, remote_folder: str, uidvalidity: int, adopt: Adoption) -> None:

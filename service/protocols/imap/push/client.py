@@ -12,6 +12,10 @@ AUTHENTICATE OAUTHBEARER / XOAUTH2 (`service.protocols.sasl`), CAPABILITY again,
 and IDLE in both cases, renewed (DONE, tagged OK, IDLE) every `renew_seconds`: servers may end
 an IDLE after 30 minutes. Only growth is news: an EXISTS that does not exceed the last one (after
 EXPUNGEs), or a STATUS whose MESSAGES and UIDNEXT did not grow, is not.
+
+Between two waits the connection can also fetch INBOX's new messages itself (`sizes_after`,
+`fetch_new`): push's fast path (service/usecases/retrieval/push_fetch.py) stores them without
+opening another connection.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
 from service.protocols import outbound, sasl
 from service.protocols.imap.push import parse
+from service.protocols.imap.push.fetched import FetchItems, fetch_items
 from service.protocols.imap.push.heard import Heard, PushNews, text_of_response
 from service.protocols.imap.push.wire import ProtocolViolation, Wire, connect
-from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, ImapAccount
+from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, FetchedMessage, ImapAccount
 from service.protocols.network import network_error
 from service.protocols.tls import WRONG_PORT_HINT, shared_client_context
 
@@ -232,6 +237,65 @@ class PushConnection:
                 raise ServerUnavailable(f"{self.account.host} ended IDLE ({text_of_response(parts)}).")
             return
         self._heard.note(parts)
+
+    # -- fetching new mail (the fast path) --------------------------------------------
+
+    @property
+    def uidvalidity(self) -> int | None:
+        """INBOX's UIDVALIDITY as EXAMINE gave it (None if the server did not say)."""
+        return self._heard.uidvalidity
+
+    async def sizes_after(self, after_uid: int) -> dict[int, int]:
+        """UID -> RFC822.SIZE of the INBOX messages whose UID is above `after_uid`, by
+        `UID FETCH <after_uid+1>:* (UID RFC822.SIZE)`; `n:*` names the last message even when its
+        UID is below n (RFC 3501 6.4.8), so the answer is filtered. Ends IDLE (DONE) first; the
+        next wait() idles again. When the answer reaches the last message the server announced,
+        the INBOX news heard so far is covered by it and forgotten (so one run per arrival)."""
+        items = await self._fetch(b"UID FETCH %d:* (UID RFC822.SIZE)" % (after_uid + 1))
+        last = max((item.seq for item in items), default=0)
+        if self._heard.exists is not None and last >= self._heard.exists:
+            self._heard.forget("INBOX")
+        return {
+            item.uid: item.size
+            for item in items
+            if item.uid is not None and item.uid > after_uid and item.size is not None
+        }
+
+    async def fetch_new(self, after_uid: int, uids: Sequence[int] | None = None) -> list[FetchedMessage]:
+        """INBOX's messages above `after_uid` (only `uids` among them, when given), in UID order:
+        UID, flags, internal date and bytes (BODY.PEEK[]: the remote \\Seen flag is left alone).
+        A message the server sent without a body (NIL) is left out: the caller compares."""
+        wanted = b",".join(b"%d" % uid for uid in uids) if uids else b"%d:*" % (after_uid + 1)
+        items = await self._fetch(b"UID FETCH " + wanted + b" (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])")
+        found = {
+            item.uid: FetchedMessage(uid=item.uid, raw=item.body, flags=item.flags, internal_date=item.internal_date)
+            for item in items
+            if item.uid is not None and item.uid > after_uid and item.body is not None
+        }
+        return [found[uid] for uid in sorted(found)]
+
+    async def _fetch(self, command: bytes) -> list[FetchItems]:
+        """Leave IDLE, send `command`, and collect its FETCH responses until the tagged OK."""
+        if self._wire is None or self._broken:
+            raise ServerUnavailable(f"The push connection to {self.account.host} is not open.")
+        with self._translated("fetch new mail"):
+            if self._idle_tag is not None:
+                await self._stop_idle()
+            tag = self._next_tag()
+            await self._wire.send(tag + b" " + command + b"\r\n")
+            items: list[FetchItems] = []
+            while True:
+                parts = await self._read()
+                if parts[0].startswith(tag + b" "):
+                    status, text = _status(parts)
+                    if status != b"OK":
+                        raise ServerUnavailable(f"{self.account.host} refused to fetch new mail: {text}.")
+                    return items
+                item = fetch_items(parts)
+                if item is not None and item.uid is not None:
+                    items.append(item)
+                else:  # EXISTS, EXPUNGE, or a flag change without UID
+                    self._heard.note(parts)
 
     # -- closing ------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """What the server said without being asked (untagged responses, RFC 3501 section 7): its
-capabilities, the hierarchy delimiter, and whether new mail arrived.
+capabilities, the hierarchy delimiter, INBOX's UIDVALIDITY (RFC 3501 7.1, from EXAMINE) and
+whether new mail arrived.
 
 News is growth only: `* n EXISTS` for the selected INBOX when n exceeds the last size (EXPUNGE
 lowers it, RFC 3501 7.4.1), and, under NOTIFY (RFC 5465 section 5), `* STATUS name (...)` for
@@ -32,12 +33,20 @@ class Heard:
         self.capabilities: frozenset[str] = frozenset()
         self.delimiter: str | None = None
         self.exists: int | None = None  # the selected INBOX's size, once EXAMINE told it
+        self.uidvalidity: int | None = None  # the selected INBOX's, from EXAMINE's [UIDVALIDITY n]
         self.status: dict[str, tuple[int | None, int | None]] = {}  # folder: (MESSAGES, UIDNEXT)
         self.news: set[str] | None = None
 
     def take_news(self) -> PushNews:
         news, self.news = self.news or set(), None
         return PushNews(frozenset(news))
+
+    def forget(self, folder: str) -> None:
+        """News of `folder` is covered (its new mail was fetched): no longer news."""
+        if self.news is not None:
+            self.news.discard(folder)
+            if not self.news:
+                self.news = None
 
     def note(self, parts: list[bytes]) -> None:
         """Take in one untagged response: capabilities, the delimiter, news, or the server's BYE."""
@@ -49,6 +58,10 @@ class Heard:
             raise ServerUnavailable(f"{self.host} closed the connection ({text_of_response(parts)[6:] or 'BYE'}).")
         if word == b"CAPABILITY":
             self.capabilities = frozenset(parse.text_of(t).decode("ascii", "replace").upper() for t in found[2:])
+        elif word == b"OK" and len(found) > 3 and parse.text_of(found[2]).upper() == b"[UIDVALIDITY":
+            value = parse.text_of(found[3]).rstrip(b"]")
+            if value.isdigit():
+                self.uidvalidity = int(value)
         elif word in (b"OK", b"PREAUTH") and len(found) > 2 and parse.text_of(found[2]).upper() == b"[CAPABILITY":
             names = []
             for token in found[3:]:

@@ -1,0 +1,157 @@
+"""Push's fast path: new mail announced in INBOX is fetched over the push connection itself.
+
+An ordinary run opens a new connection, signs in, LISTs and EXAMINEs every
+folder and spends several transactions doing so. The push connection is
+already signed in with INBOX examined, so for the common case (news for INBOX
+only) the Runner, holding the task's ordinary run lease (`lease.claim`), asks
+this module to:
+
+1. read the task, its domain and its INBOX cursor (one read transaction);
+2. check that the connection's UIDVALIDITY (from its EXAMINE) is the cursor's;
+3. `UID FETCH <last_uid+1>:* (UID RFC822.SIZE)` over the push connection (IDLE
+   ended with DONE; the next wait idles again), keeping only UIDs above the
+   cursor (DESIGN.md trap: `n:*` names the last message even below n);
+4. fetch those messages' flags, dates and bytes, and store them through the
+   same commit as a run (store.commit_batch: messages, cursor and the lease's
+   renewal in one transaction, the Inbox filters applied as in runs), with the
+   run's outcome and the lease's release (run.record_outcome_in) in that same
+   transaction. The next poll stays where it was: the poll at the interval
+   still covers the other folders.
+
+Anything unusual returns None before anything is stored, and the Runner runs
+the ordinary full run under the same lease: no cursor (never run), another
+UIDVALIDITY, a message over the domain's limit or the connection's literal
+limit, more than one batch, a message the server did not send, "Enable
+debug" (the full run records the transcript), the domain's retrieval off.
+Exactly-once rests on the same two things as runs: the lease (one holder) and
+the cursor moving in the batch's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol, runtime_checkable
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service import metrics
+from service.config import Settings
+from service.domain.retrieval import (
+    BatchLimits,
+    FolderResult,
+    LocalTarget,
+    RunResult,
+    default_destination,
+    local_target,
+)
+from service.domain.values import Protocol as MailProtocol
+from service.domain.values import SpecialUse
+from service.persistence.database import Database
+from service.persistence.tables import Domain, ImapCursor, RetrievalTask, User
+from service.protocols.imap import FetchedMessage
+from service.protocols.imap.push.wire import MAX_LITERAL
+from service.usecases.retrieval.filtering import InboxFilter, SpamCheck
+from service.usecases.retrieval.imap_run import incoming_message
+from service.usecases.retrieval.lease import Lease
+from service.usecases.retrieval.run import record_outcome_in
+from service.usecases.retrieval.store import Cursor, Owner, commit_batch, resolve_folder
+
+INBOX = "INBOX"
+
+
+@runtime_checkable
+class FetchingConnection(Protocol):
+    """What the fast path needs of service.protocols.imap.push.PushConnection."""
+
+    @property
+    def uidvalidity(self) -> int | None: ...
+
+    async def sizes_after(self, after_uid: int) -> dict[int, int]: ...
+
+    async def fetch_new(self, after_uid: int, uids: list[int] | None = None) -> list[FetchedMessage]: ...
+
+
+async def fetch_pushed(
+    *,
+    db: Database,
+    settings: Settings,
+    lease: Lease,
+    connection: FetchingConnection,
+    stop: asyncio.Event | None = None,
+    spread: float = 0.5,
+) -> RunResult | None:
+    """INBOX's new mail stored and the run recorded (see the module docstring); None when this
+    is a case for the ordinary run (nothing stored). Remote failures and LeaseLost raise."""
+    async with db.read() as session:
+        task = await session.get(RetrievalTask, lease.task_id)
+        domain = (
+            (await session.exec(select(Domain).join(User).where(User.id == task.user_id))).first() if task else None
+        )
+        row = (
+            await session.exec(
+                select(ImapCursor).where(ImapCursor.task_id == lease.task_id, ImapCursor.remote_folder == INBOX)
+            )
+        ).first()
+    if task is None or domain is None or row is None or task.id is None:
+        return None
+    if not domain.retrieval_enabled or task.protocol is not MailProtocol.IMAP or task.enable_debug:
+        return None
+    if connection.uidvalidity is None or connection.uidvalidity != row.uidvalidity:
+        return None
+    started = time.monotonic()
+    sizes = await connection.sizes_after(row.last_uid)
+    limits = BatchLimits(settings.retrieval_batch_messages, settings.retrieval_batch_bytes)
+    largest = min(domain.max_message_bytes, MAX_LITERAL)
+    if len(sizes) > limits.messages or sum(sizes.values()) > limits.bytes or any(s > largest for s in sizes.values()):
+        return None
+    uids = sorted(sizes)
+    fetched = await connection.fetch_new(row.last_uid, uids) if uids else []
+    if [message.uid for message in fetched] != uids:
+        return None  # expunged meanwhile, or sent without a body: the full run sorts it out
+    messages = (
+        await asyncio.to_thread(lambda: [incoming_message(m, task.id or 0, INBOX, row.uidvalidity) for m in fetched])
+        if fetched
+        else []
+    )
+    target = local_target(
+        INBOX,
+        None,
+        transfer=task.folder_transfer,
+        destination=task.destination_folder or default_destination(task.name, task.username, task.host),
+    )
+    result = RunResult()
+    folder = FolderResult(remote=INBOX, local=target.path or (target.special_use or "").capitalize())
+
+    async def outcome(session: AsyncSession, stored: int) -> None:
+        folder.imported = stored
+        result.imported = stored
+        result.folders.append(folder)
+        assert task.id is not None
+        await record_outcome_in(session, task.id, result, None, None, lease, settings, spread, keep_next_run=True)
+
+    if not messages:  # the news was covered already (an earlier fetch, or a poll): record the run only
+        async with db.write() as session:
+            await outcome(session, 0)
+    else:
+        folder_id = await resolve_folder(db, task.user_id, target)
+        filtering = None
+        if task.apply_filters:
+            special = target.special_use is SpecialUse.INBOX
+            inbox_id = (
+                folder_id if special else await resolve_folder(db, task.user_id, LocalTarget(SpecialUse.INBOX, ""))
+            )
+            filtering = InboxFilter(inbox_id=inbox_id, spamd=SpamCheck.from_settings(settings))
+        owner = Owner(task_id=task.id, user_id=task.user_id, lease=lease, stop=stop, filtering=filtering)
+        await commit_batch(
+            db,
+            owner=owner,
+            folder_id=folder_id,
+            remote_folder=INBOX,
+            messages=messages,
+            cursor=Cursor(row.uidvalidity, uids[-1]),
+            then=outcome,
+        )
+    metrics.record_run(MailProtocol.IMAP.value, result, time.monotonic() - started)
+    return result
