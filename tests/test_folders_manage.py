@@ -476,10 +476,10 @@ async def test_the_folders_page_creates_renames_moves_and_deletes(web_client: We
     tree = (await web_client.get("/settings/folders")).text
     assert "Renamed the folder to Customers." in tree
     assert "2 messages, 2 unread" in tree
-    moved = await post_form(web_client, f"/settings/folders/{acme}/move", {"parent": ""})
+    moved = await post_form(web_client, "/settings/folders/move", {"folder": str(acme), "parent": ""})
     assert moved.status_code == 303
     assert "Acme" in await _paths(db, user_id)
-    into_self = await post_form(web_client, f"/settings/folders/{clients}/move", {"parent": str(clients)})
+    into_self = await post_form(web_client, "/settings/folders/move", {"folder": str(clients), "parent": str(clients)})
     assert into_self.status_code == 400
 
     asked = await post_form(web_client, f"/settings/folders/{acme}/delete", {})

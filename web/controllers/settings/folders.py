@@ -18,7 +18,6 @@ from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from service.domain.folder_names import is_within
 from service.domain.mailbox import FolderView
 from service.domain.users import UserView
 from service.domain.values import SpecialUse
@@ -39,7 +38,6 @@ class Node:
 
     folder: FolderView
     editable: bool
-    targets: list[FolderView]  # where it may move (not inside itself, not the Outbox)
     below: int  # how many subfolders go with it
     children: list[Node] = field(default_factory=list)
 
@@ -52,13 +50,6 @@ def _tree(views: list[FolderView]) -> list[Node]:
         node = Node(
             folder=view,
             editable=not folders.is_special(view),
-            targets=[
-                t
-                for t in views
-                if t.special_use is not SpecialUse.OUTBOX
-                and not is_within(t.path, view.path)
-                and t.id != view.parent_id
-            ],
             below=sum(1 for t in views if t.path.startswith(view.path + "/")),
         )
         nodes[view.id] = node
@@ -88,6 +79,7 @@ async def _page(
         typed=typed,
         tree=_tree(views),
         parents=[f for f in views if f.special_use is not SpecialUse.OUTBOX],
+        movable=[f for f in views if not folders.is_special(f)],
     )
 
 
@@ -157,11 +149,14 @@ async def rename(
     return _done(request, f"Renamed the folder to {renamed.path}.", f"{PATH}#folder-{renamed.id}")
 
 
-@post(PATH + "/{folder_id:int}/move")
-async def move(
-    folder_id: FromPath[int], request: AnyRequest, db: NamedDependency[Database], user: NamedDependency[UserView]
-) -> Response[Any]:
+@post(PATH + "/move")
+async def move(request: AnyRequest, db: NamedDependency[Database], user: NamedDependency[UserView]) -> Response[Any]:
+    """One form for the page (a folder, and where it goes): a select of targets per folder would
+    make the page grow with the square of the folders, and IMAP mirrors bring hundreds."""
     form = await request.form()
+    folder_id = _id(form.get("folder"))
+    if folder_id is None:
+        return await _page(db, user, error="Choose the folder to move.", status=400)
     try:
         moved = await folders.move_folder(
             db=db, user_id=user.id, folder_id=folder_id, parent_id=_id(form.get("parent"))
