@@ -14,7 +14,7 @@ from sqlmodel import col
 from service.config import Settings
 from service.domain.message_index import index_message
 from service.errors import InvalidInput
-from service.persistence import mailstore, migrations
+from service.persistence import mailstore, migrations, search_index
 from service.persistence.database import Database
 from service.persistence.tables import Message
 from service.usecases import mailbox
@@ -158,7 +158,10 @@ async def test_another_users_mail_is_never_found(db: Database, alice: int) -> No
     assert await found(db, alice, "treasure") == ["Secret plans"]
 
 
-async def test_pages_newest_first(db: Database, alice: int) -> None:
+@pytest.mark.parametrize("dense_from", [search_index.DENSE_MATCHES, 3])
+async def test_pages_newest_first(db: Database, alice: int, dense_from: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both PostgreSQL plans (few matches through GIN, many by walking newest first) page alike."""
+    monkeypatch.setattr(search_index, "DENSE_MATCHES", dense_from)
     raws = [make(f"Item {n:02}", date=f"Tue, 05 Mar 2024 10:{n:02}:00 +0000", body="common") for n in range(7)]
     await store(db, alice, "Inbox", *raws)
     first = await search(db=db, user_id=alice, query="common", page=1, per_page=3)
