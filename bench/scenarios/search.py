@@ -142,7 +142,8 @@ def _report(scenario: Scenario, label: str, result: dict[str, object], messages:
     p50, p99 = cuts[49], cuts[98]
     shapes = ", ".join(f"{shape} {statistics.median(ts):.1f}/{max(ts):.1f}" for shape, ts in timings.items())
     figure = (
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(every):.1f} ms ({len(every)} queries; p50/max ms by shape: {shapes};"
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(every):.1f} ms ({len(every)} queries;"
+        f" p50/max ms by shape: {shapes};"
         f" {messages:,} messages stored and indexed in {float(result['fill_seconds']):.0f} s)"  # type: ignore[arg-type]
     )
     scenario.add(f"Tributary, {label}", "tributary", p99, figure)
