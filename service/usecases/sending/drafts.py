@@ -10,9 +10,10 @@ One message being written is one draft. Its versions share a Message-ID, the
 compose form's `draft_key` (RFC 5322 3.6.4 leaves a draft's identifier to the
 client): saving deletes, in one write transaction, every message in Drafts
 with that Message-ID (and the draft that was opened, by its row), then stores
-the new version. Two saves of one form that race (an autosave on leaving the
-page and the "Save draft" button) therefore leave exactly one draft, whatever
-their order. Sending removes the draft in the transaction that queues the
+the new version. Saves take the Drafts folder's row lock first (SQLite's
+single writer does the same), so two saves of one form that race (an autosave
+on leaving the page and the "Save draft" button) leave exactly one draft,
+whatever their order. Sending removes the draft in the transaction that queues the
 message (`remove_draft`, called by `send_message`).
 
 A draft's attachments are offered again by `DraftAttachment.key` (a hash of the
@@ -125,6 +126,9 @@ async def remove_draft(session: AsyncSession, user_id: int, ref: DraftRef) -> in
     if not conditions:
         return 0
     folder_id = await _drafts_folder(session, user_id)
+    # Saves of one draft one after the other: on PostgreSQL (READ COMMITTED) two saves would each miss
+    # the other's new version; holding the Drafts folder's row makes the second see the first's.
+    await session.exec(select(Folder.id).where(Folder.id == folder_id).with_for_update())
     result = await session.exec(
         delete(Message)
         .where(col(Message.user_id) == user_id, col(Message.folder_id) == folder_id, or_(*conditions))
