@@ -138,7 +138,7 @@ class OutboxController(Controller):
         )
         return SendOut.from_result(result)
 
-    @post("/{outbox_id:int}/cancel", status_code=200, **writes(404, 409))
+    @post("/{outbox_id:int}/cancel", status_code=200, **writes(400, 404, 409))
     async def cancel(
         self, outbox_id: FromPath[IdParam], db: NamedDependency[Database], user: NamedDependency[UserView]
     ) -> CancelOut:
