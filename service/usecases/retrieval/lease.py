@@ -172,20 +172,27 @@ async def claim(
     by a process of this machine that no longer exists is taken over at once."""
     now = now or utcnow()
     here = holder or this_process()
+    stamp = _stamp(owner, here, now + timedelta(seconds=seconds))
+    dead: str | None = None
     async with db.write() as session:
-        free = _free(now)
-        task = (
-            await session.exec(select(RetrievalTask).where(col(RetrievalTask.id) == task_id).with_for_update())
-        ).first()
-        dead = task.lease_owner if task is not None and _dead_holder(task, here, now) else None
-        if dead is not None:  # compare and swap: only from the dead holder
-            free = or_(free, col(RetrievalTask.lease_owner) == dead)
-        result = await session.exec(
-            update(RetrievalTask)
-            .where(col(RetrievalTask.id) == task_id, free)
-            .values(**_stamp(owner, here, now + timedelta(seconds=seconds)))
-        )
-        claimed = result.rowcount == 1
+        # The common case in one statement: the lease is free (or expired).
+        claimed = (
+            await session.exec(
+                update(RetrievalTask).where(col(RetrievalTask.id) == task_id, _free(now)).values(**stamp)
+            )
+        ).rowcount == 1
+        if not claimed:
+            task = (
+                await session.exec(select(RetrievalTask).where(col(RetrievalTask.id) == task_id).with_for_update())
+            ).first()
+            dead = task.lease_owner if task is not None and _dead_holder(task, here, now) else None
+            if dead is not None:  # compare and swap: only from the dead holder
+                result = await session.exec(
+                    update(RetrievalTask)
+                    .where(col(RetrievalTask.id) == task_id, col(RetrievalTask.lease_owner) == dead)
+                    .values(**stamp)
+                )
+                claimed = result.rowcount == 1
     if claimed and dead is not None:
         log.info("task %s: took over the lease of %s, a process that no longer runs", task_id, dead)
     return Lease(task_id, owner, seconds) if claimed else None

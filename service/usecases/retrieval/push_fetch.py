@@ -6,7 +6,8 @@ already signed in with INBOX examined, so for the common case (news for INBOX
 only) the Runner, holding the task's ordinary run lease (`lease.claim`), asks
 this module to:
 
-1. read the task, its domain and its INBOX cursor (one read transaction);
+1. read the task (if it should still push: NoLongerPushing otherwise), its
+   domain, its INBOX cursor and local folder (one read transaction);
 2. check that the connection's UIDVALIDITY (from its EXAMINE) is the cursor's;
 3. `UID FETCH <last_uid+1>:* (UID RFC822.SIZE)` over the push connection (IDLE
    ended with DONE; the next wait idles again), keeping only UIDs above the
@@ -33,7 +34,8 @@ import asyncio
 import time
 from typing import Protocol, runtime_checkable
 
-from sqlmodel import select
+from sqlalchemy import and_
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import metrics
@@ -41,7 +43,6 @@ from service.config import Settings
 from service.domain.retrieval import (
     BatchLimits,
     FolderResult,
-    LocalTarget,
     RunResult,
     default_destination,
     local_target,
@@ -50,15 +51,22 @@ from service.domain.values import Protocol as MailProtocol
 from service.domain.values import SpecialUse
 from service.persistence.database import Database
 from service.persistence.tables import Domain, ImapCursor, RetrievalTask, User
+from service.persistence.types import utcnow
 from service.protocols.imap import FetchedMessage
 from service.protocols.imap.push.wire import MAX_LITERAL
 from service.usecases.retrieval.filtering import InboxFilter, SpamCheck
 from service.usecases.retrieval.imap_run import incoming_message
 from service.usecases.retrieval.lease import Lease
+from service.usecases.retrieval.push_leases import eligible
 from service.usecases.retrieval.run import record_outcome_in
-from service.usecases.retrieval.store import Cursor, Owner, commit_batch, resolve_folder
+from service.usecases.retrieval.store import Cursor, Owner, commit_batch, find_folder, resolve_folder
 
 INBOX = "INBOX"
+
+
+class NoLongerPushing(Exception):
+    """The task should not push any more (paused, disabled, push or retrieval turned off): the
+    caller gives the lease back and does nothing; the supervisor closes the connection."""
 
 
 @runtime_checkable
@@ -84,20 +92,29 @@ async def fetch_pushed(
 ) -> RunResult | None:
     """INBOX's new mail stored and the run recorded (see the module docstring); None when this
     is a case for the ordinary run (nothing stored). Remote failures and LeaseLost raise."""
-    async with db.read() as session:
-        task = await session.get(RetrievalTask, lease.task_id)
-        domain = (
-            (await session.exec(select(Domain).join(User).where(User.id == task.user_id))).first() if task else None
-        )
-        row = (
+    async with db.read() as session:  # one query: the task if it still pushes, its domain, its INBOX cursor
+        inbox_cursor = and_(col(ImapCursor.task_id) == RetrievalTask.id, col(ImapCursor.remote_folder) == INBOX)
+        found = (
             await session.exec(
-                select(ImapCursor).where(ImapCursor.task_id == lease.task_id, ImapCursor.remote_folder == INBOX)
+                select(RetrievalTask, Domain, ImapCursor)
+                .join(User, col(User.id) == RetrievalTask.user_id)
+                .join(Domain, col(Domain.id) == User.domain_id)
+                .outerjoin(ImapCursor, inbox_cursor)
+                .where(col(RetrievalTask.id) == lease.task_id, *eligible(utcnow()))
             )
         ).first()
-    if task is None or domain is None or row is None or task.id is None:
-        return None
-    if not domain.retrieval_enabled or task.protocol is not MailProtocol.IMAP or task.enable_debug:
-        return None
+        if found is None:
+            raise NoLongerPushing(lease.task_id)
+        task, domain, row = found
+        if row is None or task.id is None or task.enable_debug:
+            return None
+        target = local_target(
+            INBOX,
+            None,
+            transfer=task.folder_transfer,
+            destination=task.destination_folder or default_destination(task.name, task.username, task.host),
+        )
+        folder_id = await find_folder(session, task.user_id, target)
     if connection.uidvalidity is None or connection.uidvalidity != row.uidvalidity:
         return None
     started = time.monotonic()
@@ -115,12 +132,6 @@ async def fetch_pushed(
         if fetched
         else []
     )
-    target = local_target(
-        INBOX,
-        None,
-        transfer=task.folder_transfer,
-        destination=task.destination_folder or default_destination(task.name, task.username, task.host),
-    )
     result = RunResult()
     folder = FolderResult(remote=INBOX, local=target.path or (target.special_use or "").capitalize())
 
@@ -135,14 +146,11 @@ async def fetch_pushed(
         async with db.write() as session:
             await outcome(session, 0)
     else:
-        folder_id = await resolve_folder(db, task.user_id, target)
-        filtering = None
-        if task.apply_filters:
-            special = target.special_use is SpecialUse.INBOX
-            inbox_id = (
-                folder_id if special else await resolve_folder(db, task.user_id, LocalTarget(SpecialUse.INBOX, ""))
-            )
-            filtering = InboxFilter(inbox_id=inbox_id, spamd=SpamCheck.from_settings(settings))
+        if folder_id is None:
+            folder_id = await resolve_folder(db, task.user_id, target)
+        filtering = None  # only mail arriving in the local Inbox is filtered (Owner.filters)
+        if task.apply_filters and target.special_use is SpecialUse.INBOX:
+            filtering = InboxFilter(inbox_id=folder_id, spamd=SpamCheck.from_settings(settings))
         owner = Owner(task_id=task.id, user_id=task.user_id, lease=lease, stop=stop, filtering=filtering)
         await commit_batch(
             db,

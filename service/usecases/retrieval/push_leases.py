@@ -155,6 +155,12 @@ async def release_push(
         )
 
 
+def eligible(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The conditions on a RetrievalTask row (with its user and domain) for pushing, for a
+    caller's own query (push's fast path reads them with the task)."""
+    return _eligible(now)
+
+
 async def push_eligible(db: Database, task_id: int, now: datetime | None = None) -> bool:
     """Whether the task should still be pushing (checked before a push-triggered run)."""
     now = now or utcnow()

@@ -48,7 +48,7 @@ from service.usecases.retrieval.lease import (
     renew,
     worker_identity,
 )
-from service.usecases.retrieval.push_fetch import FetchingConnection, fetch_pushed
+from service.usecases.retrieval.push_fetch import FetchingConnection, NoLongerPushing, fetch_pushed
 from service.usecases.retrieval.push_leases import push_eligible
 from service.usecases.retrieval.run import check_runnable, run_leased
 
@@ -214,9 +214,7 @@ class Runner:
         if task_id in self._running or task_id in self._push_loops:
             self.request_push_run(task_id, noticed=noticed)
             return
-        async with self._push_slots:
-            if not await push_eligible(self.db, task_id):
-                return
+        async with self._push_slots:  # eligibility is checked with the task's read (NoLongerPushing)
             lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds)
             if lease is None:
                 self.request_push_run(task_id, noticed=noticed)
@@ -253,6 +251,9 @@ class Runner:
                 stop=self.stop,
                 spread=self._random.random(),
             )
+        except NoLongerPushing:
+            await give_back(self.db, lease)
+            return RunResult(already_running=True)
         except LeaseLost:  # ours expired mid-way: its new holder's run may predate the news
             self.request_push_run(lease.task_id)
             return RunResult(already_running=True)

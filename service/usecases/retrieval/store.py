@@ -96,12 +96,7 @@ async def resolve_folder(db: Database, user_id: int, target: LocalTarget) -> int
     always; only a missing folder costs a write transaction (on SQLite, BEGIN IMMEDIATE
     serialises every writer of the database, so an empty one is not free)."""
     async with db.read() as session:
-        query = select(Folder.id).where(Folder.user_id == user_id)
-        if target.special_use is not None:
-            query = query.where(Folder.special_use == target.special_use)
-        else:
-            query = query.where(Folder.path == "/".join(part for part in target.path.split("/") if part))
-        found = (await session.exec(query)).first()
+        found = await find_folder(session, user_id, target)
     if found is not None:
         return found
     async with db.write() as session:
@@ -113,18 +108,33 @@ async def resolve_folder(db: Database, user_id: int, target: LocalTarget) -> int
         return folder.id
 
 
+async def find_folder(session: AsyncSession, user_id: int, target: LocalTarget) -> int | None:
+    """The local folder's id if it exists (resolve_folder's read, for a caller's own transaction)."""
+    query = select(Folder.id).where(Folder.user_id == user_id)
+    if target.special_use is not None:
+        query = query.where(Folder.special_use == target.special_use)
+    else:
+        query = query.where(Folder.path == "/".join(part for part in target.path.split("/") if part))
+    return (await session.exec(query)).first()
+
+
 async def _save_cursor(session: AsyncSession, task_id: int, remote_folder: str, cursor: Cursor) -> None:
-    row = (
-        await session.exec(
-            select(ImapCursor).where(ImapCursor.task_id == task_id, ImapCursor.remote_folder == remote_folder)
+    """Move the folder's cursor: one UPDATE, or an INSERT the first time."""
+    moved = await session.exec(
+        update(ImapCursor)
+        .where(col(ImapCursor.task_id) == task_id, col(ImapCursor.remote_folder) == remote_folder)
+        .values(uidvalidity=cursor.uidvalidity, last_uid=cursor.last_uid, updated_at=utcnow())
+    )
+    if moved.rowcount == 0:
+        session.add(
+            ImapCursor(
+                task_id=task_id,
+                remote_folder=remote_folder,
+                uidvalidity=cursor.uidvalidity,
+                last_uid=cursor.last_uid,
+                updated_at=utcnow(),
+            )
         )
-    ).first()
-    if row is None:
-        row = ImapCursor(task_id=task_id, remote_folder=remote_folder, uidvalidity=cursor.uidvalidity)
-    row.uidvalidity = cursor.uidvalidity
-    row.last_uid = cursor.last_uid
-    row.updated_at = utcnow()
-    session.add(row)
 
 
 async def commit_batch(
