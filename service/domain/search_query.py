@@ -169,18 +169,20 @@ def fts5_match(query: SearchQuery) -> str | None:
     return " AND ".join(parts) or None
 
 
-def pg_tsquery(query: SearchQuery) -> str | None:
+def pg_tsquery(query: SearchQuery, *, relaxed: bool = False) -> str | None:
     """The terms as `to_tsquery('simple', ...)` input, or None when there are none.
 
     Each term is reduced to lowercase, accent-free letters and digits (`plain_words`, as the
     indexed document was), each word quoted as a lexeme, a term's words joined with `<->`
     (adjacent, in order) and restricted to its field's weight; terms are joined with `&`.
+    `relaxed`: every word anywhere (`&`, no weights), which the GIN index answers without
+    reading a single document: a superset of the matches, cheap to count.
     """
     parts = []
     for term in query.terms:
-        weight = f":{PG_WEIGHTS[term.field]}" if term.field else ""
+        weight = f":{PG_WEIGHTS[term.field]}" if term.field and not relaxed else ""
         words = plain_words(term.text).split()
         lexemes = ["'" + w.replace("\\", "\\\\").replace("'", "''") + "'" + weight for w in words]
         if lexemes:
-            parts.append("(" + " <-> ".join(lexemes) + ")")
+            parts.append("(" + (" & " if relaxed else " <-> ").join(lexemes) + ")")
     return " & ".join(parts) or None

@@ -117,7 +117,7 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
                 return empty
         statement = search_index.newest_first(connection.dialect.name, parsed, user_id, _COLUMNS)
         if statement is not None and connection.dialect.name == "postgresql":
-            await search_index.plan_postgresql(connection, parsed, user_id)
+            await search_index.plan_postgresql(connection, parsed)
         if statement is None:  # no words, one folder: its (sort_date, id) index
             statement = (
                 core_select(*_COLUMNS)
