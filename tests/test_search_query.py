@@ -36,6 +36,7 @@ _PIECES = [
 ]  # fmt: skip
 _HOSTILE = st.lists(st.sampled_from(_PIECES), max_size=20).map("".join) | st.text(max_size=60)
 _LEXEME = r"'[^'\\\s]+'(?::[ABC])?"
+_RELAXED = re.compile(r"\('[^'\\\s]+'(?: & '[^'\\\s]+')*\)(?: & \('[^'\\\s]+'(?: & '[^'\\\s]+')*\))*")
 _TSQUERY = re.compile(rf"\({_LEXEME}(?: <-> {_LEXEME})*\)(?: & \({_LEXEME}(?: <-> {_LEXEME})*\))*")
 
 
@@ -63,7 +64,9 @@ def test_operators() -> None:
         Term("Bob Smith", Field.RECIPIENTS),
         Term("Invoice", Field.SUBJECT),
     )
-    assert query.has_attachment and query.unread is True and not query.flagged
+    assert query.has_attachment
+    assert query.unread is True
+    assert not query.flagged
     assert query.folder == "Old ISP/Archive"
     assert query.after == datetime(2024, 1, 2, tzinfo=UTC)
     assert query.before == datetime(2024, 7, 1, tzinfo=UTC)
@@ -90,9 +93,12 @@ def test_edge_cases(text: str, terms: tuple[Term, ...]) -> None:
 
 
 def test_nothing_to_look_for_is_empty() -> None:
-    assert parse("").is_empty and parse('  "" ** ').is_empty and parse("in:").is_empty
+    assert parse("").is_empty
+    assert parse('  "" ** ').is_empty
+    assert parse("in:").is_empty
     assert not parse("is:unread").is_empty
-    assert fts5_match(parse("is:unread")) is None and pg_tsquery(parse("is:unread")) is None
+    assert fts5_match(parse("is:unread")) is None
+    assert pg_tsquery(parse("is:unread")) is None
 
 
 def test_expressions() -> None:
@@ -130,6 +136,9 @@ def test_no_input_becomes_syntax(fts: sqlite3.Connection, text: str) -> None:
     tsquery = pg_tsquery(query)
     if tsquery is not None:
         assert _TSQUERY.fullmatch(tsquery), tsquery
+        relaxed = pg_tsquery(query, relaxed=True)
+        assert relaxed is not None
+        assert _RELAXED.fullmatch(relaxed), relaxed
 
 
 @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
