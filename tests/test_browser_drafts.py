@@ -9,7 +9,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from service.config import Settings
 from service.domain.smtp_accounts import SmtpAccountInput
@@ -84,8 +84,11 @@ def test_a_half_written_message_survives_a_trip_to_settings(
 
     # Continued and saved with the button: "Draft saved", and still one draft, the newest text.
     page.get_by_label("Message body").fill("Dear Bob,\n\nthe numbers for March are good.")
+    march: FilePayload = {"name": "march.csv", "mimeType": "text/csv", "buffer": b"month,total\nMarch,42\n"}
+    page.get_by_label("Attachments", exact=True).set_input_files(files=[march])
     page.get_by_role("button", name="Save draft").click()
     expect(page.get_by_role("status")).to_have_text("Draft saved")
+    expect(page.get_by_role("checkbox", name=re.compile("march.csv"))).to_be_checked()  # kept with the draft
     page.get_by_label("Message body").press("Control+End")
     page.get_by_label("Message body").press_sequentially(" More soon.")
     expect(page.get_by_role("status")).to_have_text("Draft saved", timeout=WAIT_MS)  # the pause autosave
@@ -94,6 +97,7 @@ def test_a_half_written_message_survives_a_trip_to_settings(
     page.get_by_role("link", name=re.compile("Half written")).click()
     page.get_by_role("link", name="Edit draft").click()
     expect(page.get_by_label("Message body")).to_have_value(re.compile(r"are good\. More soon\.\s*$"))
+    expect(page.get_by_role("checkbox", name=re.compile("march.csv"))).to_be_checked()
 
     assert problems == []
     context.close()
