@@ -136,6 +136,38 @@ async def check_retrieval_enabled(*, db: Database, user_id: int) -> None:
         _require_enabled(await _domain_of(session, user_id))
 
 
+def limit_message(count: int, limit: int) -> str:
+    """Why no task can be added: how many the user has and how many the administrator allows,
+    both as they are (an administrator may lower the limit below what a user already has)."""
+    if limit == 0:
+        return "Your administrator does not allow retrieval tasks for your account."
+    have = f"{count} retrieval task{'' if count == 1 else 's'}"
+    if count == limit:
+        return f"You have {have}, the most your administrator allows: delete one to add another."
+    return f"You have {have} and your administrator allows {limit}: delete {count - limit + 1} to add another."
+
+
+async def _require_room(session: AsyncSession, domain: Domain, user_id: int) -> None:
+    """InvalidInput (`limit_message`) when the user has as many tasks as the domain allows, or more."""
+    limit = domain.max_tasks_per_user
+    if limit is None:
+        return
+    count = (
+        await session.exec(select(func.count()).select_from(RetrievalTask).where(RetrievalTask.user_id == user_id))
+    ).one()
+    if count >= limit:
+        raise InvalidInput(limit_message(count, limit))
+
+
+async def check_room_for_task(*, db: Database, user_id: int) -> None:
+    """What "New Retrieval Task" checks before showing its form: retrieval on (FeatureDisabled)
+    and the limit not reached (InvalidInput), so nobody fills in a form that cannot be saved."""
+    async with db.read() as session:
+        domain = await _domain_of(session, user_id)
+        _require_enabled(domain)
+        await _require_room(session, domain, user_id)
+
+
 async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: NewTask) -> TaskView:
     """Create a task. Refused when the domain's administrator turned retrieval off or the limit is reached."""
     check_task(new)
@@ -145,14 +177,7 @@ async def add_task(*, db: Database, secret_box: SecretBox, user_id: int, new: Ne
             raise NotFound("This user does not exist.")
         _, domain = row
         _require_enabled(domain)
-        if domain.max_tasks_per_user is not None:
-            count = (
-                await session.exec(
-                    select(func.count()).select_from(RetrievalTask).where(RetrievalTask.user_id == user_id)
-                )
-            ).one()
-            if count >= domain.max_tasks_per_user:
-                raise InvalidInput(f"You already have the {domain.max_tasks_per_user} retrieval tasks allowed.")
+        await _require_room(session, domain, user_id)
         task = task_row(user_id, new, secret_box)
         session.add(task)
         await session.flush()

@@ -163,6 +163,36 @@ async def get_smtp_account(*, db: Database, user_id: int, account_id: int) -> Sm
         return view(await _owned(session, user_id, account_id), user)
 
 
+def limit_message(count: int, limit: int) -> str:
+    """Why no account can be added: the limit, and how many the user has when that is more."""
+    allowed = f"You can have at most {limit} SMTP account{'s' if limit != 1 else ''}"
+    if count > limit:
+        return f"{allowed}, and you have {count}: delete {count - limit + 1} to add another."
+    return f"{allowed}." if limit == 0 else f"{allowed}: delete one to add another."
+
+
+async def _require_room(session: AsyncSession, domain: Domain, user_id: int) -> None:
+    """Conflict (`limit_message`) when the user has as many accounts as the domain allows, or more."""
+    limit = domain.max_smtp_accounts_per_user
+    if limit is None:
+        return
+    count = (
+        await session.exec(select(func.count()).select_from(SmtpAccount).where(SmtpAccount.user_id == user_id))
+    ).one()
+    if count >= limit:
+        raise Conflict(limit_message(count, limit))
+
+
+async def check_room_for_account(*, db: Database, user_id: int) -> None:
+    """What "New SMTP Account" checks before showing its form: SMTP Accounts on (FeatureDisabled)
+    and the limit not reached (Conflict), so nobody fills in a form that cannot be saved."""
+    async with db.read() as session:
+        _, domain = await user_and_domain(session, user_id)
+        if not domain.smtp_accounts_enabled:
+            raise FeatureDisabled(disabled_message(domain))
+        await _require_room(session, domain, user_id)
+
+
 async def add_smtp_account(
     *, db: Database, secret_box: SecretBox, user_id: int, account: SmtpAccountInput, password: str | None = None
 ) -> SmtpAccountView:
@@ -172,12 +202,7 @@ async def add_smtp_account(
         user, domain = await user_and_domain(session, user_id)
         if not domain.smtp_accounts_enabled:
             raise FeatureDisabled(disabled_message(domain))
-        count = (
-            await session.exec(select(func.count()).select_from(SmtpAccount).where(SmtpAccount.user_id == user_id))
-        ).one()
-        limit = domain.max_smtp_accounts_per_user
-        if limit is not None and count >= limit:
-            raise Conflict(f"You can have at most {limit} SMTP account{'s' if limit != 1 else ''}.")
+        await _require_room(session, domain, user_id)
         await _check_unique(session, user_id, settings.email_address, None)
         row = SmtpAccount(user_id=user_id, email_address=settings.email_address, host=settings.host, port=0)
         _apply(row, settings, secret_box, password)

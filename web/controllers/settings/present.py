@@ -32,6 +32,7 @@ STEP_LABELS = {
     "folders": "List folders",
     "messages": "Count messages",
 }
+RETRIEVAL_OFF = "Retrieval is turned off by your administrator"  # no run happens while the domain's switch is off
 CREDENTIALS_HINT = "The server rejected the username or password. Edit it to correct them."
 PENDING_HINT = "The sign-in with the provider was not completed. Click Reconnect to sign in."
 RECONNECT_HINT = (
@@ -175,7 +176,11 @@ def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True, s
         _when("Last run", task.last_run_at, now, "Never"),
         _when("Last success", task.last_success_at, now, "Never"),
         Fact("Messages imported", f"{task.messages_imported:,}"),
-        Fact("Next run", waiting[status_of]) if status_of in waiting else _next_run(task, now),
+        Fact("Next run", RETRIEVAL_OFF)
+        if not retrieval_enabled
+        else Fact("Next run", waiting[status_of])
+        if status_of in waiting
+        else _next_run(task, now),
     ]
     if task.failing_since:
         facts.append(_when("Failing since", task.failing_since, now, ""))

@@ -126,7 +126,18 @@ async def _save(
 async def new_task(
     db: NamedDependency[Database], user: NamedDependency[UserView], settings: NamedDependency[Settings]
 ) -> Response[Any]:
-    await retrieval_tasks.check_retrieval_enabled(db=db, user_id=user.id)
+    try:
+        await retrieval_tasks.check_room_for_task(db=db, user_id=user.id)
+    except InvalidInput as exc:  # the limit: say so now, not after the whole form is filled in
+        return page(
+            "settings/limit_reached.html",
+            viewer=user,
+            nav="settings",
+            heading="New Retrieval Task",
+            section="Email Retrieval",
+            anchor="retrieval-card-title",
+            message=exc.message,
+        )
     response = _form_page(
         user=user, settings=settings, form=TaskForm.blank(), oauth_providers=await offered_to(db, settings, user.id)
     )

@@ -82,7 +82,18 @@ def _refused(exc: InvalidInput | Conflict) -> tuple[dict[str, str], str | None]:
 async def new_account(
     db: NamedDependency[Database], user: NamedDependency[UserView], settings: NamedDependency[Settings]
 ) -> Response[Any]:
-    await smtp_accounts.list_smtp_accounts(db=db, user_id=user.id)  # FeatureDisabled when turned off
+    try:  # FeatureDisabled when turned off
+        await smtp_accounts.check_room_for_account(db=db, user_id=user.id)
+    except Conflict as exc:  # the limit: say so now, not after the whole form is filled in
+        return page(
+            "settings/limit_reached.html",
+            viewer=user,
+            nav="settings",
+            heading="New SMTP Account",
+            section="SMTP Accounts",
+            anchor="smtp-card-title",
+            message=exc.message,
+        )
     response = _form_page(user=user, form=SmtpForm.blank(), oauth_providers=await offered_to(db, settings, user.id))
     return with_provider_csp(response, settings)
 
