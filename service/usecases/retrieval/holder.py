@@ -57,8 +57,14 @@ class Holder:
 
 
 def this_process() -> Holder:
-    """The running process, as a lease records it (not cached: a forked child is another process)."""
-    return process(os.getpid())
+    """The running process, as a lease records it (cached per pid: a forked child is another
+    process, with another pid, and asks /proc again)."""
+    return _process_cached(os.getpid())
+
+
+@cache
+def _process_cached(pid: int) -> Holder:
+    return process(pid)
 
 
 def process(pid: int) -> Holder:

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -166,10 +167,19 @@ async def claim_due(
 
 
 async def claim(
-    db: Database, task_id: int, owner: str, *, seconds: int, now: datetime | None = None, holder: Holder | None = None
+    db: Database,
+    task_id: int,
+    owner: str,
+    *,
+    seconds: int,
+    now: datetime | None = None,
+    holder: Holder | None = None,
+    then: Callable[[AsyncSession], Awaitable[None]] | None = None,
 ) -> Lease | None:
     """Claim one task now (Retrieve Messages Now); None while someone else holds it. A lease held
-    by a process of this machine that no longer exists is taken over at once."""
+    by a process of this machine that no longer exists is taken over at once. `then(session)`
+    runs in the claim's transaction once claimed (push's fast path reads there); what it raises
+    undoes the claim."""
     now = now or utcnow()
     here = holder or this_process()
     stamp = _stamp(owner, here, now + timedelta(seconds=seconds))
@@ -193,6 +203,8 @@ async def claim(
                     .values(**stamp)
                 )
                 claimed = result.rowcount == 1
+        if claimed and then is not None:
+            await then(session)
     if claimed and dead is not None:
         log.info("task %s: took over the lease of %s, a process that no longer runs", task_id, dead)
     return Lease(task_id, owner, seconds) if claimed else None

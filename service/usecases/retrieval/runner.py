@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from service import metrics
 from service.config import Settings
 from service.domain.retrieval import RunResult
@@ -48,7 +50,13 @@ from service.usecases.retrieval.lease import (
     renew,
     worker_identity,
 )
-from service.usecases.retrieval.push_fetch import FetchingConnection, NoLongerPushing, fetch_pushed
+from service.usecases.retrieval.push_fetch import (
+    FetchingConnection,
+    NoLongerPushing,
+    Pushed,
+    fetch_pushed,
+    read_pushed,
+)
 from service.usecases.retrieval.push_leases import push_eligible
 from service.usecases.retrieval.run import check_runnable, run_leased
 
@@ -214,8 +222,16 @@ class Runner:
         if task_id in self._running or task_id in self._push_loops:
             self.request_push_run(task_id, noticed=noticed)
             return
-        async with self._push_slots:  # eligibility is checked with the task's read (NoLongerPushing)
-            lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds)
+        async with self._push_slots:
+            pushed: list[Pushed] = []
+
+            async def read(session: AsyncSession) -> None:
+                pushed.append(await read_pushed(session, task_id))
+
+            try:
+                lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds, then=read)
+            except NoLongerPushing:  # the claim was undone; the supervisor closes the connection
+                return
             if lease is None:
                 self.request_push_run(task_id, noticed=noticed)
                 return
@@ -223,7 +239,7 @@ class Runner:
             self._running[task_id] = shared  # "Retrieve Messages Now" meanwhile shares this run
             metrics.RUNNING.inc()
             try:
-                result = await self._fast(lease, connection)
+                result = await self._fast(lease, connection, pushed[0])
             except BaseException:  # cancelled (the watcher stops): give the task back as it was
                 shared.set_result(RunResult(interrupted=True))
                 with contextlib.suppress(Exception):
@@ -240,7 +256,7 @@ class Runner:
         shared.set_result(result)
         metrics.PUSH_STORE_SECONDS.observe(max(0.0, time.monotonic() - noticed))
 
-    async def _fast(self, lease: Lease, connection: FetchingConnection) -> RunResult | None:
+    async def _fast(self, lease: Lease, connection: FetchingConnection, pushed: Pushed) -> RunResult | None:
         """fetch_pushed; None (the full run follows) when it declines or the connection fails."""
         try:
             return await fetch_pushed(
@@ -250,6 +266,7 @@ class Runner:
                 connection=connection,
                 stop=self.stop,
                 spread=self._random.random(),
+                pushed=pushed,
             )
         except NoLongerPushing:
             await give_back(self.db, lease)
