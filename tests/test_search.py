@@ -13,13 +13,17 @@ from sqlmodel import col
 
 from service.config import Settings
 from service.domain.message_index import index_message
+from service.domain.values import Protocol
 from service.errors import InvalidInput
 from service.persistence import mailstore, migrations, search_index
 from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message
 from service.usecases import mailbox
 from service.usecases.search import search
 from service.usecases.users import add_user
+from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.retrieval_env import make_env
 
 PASSWORD = "long enough"
 
@@ -261,3 +265,24 @@ async def test_dates_far_from_now_are_indexed_moved_and_deleted(db: Database, al
     assert trash.trashed == 3
     await mailbox.delete_messages(db=db, user_id=alice, message_ids=ids)
     assert await _index_rows(db) == 0
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("protocol", [Protocol.IMAP, Protocol.POP3])
+async def test_retrieved_mail_is_found(
+    db: Database,
+    settings: Settings,
+    secret_box: SecretBox,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    protocol: Protocol,
+) -> None:
+    """Mail that retrieval stores (indexed in its download thread) is searchable at once."""
+    env = await make_env(db, settings, secret_box, dovecot, mail_user)
+    markup = "<p>Your <b>boarding</b> pass for flight TP1234</p>"
+    dovecot.deliver(mail_user.email, make("Boarding pass", html=markup, attachment="Ticket_Lissabon.pdf"))
+    dovecot.deliver(mail_user.email, make("Other", body="nothing about flights"))
+    result = await env.run(await env.add_task(protocol))
+    assert result.imported == 2
+    assert await found(db, env.user_id, "tp1234 has:attachment") == ["Boarding pass"]
+    assert await found(db, env.user_id, "ticket_lissabon") == ["Boarding pass"]
