@@ -19,8 +19,9 @@
  * The answer's draft_id is put in the form, and "Draft saved" shown in
  * #draft-status (a polite live region).
  *
- * Sending the form stops autosaving (sending removes the draft); a form that
- * comes back with mistakes counts as unsaved again.
+ * Sending the form stops autosaving (sending removes the draft; with htmx it
+ * waits for a save under way first); a form that comes back with mistakes
+ * counts as unsaved again.
  *
  * No inline script and no eval (the Content-Security-Policy allows neither):
  * the compose page loads this file from /static.
@@ -34,6 +35,7 @@
   var dirty = false;
   var sending = false;
   var timer = null;
+  var inFlight = null; // the background save under way, if any
 
   function composeForm() {
     return document.getElementById("compose-form");
@@ -98,7 +100,7 @@
       headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
     };
     say("Saving draft…");
-    fetch("/compose/draft", options)
+    var request = fetch("/compose/draft", options)
       .then(function (response) {
         return response.json().then(function (answer) {
           if (!response.ok) throw new Error(answer.error || "The draft was not saved.");
@@ -109,7 +111,11 @@
       .catch(function (error) {
         dirty = true; // try again on the next change or when leaving
         say(error && error.message ? error.message : "The draft was not saved.");
+      })
+      .then(function () {
+        if (inFlight === request) inFlight = null;
       });
+    inFlight = request;
   }
 
   function changed(event) {
@@ -130,6 +136,17 @@
       sending = true;
       cancelTimer();
     }
+  });
+
+  /* Send waits for a background save under way, so that save cannot store the draft again after
+     sending removed it. */
+  document.addEventListener("htmx:confirm", function (event) {
+    var pending = inFlight;
+    if (!pending || !event.detail || event.detail.elt !== composeForm()) return;
+    event.preventDefault();
+    pending.then(function () {
+      event.detail.issueRequest(true);
+    });
   });
 
   /* "Save draft" through htmx saves everything itself: nothing left to autosave. */
