@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from service.domain.compose import Attachment, Draft
 from service.domain.values import SpecialUse
 from service.errors import InvalidInput, NotFound
+from service.persistence import mailstore
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Folder, Message
@@ -215,3 +216,25 @@ async def test_nobody_edits_someone_elses_draft(web_client: WebClient, db: Datab
     response = await web_client.get(f"/compose?draft={saved.message_id}")
     assert response.status_code == 404
     assert "Mine" not in response.text
+
+
+async def test_a_draft_of_a_reply_keeps_its_thread(db: Database) -> None:
+    user_id = await make_user(db)
+    original = (
+        b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: Lunch?\r\n"
+        b"Message-ID: <lunch@example.test>\r\n\r\nNoon?\r\n"
+    )
+    async with db.write() as session:
+        inbox = (await mailstore.ensure_special_folders(session, user_id))[SpecialUse.INBOX]
+        stored = await mailstore.deliver(session, user_id=user_id, folder_id=inbox.id or 0, raw=original)
+    saved = await sending.save_draft(
+        db=db,
+        user_id=user_id,
+        from_account_id=None,
+        draft=Draft(to=("bob@example.test",), subject="Re: Lunch?", text="Yes"),
+        reply_to_message_id=stored.id,
+    )
+    [raw] = await folder_raws(db, user_id, SpecialUse.DRAFTS)
+    assert b"In-Reply-To: <lunch@example.test>" in raw
+    opened = await sending.open_draft(db=db, user_id=user_id, message_id=saved.message_id)
+    assert opened.reply_to == stored.id
