@@ -437,8 +437,10 @@ async def test_empty_trash_and_junk_ask_first_then_delete_everything_for_good(
         headers={"HX-Request": "true"},
     )
     assert htmx.headers["hx-redirect"] == f"/mail/folders/{junk}?notice=deleted&n=1"
-    refused = await post_form(web_client, f"/mail/folders/{inbox}/empty", {"confirm": "yes"})
-    assert refused.status_code == 400
+    for confirm in ({}, {"confirm": "yes"}):  # refused before asking, and after
+        refused = await post_form(web_client, f"/mail/folders/{inbox}/empty", confirm)
+        assert refused.status_code == 400
+        assert "Only the Trash and Junk folders can be emptied." in refused.text
     async with db.read() as session:
         assert (await session.exec(select(col(Message.id)))).all() == keep
         assert (await session.exec(select(func.count()).select_from(MessageBody))).one() == 1
@@ -491,9 +493,10 @@ async def test_the_folders_page_creates_renames_moves_and_deletes(web_client: We
     assert "Deleted the folder Acme; 2 messages moved to Trash." in (await web_client.get("/settings/folders")).text
     assert (await assert_counts_exact(db, user_id))["Trash"] == (2, 2)
     inbox = await _special(db, user_id, SpecialUse.INBOX)
-    special = await post_form(web_client, f"/settings/folders/{inbox}/delete", {"confirm": "yes"})
-    assert special.status_code == 400
-    assert "Inbox is a special folder" in special.text
+    for confirm in ({}, {"confirm": "yes"}):  # refused before asking, and after
+        special = await post_form(web_client, f"/settings/folders/{inbox}/delete", confirm)
+        assert special.status_code == 400
+        assert "Inbox is a special folder" in special.text
 
 
 async def test_the_api_manages_folders(web_client: WebClient, db: Database) -> None:

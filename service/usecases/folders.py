@@ -51,6 +51,7 @@ from service.persistence.tables import FilterRuleRow, Folder, RetrievalTask
 from service.usecases.reading.folders import folder_view
 
 EMPTYABLE = (SpecialUse.TRASH, SpecialUse.JUNK)
+NOT_EMPTYABLE = "Only the Trash and Junk folders can be emptied."
 
 
 class FolderMissing(NotFound):
@@ -246,7 +247,7 @@ async def empty_folder(*, db: Database, user_id: int, folder_id: int) -> int:
     async with db.write() as session:
         folder = _find(await _all(session, user_id), folder_id)
         if folder.special_use not in EMPTYABLE:
-            raise InvalidInput("Only the Trash and Junk folders can be emptied.")
+            raise InvalidInput(NOT_EMPTYABLE)
         return await delete_folder_contents(session, user_id=user_id, folder_id=folder_id)
 
 

@@ -174,6 +174,8 @@ async def delete(
 ) -> Response[Any]:
     form = await request.form()
     folder = await _folder(db, user, folder_id)
+    if folders.is_special(folder):  # refused before asking
+        raise folders.SpecialFolderLocked(f"{folder.name} is a special folder; it cannot be renamed, moved or deleted.")
     if not _confirmed(request, form):
         return _confirm(
             user,
@@ -199,6 +201,8 @@ async def empty(
     form = await request.form()
     folder = await _folder(db, user, folder_id)
     back = f"/mail/folders/{folder_id}"
+    if folder.special_use not in folders.EMPTYABLE:  # refused before asking
+        raise InvalidInput(folders.NOT_EMPTYABLE)
     if not _confirmed(request, form):
         return _confirm(
             user,
