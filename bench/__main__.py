@@ -21,11 +21,12 @@ from bench.scenarios.bigmessage import bigmessage
 from bench.scenarios.polling import polling
 from bench.scenarios.push import push
 from bench.scenarios.retrieval import Source, retrieval
+from bench.scenarios.search import search_scenario
 from bench.scenarios.sending import sending_scenario
 from bench.scenarios.weblist import weblist
 from tests.fixtures.dovecot import DovecotServer
 
-SCENARIOS = ("imap", "pop3", "poll", "push", "send", "web", "big")
+SCENARIOS = ("imap", "pop3", "poll", "push", "send", "web", "search", "big")
 
 
 def _options() -> argparse.Namespace:
@@ -35,6 +36,7 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--sends", type=int, default=1_000, help="messages to send")
     parser.add_argument("--folder-messages", type=int, default=100_000, help="messages in the listed folder")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per list page")
+    parser.add_argument("--search-messages", type=int, default=100_000, help="messages in the searched mailbox")
     parser.add_argument("--big-mb", type=int, default=50, help="size of the big message, MB")
     parser.add_argument("--push-tasks", type=int, default=200, help="push tasks that each get one message (latency)")
     parser.add_argument("--push-idle-connections", type=int, default=500, help="idle push connections (memory, CPU)")
@@ -119,6 +121,9 @@ def main() -> None:
             scenarios.append(sending)
         if "web" in only:
             scenarios.append(weblist(work / "web", messages=options.folder_messages, rounds=options.requests))
+        if "search" in only:
+            searched = search_scenario(work / "search", messages=options.search_messages, rounds=options.requests)
+            scenarios.append(searched)
     finally:
         if options.keep:
             print(f"work directory kept: {work}", file=sys.stderr)

@@ -138,7 +138,7 @@ def _admin(url: str, statement: str, name: str) -> None:
 def _report(scenario: Scenario, label: str, result: dict[str, object], messages: int) -> float:
     timings: dict[str, list[float]] = result["timings"]  # type: ignore[assignment]
     every = [t for shape in timings.values() for t in shape]
-    cuts = statistics.quantiles(every, n=100)
+    cuts = statistics.quantiles(every, n=100, method="inclusive")
     p50, p99 = cuts[49], cuts[98]
     shapes = ", ".join(f"{shape} {statistics.median(ts):.1f}/{max(ts):.1f}" for shape, ts in timings.items())
     figure = (
