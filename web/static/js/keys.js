@@ -171,6 +171,9 @@
   document.addEventListener("mail-changed", function () {
     reselect(false);
   });
+  document.addEventListener("htmx:afterSwap", function () {
+    reselect(false);
+  });
   document.addEventListener("htmx:afterSettle", function () {
     reselect(true);
   });
