@@ -42,7 +42,9 @@ async def env(
 ) -> Env:
     made = await make_env(db, settings, secret_box, dovecot, mail_user)
     # The poll an hour away; push leases renewed every second.
-    made.settings = made.settings.model_copy(update={"retrieval_interval": HOUR, "push_lease_seconds": 3, "push_connections": 500})
+    made.settings = made.settings.model_copy(
+        update={"retrieval_interval": HOUR, "push_lease_seconds": 3, "push_connections": 500}
+    )
     return made
 
 

@@ -27,7 +27,9 @@ _fresh_discovery = test_oauth_wiring._fresh_discovery
 
 @asynccontextmanager
 async def pushing(world: World) -> AsyncIterator[PushSupervisor]:
-    settings = world.settings.model_copy(update={"retrieval_interval": 3600, "push_lease_seconds": 3, "push_connections": 500})
+    settings = world.settings.model_copy(
+        update={"retrieval_interval": 3600, "push_lease_seconds": 3, "push_connections": 500}
+    )
     runner = Runner(db=world.db, secret_box=world.box, settings=settings)
     supervisor = PushSupervisor(db=world.db, secret_box=world.box, settings=settings, runner=runner)
     supervisor.start()
