@@ -166,7 +166,7 @@ async def test_nothing_listening_is_a_connect_failure() -> None:
     )
     report = await smtp.probe(target, transcript=Transcript())
     assert [(s.name, s.ok) for s in report.steps] == [("resolve", True), ("connect", False)]
-    assert "refused the connection" in report.steps[-1].detail
+    assert report.steps[-1].detail == f"Nothing answers on port {port} of 127.0.0.1."
     with pytest.raises(smtp.SmtpDeferred):
         await smtp.deliver(target, sender="a@x.test", recipients=["b@x.test"], data=MESSAGE, transcript=Transcript())
 

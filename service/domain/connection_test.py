@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One step: "resolve", "connect", "tls", "greeting", "capabilities", "login", ..."""
+    """One step: "resolve", "connect", "tls", "greeting", "capabilities", "login", ..., and "cleartext",
+    the warning Test Connection adds when a server offers STARTTLS to a task set to security None."""
 
     name: str
     ok: bool
     duration_ms: float
     detail: str = ""
     hint: str = ""
+    warning: bool = False  # passed, but reports a risk the user should fix (the test still succeeds)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,6 @@ about the certificate, never as a greeting on the wrong port.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,8 +20,9 @@ from typing import NoReturn
 
 from service.domain.connection_test import ConnectionReport, Step
 from service.domain.outbound import OutboundPolicy
-from service.errors import TlsFailure, TributaryError
+from service.errors import ServerUnavailable, TlsFailure, TributaryError
 from service.protocols import outbound
+from service.protocols.network import CLOSED_HINT, CONNECT_TIMEOUT_HINT, NOT_FOUND_HINT, TCP, describe, worded, wording
 from service.protocols.tls import CERTIFICATE_HINT, WRONG_PORT_HINT, CertificateNotVerified
 
 
@@ -68,8 +68,16 @@ def opening(report: ConnectionReport, *, welcome: Callable[[], str]) -> Iterator
 
 
 def _fail(report: ConnectionReport, name: str, started: float, exc: TributaryError | OSError, hint: str) -> NoReturn:
-    text = exc.message if isinstance(exc, TributaryError) else f"{type(exc).__name__}: {exc}"
-    report.steps.append(Step(name, False, _ms(started), text, hint))
+    """Record the failed step: the error's sentence and its own hint when it has one (see
+    `network.worded`), else the step's. A bare OSError is worded here, never shown raw."""
+    if isinstance(exc, OSError):  # not translated by the adapter: its reason, in words, without errno
+        reason = (exc.strerror or "").rstrip(".").lower()
+        text, own = f"The connection to the server failed{f' ({reason})' if reason else ''}.", CLOSED_HINT
+    else:
+        text, own = wording(exc) or (exc.message, "")
+        if hint and not own and text.endswith(hint):  # the adapter's sentence already ends with this hint
+            text = text.removesuffix(hint).rstrip()
+    report.steps.append(Step(name, False, _ms(started), text, own or hint))
     raise StepFailed(name) from exc
 
 
@@ -82,13 +90,23 @@ def resolve_and_connect(
 ) -> list[outbound.Target]:
     """Steps "resolve" (the allowed addresses the name has) and "connect" (a TCP handshake, then
     closed). Returns the allowed addresses, for the session to connect to."""
-    with step(report, "resolve", hint="Check the server address for typing mistakes.") as detail:
+    with step(report, "resolve", hint=NOT_FOUND_HINT) as detail:
         try:
             targets = outbound.resolve(host, port, policy)
-        except socket.gaierror as exc:
-            raise OSError(f"the name {host} could not be found") from exc
+        except OSError as exc:  # socket.gaierror: the name does not resolve
+            raise _worded(exc, host, port, "resolve", timeout) from exc
         detail.append(", ".join(dict.fromkeys(target.ip for target in targets)))
-    hint = "Check the port, and that a firewall lets the connection through."
-    with step(report, "connect", hint=hint) as detail, outbound.connect(targets, timeout) as sock:
-        detail.append(f"port {port} open on {sock.getpeername()[0]}")
+    with step(report, "connect", hint=CONNECT_TIMEOUT_HINT) as detail:
+        try:
+            sock = outbound.connect(targets, timeout)
+        except OSError as exc:
+            raise _worded(exc, host, port, TCP, timeout) from exc
+        with sock:
+            detail.append(f"port {port} open on {sock.getpeername()[0]}")
     return targets
+
+
+def _worded(exc: OSError, host: str, port: int, step_name: str, timeout: float) -> ServerUnavailable:
+    found = describe(exc, host=host, port=port, step=step_name, seconds=timeout)
+    sentence, hint = found or (f"The connection to port {port} of {host} failed.", CLOSED_HINT)
+    return worded(ServerUnavailable, sentence, hint)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ from service.domain.connection_test import ConnectionReport, Step
 from service.domain.oauth import AuthKind
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.smtp_accounts import SmtpAccountInput
-from service.domain.values import LogLevel, LogSource, Protocol
+from service.domain.values import LogLevel, LogSource, Protocol, Security
 from service.errors import FeatureDisabled, InvalidInput, NeedsReconnect, NotFound, RemoteError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
@@ -159,13 +160,38 @@ async def _retrieval(
 
     async def probe(policy: OutboundPolicy) -> ConnectionReport:
         if row.auth is AuthKind.OAUTH2 and oauth_id is not None:
-            return await _with_token(db, settings, secret_box, "retrieval", oauth_id, probe_with(policy))
-        return await probe_with(policy)(None)
+            report = await _with_token(db, settings, secret_box, "retrieval", oauth_id, probe_with(policy))
+        else:
+            report = await probe_with(policy)(None)
+        if row.security is Security.NONE:
+            warn_if_starttls_offered(report, row.host, "task", oauth=row.auth is AuthKind.OAUTH2)
+        return report
 
     return _Prepared(owner_id=row.user_id, smtp=False, probe=probe)
 
 
 SIGN_IN_STEPS = frozenset({"login", "auth"})
+CLEARTEXT_STEP = "cleartext"
+_STARTTLS_OFFERED = re.compile(r"\bSTARTTLS\b|\bSTLS offered\b", re.IGNORECASE)
+
+
+def warn_if_starttls_offered(report: ConnectionReport, host: str, noun: str, *, oauth: bool = False) -> None:
+    """With security None, a server that offers STARTTLS (IMAP CAPABILITY, RFC 2595 section 3.1;
+    POP3 CAPA STLS, RFC 2595 section 4; SMTP EHLO STARTTLS, RFC 3207) could have protected the
+    sign-in: add a warning step after the one that listed it. The test still succeeds."""
+    for index, found in enumerate(report.steps):
+        if found.ok and found.name in ("capabilities", "ehlo") and _STARTTLS_OFFERED.search(found.detail):
+            secret = "sign-in token" if oauth else "password"
+            warning = Step(
+                CLEARTEXT_STEP,
+                True,
+                0.0,
+                f"{host} offers STARTTLS, but this {noun} is set to send the {secret} in clear (security None).",
+                "Choose STARTTLS as the security: the same port, encrypted before the password is sent.",
+                warning=True,
+            )
+            report.steps.insert(index + 1, warning)
+            return
 
 
 async def _with_token(
@@ -258,6 +284,8 @@ async def _smtp(
             report = await _with_token(db, settings, secret_box, "smtp", account_id, run)
         else:
             report = await run(None)
+        if allowed.security is Security.NONE and (allowed.auth_required or oauth):
+            warn_if_starttls_offered(report, allowed.host, "account", oauth=oauth)
         if debug:  # the account's "Enable debug": the transcript, credentials redacted
             async with db.write() as session:
                 record(

@@ -15,13 +15,14 @@ import aiosmtplib
 
 from service.domain.outbox import SmtpReply
 from service.errors import CredentialsRejected, MessageRejected, RemoteError, ServerUnavailable, TokenRejected
+from service.protocols.network import CLOSED_HINT, NOT_FOUND_HINT, TCP, describe, worded, wording
 from service.protocols.sasl import RECONNECT_HINT
 from service.protocols.smtp.endpoint import SmtpEndpoint
 from service.protocols.tls import CERTIFICATE_HINT, WRONG_PORT_HINT, CertificateNotVerified, tls_failure
 
 LIBRARY_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
 HINTS = {
-    "resolve": "Check the server address for typing mistakes.",
+    "resolve": NOT_FOUND_HINT,
     "connect": "Check the port, and that this machine may reach the server (a firewall may block it).",
     "tls": WRONG_PORT_HINT,
     "greeting": WRONG_PORT_HINT,
@@ -63,11 +64,16 @@ def hint_for(step: str, error: RemoteError) -> str:
     starttls): the connection works, so the port is not to blame. A refused OAuth2 token: reconnect."""
     if isinstance(error, TokenRejected):
         return RECONNECT_HINT
+    own = wording(error)
+    if own is not None and own[1]:
+        return own[1]
     return CERTIFICATE_HINT if isinstance(error, CertificateNotVerified) else HINTS.get(step, "")
 
 
-def translate(exc: BaseException, endpoint: SmtpEndpoint) -> RemoteError:
-    """The service error for any exception the SMTP conversation can raise."""
+def translate(exc: BaseException, endpoint: SmtpEndpoint, step: str = "sending") -> RemoteError:
+    """The service error for any exception the SMTP conversation can raise, during `step` (the
+    Test Connection step's name, or "sending" for a mail transaction). Socket failures are worded
+    by `network.describe`: one sentence with host and port, one hint."""
     host = endpoint.host
     if isinstance(exc, RemoteError):
         return exc
@@ -81,11 +87,9 @@ def translate(exc: BaseException, endpoint: SmtpEndpoint) -> RemoteError:
         return CredentialsRejected(f"{host} refused the username or password ({reply}).")
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0:
         return refusal(SmtpReply(exc.code, exc.message), f"{host} refused")
-    if isinstance(exc, TimeoutError):
-        return SmtpDeferred(f"{host} did not answer within {endpoint.timeout_seconds:g} seconds.")
-    if isinstance(exc, ConnectionRefusedError):
-        return SmtpDeferred(f"{host} refused the connection on port {endpoint.port}.")
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
-        return SmtpDeferred(f"{host} closed the connection unexpectedly.")
-    reason = getattr(exc, "message", None) or (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-    return SmtpDeferred(f"The conversation with {host} on port {endpoint.port} failed ({reason}).")
+    network_step = TCP if step == "connect" else step  # SMTP's "connect" step is the TCP handshake alone
+    found = describe(exc, host=host, port=endpoint.port, step=network_step, seconds=endpoint.timeout_seconds)
+    if found is not None:  # the connect timeout is the account's timeout too (session._connect)
+        return worded(SmtpDeferred, *found)
+    reason = (getattr(exc, "message", None) or str(exc)).rstrip(".")
+    return worded(SmtpDeferred, f"The conversation with {host} on port {endpoint.port} failed ({reason}).", CLOSED_HINT)

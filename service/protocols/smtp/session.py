@@ -27,6 +27,7 @@ from service.domain.outbox import DeliveryReport, SmtpReply
 from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, TlsFailure
 from service.protocols import outbound
+from service.protocols.network import not_found, wording
 from service.protocols.smtp.auth import sign_in, sign_in_with_token
 from service.protocols.smtp.client import RecordingClient, record_reply
 from service.protocols.smtp.endpoint import SmtpEndpoint
@@ -80,9 +81,10 @@ class SmtpSession:
         try:
             result = await action()
         except (RemoteError, *LIBRARY_ERRORS) as exc:
-            error = translate(exc, self.endpoint)
+            error = translate(exc, self.endpoint, name)
             elapsed = (time.perf_counter() - started) * 1000
-            self.report.steps.append(Step(name, False, elapsed, error.message, hint_for(name, error)))
+            sentence = (wording(error) or (error.message, ""))[0]
+            self.report.steps.append(Step(name, False, elapsed, sentence, hint_for(name, error)))
             if error is exc:
                 raise
             raise error from exc
@@ -124,7 +126,7 @@ class SmtpSession:
             async with asyncio.timeout(endpoint.timeout_seconds):
                 return await outbound.resolve_async(endpoint.host, endpoint.port, endpoint.policy)
         except socket.gaierror as exc:
-            raise SmtpDeferred(f"The server name {self.endpoint.host} could not be found.") from exc
+            raise not_found(self.endpoint.host, SmtpDeferred) from exc
 
     async def _connect(self, targets: list[outbound.Target]) -> socket.socket:
         loop = asyncio.get_running_loop()
@@ -143,11 +145,17 @@ class SmtpSession:
                 sock.close()
                 raise
             return sock
-        raise translate(error or OSError("no address to connect to"), self.endpoint)
+        raise translate(error or OSError("no address to connect to"), self.endpoint, "connect")
 
     async def _greet(self) -> SmtpReply:
+        try:
+            response = await self.client.connect()
+        except BaseException:  # no transport took the socket (a silent or closing server, a TLS failure)
+            if not self.client.is_connected:
+                self._socket_handed_over = False
+                self.client.close()
+            raise
         self._socket_handed_over = True
-        response = await self.client.connect()
         record_reply(self.transcript, response.code, response.message)
         return SmtpReply(response.code, response.message)
 

@@ -31,6 +31,7 @@ STEP_LABELS = {
     "auth": "Sign in",
     "folders": "List folders",
     "messages": "Count messages",
+    "cleartext": "Password protection",
 }
 RETRIEVAL_OFF = "Retrieval is turned off by your administrator"  # no run happens while the domain's switch is off
 CREDENTIALS_HINT = "The server rejected the username or password. Edit it to correct them."
@@ -92,6 +93,7 @@ class StepLine:
     detail: str
     hint: str
     duration: str
+    warning: bool = False  # passed, with a risk to fix: shown with its hint
 
 
 def _plural(n: int, unit: str) -> str:
@@ -276,8 +278,9 @@ def steps(report: ConnectionReport) -> list[StepLine]:
             STEP_LABELS.get(step.name, step.name.capitalize()),
             step.ok,
             step.detail,
-            step.hint if not step.ok else "",
+            step.hint if not step.ok or step.warning else "",
             f"{step.duration_ms:,.0f} ms",
+            step.warning,
         )
         for step in report.steps
     ]
@@ -285,7 +288,8 @@ def steps(report: ConnectionReport) -> list[StepLine]:
 
 def report_context(report: ConnectionReport) -> dict[str, Any]:
     """What templates/settings/_steps.html shows for a Test Connection report."""
-    return {"steps": steps(report), "steps_ok": report.ok}
+    lines = steps(report)
+    return {"steps": lines, "steps_ok": report.ok, "steps_warned": any(line.warning for line in lines)}
 
 
 def run_message(result: RunResult) -> Message:
