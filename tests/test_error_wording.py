@@ -19,16 +19,17 @@ import pytest
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport, Step
 from service.domain.smtp_accounts import SmtpAccountInput
-from service.domain.values import Protocol, Security
+from service.domain.values import Protocol, RetrievalMethod, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.protocols.network import CONNECT_TIMEOUT_SECONDS, network_error
 from service.usecases.connection_tests import SmtpSettings, Subject, TaskSettings, run_connection_test
-from service.usecases.retrieval_tasks import NewTask
+from service.usecases.retrieval_tasks import NewTask, add_task
+from service.usecases.users import find_user
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import _Server
 from tests.fixtures.smtp import StartSmtpServer
-from tests.fixtures.webapp import WebClient, set_up_admin
+from tests.fixtures.webapp import ADMIN_EMAIL, WebClient, set_up_admin
 from tests.settings_web import htmx_post, task_fields, text_of
 from tests.test_smtp_fakes import make_user
 
@@ -261,3 +262,27 @@ async def test_the_settings_page_shows_the_warning(
     assert "Password protection: warning" in shown
     assert "offers STARTTLS, but this task is set to send the password in clear" in shown
     assert "Choose STARTTLS" in shown
+
+
+@pytest.mark.parametrize("kind", ["imap", "pop3"])
+async def test_a_run_against_a_refused_port_says_the_same_sentence(
+    kind: str, web_client: WebClient, db: Database, secret_box: SecretBox, refused_port: int
+) -> None:
+    """Retrieve Messages Now, and the task's "Last error", word the failure as Test Connection does."""
+    await set_up_admin(web_client)
+    user = await find_user(db=db, email=ADMIN_EMAIL)
+    new = NewTask(
+        protocol=Protocol(kind),
+        host="127.0.0.1",
+        port=refused_port,
+        security=Security.NONE,
+        username="someone",
+        password="secret",
+        timeout_seconds=TIMEOUT,
+        method=RetrievalMethod.MANUAL,
+    )
+    task = await add_task(db=db, secret_box=secret_box, user_id=user.id, new=new)
+    ran = text_of((await htmx_post(web_client, f"/settings/retrieval/{task.id}/run")).text)
+    sentence = f"Nothing answers on port {refused_port} of 127.0.0.1. Check the port and that the server runs."
+    assert sentence in ran
+    assert not RAW.search(ran)
