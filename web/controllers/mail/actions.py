@@ -20,13 +20,13 @@ from litestar.datastructures import FormMultiDict
 from litestar.di import NamedDependency
 from litestar.response import Response
 
+from service.domain.folder_names import ARCHIVE
 from service.domain.retrieval import LocalTarget
 from service.domain.users import UserView
 from service.errors import InvalidInput
 from service.persistence.database import Database
 from service.usecases.mailbox import delete_messages, move_messages, set_seen
 from service.usecases.retrieval.store import resolve_folder
-from web.controllers.mail.present import ARCHIVE
 from web.support.rendering import see_other
 
 ACTIONS = ("read", "unread", "move", "archive", "delete")

@@ -21,6 +21,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Response
 
 from service.config import Settings
+from service.domain.folder_names import ARCHIVE
 from service.domain.mailbox import FolderView
 from service.domain.users import UserView
 from service.domain.values import SpecialUse
@@ -32,7 +33,6 @@ from service.usecases.users import needs_first_admin
 from web.controllers.mail.arrivals import Arrival, arrivals
 from web.controllers.mail.links import inline_url_maker
 from web.controllers.mail.present import (
-    ARCHIVE,
     folder_children,
     human_size,
     list_rows,

@@ -15,10 +15,6 @@ from datetime import datetime
 from service.domain.mailbox import FolderView, MessageSummary
 from service.domain.values import SpecialUse
 
-ARCHIVE = "Archive"
-"""The folder "Archive" (and the `e` shortcut) moves messages to: a top-level folder of that name, made
-on first use. There is no Archive special folder; remote \\Archive folders land at this path too
-(service.domain.retrieval.local_target, root-level transfer)."""
 _NAME_AND_ADDRESS = re.compile(r'^\s*"?(?P<name>[^"<]*?)"?\s*<(?P<address>[^<>]*)>\s*$')
 NOTICES = {
     "read": "{n} marked as read.",
