@@ -289,6 +289,24 @@ async def test_filter_rules_follow_a_renamed_folder(db: Database) -> None:
     assert stored.actions[1].kind is ActionKind.MARK_READ
 
 
+async def test_a_folder_a_filter_rule_moves_mail_into_cannot_be_deleted(db: Database) -> None:
+    """The rule's next match would create the folder again; the refusal names the rule."""
+    user_id = await _user(db)
+    parent = await folders.create_folder(db=db, user_id=user_id, name="Lists")
+    await folders.create_folder(db=db, user_id=user_id, name="Python", parent_id=parent.id)
+    other = await folders.create_folder(db=db, user_id=user_id, name="Listserv")
+    rule = FilterRule(
+        name="python-dev",
+        conditions=(Condition(FilterField.SUBJECT, FilterOp.CONTAINS, "[python-dev]"),),
+        actions=(Action(ActionKind.MARK_READ), Action(ActionKind.MOVE, "Lists/Python")),
+    )
+    await filters.create_rule(db=db, user_id=user_id, rule=rule)
+    with pytest.raises(folders.FolderInUse, match='filter rule "python-dev"'):
+        await folders.delete_folder(db=db, user_id=user_id, folder_id=parent.id)
+    assert {"Lists", "Lists/Python"} <= set(await _paths(db, user_id))
+    assert (await folders.delete_folder(db=db, user_id=user_id, folder_id=other.id)).folders == 1
+
+
 async def _task(
     db: Database, user_id: int, name: str, protocol: Protocol, destination_folder: str | None = None
 ) -> int:

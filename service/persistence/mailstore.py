@@ -70,14 +70,21 @@ async def list_folders(session: AsyncSession, user_id: int) -> list[Folder]:
 
 
 async def folder_by_path(session: AsyncSession, user_id: int, path: str) -> Folder:
-    """The user's folder at `path` ("A/B/C"), creating it and any missing parents."""
+    """The user's folder at `path` ("A/B/C"), creating it and any missing parents.
+
+    Each folder found is locked FOR KEY SHARE (PostgreSQL; a no-op on SQLite) until the caller's
+    transaction ends, as storing a message in it would: a folder being renamed, moved or deleted
+    (`usecases.folders` locks it FOR UPDATE) is waited for, and then no longer matches its old
+    path, so it is created again instead of the delivery failing on, or being cascaded away with,
+    a folder that is gone."""
     parts = [part for part in path.split("/") if part]
     if not parts:
         raise InvalidInput("A folder needs a name.")
     parent: Folder | None = None
     for depth in range(1, len(parts) + 1):
         current = "/".join(parts[:depth])
-        folder = (await session.exec(select(Folder).where(Folder.user_id == user_id, Folder.path == current))).first()
+        query = select(Folder).where(Folder.user_id == user_id, Folder.path == current)
+        folder = (await session.exec(query.with_for_update(read=True, key_share=True))).first()
         if folder is None:
             folder = Folder(
                 user_id=user_id, parent_id=parent.id if parent else None, name=parts[depth - 1], path=current

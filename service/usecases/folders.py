@@ -17,8 +17,24 @@ every folder below it, in the same transaction as everything that names those pa
 
 Deleting a folder moves its messages and those of its subfolders to the Trash, as deleting
 messages does (Roundcube asks and deletes them; here nothing is lost until the Trash is
-emptied), then removes the folders. A folder a retrieval task delivers into is refused: its
-next run would create it again. Emptying the Trash or Junk deletes their messages for good.
+emptied), then removes the folders. A folder a retrieval task or a filter rule delivers into is
+refused: the next delivery would create it again. Emptying the Trash or Junk deletes their
+messages for good.
+
+Concurrency. SQLite runs one write transaction at a time (BEGIN IMMEDIATE), so nothing below
+interleaves there. PostgreSQL runs them at once, in READ COMMITTED, so every folder write
+first locks the user's row (FOR NO KEY UPDATE: it does not block the foreign-key checks of
+mail being stored) and only then reads the folders: two renames, moves or creates of one user
+queue and the second sees the first's result (no cycle from "A into B" racing "B into A", no
+child path left naming a folder's old name, no duplicate sibling; a unique-path violation that
+still slips through is `FolderNameTaken`, a 409, not a 500). Renaming, moving and deleting
+then lock the rows of the folder's subtree FOR UPDATE, which waits for every delivery in
+flight into them (storing a message takes a key-share lock on its folder, and
+`folder_by_path` takes one while it resolves a path) and makes later ones wait for this
+commit; the folders are read again after that, in a new statement that sees what those
+deliveries committed. So a message delivered while its folder is deleted goes to the Trash
+with the rest, and a delivery after the delete finds the folder gone and creates it again,
+instead of the DELETE cascading over a message committed under it.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -47,7 +64,7 @@ from service.domain.values import FolderTransfer, Protocol, SpecialUse
 from service.errors import Conflict, InvalidInput, NotFound
 from service.persistence.database import Database
 from service.persistence.mailstore import delete_folder_contents, ensure_special_folders, move_folder_contents
-from service.persistence.tables import FilterRuleRow, Folder, RetrievalTask
+from service.persistence.tables import FilterRuleRow, Folder, RetrievalTask, User
 from service.usecases.reading.folders import folder_view
 
 EMPTYABLE = (SpecialUse.TRASH, SpecialUse.JUNK)
@@ -83,7 +100,40 @@ class FolderDeleted:
 
 
 async def _all(session: AsyncSession, user_id: int) -> list[Folder]:
-    return list((await session.exec(select(Folder).where(Folder.user_id == user_id))).all())
+    query = select(Folder).where(Folder.user_id == user_id).execution_options(populate_existing=True)
+    return list((await session.exec(query)).all())
+
+
+async def _locked(session: AsyncSession, user_id: int) -> list[Folder]:
+    """The user's folders, read after taking the user's folder lock (see the module docstring):
+    the user's row FOR NO KEY UPDATE, held until the transaction ends. A no-op on SQLite."""
+    await session.exec(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+    return await _all(session, user_id)
+
+
+async def _lock_subtree(session: AsyncSession, user_id: int, folders: list[Folder], root_id: int) -> list[Folder]:
+    """Lock the rows of folder `root_id` and of every folder below it FOR UPDATE (in id order, so
+    two lockers cannot deadlock), waiting out deliveries in flight into them; returns the user's
+    folders read again afterwards. Repeats while a subfolder a delivery just created is unlocked."""
+    locked: set[int] = set()
+    while True:
+        root = _find(folders, root_id)
+        ids = {f.id for f in folders if f.id is not None and is_within(f.path, root.path)}
+        if ids <= locked:
+            return folders
+        query = select(Folder.id).where(col(Folder.id).in_(sorted(ids - locked))).order_by(col(Folder.id))
+        await session.exec(query.with_for_update())
+        locked |= ids
+        folders = await _all(session, user_id)
+
+
+async def _flush(session: AsyncSession) -> None:
+    """Write the changes; a unique-path violation (a sibling named so by a delivery that created
+    it meanwhile) is the same refusal as the check before it."""
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise FolderNameTaken("There is already a folder with this name here.") from None
 
 
 def _find(folders: Sequence[Folder], folder_id: int | None) -> Folder:
@@ -174,12 +224,34 @@ async def _repath(session: AsyncSession, user_id: int, subtree: Sequence[Folder]
         if changed:
             rule.actions = json.dumps(actions)
             session.add(rule)
-    await session.flush()
+    await _flush(session)
+
+
+async def _refuse_filter_targets(session: AsyncSession, user_id: int, path: str) -> None:
+    """Refuse deleting `path` while a filter rule moves mail into it or below: the rule's next
+    match would create the folder again."""
+    rules = (
+        await session.exec(
+            select(FilterRuleRow).where(FilterRuleRow.user_id == user_id).order_by(col(FilterRuleRow.position))
+        )
+    ).all()
+    for rule in rules:
+        try:
+            actions = json.loads(rule.actions)
+        except ValueError:
+            continue
+        for action in actions if isinstance(actions, list) else []:
+            named = action.get("folder") if isinstance(action, dict) else None
+            if isinstance(named, str) and named and is_within("/".join(p for p in named.split("/") if p), path):
+                raise FolderInUse(
+                    f'The filter rule "{rule.name}" moves mail into this folder; change or delete the rule first.'
+                )
 
 
 async def create_folder(*, db: Database, user_id: int, name: str, parent_id: int | None = None) -> FolderView:
     """A new empty folder named `name`, at the top or inside the folder `parent_id`."""
     async with db.write() as session:
+        await _locked(session, user_id)
         await ensure_special_folders(session, user_id)
         folders = await _all(session, user_id)
         parent = _parent(folders, parent_id)  # another user's folder is NotFound, whatever the name
@@ -187,16 +259,18 @@ async def create_folder(*, db: Database, user_id: int, name: str, parent_id: int
         path, _ = _check_place(folders, None, parent, cleaned)
         folder = Folder(user_id=user_id, parent_id=parent.id if parent else None, name=cleaned, path=path)
         session.add(folder)
-        await session.flush()
+        await _flush(session)
         return folder_view(folder)
 
 
 async def rename_folder(*, db: Database, user_id: int, folder_id: int, name: str) -> FolderView:
     """Give the folder a new name; its subfolders, and the tasks and filters naming them, follow."""
     async with db.write() as session:
-        folders = await _all(session, user_id)
+        folders = await _locked(session, user_id)
         folder = _own(folders, folder_id)  # another user's folder is NotFound, whatever the name
         cleaned = check_folder_name(name)
+        folders = await _lock_subtree(session, user_id, folders, folder_id)
+        folder = _own(folders, folder_id)
         parent = _find(folders, folder.parent_id) if folder.parent_id is not None else None
         path, subtree = _check_place(folders, folder, parent, cleaned)
         old = folder.path
@@ -208,7 +282,9 @@ async def rename_folder(*, db: Database, user_id: int, folder_id: int, name: str
 async def move_folder(*, db: Database, user_id: int, folder_id: int, parent_id: int | None) -> FolderView:
     """Put the folder (with its subfolders) inside `parent_id`, or at the top when None."""
     async with db.write() as session:
-        folders = await _all(session, user_id)
+        folders = await _locked(session, user_id)
+        _own(folders, folder_id)
+        folders = await _lock_subtree(session, user_id, folders, folder_id)
         folder = _own(folders, folder_id)
         parent = _parent(folders, parent_id)
         if parent is not None and is_within(parent.path, folder.path):
@@ -223,6 +299,7 @@ async def move_folder(*, db: Database, user_id: int, folder_id: int, parent_id: 
 async def delete_folder(*, db: Database, user_id: int, folder_id: int) -> FolderDeleted:
     """Delete the folder and its subfolders; their messages go to the Trash."""
     async with db.write() as session:
+        await _locked(session, user_id)
         trash = (await ensure_special_folders(session, user_id))[SpecialUse.TRASH]
         folders = await _all(session, user_id)
         folder = _own(folders, folder_id)
@@ -234,6 +311,9 @@ async def delete_folder(*, db: Database, user_id: int, folder_id: int) -> Folder
                     f'The retrieval task "{title}" brings mail into this folder; change its destination folder '
                     "or delete the task first."
                 )
+        await _refuse_filter_targets(session, user_id, folder.path)
+        folders = await _lock_subtree(session, user_id, folders, folder_id)
+        folder = _own(folders, folder_id)
         subtree = [f for f in folders if is_within(f.path, folder.path)]
         ids = [f.id for f in subtree if f.id is not None]
         assert trash.id is not None
