@@ -6,8 +6,15 @@ the filters (`has:`, `is:`, `in:`, `before:`, `after:`) on the message rows. Res
 come newest first, as in a folder's list, a page at a time by page number (a search
 has no stable position to keep a cursor on), each with its folder.
 
-Tenant isolation: every row is the user's own message in the user's own folder; the
-index holds no user column, so the join to `message` and `folder` is the filter.
+Tenant isolation: every row is the user's own message in the user's own folder. The
+index restricts its walk to the searcher (SQLite: the `owner` token; PostgreSQL: user_id),
+which keeps the cost proportional to the searcher's own matches; the join to `message`
+and `folder` on user_id is the filter that guarantees it. A query without words (only
+`is:`, `has:`, dates, `in:`) never touches the index: it walks the user's messages (or the
+folder's) newest first through `message`'s (user_id | folder_id, sort_date, id) index.
+
+Paging is by offset, so a page costs as many rows as it skips: the offset stops at
+MAX_OFFSET, and past it the results say so (`older_hidden`) instead of walking further.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 
@@ -28,6 +36,8 @@ from service.persistence.tables import Folder, Message
 PAGE_SIZE = 50
 MAX_PER_PAGE = 200
 MAX_PAGE = 1000
+MAX_OFFSET = 10_000
+NARROW_HINT = "Narrow the search to see older results."
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +50,15 @@ class SearchHit:
 
 @dataclass(frozen=True, slots=True)
 class SearchResults:
-    """One page of results, newest first. `has_more`: a next page exists."""
+    """One page of results, newest first. `has_more`: a next page exists (within MAX_OFFSET);
+    `older_hidden`: more matches exist past the last page that can be shown (NARROW_HINT)."""
 
     query: str
     page: int
     per_page: int
     hits: tuple[SearchHit, ...]
     has_more: bool
+    older_hidden: bool = False
 
     @property
     def next_page(self) -> int | None:
@@ -101,6 +113,8 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
         raise InvalidInput(f"The page must be a number from 1 to {MAX_PAGE}.")
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise InvalidInput(f"A page holds from 1 to {MAX_PER_PAGE} messages.")
+    if (page - 1) * per_page > MAX_OFFSET:
+        raise InvalidInput(f"Search shows the newest {MAX_OFFSET + per_page} results at most. {NARROW_HINT}")
     query = query.encode("utf-8", "replace").decode("utf-8")  # an unpaired surrogate (argv, JSON) becomes "?"
     parsed = parse(query)
     empty = SearchResults(query, page, per_page, (), has_more=False)
@@ -117,20 +131,30 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
                 return empty
         statement = search_index.newest_first(connection.dialect.name, parsed, user_id, _COLUMNS)
         if statement is not None and connection.dialect.name == "postgresql":
-            await search_index.plan_postgresql(connection, parsed)
-        if statement is None:  # no words, one folder: its (sort_date, id) index
-            statement = (
-                core_select(*_COLUMNS)
-                .join_from(Message, Folder, col(Folder.id) == col(Message.folder_id))
-                .where(col(Message.user_id) == user_id, col(Folder.user_id) == user_id)
-                .order_by(col(Message.sort_date).desc(), col(Message.id).desc())
-            )
-            statement = statement.where(*_dates(parsed))
+            await search_index.plan_postgresql(connection, parsed, user_id)
+        if statement is None:
+            statement = filter_only(parsed, user_id)
         if folder_ids is not None:
             statement = statement.where(col(Message.folder_id).in_(folder_ids))
         statement = statement.where(*_filters(parsed))
         rows = list((await connection.execute(statement.offset((page - 1) * per_page).limit(per_page + 1))).all())
-    return SearchResults(query, page, per_page, tuple(_hit(r) for r in rows[:per_page]), len(rows) > per_page)
+    more = len(rows) > per_page
+    last_page = page * per_page > MAX_OFFSET  # the next page's offset is past the cap
+    return SearchResults(
+        query, page, per_page, tuple(_hit(r) for r in rows[:per_page]), more and not last_page, more and last_page
+    )
+
+
+def filter_only(parsed: SearchQuery, user_id: int) -> Select[tuple[Any, ...]]:
+    """A query without words: the user's messages newest first, through `message`'s
+    (user_id, sort_date, id) index (or, with `in:`, the folder's (folder_id, sort_date, id)),
+    its dates a range of that index; never the full-text index."""
+    return (
+        core_select(*_COLUMNS)
+        .join_from(Message, Folder, col(Folder.id) == col(Message.folder_id))
+        .where(col(Message.user_id) == user_id, col(Folder.user_id) == user_id, *_dates(parsed))
+        .order_by(col(Message.sort_date).desc(), col(Message.id).desc())
+    )
 
 
 def _dates(parsed: SearchQuery) -> list[Any]:

@@ -42,6 +42,7 @@ class Message(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_message_folder_listing", "folder_id", "sort_date", "id"),
+        Index("ix_message_user_listing", "user_id", "sort_date", "id"),  # search without words (0009)
         Index("ix_message_folder_unseen", "folder_id", "seen"),
         Index("ix_message_origin", "task_id", "remote_folder", "sha256"),
     )
