@@ -6,21 +6,27 @@ disable, delete or demote themselves, and the last administrator stays one. The 
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
+import pytest
 from sqlalchemy import func
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.values import Protocol, RetrievalMethod
+from service.errors import Conflict
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Folder, Message, MessageBody, RetrievalTask, SmtpAccount, User
-from service.usecases import retrieval_tasks
+from service.usecases import retrieval_tasks, user_admin
 from service.usecases.users import add_user, find_user
 from tests.cli_runner import tributary
 from tests.fixtures.webapp import ADMIN_EMAIL, SESSION_COOKIE, WebClient, log_in, post_form, set_up_admin
 from tests.settings_web import text_of
+from tests.test_folders_races import eventually, lock_waiters, postgres_only
 from tests.test_smtp_fakes import make_account
 
 HOST = "testserver.local"
@@ -232,3 +238,50 @@ async def test_the_cli_disables_enables_sets_passwords_and_deletes(settings: Set
     missing = tributary(settings, "user", "disable", MEMBER)
     assert missing.returncode == 1
     assert f"There is no user {MEMBER}." in missing.stderr
+
+
+MUTUAL = {
+    "disable": lambda db, actor, target: user_admin.set_user_active(
+        db=db, actor_id=actor, user_id=target, active=False
+    ),
+    "demote": lambda db, actor, target: user_admin.update_user(
+        db=db, actor_id=actor, user_id=target, display_name="", is_admin=False
+    ),
+    "delete": lambda db, actor, target: user_admin.delete_user(db=db, actor_id=actor, user_id=target),
+}
+
+
+@pytest.mark.parametrize("change", sorted(MUTUAL))
+async def test_two_administrators_removing_each_other_at_once_leave_one(
+    db: Database, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """On PostgreSQL both would count the other as still active. Each is held right after its
+    count until the other has counted too, or waits on a lock: then only the lock can have
+    kept the second from counting before the first committed."""
+    postgres_only(db)
+    first = (await add_user(db=db, email="first@example.test", password=MEMBER_PASSWORD, is_admin=True)).id
+    second = (await add_user(db=db, email="second@example.test", password=MEMBER_PASSWORD, is_admin=True)).id
+    counted = 0
+    keep_an_admin = user_admin._keep_an_admin
+
+    async def held_after_counting(session: AsyncSession, user: User) -> None:
+        nonlocal counted
+        await keep_an_admin(session, user)
+        counted += 1
+
+        async def both_counted_or_one_waits() -> bool:
+            return counted == 2 or await lock_waiters(db) >= 1
+
+        await eventually(both_counted_or_one_waits, "the other administrator's change counted or waiting")
+
+    monkeypatch.setattr(user_admin, "_keep_an_admin", held_after_counting)
+    outcomes = await asyncio.gather(
+        MUTUAL[change](db, first, second), MUTUAL[change](db, second, first), return_exceptions=True
+    )
+    refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(refused) == 1, outcomes
+    assert isinstance(refused[0], Conflict), outcomes
+    assert "is the last active administrator" in str(refused[0])
+    async with db.read() as session:
+        admins = (await session.exec(select(User.email).where(col(User.is_admin), col(User.is_active)))).all()
+    assert len(admins) == 1

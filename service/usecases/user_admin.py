@@ -14,6 +14,12 @@ Rules that hold for the web page and the CLI alike:
 - deleting a user deletes everything that is theirs (the schema's ON DELETE CASCADE: folders,
   messages, retrieval tasks and their cursors, SMTP accounts, outbox, filters, OAuth2
   sign-ins, log entries); their domain stays.
+
+"The last active administrator" holds under concurrency too: on PostgreSQL (READ COMMITTED)
+two administrators disabling, demoting or deleting each other at the same moment would each
+count the other as still active. So those changes first lock every active administrator's row
+FOR UPDATE, in id order, before the target's; the second waits for the first to commit and
+then counts what it left. SQLite runs one write transaction at a time (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
@@ -64,6 +70,12 @@ async def _target(session: AsyncSession, user_id: int) -> tuple[User, Domain]:
     return row[0], row[1]
 
 
+async def _lock_admins(session: AsyncSession) -> None:
+    """Lock the active administrators' rows (see the module docstring); a no-op on SQLite."""
+    query = select(User.id).where(col(User.is_admin), col(User.is_active)).order_by(col(User.id))
+    await session.exec(query.with_for_update())
+
+
 async def _keep_an_admin(session: AsyncSession, user: User) -> None:
     """Refuse when `user` is the only active administrator (they are about to stop being one)."""
     if not (user.is_admin and user.is_active):
@@ -86,6 +98,7 @@ async def update_user(
     if len(name) > MAX_DISPLAY_NAME:
         raise InvalidInput(f"The display name can be at most {MAX_DISPLAY_NAME} characters long.")
     async with db.write() as session:
+        await _lock_admins(session)
         user, domain = await _target(session, user_id)
         if user.is_admin and not is_admin:
             _not_yourself(actor_id, user_id, "remove the administrator role from")
@@ -98,6 +111,7 @@ async def update_user(
 async def set_user_active(*, db: Database, actor_id: int | None, user_id: int, active: bool) -> AdminUserView:
     """Disable a user (they cannot sign in; their sessions end) or enable them again."""
     async with db.write() as session:
+        await _lock_admins(session)
         user, domain = await _target(session, user_id)
         if not active:
             _not_yourself(actor_id, user_id, "disable")
@@ -109,6 +123,7 @@ async def set_user_active(*, db: Database, actor_id: int | None, user_id: int, a
 async def delete_user(*, db: Database, actor_id: int | None, user_id: int) -> AdminUserView:
     """Delete a user and everything that is theirs; returns who they were."""
     async with db.write() as session:
+        await _lock_admins(session)
         user, domain = await _target(session, user_id)
         _not_yourself(actor_id, user_id, "delete")
         await _keep_an_admin(session, user)
