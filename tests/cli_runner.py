@@ -19,6 +19,7 @@ TUNED = (
     "run_deadline_seconds",
     "retrieval_batch_messages",
     "outbound_allow",
+    "push_connections",  # 0 in test settings: serve/worker subprocesses hold no push connection unless asked
 )
 
 
