@@ -122,6 +122,8 @@ async def test_pages_stop_before_a_deep_offset(db: Database) -> None:
     alice = (await add_user(db=db, email="alice@example.test", password=PASSWORD)).id
     await store(db, alice, "Inbox", *(make(f"N {n}", body="word") for n in range(3)))
     last = searching.MAX_OFFSET // 20 + 1  # per_page 20: this page's offset is MAX_OFFSET
+    assert searching.last_page(20) == last
+    assert searching.last_page(1) == searching.MAX_PAGE
     results = await searching.search(db=db, user_id=alice, query="word", page=last, per_page=20)
     assert results.hits == ()
     assert not results.has_more

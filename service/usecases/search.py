@@ -40,6 +40,11 @@ MAX_OFFSET = 10_000
 NARROW_HINT = "Narrow the search to see older results."
 
 
+def last_page(per_page: int = PAGE_SIZE) -> int:
+    """The deepest page `search` shows at this page size (its offset is at most MAX_OFFSET)."""
+    return min(MAX_PAGE, MAX_OFFSET // per_page + 1)
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     """A message found, as a list row, with the folder it is in."""
@@ -113,7 +118,7 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
         raise InvalidInput(f"The page must be a number from 1 to {MAX_PAGE}.")
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise InvalidInput(f"A page holds from 1 to {MAX_PER_PAGE} messages.")
-    if (page - 1) * per_page > MAX_OFFSET:
+    if page > last_page(per_page):
         raise InvalidInput(f"Search shows the newest {MAX_OFFSET + per_page} results at most. {NARROW_HINT}")
     query = query.encode("utf-8", "replace").decode("utf-8")  # an unpaired surrogate (argv, JSON) becomes "?"
     parsed = parse(query)
@@ -139,9 +144,9 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
         statement = statement.where(*_filters(parsed))
         rows = list((await connection.execute(statement.offset((page - 1) * per_page).limit(per_page + 1))).all())
     more = len(rows) > per_page
-    last_page = page * per_page > MAX_OFFSET  # the next page's offset is past the cap
+    deepest = page * per_page > MAX_OFFSET  # the next page's offset is past the cap
     return SearchResults(
-        query, page, per_page, tuple(_hit(r) for r in rows[:per_page]), more and not last_page, more and last_page
+        query, page, per_page, tuple(_hit(r) for r in rows[:per_page]), more and not deepest, more and deepest
     )
 
 
