@@ -197,6 +197,22 @@ async def test_administrators_cannot_disable_delete_or_demote_themselves(web_cli
     assert (await web_client.get("/admin")).status_code == 200
 
 
+async def test_an_administrators_own_password_is_changed_under_settings_account(
+    web_client: WebClient, db: Database
+) -> None:
+    """Setting it on the Administration page would end the session it was typed in."""
+    await set_up_admin(web_client)
+    admin_id = (await find_user(db=db, email=ADMIN_EMAIL)).id
+    path = f"/admin/users/{admin_id}/password"
+    refused = await post_form(web_client, path, {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    assert refused.status_code == 409
+    assert "/settings/account" in text_of(refused.text)
+    assert NEW_PASSWORD not in refused.text
+    assert (await web_client.get("/admin")).status_code == 200  # still signed in
+    web_client.cookies.clear()
+    assert (await log_in(web_client, email=ADMIN_EMAIL, password=NEW_PASSWORD)).status_code == 401
+
+
 async def test_members_cannot_manage_users(web_client: WebClient, db: Database) -> None:
     member_id, member_session, _ = await _member_signed_in_elsewhere(web_client, db)
     admin_id = (await find_user(db=db, email=ADMIN_EMAIL)).id

@@ -39,6 +39,7 @@ from service.persistence.tables import Domain, User
 
 NOT_YOURSELF = "You cannot {what} your own account; ask another administrator."
 LAST_ADMIN = "{email} is the last active administrator; make another user an administrator first."
+SELF_SERVICE = "Change your own password under Settings, Account (/settings/account), which asks for your current one."
 MAX_DISPLAY_NAME = 200
 
 
@@ -132,8 +133,13 @@ async def delete_user(*, db: Database, actor_id: int | None, user_id: int) -> Ad
     return gone
 
 
-async def set_user_password(*, db: Database, user_id: int, password: str) -> AdminUserView:
-    """Give a user a new password (typed by an administrator); every session of theirs ends."""
+async def set_user_password(*, db: Database, user_id: int, password: str, actor_id: int | None = None) -> AdminUserView:
+    """Give a user a new password (typed by an administrator); every session of theirs ends.
+
+    Not the administrator's own (`actor_id`): that would end the very session they typed it in,
+    and Settings, Account asks for the current password first."""
+    if actor_id is not None and actor_id == user_id:
+        raise Conflict(SELF_SERVICE)
     passwords.check_strength(password)
     password_hash = await asyncio.to_thread(passwords.hash_password, password)
     async with db.write() as session:

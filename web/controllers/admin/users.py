@@ -4,7 +4,8 @@ notice) or, after a mistake, the page again with the sentence (never a password)
 
 - POST /admin/users/{id}: save the display name and administrator role;
 - POST /admin/users/{id}/disable and /enable: a disabled user cannot sign in, their sessions end;
-- POST /admin/users/{id}/password: set a new password (typed twice); their sessions end;
+- POST /admin/users/{id}/password: set a new password (typed twice); their sessions end (not the
+  administrator's own: that is Settings, Account, which asks for the current one);
 - POST /admin/users/{id}/delete: with the confirmation box ticked, delete them and everything
   that is theirs, then back to the users list.
 
@@ -135,8 +136,8 @@ async def set_password(
     try:
         if data.password != data.password_confirm:
             raise InvalidInput(PASSWORDS_DIFFER)
-        person = await user_admin.set_user_password(db=db, user_id=user_id, password=data.password)
-    except InvalidInput as exc:
+        person = await user_admin.set_user_password(db=db, actor_id=admin.id, user_id=user_id, password=data.password)
+    except (InvalidInput, Conflict) as exc:
         return await _user_page(request, db, admin, user_id, errors={"password": exc.message}, status=status_for(exc))
     return _done(request, user_id, f"Set a new password for {person.email}; their sessions have ended.")
 
