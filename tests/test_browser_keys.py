@@ -152,7 +152,8 @@ def test_j_and_k_move_a_visible_selection_enter_opens_and_u_goes_back(page: Page
 
     page.keyboard.press("u")
     expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
-    expect(_row(page, SUBJECTS[1])).to_have_class(SELECTED)  # the message just read, selected again
+    # The message just read is selected again (generous wait: a loaded machine delays the swap's scripts).
+    expect(_row(page, SUBJECTS[1])).to_have_class(SELECTED, timeout=WAIT_MS)
     page.keyboard.press("j")
     expect(_row(page, SUBJECTS[2])).to_have_class(SELECTED)
 

@@ -14,8 +14,9 @@
  * Nothing happens while the reader types in a field, uses a menu, or holds Ctrl, Alt or Meta.
  *
  * The selection is the focused subject link (Enter opens it as a click would) plus the class
- * is-cursor on its row. It is remembered by message id: when static/js/live.js swaps in a fresh
- * list ("mail-changed") or htmx swaps the layout, the same message is selected again if shown.
+ * is-cursor on its row. It is remembered by message id (for the tab, in sessionStorage): when
+ * static/js/live.js swaps in a fresh list ("mail-changed"), htmx swaps the layout or the page is
+ * loaded again, the same message is selected again if shown.
  * live.js ignores that class when it compares the shown list with the server's.
  *
  * The fold's state is the attribute data-folders="open" on #mail-layout and the button's
@@ -36,7 +37,28 @@
   var NOT_TYPING = /^(checkbox|radio|button|submit|reset|image|file|range|color)$/;
   var COMPOSE = { r: "reply", a: "reply_all", f: "forward" };
 
-  var selectedId = null; // the selected message's id, kept across swaps of the list
+  var STORED = "tributary.selected-message";
+  var selectedId = remembered(); // the selected message's id, kept across swaps of the list
+
+  /* The selection also outlives a page load in this tab (sessionStorage), e.g. after a message
+     was opened in full; storage may be unavailable, then it lasts for this page only. */
+  function remembered() {
+    try {
+      return window.sessionStorage.getItem(STORED);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function remember(id) {
+    selectedId = id;
+    try {
+      if (id === null) window.sessionStorage.removeItem(STORED);
+      else window.sessionStorage.setItem(STORED, id);
+    } catch (error) {
+      /* this page only */
+    }
+  }
 
   function layout() {
     return document.getElementById("mail-layout");
@@ -136,7 +158,7 @@
   }
 
   function select(row) {
-    selectedId = rowId(row);
+    remember(rowId(row));
     mark(row);
     var link = rowLink(row);
     if (link) link.focus({ preventScroll: true });
@@ -177,6 +199,13 @@
   document.addEventListener("htmx:afterSettle", function () {
     reselect(true);
   });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () {
+      reselect(false);
+    });
+  } else {
+    reselect(false);
+  }
 
   /* ---- Acting on messages ---- */
 
@@ -213,7 +242,7 @@
     if (row) {
       var index = list.indexOf(row);
       var next = list[index + 1] || list[index - 1];
-      selectedId = next ? rowId(next) : null;
+      remember(next ? rowId(next) : null);
     }
     button.click();
     return true;
