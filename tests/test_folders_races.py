@@ -1,6 +1,6 @@
 """Folder management racing itself and mail delivery on PostgreSQL, where write transactions run
 at once (READ COMMITTED); SQLite runs one writer at a time (BEGIN IMMEDIATE), so these
-interleavings cannot happen there and the tests run on PostgreSQL only.
+interleavings cannot happen there and those tests run on PostgreSQL only.
 
 Each test forces the interleaving instead of hoping for it: a transaction held open (a delivery,
 or a plain row lock standing in for "the other writer got there first") and the database's own
@@ -15,17 +15,21 @@ from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from service.domain.mailbox import FolderView
-from service.domain.values import SpecialUse
+from service.domain.retrieval import LocalTarget
+from service.domain.values import Protocol, SpecialUse
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, deliver_many, folder_by_path
 from service.persistence.tables import Folder, Message
 from service.usecases import folders
 from service.usecases.reading.folders import list_folders
+from service.usecases.retrieval.store import Cursor, Owner, commit_batch, load_cursors, resolve_folder
 from service.usecases.users import add_user
 from tests.mail_samples import sample
+from tests.test_folders_manage import _task
 
 WAIT_SECONDS = 15
 
@@ -229,3 +233,33 @@ async def test_a_subfolder_created_while_its_parent_is_renamed_follows_the_new_n
     child = await creating
     assert child.path == "Work/Child"
     _consistent(await list_folders(db=db, user_id=user_id))
+
+
+async def test_a_batch_bound_for_a_folder_deleted_since_it_was_resolved_is_retried_not_lost(db: Database) -> None:
+    """A run resolves its folder once, then commits batches into it. Deleting that folder in
+    between (possible only once no task names it) fails the batch and its cursor together; the
+    runner gives the task back, and the next run resolves the folder again, creating it."""
+    user_id = await _user(db)
+    task_id = await _task(db, user_id, name="old", protocol=Protocol.IMAP)
+    target = LocalTarget(None, "Projects")
+    owner = Owner(task_id=task_id, user_id=user_id)
+    folder_id = await resolve_folder(db, user_id, target)
+    await folders.delete_folder(db=db, user_id=user_id, folder_id=folder_id)
+
+    async def commit(into: int) -> int:
+        return await commit_batch(
+            db,
+            owner=owner,
+            folder_id=into,
+            remote_folder="INBOX",
+            messages=[IncomingMessage(raw=sample("retried"))],
+            cursor=Cursor(7, 42),
+        )
+
+    with pytest.raises(IntegrityError):
+        await commit(folder_id)
+    assert await load_cursors(db, task_id) == {}  # the cursor did not move past the message
+    again = await resolve_folder(db, user_id, target)
+    assert await commit(again) == 1
+    assert await _subjects(db, again) == ["retried"]
+    assert await load_cursors(db, task_id) == {"INBOX": Cursor(7, 42)}
