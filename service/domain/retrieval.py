@@ -89,6 +89,36 @@ class RunResult:
             head += f", skipped {self.skipped}"
         return head + (" (" + "; ".join(parts) + ")" if parts else "") + "."
 
+    def sentence(self) -> str:
+        """The run in one sentence for "Retrieve Messages Now" ("412 new messages in 6 folders.",
+        "No new messages.", "1 new message in Inbox."); the per-folder detail is the log entry's
+        (`summary`), the errors are said after it."""
+        where = [f.local for f in self.folders if f.imported]
+        if not self.imported:
+            text = "No new messages"
+        else:
+            text = f"{self.imported} new message{'s' if self.imported != 1 else ''}"
+            if len(where) == 1:
+                text += f" in {_folder_name(where[0])}"
+            elif where:
+                text += f" in {len(where)} folders"
+        if self.skipped:
+            text += f"; {self.skipped} skipped (too large, or already here)"
+        return text + "."
+
+
+def _folder_name(path: str) -> str:
+    """A local folder as the folder list names it: the Inbox by its name, others by their path."""
+    return "Inbox" if path.upper() == "INBOX" else path
+
+
+@dataclass(slots=True)
+class RunProgress:
+    """Messages a run in progress has committed so far: its batches add to it as each commits, and
+    "Retrieve Messages Now" shows it while it waits (only in the process running it)."""
+
+    stored: int = 0
+
 
 @dataclass(frozen=True, slots=True)
 class LocalTarget:

@@ -36,7 +36,7 @@ from service.domain.oauth import CredentialStatus
 from service.domain.values import RetrievalMethod
 from service.errors import TributaryError
 from service.persistence.database import Database
-from service.persistence.tables import RetrievalTask, User
+from service.persistence.tables import Domain, RetrievalTask, User
 from service.persistence.types import utcnow
 from service.usecases.retrieval.holder import Holder, this_process
 
@@ -67,12 +67,16 @@ def _free(now: datetime) -> ColumnElement[bool]:
 
 
 def _scheduled(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """Automatic, active, of an active user (a disabled user's tasks never run), not paused, signed
-    in (an OAuth2 task waiting for its consent or for Reconnect is never claimed: no retry loop
-    against the provider) and due."""
+    """Automatic, active, of an active user (a disabled user's tasks never run) in a domain whose
+    retrieval switch is on (while it is off the tasks wait, healthy and due, for it to come back on),
+    not paused, signed in (an OAuth2 task waiting for its consent or for Reconnect is never claimed:
+    no retry loop against the provider) and due."""
     return (
         col(RetrievalTask.is_active).is_(True),
         col(RetrievalTask.user_id).in_(select(User.id).where(col(User.is_active))),
+        col(RetrievalTask.user_id).in_(
+            select(User.id).join(Domain, col(Domain.id) == col(User.domain_id)).where(col(Domain.retrieval_enabled))
+        ),
         col(RetrievalTask.method) == RetrievalMethod.AUTOMATIC,
         col(RetrievalTask.paused_reason).is_(None),
         col(RetrievalTask.oauth_status) == CredentialStatus.OK,

@@ -7,7 +7,8 @@ threads (never holding a database session across network I/O), then, in one
 transaction, records the task's health, its next run (the interval doubled per
 consecutive failure, with jitter), pauses it after repeated sign-in failures,
 releases the lease and writes the "Incoming mail" log entry with counts per
-folder; with "Enable debug", the protocol transcript too (credentials redacted).
+folder (none for a quiet run: nothing new, no error); with "Enable debug", the
+protocol transcript too (credentials redacted).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from service.domain.retrieval import (
     AUTH_FAILURES_BEFORE_PAUSE,
     BatchLimits,
     LocalTarget,
+    RunProgress,
     RunResult,
     default_destination,
     next_run_delay,
@@ -52,7 +54,7 @@ from service.usecases.logs import record
 from service.usecases.oauth_sign_in import mark_refused, with_token
 from service.usecases.retrieval.filtering import InboxFilter, SpamCheck
 from service.usecases.retrieval.imap_run import ImapPlan, retrieve_account
-from service.usecases.retrieval.lease import Lease, LeaseLost
+from service.usecases.retrieval.lease import Lease, LeaseLost, give_back
 from service.usecases.retrieval.pop3_run import Pop3Plan, retrieve_pop3
 from service.usecases.retrieval.store import Owner, resolve_folder
 from service.usecases.retrieval_tasks import imap_account, load_task, pop3_account
@@ -65,8 +67,12 @@ async def check_runnable(*, db: Database, task_id: int, user_id: int | None) -> 
         task = await load_task(session, task_id, user_id)
         domain = (await session.exec(select(Domain).join(User).where(User.id == task.user_id))).one()
     if not domain.retrieval_enabled:
-        raise FeatureDisabled(f"Your administrator turned off IMAP/POP Retrieval for {domain.name}.")
+        raise FeatureDisabled(_switched_off(domain))
     return task
+
+
+def _switched_off(domain: Domain) -> str:
+    return f"Your administrator turned off IMAP/POP Retrieval for {domain.name}."
 
 
 async def run_leased(
@@ -77,18 +83,32 @@ async def run_leased(
     lease: Lease,
     stop: asyncio.Event | None = None,
     spread: float = 0.5,
+    progress: RunProgress | None = None,
 ) -> RunResult:
     """One run of a task whose lease the caller holds. Remote failures come back in `errors`;
-    the task's health, next run and the lease's release are recorded at the end."""
+    the task's health, next run and the lease's release are recorded at the end. `progress`
+    counts the messages committed so far, as each batch commits."""
     async with db.read() as session:
         task = await session.get(RetrievalTask, lease.task_id)
         domain = (await session.exec(select(Domain).join(User).where(User.id == task.user_id))).one() if task else None
     if task is None or domain is None:
         return RunResult(errors=["This retrieval task does not exist."])
     assert task.id is not None
+    if not domain.retrieval_enabled:
+        # Switched off after the claim: not the task's failure. Give the lease back with its health
+        # and next run untouched, so it is due again as soon as the switch is back on.
+        await give_back(db, lease)
+        return RunResult(errors=[_switched_off(domain)])
     deadline = time.monotonic() + settings.run_deadline_seconds
     filtering = await _inbox_filter(db, task, settings) if task.apply_filters else None
-    owner = Owner(task_id=task.id, user_id=task.user_id, lease=lease, stop=stop, filtering=filtering)
+    owner = Owner(
+        task_id=task.id,
+        user_id=task.user_id,
+        lease=lease,
+        stop=stop,
+        filtering=filtering,
+        progress=progress or RunProgress(),
+    )
     result = RunResult()
     failure: TributaryError | None = None
     policy = outbound_policy(settings, domain)
@@ -108,8 +128,6 @@ async def run_leased(
     batch = BatchLimits(settings.retrieval_batch_messages, settings.retrieval_batch_bytes)
     started = time.monotonic()
     try:
-        if not domain.retrieval_enabled:
-            raise FeatureDisabled(f"Your administrator turned off IMAP/POP Retrieval for {domain.name}.")
         if task.auth is AuthKind.OAUTH2:
             await with_token(
                 db=db, settings=settings, secret_box=secret_box, kind="retrieval", target_id=task.id, sign_in=sign_in
@@ -120,7 +138,7 @@ async def run_leased(
             await retrieve_account(db, remote, _imap_plan(task, owner, domain, batch), result)
         else:
             await retrieve_pop3(db, remote, _pop3_plan(task, owner, domain, batch), result)
-    except (RemoteError, FeatureDisabled, LeaseLost) as exc:
+    except (RemoteError, LeaseLost) as exc:
         failure = exc
         result.errors.append(exc.message)
     finally:
@@ -246,11 +264,14 @@ async def record_outcome_in(
     if not keep_next_run:
         fresh.next_run_at = now + timedelta(seconds=delay) if fresh.method is RetrievalMethod.AUTOMATIC else None
     session.add(fresh)
-    level = LogLevel.INFO if result.ok else LogLevel.ERROR if failure else LogLevel.WARNING
-    text = result.summary() + ("" if result.ok else " " + " ".join(result.errors))
-    auth_source = LogSource.IMAP_AUTH if fresh.protocol is Protocol.IMAP else LogSource.POP3_AUTH
-    source = auth_source if isinstance(failure, CredentialsRejected) else LogSource.INCOMING
-    record(session, source=source, level=level, text=text, user_id=fresh.user_id, retrieval_task_id=fresh.id)
+    if not result.ok or result.imported or result.skipped:
+        # A quiet run (nothing new, no error) writes no entry: idle tasks would otherwise bury
+        # everything else in Logs every few minutes. The task row still shows its last run.
+        level = LogLevel.INFO if result.ok else LogLevel.ERROR if failure else LogLevel.WARNING
+        text = result.summary() + ("" if result.ok else " " + " ".join(result.errors))
+        auth_source = LogSource.IMAP_AUTH if fresh.protocol is Protocol.IMAP else LogSource.POP3_AUTH
+        source = auth_source if isinstance(failure, CredentialsRejected) else LogSource.INCOMING
+        record(session, source=source, level=level, text=text, user_id=fresh.user_id, retrieval_task_id=fresh.id)
     if fresh.paused_reason and isinstance(failure, CredentialsRejected):
         record(
             session,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -34,7 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import metrics
 from service.config import Settings
-from service.domain.retrieval import RunResult
+from service.domain.retrieval import RunProgress, RunResult
 from service.errors import TributaryError
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
@@ -88,16 +89,30 @@ class Runner:
         self.stop = asyncio.Event()
         self.keep_full = False  # the scheduler's runner: a slot that frees is refilled at once
         self._running: dict[int, asyncio.Future[RunResult]] = {}
+        self._progress: dict[int, RunProgress] = {}  # full runs in progress here: messages stored so far
         self._dispatching = asyncio.Lock()
         self._refills: set[asyncio.Task[int]] = set()
         self._random = random.Random()  # noqa: S311  (jitter, not secrets)
         self._push: dict[int, _PushDemand] = {}
         self._push_loops: dict[int, asyncio.Task[None]] = {}
         self._push_slots = asyncio.Semaphore(push_concurrency(settings))
+        self._claims = itertools.count(1)
+
+    def _owner(self) -> str:
+        """A lease owner for one claim: this process's identity and a claim number. Two claims of
+        one task in this process (a fast path that outlived its lease and the dispatcher's claim
+        after it) never pass each other's renewals, so only the newer holder can commit."""
+        return f"{self.worker_id}#{next(self._claims)}"
 
     @property
     def running(self) -> int:
         return len(self._running)
+
+    def stored_so_far(self, task_id: int) -> int | None:
+        """Messages the task's run in progress in this process has stored so far; None when no
+        run of it goes on here (a run in another process is not seen: it holds only the lease)."""
+        progress = self._progress.get(task_id)
+        return progress.stored if progress is not None else None
 
     async def run_now(self, task_id: int, *, user_id: int | None = None) -> RunResult:
         """Retrieve Messages Now: run at once, or report the run already in progress."""
@@ -105,7 +120,7 @@ class Runner:
         current = self._running.get(task_id)
         if current is not None:
             return replace(await asyncio.shield(current), already_running=True)
-        lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds)
+        lease = await claim(self.db, task_id, self._owner(), seconds=self.settings.lease_seconds)
         if lease is None:
             return RunResult(already_running=True)
         return await self._start(lease)
@@ -114,12 +129,17 @@ class Runner:
         """Claim due automatic tasks for the free slots and start them; returns how many started."""
         async with self._dispatching:  # the timer and refills never claim the same slot twice
             free = 0 if self.stop.is_set() else self.settings.worker_concurrency - len(self._running)
-            leases = await claim_due(self.db, self.worker_id, seconds=self.settings.lease_seconds, limit=free)
+            leases = await claim_due(self.db, self._owner(), seconds=self.settings.lease_seconds, limit=free)
+            started = 0
             for lease in leases:
+                if lease.task_id in self._running:  # its run here lost the lease (it stops): it runs later
+                    await give_back(self.db, lease)
+                    continue
                 self._start_in_background(lease)
+                started += 1
         if not leases:  # idle or full: say how many wait (while claiming, the round is still going)
             metrics.DUE_TASKS.set(await due_count(self.db))
-        return len(leases)
+        return started
 
     def _refill(self) -> None:
         """A run ended: with `keep_full`, claim the next due task now rather than at the next tick,
@@ -157,6 +177,7 @@ class Runner:
     async def _run(self, lease: Lease) -> RunResult:
         metrics.RUNNING.inc()
         heartbeat = asyncio.create_task(self._heartbeat(lease))
+        progress = self._progress[lease.task_id] = RunProgress()
         try:
             result = await run_leased(
                 db=self.db,
@@ -165,6 +186,7 @@ class Runner:
                 lease=lease,
                 stop=self.stop,
                 spread=self._random.random(),
+                progress=progress,
             )
             log.info(
                 "task %d run by %s: %d imported, %d errors",
@@ -187,6 +209,8 @@ class Runner:
             heartbeat.cancel()
             metrics.RUNNING.dec()
             self._running.pop(lease.task_id, None)
+            if self._progress.get(lease.task_id) is progress:
+                del self._progress[lease.task_id]
             self._refill()
 
     async def _heartbeat(self, lease: Lease) -> None:
@@ -229,7 +253,7 @@ class Runner:
                 pushed.append(await read_pushed(session, task_id))
 
             try:
-                lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds, then=read)
+                lease = await claim(self.db, task_id, self._owner(), seconds=self.settings.lease_seconds, then=read)
             except NoLongerPushing:  # the claim was undone; the supervisor closes the connection
                 return
             if lease is None:
@@ -238,6 +262,7 @@ class Runner:
             shared: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
             self._running[task_id] = shared  # "Retrieve Messages Now" meanwhile shares this run
             metrics.RUNNING.inc()
+            heartbeat = asyncio.create_task(self._heartbeat(lease))  # a large batch may outlast the lease
             try:
                 result = await self._fast(lease, connection, pushed[0])
             except BaseException:  # cancelled (the watcher stops): give the task back as it was
@@ -246,6 +271,7 @@ class Runner:
                     await asyncio.shield(give_back(self.db, lease))
                 raise
             finally:
+                heartbeat.cancel()
                 metrics.RUNNING.dec()
                 if self._running.get(task_id) is shared:
                     del self._running[task_id]
@@ -314,7 +340,7 @@ class Runner:
                 if not await push_eligible(self.db, task_id):
                     demand.again = False
                     return []
-                lease = await claim(self.db, task_id, self.worker_id, seconds=self.settings.lease_seconds)
+                lease = await claim(self.db, task_id, self._owner(), seconds=self.settings.lease_seconds)
                 if lease is not None:
                     covered, demand.noticed, demand.again = demand.noticed, [], False
                     await self._start(lease)

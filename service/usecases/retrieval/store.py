@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.domain.retrieval import LocalTarget
+from service.domain.retrieval import LocalTarget, RunProgress
 from service.domain.values import LogLevel, LogSource
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, deliver_many, ensure_special_folders, folder_by_path
@@ -59,6 +59,7 @@ class Owner:
     lease: Lease | None = None
     stop: asyncio.Event | None = None  # set at shutdown: finish the current batch, then return
     filtering: InboxFilter | None = None  # "Apply spam and content filtering" is on
+    progress: RunProgress = field(default_factory=RunProgress)  # messages committed so far (in memory)
 
     @property
     def stopping(self) -> bool:
@@ -162,7 +163,8 @@ async def commit_batch(
         stored = sum(1 for message_id in ids if message_id is not None)
         if then is not None:
             await then(session, stored)
-        return stored
+    owner.progress.stored += stored  # committed: "Retrieve Messages Now" shows it while the run goes on
+    return stored
 
 
 async def _adopt(session: AsyncSession, task_id: int, remote_folder: str, uidvalidity: int, adopt: Adoption) -> None:
@@ -264,7 +266,9 @@ async def commit_pop_batch(
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         for key, message_id in zip(keys, ids, strict=True):
             session.add(PopUidl(task_id=owner.task_id, uidl=key, message_id=message_id))
-        return sum(1 for message_id in ids if message_id is not None)
+    stored = sum(1 for message_id in ids if message_id is not None)
+    owner.progress.stored += stored
+    return stored
 
 
 async def forget_uidls(db: Database, task_id: int, keys: Iterable[str]) -> None:
