@@ -7,8 +7,10 @@ A disabled user's tasks are neither pushed nor dispatched."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -16,6 +18,7 @@ from sqlmodel import col, select
 
 from service.config import Settings
 from service.domain.filters import Action, ActionKind, Condition, FilterField, FilterOp, FilterRule
+from service.domain.retrieval import RunResult
 from service.domain.values import FolderTransfer
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
@@ -24,6 +27,7 @@ from service.persistence.types import utcnow
 from service.protocols.imap import FetchedMessage, ImapAccount
 from service.protocols.imap.push import PushConnection
 from service.usecases import filters
+from service.usecases.retrieval import run as run_module
 from service.usecases.retrieval.lease import claim_due
 from service.usecases.retrieval.push import PushSupervisor
 from service.usecases.retrieval.push_leases import push_eligible
@@ -216,3 +220,72 @@ async def test_a_disabled_users_tasks_are_neither_pushed_nor_dispatched(env: Env
         await session.exec(update(User).where(col(User.id) == env.user_id).values(is_active=True))
     assert await push_eligible(env.db, task_id)
     assert [lease.task_id for lease in await claim_due(env.db, "worker-x", seconds=60, limit=10)] == [task_id]
+
+
+class SlowConnection:
+    """A push connection whose transfer lasts until `transfer` is set (a large batch over a slow link)."""
+
+    def __init__(self, raw: bytes, uidvalidity: int, uid: int) -> None:
+        self.raw, self._uidvalidity, self.uid = raw, uidvalidity, uid
+        self.fetching, self.transfer = asyncio.Event(), asyncio.Event()
+
+    @property
+    def uidvalidity(self) -> int | None:
+        return self._uidvalidity
+
+    async def sizes_after(self, after_uid: int) -> dict[int, int]:
+        return {self.uid: len(self.raw)}
+
+    async def fetch_new(self, after_uid: int, uids: list[int] | None = None) -> list[FetchedMessage]:
+        self.fetching.set()
+        await self.transfer.wait()
+        return [FetchedMessage(uid=self.uid, raw=self.raw, flags=frozenset(), internal_date=None)]
+
+
+async def test_a_fast_path_outlasting_its_lease_keeps_it_and_stores_the_message_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = await polled_task(env)
+    cursor = await inbox_cursor(env, task_id)
+    raw, message_id = message("slow transfer")
+    env.dovecot.deliver(env.mailbox.email, raw)
+    fast_done = asyncio.Event()
+    original = run_module._record_outcome
+
+    async def held(*args: Any, **kwargs: Any) -> None:
+        # A full run started meanwhile still holds the lease when the fast path commits.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fast_done.wait(), 10)
+        await original(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_record_outcome", held)
+    runner = Runner(db=env.db, secret_box=env.secret_box, settings=env.settings.model_copy(update={"lease_seconds": 2}))
+    async with env.db.write() as session:  # the poll falls due (it would at its interval anyway)
+        await session.exec(update(RetrievalTask).where(col(RetrievalTask.id) == task_id).values(next_run_at=utcnow()))
+    connection = SlowConnection(raw, cursor.uidvalidity, cursor.last_uid + 1)
+    fast = asyncio.create_task(runner.push_fetch(task_id, connection, noticed=0.0))
+    await asyncio.wait_for(connection.fetching.wait(), 10)
+    await asyncio.sleep(3)  # longer than lease_seconds: only the fast path's heartbeat keeps the lease
+    started = await runner.dispatch_due()
+    connection.transfer.set()
+    await fast
+    fast_done.set()
+    await runner.shutdown()
+    assert started == 0
+    assert await copies(env, message_id) == 1
+
+
+async def test_the_dispatcher_never_starts_a_task_already_running_in_its_process(env: Env) -> None:
+    task_id = await polled_task(env)
+    runner = Runner(db=env.db, secret_box=env.secret_box, settings=env.settings)
+    running: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
+    runner._running[task_id] = running  # a run here whose lease expired (a stalled heartbeat)
+    async with env.db.write() as session:
+        await session.exec(update(RetrievalTask).where(col(RetrievalTask.id) == task_id).values(next_run_at=utcnow()))
+    assert await runner.dispatch_due() == 0
+    assert runner._running[task_id] is running
+    row = await task_row(env, task_id)
+    assert row.lease_owner is None
+    assert row.next_run_at is not None
+    assert row.next_run_at <= utcnow()
+    running.set_result(RunResult())
