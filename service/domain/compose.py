@@ -197,14 +197,46 @@ def _bodies(draft: Draft, sender: Sender) -> tuple[str, str | None]:
     return without_surrogates(text), None if markup is None else without_surrogates(markup)
 
 
+_OWN_SEPARATOR = re.compile(r"--[ \t]*(?:\n|$)")
+_OWN_HTML_SEPARATOR = re.compile(
+    r"(?:<[^>]+>\s*)*--(?:[ \t]|&nbsp;|&#160;)*(?:<br\s*/?>|</p>|</div>|\n|$)", re.IGNORECASE
+)
+
+
+def signature_block(signature_text: str) -> str:
+    """The text signature as it goes under the body: after a "-- " line (RFC 3676 4.3), unless the
+    user wrote one as the signature's first line ("--", with or without trailing spaces), which is
+    then kept as the standard "-- " rather than doubled. "" for no signature."""
+    signature = signature_text.strip()
+    if not signature:
+        return ""
+    own = _OWN_SEPARATOR.match(signature)
+    if own is not None:
+        signature = signature[own.end() :]
+    return f"{SIGNATURE_SEPARATOR}\n{signature}"
+
+
+def _html_signature_block(signature_html: str) -> str:
+    """The HTML signature after a "-- " line, unless it starts with its own."""
+    signature = signature_html.strip()
+    return signature if _OWN_HTML_SEPARATOR.match(signature) else f"{SIGNATURE_SEPARATOR}<br>\n{signature}"
+
+
 def _bodies_with_signature(draft: Draft, sender: Sender) -> tuple[str, str | None]:
     text = draft.text if draft.text or draft.html is None else _text_of_html(draft.html)
-    if sender.signature_text.strip():
-        text = f"{text.rstrip()}\n\n{SIGNATURE_SEPARATOR}\n{sender.signature_text.strip()}\n"
+    block = signature_block(sender.signature_text)
+    if block:
+        text = f"{text.rstrip()}\n\n{block}\n"
     if draft.html is None:
         return text, None
-    signature = sender.signature_html.strip() or html.escape(sender.signature_text.strip()).replace("\n", "<br>")
-    markup = draft.html if not signature else f"{draft.html}\n<br><br>{SIGNATURE_SEPARATOR}<br>\n{signature}\n"
+    if sender.signature_html.strip():
+        markup_block = _html_signature_block(sender.signature_html)
+    elif block:
+        separator, _, signature = block.partition("\n")
+        markup_block = f"{separator}<br>\n" + html.escape(signature).replace("\n", "<br>")
+    else:
+        markup_block = ""
+    markup = draft.html if not markup_block else f"{draft.html}\n<br><br>{markup_block}\n"
     return text, markup
 
 

@@ -33,7 +33,7 @@ from sqlalchemy import and_, delete, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from service.domain.compose import SIGNATURE_SEPARATOR, Attachment, Draft, Sender, Thread, compose, message_ids
+from service.domain.compose import Attachment, Draft, Sender, Thread, compose, message_ids, signature_block
 from service.domain.values import SpecialUse
 from service.errors import InvalidInput, NotFound
 from service.persistence import mailstore
@@ -241,10 +241,10 @@ def new_draft_key(address: str) -> str:
 def without_signature(text: str, signature: str) -> str:
     """The body without the signature block `compose()` appended (a message cancelled from the Outbox
     carries it), so sending the draft again does not add a second one."""
-    signature = signature.strip()
-    tail = f"\n{SIGNATURE_SEPARATOR}\n{signature}"
+    block = signature_block(signature)
+    tail = f"\n{block}"
     body = text.rstrip()
-    if signature and body.endswith(tail):
+    if block and body.endswith(tail):
         return body[: -len(tail)].rstrip() + "\n"
     return text
 
