@@ -21,8 +21,8 @@ MAX_NAME = 255  # Folder.name
 MAX_PATH = 1000  # Folder.path
 SEPARATOR = "/"
 ARCHIVE = "Archive"
-"""The top-level folder the mail pages' Archive button (and `e`) moves messages to, made on first use
-(web.controllers.mail.present.ARCHIVE): no special-use folder, but treated as one once it exists."""
+"""The top-level folder the mail pages' Archive button (and the `e` shortcut) moves messages to, made on
+first use: no special-use folder, but treated as one once it exists."""
 
 _REFUSED_CATEGORIES = {"Cc", "Cs", "Zl", "Zp"}
 _BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
