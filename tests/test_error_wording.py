@@ -9,6 +9,7 @@ never resolves), a tarpit that accepts and never says a word, a server that clos
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import threading
@@ -286,3 +287,28 @@ async def test_a_run_against_a_refused_port_says_the_same_sentence(
     sentence = f"Nothing answers on port {refused_port} of 127.0.0.1. Check the port and that the server runs."
     assert sentence in ran
     assert not RAW.search(ran)
+
+
+@pytest.mark.parametrize(
+    ("exc", "sentence", "hint"),
+    [
+        (
+            OSError(errno.ENETUNREACH, "Network is unreachable"),
+            "h cannot be reached from this machine (port 993).",
+            "connected to the network",
+        ),
+        (
+            ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+            "h closed the connection unexpectedly during login (port 993).",
+            "try again later",
+        ),
+        (EOFError(), "h closed the connection unexpectedly during login (port 993).", "try again later"),
+    ],
+)
+def test_unreachable_and_reset_are_worded_without_errno(exc: BaseException, sentence: str, hint: str) -> None:
+    """Causes loopback cannot produce on demand, worded by the same function the adapters use."""
+    error = network_error(exc, host="h", port=993, step="login", timeout=30, expired=False)
+    assert error is not None
+    assert error.message.startswith(sentence + " ")
+    assert hint in error.message
+    assert not RAW.search(error.message)
