@@ -21,7 +21,7 @@ from service.usecases.sending.drafts import (
 )
 from service.usecases.sending.outbox import list_outbox, process_due_outbox, retry_outbox_message
 from service.usecases.sending.queue import send_message
-from service.usecases.sending.senders import default_sender, send_from_choices
+from service.usecases.sending.senders import default_sender, send_from_choices, signatures
 
 __all__ = [
     "CancelResult",
@@ -41,4 +41,5 @@ __all__ = [
     "save_draft",
     "send_from_choices",
     "send_message",
+    "signatures",
 ]

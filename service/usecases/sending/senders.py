@@ -20,7 +20,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
-from service.domain.compose import Sender, Thread, message_ids
+from service.domain.compose import Sender, Thread, message_ids, signature_block
 from service.domain.oauth import AuthKind, CredentialStatus
 from service.domain.smtp_accounts import FromChoice
 from service.domain.values import Security, default_port
@@ -74,6 +74,16 @@ async def send_from_choices(*, db: Database, user_id: int) -> list[FromChoice]:
     """The Send From dropdown, exactly one entry marked default (empty when the user cannot send)."""
     async with db.read() as session:
         return await _choices(session, user_id)
+
+
+async def signatures(*, db: Database, user_id: int) -> dict[str, str]:
+    """The signature block each Send From entry adds under the body, by the entry's key (the
+    compose page shows the chosen one read-only); the relay and accounts without one: none."""
+    async with db.read() as session:
+        rows = (
+            await session.exec(select(SmtpAccount.id, SmtpAccount.signature_text).where(SmtpAccount.user_id == user_id))
+        ).all()
+    return {str(account_id): block for account_id, text in rows if (block := signature_block(text))}
 
 
 def _addresses_delivered_to(raw: bytes) -> list[str]:

@@ -41,6 +41,7 @@ from service.usecases.sending import (
     open_draft,
     send_from_choices,
     send_message,
+    signatures,
 )
 from web.controllers.compose.forms import ComposeValues, field_errors, read_form
 from web.controllers.compose.render import RESULT_TITLES, respond
@@ -105,6 +106,7 @@ async def form_page(
         values=values,
         saved=saved,
         choices=choices,
+        signatures=await signatures(db=db, user_id=user.id),
         no_sender_reason=None if choices else await _no_sender_reason(db, user),
         errors=errors or {},
         error=error,

@@ -23,6 +23,8 @@
  * waits for a save under way first); a form that comes back with mistakes
  * counts as unsaved again.
  *
+ * It also keeps the read-only signature preview under the body in step with Send From.
+ *
  * No inline script and no eval (the Content-Security-Policy allows neither):
  * the compose page loads this file from /static.
  */
@@ -129,6 +131,21 @@
 
   document.addEventListener("input", changed);
   document.addEventListener("change", changed);
+
+  /* The signature preview under the body follows Send From: of the signatures rendered there
+     (one per address that has one, data-send-from = the option's value), only the chosen one shows. */
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (!select || select.id !== "compose-from") return;
+    var field = document.getElementById("compose-signature-field");
+    if (!field) return;
+    var shown = false;
+    field.querySelectorAll("pre[data-send-from]").forEach(function (signature) {
+      signature.hidden = signature.getAttribute("data-send-from") !== select.value;
+      shown = shown || !signature.hidden;
+    });
+    field.hidden = !shown;
+  });
 
   /* Send (the form's own submit): the message goes to the outbox and its draft is removed. */
   document.addEventListener("submit", function (event) {
