@@ -5,8 +5,10 @@ it will not do on demand (no IDLE, odd folder names, EXISTS that does not grow, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import imaplib
 import ipaddress
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -347,3 +349,58 @@ async def test_a_bye_greeting_says_why() -> None:
     refused = pytest.raises(ServerUnavailable, match=r"closed the connection \(Too many connections\)")
     with ScriptedPushServer(greeting="* BYE Too many connections") as server, refused:
         await PushConnection(scripted(server.port)).open()
+
+
+class FloodingServer(ScriptedPushServer):
+    """Sends `flood()`; the client hangs up with most of it unread (a reset here is expected)."""
+
+    def handle(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            super().handle(client)
+
+    def flood(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.send(data)
+
+
+async def test_many_literals_in_one_response_are_refused_not_held(connections: list[PushConnection]) -> None:
+    with FloodingServer() as server:
+        connection = await opened(connections, scripted(server.port))
+        chunk = b"X" * 8192
+        flood = b"* 1 FETCH (X {8192}\r\n" + (chunk + b" Y {8192}\r\n") * 40  # 320 KiB, never ending
+        sending = asyncio.create_task(asyncio.to_thread(server.flood, flood))
+        with pytest.raises(ServerUnavailable, match="malformed response"):
+            await asyncio.wait_for(connection.wait(), SOON)
+        await connection.close()
+        await sending
+
+
+class QuickIdleServer(ScriptedPushServer):
+    """Ends every IDLE at once, right after its "+" (a broken server or proxy)."""
+
+    def handle(self, client: socket.socket) -> None:
+        with self._lock:
+            self._client = client
+        with client, client.makefile("rb") as lines:
+            self._write(self.greeting + "\r\n")
+            for line in lines:
+                tag, _, rest = line.decode().rstrip("\r\n").partition(" ")
+                command = rest.split(" ", 1)[0].upper()
+                if command == "IDLE":
+                    self.idles += 1
+                    self._write(f"+ idling\r\n{tag} OK IDLE terminated\r\n")
+                elif command == "LOGOUT":
+                    self._write(f"{tag} OK bye\r\n")
+                    return
+                elif command != "DONE":
+                    self._write(self._answer(tag, command))
+
+
+async def test_a_server_ending_idle_at_once_is_idled_with_less_and_less_often(
+    connections: list[PushConnection],
+) -> None:
+    with QuickIdleServer(exists=1) as server:
+        connection = await opened(connections, scripted(server.port))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(connection.wait(), 3.0)
+        assert 2 <= server.idles <= 5  # paused 1 s, then 2 s: not a busy loop of IDLE commands

@@ -12,10 +12,11 @@ from datetime import timedelta
 
 import pytest
 
+from service.errors import ServerUnavailable
 from service.protocols.imap.push import PushConnection, PushNews
 from service.protocols.imap.push.fetched import fetch_items
 from tests.fixtures.scripted_push import ScriptedPushServer
-from tests.test_imap_push_protocol import SOON, scripted
+from tests.test_imap_push_protocol import SOON, FloodingServer, scripted
 
 INBOX_NEWS = PushNews(frozenset({"INBOX"}))
 
@@ -120,3 +121,24 @@ def _until(check: Callable[[], bool], seconds: float = SOON) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("not within the time allowed")
         time.sleep(0.01)
+
+
+async def test_a_fetch_answer_beyond_the_announced_sizes_is_refused(connections: list[PushConnection]) -> None:
+    big = "X" * (512 * 1024)
+    replies = ["* 3 FETCH (UID 7 RFC822.SIZE 10)\r\n", f"* 3 FETCH (UID 7 BODY[] {{{len(big)}}}\r\n{big})\r\n"]
+    with FloodingServer(exists=2, fetch_replies=replies) as server:  # hung up on, mid-answer
+        connection = await listening(connections, server)
+        assert await connection.sizes_after(6) == {7: 10}
+        with pytest.raises(ServerUnavailable, match="malformed response"):
+            await connection.fetch_new(6, [7])
+
+
+async def test_many_fetch_responses_beyond_the_batch_are_refused(connections: list[PushConnection]) -> None:
+    body = "X" * (60 * 1024)
+    many = "".join(f"* 3 FETCH (UID 7 BODY[] {{{len(body)}}}\r\n{body})\r\n" for _ in range(8))
+    replies = ["* 3 FETCH (UID 7 RFC822.SIZE 61440)\r\n", many]
+    with FloodingServer(exists=2, fetch_replies=replies) as server:  # hung up on, mid-answer
+        connection = await listening(connections, server)
+        assert await connection.sizes_after(6) == {7: 61440}
+        with pytest.raises(ServerUnavailable, match="malformed response"):
+            await connection.fetch_new(6, [7])

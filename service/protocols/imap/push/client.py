@@ -32,12 +32,23 @@ from service.protocols import outbound, sasl
 from service.protocols.imap.push import parse
 from service.protocols.imap.push.fetched import FetchItems, fetch_items
 from service.protocols.imap.push.heard import Heard, PushNews, text_of_response
-from service.protocols.imap.push.wire import ProtocolViolation, Wire, connect
+from service.protocols.imap.push.wire import MAX_LITERAL, MAX_RESPONSE, ProtocolViolation, Wire, connect
 from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, FetchedMessage, ImapAccount
 from service.protocols.network import network_error
 from service.protocols.tls import WRONG_PORT_HINT, shared_client_context
 
 CLOSE_TIMEOUT_SECONDS = 3.0
+# What the fast path's FETCH answers may hold in all (ProtocolViolation beyond): for sizes, room
+# for tens of thousands of new messages; for bodies, the sizes the server gave plus this slack.
+SIZES_BUDGET = 4 * 1024 * 1024
+FETCH_SLACK = MAX_RESPONSE
+FETCH_SLACK_PER_MESSAGE = 1024
+# A server that ends IDLE on its own within QUICK_IDLE_SECONDS of its "+" is not idled with again
+# at once: the pause before the next IDLE doubles from IDLE_PAUSE_FIRST up to IDLE_PAUSE_MAX (no
+# busy loop of IDLE commands), and an IDLE that lasts resets it.
+QUICK_IDLE_SECONDS = 5.0
+IDLE_PAUSE_FIRST = 1.0
+IDLE_PAUSE_MAX = 60.0
 NOTIFY_SET = b"NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))"
 
 
@@ -65,6 +76,8 @@ class PushConnection:
         self._idle_tag: bytes | None = None
         self._idle_since: float | None = None
         self._done_sent = False
+        self._quick_ends = 0  # IDLEs in a row the server ended at once
+        self._sizes: dict[int, int] = {}  # the last sizes_after answer: fetch_new's budget
 
     # -- opening ----------------------------------------------------------------
 
@@ -186,6 +199,8 @@ class PushConnection:
                 if self._done_sent:
                     await self._stop_idle()  # a renewal interrupted by a cancelled wait()
                 if self._idle_since is None:
+                    if self._quick_ends and self._idle_tag is None:
+                        await asyncio.sleep(min(IDLE_PAUSE_FIRST * 2 ** (self._quick_ends - 1), IDLE_PAUSE_MAX))
                     await self._start_idle()
                 assert self._idle_since is not None
                 remaining = self._idle_since + self.renew_seconds - loop.time()
@@ -232,6 +247,12 @@ class PushConnection:
 
     def _during_idle(self, parts: list[bytes]) -> None:
         if self._idle_tag is not None and parts[0].startswith(self._idle_tag + b" "):
+            if not self._done_sent:  # the server ended it: at once, again?
+                since = self._idle_since
+                quick = since is None or asyncio.get_running_loop().time() - since < QUICK_IDLE_SECONDS
+                self._quick_ends = self._quick_ends + 1 if quick else 0
+            else:
+                self._quick_ends = 0
             self._idle_ended()  # by our DONE, or by the server
             if parse.tokens(parts)[1:2] != [b"OK"]:
                 raise ServerUnavailable(f"{self.account.host} ended IDLE ({text_of_response(parts)}).")
@@ -251,22 +272,26 @@ class PushConnection:
         UID is below n (RFC 3501 6.4.8), so the answer is filtered. Ends IDLE (DONE) first; the
         next wait() idles again. When the answer reaches the last message the server announced,
         the INBOX news heard so far is covered by it and forgotten (so one run per arrival)."""
-        items = await self._fetch(b"UID FETCH %d:* (UID RFC822.SIZE)" % (after_uid + 1))
+        items = await self._fetch(b"UID FETCH %d:* (UID RFC822.SIZE)" % (after_uid + 1), SIZES_BUDGET)
         last = max((item.seq for item in items), default=0)
         if self._heard.exists is not None and last >= self._heard.exists:
             self._heard.forget("INBOX")
-        return {
+        self._sizes = {
             item.uid: item.size
             for item in items
             if item.uid is not None and item.uid > after_uid and item.size is not None
         }
+        return dict(self._sizes)
 
     async def fetch_new(self, after_uid: int, uids: Sequence[int] | None = None) -> list[FetchedMessage]:
         """INBOX's messages above `after_uid` (only `uids` among them, when given), in UID order:
         UID, flags, internal date and bytes (BODY.PEEK[]: the remote \\Seen flag is left alone).
         A message the server sent without a body (NIL) is left out: the caller compares."""
         wanted = b",".join(b"%d" % uid for uid in uids) if uids else b"%d:*" % (after_uid + 1)
-        items = await self._fetch(b"UID FETCH " + wanted + b" (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])")
+        expected = [self._sizes.get(uid, MAX_LITERAL) for uid in uids] if uids else [MAX_LITERAL] * 16
+        budget = sum(expected) + FETCH_SLACK + FETCH_SLACK_PER_MESSAGE * len(expected)
+        command = b"UID FETCH " + wanted + b" (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+        items = await self._fetch(command, budget)
         found = {
             item.uid: FetchedMessage(uid=item.uid, raw=item.body, flags=item.flags, internal_date=item.internal_date)
             for item in items
@@ -274,8 +299,9 @@ class PushConnection:
         }
         return [found[uid] for uid in sorted(found)]
 
-    async def _fetch(self, command: bytes) -> list[FetchItems]:
-        """Leave IDLE, send `command`, and collect its FETCH responses until the tagged OK."""
+    async def _fetch(self, command: bytes, budget: int) -> list[FetchItems]:
+        """Leave IDLE, send `command`, and collect its FETCH responses until the tagged OK: at most
+        `budget` bytes in all (a server sending more is broken: ServerUnavailable)."""
         if self._wire is None or self._broken:
             raise ServerUnavailable(f"The push connection to {self.account.host} is not open.")
         with self._translated("fetch new mail"):
@@ -285,7 +311,8 @@ class PushConnection:
             await self._wire.send(tag + b" " + command + b"\r\n")
             items: list[FetchItems] = []
             while True:
-                parts = await self._read()
+                parts = await self._read(max(0, budget))
+                budget -= sum(map(len, parts))
                 if parts[0].startswith(tag + b" "):
                     status, text = _status(parts)
                     if status != b"OK":
@@ -376,10 +403,10 @@ class PushConnection:
                 return _status(parts)
             self._heard.note(parts)
 
-    async def _read(self) -> list[bytes]:
+    async def _read(self, limit: int = MAX_RESPONSE) -> list[bytes]:
         assert self._wire is not None
         async with asyncio.timeout(self.account.timeout_seconds):
-            return await self._wire.read_response()
+            return await self._wire.read_response(limit)
 
     @contextmanager
     def _translated(self, step: str) -> Iterator[None]:

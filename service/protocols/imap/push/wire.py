@@ -24,6 +24,10 @@ from service.protocols import outbound
 RECV_SIZE = 4096
 MAX_LINE = 64 * 1024  # longer than any response push reads; a server sending more is broken
 MAX_LITERAL = 1024 * 1024
+# What one response may hold in all (lines and literals) unless the reader allows more: an idle
+# connection hears EXISTS, STATUS and the like, so 64 KiB is plenty; a FETCH of the fast path
+# allows its batch (client.py). Literals chained in one response can no longer grow memory.
+MAX_RESPONSE = 64 * 1024
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 
 
@@ -64,6 +68,7 @@ class Wire:
         self._buffer = bytearray()
         self._unsent = bytearray()
         self._parts: list[bytes] = []  # a response read in part when a timeout interrupted it
+        self._held = 0  # bytes in _parts
         self._eof = False
         self._pending_head = b""
 
@@ -202,27 +207,37 @@ class Wire:
         del self._buffer[:size]
         return data
 
-    async def read_response(self) -> list[bytes]:
+    async def read_response(self, limit: int = MAX_RESPONSE) -> list[bytes]:
         """One response: its text parts at even indexes and its literals at odd ones
         (`* STATUS {5}` CRLF `Inbox (MESSAGES 3)` gives [b"* STATUS ", b"Inbox", b" (MESSAGES 3)"]).
+        ProtocolViolation when it would hold more than `limit` bytes in all.
 
         Cancelling it (a timeout) loses nothing: what was read waits for the next call."""
         parts = self._parts
         while True:
             if len(parts) % 2:  # a literal is due
                 size = int(_LITERAL.search(self._pending_head).group(1))  # type: ignore[union-attr]
-                parts.append(await self.read_exact(size))
+                parts.append(await self.read_exact(size))  # counted with its head
                 continue
             line = await self.read_line()
             found = _LITERAL.search(line)
             if found is None:
+                self._hold(len(line), limit)
                 parts.append(line)
-                self._parts = []
+                self._parts, self._held = [], 0
                 return parts
-            if int(found.group(1)) > MAX_LITERAL:
+            size = int(found.group(1))
+            if size > MAX_LITERAL:
                 raise ProtocolViolation("literal too large")
+            self._hold(found.start() + size, limit)
             self._pending_head = line
             parts.append(line[: found.start()])
+
+    def _hold(self, size: int, limit: int) -> None:
+        """Count `size` more bytes into the response being read, refusing to pass `limit`."""
+        if self._held + size > limit:
+            raise ProtocolViolation("response too large")
+        self._held += size
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
