@@ -105,7 +105,7 @@ def test_a_pop3_task_is_added_tested_and_run_from_settings(
 
     row.get_by_role("button", name="Retrieve Messages Now").click()
     row = page.get_by_role("listitem").filter(has=page.get_by_role("heading", name="Far away"))
-    expect(row.get_by_text(re.compile(r"^Imported 2 messages"))).to_be_visible()
+    expect(row.get_by_text(re.compile(r"^2 new messages in "))).to_be_visible()
     expect(row.get_by_text("Retrieving messages…")).to_be_hidden()
     expect(row.locator(".fact").filter(has_text="Messages imported")).to_contain_text("2")
     expect(row.get_by_text("Working", exact=True)).to_be_visible()

@@ -101,7 +101,7 @@ async def test_a_task_is_tested_before_saving_saved_and_run_now(
     ran = await htmx_post(web_client, f"/settings/retrieval/{task_id}/run")
     assert ran.status_code == 200
     row = text_of(ran.text)
-    assert "Imported 3 messages" in row
+    assert "3 new messages in " in row
     assert "Messages imported 3" in row
     assert "Working" in row
     assert 'hx-swap-oob="true"' in ran.text  # the header badge refreshed with the row
@@ -113,7 +113,7 @@ async def test_a_task_is_tested_before_saving_saved_and_run_now(
     assert again.status_code == 303
     assert again.headers["location"] == f"/settings/connectivity#task-{task_id}"
     shown = text_of((await web_client.get("/settings/connectivity")).text)
-    assert "Remote: Imported 1 message" in shown
+    assert "Remote: 1 new message in " in shown
     assert "Messages imported 4" in shown
 
     checked = await htmx_post(web_client, f"/settings/retrieval/{task_id}/test")
@@ -150,7 +150,7 @@ async def test_edit_keeps_the_password_when_left_empty_and_never_shows_it(
 
     dovecot.deliver(mail_user.email, sample("Kept password"))
     ran = await htmx_post(web_client, f"/settings/retrieval/{task_id}/run")
-    assert "Imported 1 message" in text_of(ran.text)
+    assert "1 new message in " in text_of(ran.text)
     assert dovecot.message_count(mail_user.email) == 0  # "Leave messages on server" was turned off
 
     wrong = await post_form(web_client, f"/settings/retrieval/{task_id}/edit", {**changes, "password": "new-Secret-1"})
@@ -225,7 +225,7 @@ async def test_a_rejected_password_shows_the_badge_until_the_task_is_fixed(
     fixed = task_fields(dovecot, mail_user)  # the right password: editing it resumes and clears the badge
     assert (await post_form(web_client, f"/settings/retrieval/{task_id}/edit", fixed)).status_code == 303
     assert BADGE.search((await web_client.get("/")).text) is None
-    assert "Imported 0 messages" in text_of((await htmx_post(web_client, f"/settings/retrieval/{task_id}/run")).text)
+    assert "No new messages." in text_of((await htmx_post(web_client, f"/settings/retrieval/{task_id}/run")).text)
 
 
 async def test_delete_removes_the_task_and_keeps_its_messages(

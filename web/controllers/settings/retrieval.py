@@ -1,5 +1,5 @@
 """Email Retrieval routes on the Connectivity card's rows: Test Connection of a saved task,
-Retrieve Messages Now, Resume and Delete; the New/Edit form's routes are in retrieval_edit.
+Retrieve Messages Now (and its progress), Resume and Delete; the New/Edit form's routes are in retrieval_edit.
 
 Every route acts for the signed-in user only: another user's task id answers 404 (the use
 cases treat it as missing). With htmx, actions on a row answer the row (or Test Connection's
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Response, post
+from litestar import Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
@@ -18,6 +18,7 @@ from litestar.types import ControllerRouterHandler
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
+from service.domain.retrieval import RunResult
 from service.domain.users import UserView
 from service.errors import FeatureDisabled
 from service.persistence.database import Database
@@ -75,6 +76,20 @@ async def test_saved(
     return await connectivity_page(db, user, output_for=f"task-{task_id}", **present.report_context(report))
 
 
+def run_message(result: RunResult) -> present.Message:
+    """What "Retrieve Messages Now" says: one sentence ("412 new messages in 6 folders.", "No new
+    messages.") and the errors in words; the per-folder detail is in the run's log entry."""
+    if result.already_running and not result.folders and not result.errors:
+        return present.Message("info", "This task is already running; its result will show here when it finishes.")
+    prefix = "This task was already running. " if result.already_running else ""
+    if result.errors and not result.imported:
+        return present.Message("error", prefix + " ".join(result.errors))
+    text = prefix + result.sentence()
+    if result.errors:
+        return present.Message("warning", f"{text} {' '.join(result.errors)}")
+    return present.Message("ok", text)
+
+
 @post("/settings/retrieval/{task_id:int}/run", name="retrieval-run")
 async def run_now(
     task_id: FromPath[int],
@@ -86,7 +101,7 @@ async def run_now(
     """Retrieve Messages Now: run at once (or join the run in progress), then say what it brought."""
     try:
         result = await scheduler(state).runner.run_now(task_id, user_id=user.id)
-        message = present.run_message(result)
+        message = run_message(result)
     except FeatureDisabled as exc:
         message = present.Message("error", exc.message)
     if is_htmx(request):
@@ -94,6 +109,31 @@ async def run_now(
     task = await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id)
     title = task.name or task.username
     return back(request, present.Message(message.kind, f"{title}: {message.text}"), anchor=f"task-{task_id}")
+
+
+def progress_text(stored: int | None) -> str:
+    """What the row says while Retrieve Messages Now waits: the messages stored so far, when any."""
+    if not stored:
+        return "Retrieving messages…"
+    return f"Stored {stored} message{'s' if stored != 1 else ''} so far…"
+
+
+@get("/settings/retrieval/{task_id:int}/progress", name="retrieval-progress")
+async def progress(
+    task_id: FromPath[int], state: State, db: NamedDependency[Database], user: NamedDependency[UserView]
+) -> Response[Any]:
+    """The count a run of this task in progress in this process has stored so far (polled every
+    2 s by the row while Retrieve Messages Now waits); polling stops when no run goes on here."""
+    await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id)  # another user's: 404
+    stored = scheduler(state).runner.stored_so_far(task_id)
+    return page(
+        "settings/_run_progress.html",
+        viewer=user,
+        task_id=task_id,
+        progress_text=progress_text(stored),
+        polling=stored is not None,
+        started=True,
+    )
 
 
 @post("/settings/retrieval/{task_id:int}/resume", name="retrieval-resume")
@@ -123,4 +163,4 @@ async def delete(
     return back(request, present.Message("ok", f"Deleted the retrieval task {title}. The messages it brought in stay."))
 
 
-ROUTES: list[ControllerRouterHandler] = [*retrieval_edit.ROUTES, test_saved, run_now, resume, delete]
+ROUTES: list[ControllerRouterHandler] = [*retrieval_edit.ROUTES, test_saved, run_now, progress, resume, delete]
