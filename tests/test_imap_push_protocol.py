@@ -354,6 +354,10 @@ async def test_a_bye_greeting_says_why() -> None:
 class FloodingServer(ScriptedPushServer):
     """Sends `flood()`; the client hangs up with most of it unread (a reset here is expected)."""
 
+    def __enter__(self) -> FloodingServer:
+        super().__enter__()
+        return self
+
     def handle(self, client: socket.socket) -> None:
         with contextlib.suppress(OSError):
             super().handle(client)
@@ -404,3 +408,23 @@ async def test_a_server_ending_idle_at_once_is_idled_with_less_and_less_often(
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(connection.wait(), 3.0)
         assert 2 <= server.idles <= 5  # paused 1 s, then 2 s: not a busy loop of IDLE commands
+
+
+async def test_a_folder_name_that_is_not_modified_utf7_is_kept_as_sent(connections: list[PushConnection]) -> None:
+    with ScriptedPushServer(capabilities="IMAP4rev1 IDLE NOTIFY", exists=1) as server:
+        connection = await opened(connections, scripted(server.port))
+        server.send(b"* STATUS &Zm9v- (MESSAGES 3 UIDNEXT 4)\r\n")  # invalid: partial shift sequence
+        assert await asyncio.wait_for(connection.wait(), SOON) == PushNews(frozenset({"&Zm9v-"}))
+        server.send(b"* 2 EXISTS\r\n")  # and the connection still listens
+        assert await asyncio.wait_for(connection.wait(), SOON) == PushNews(frozenset({"INBOX"}))
+
+
+async def test_push_sockets_send_tcp_keepalives(connections: list[PushConnection]) -> None:
+    with ScriptedPushServer() as server:
+        connection = await opened(connections, scripted(server.port))
+        assert connection._wire is not None
+        sock = connection._wire._socket()
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 120
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 30
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4

@@ -426,6 +426,9 @@ class PushConnection:
                 exc, host=host, port=port, step=step, timeout=self.account.timeout_seconds, expired=False
             )
             raise (translated or ServerUnavailable(f"{host} failed during {step}.")) from exc
+        except (ValueError, IndexError) as exc:  # a response the parsers choke on (after OSError: ssl's are both)
+            self._broken = True
+            raise ServerUnavailable(f"{host} sent a malformed response during {step}.") from exc
 
 
 def _status(parts: list[bytes]) -> tuple[bytes, str]:

@@ -74,10 +74,19 @@ def mailbox_name(token: Token, delimiter: str | None) -> str:
     """A mailbox name from the wire as service/protocols/imap/folders.py gives it: decoded from
     modified UTF-7, "/" as delimiter. INBOX is case-insensitive (RFC 3501 5.1) and spelt "INBOX"."""
     raw = text_of(token)
-    name = decode_utf7(raw) if isinstance(token, bytes) or raw.isascii() else raw.decode("utf-8", "replace")
+    name = _utf7(raw) if isinstance(token, bytes) or raw.isascii() else raw.decode("utf-8", "replace")
     if name.upper() == "INBOX":
         return "INBOX"
     return slash_path(name, delimiter)
+
+
+def _utf7(raw: bytes) -> str:
+    """Modified UTF-7 decoded; a name that is not valid modified UTF-7 (a broken server) is kept
+    as its ASCII text rather than ending the connection's watch."""
+    try:
+        return str(decode_utf7(raw))
+    except ValueError:  # UnicodeDecodeError among others
+        return raw.decode("ascii", "replace")
 
 
 def status_counts(items: list[Token]) -> dict[bytes, int]:

@@ -28,6 +28,9 @@ MAX_LITERAL = 1024 * 1024
 # connection hears EXISTS, STATUS and the like, so 64 KiB is plenty; a FETCH of the fast path
 # allows its batch (client.py). Literals chained in one response can no longer grow memory.
 MAX_RESPONSE = 64 * 1024
+KEEPALIVE_IDLE = 120  # seconds of silence before the first probe
+KEEPALIVE_INTERVAL = 30
+KEEPALIVE_COUNT = 4
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 
 
@@ -42,6 +45,7 @@ async def connect(targets: Sequence[outbound.Target], seconds: float) -> socket.
     for target in targets:
         sock = socket.socket(target.family, target.kind, target.proto)
         sock.setblocking(False)
+        _keepalive(sock)
         try:
             async with asyncio.timeout(seconds):
                 await loop.sock_connect(sock, target.sockaddr)
@@ -54,6 +58,22 @@ async def connect(targets: Sequence[outbound.Target], seconds: float) -> socket.
             raise
         return sock
     raise error or OSError("no address to connect to")
+
+
+def _keepalive(sock: socket.socket) -> None:
+    """TCP keepalive: a push connection is silent for up to the IDLE renewal (25 minutes), so a peer
+    or NAT that vanished without a reset is noticed after KEEPALIVE_IDLE + KEEPALIVE_COUNT probes
+    KEEPALIVE_INTERVAL apart (about 4 minutes) rather than at the next renewal; the probes also keep
+    NAT and firewall mappings alive. Options the platform lacks are skipped."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class Wire:
