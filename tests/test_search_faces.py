@@ -134,3 +134,14 @@ async def test_cli_answers_any_text(settings: Settings, db: Database) -> None:
         )
         assert result.returncode == 0, (query, result.stderr)
         assert json.loads(result.stdout)["messages"] == []
+
+
+async def test_results_page_clamps_a_page_past_the_deepest_one(web_client: WebClient, db: Database) -> None:
+    """A page number beyond what search will walk (10,000 results) shows the deepest page, never an error."""
+    user_id = await signed_in(web_client, db)
+    await _mailbox(db, user_id)
+    for number in ("999", "99999", "1000"):
+        shown = await web_client.get(f"/mail/search?q=budget&page={number}")
+        assert shown.status_code == 200, number
+        assert "must be a number" not in shown.text
+        assert "at most" not in shown.text

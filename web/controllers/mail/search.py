@@ -43,7 +43,7 @@ async def search_page(
 ) -> Response[Any]:
     query = q.strip()
     number = int(page) if page.isascii() and page.isdigit() and len(page) < 6 else 1
-    number = min(max(number, 1), search.MAX_PAGE)
+    number = min(max(number, 1), search.last_page())
     folders = await list_folders(db=db, user_id=user.id)
     results = await search.search(db=db, user_id=user.id, query=query, page=number) if query else None
     hits = results.hits if results else ()
@@ -64,6 +64,7 @@ async def search_page(
         rows=rows,
         newer_url=_page_url(query, results.previous_page if results else None),
         older_url=_page_url(query, results.next_page if results else None),
+        narrow_hint=search.NARROW_HINT,
     )
 
 
