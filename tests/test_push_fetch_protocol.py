@@ -142,3 +142,20 @@ async def test_many_fetch_responses_beyond_the_batch_are_refused(connections: li
         assert await connection.sizes_after(6) == {7: 61440}
         with pytest.raises(ServerUnavailable, match="malformed response"):
             await connection.fetch_new(6, [7])
+
+
+async def test_a_messages_items_over_several_fetch_responses_are_merged(connections: list[PushConnection]) -> None:
+    reply = (
+        "* 3 FETCH (UID 7 BODY[] {5}\r\nhello)\r\n"
+        '* 3 FETCH (UID 7 FLAGS (\\Seen) INTERNALDATE " 6-Dec-2026 01:02:03 +0100")\r\n'
+        "* 4 FETCH (UID 8 FLAGS (\\Flagged))\r\n"
+        '* 4 FETCH (BODY[] "hi")\r\n'  # the same message by its sequence number
+    )
+    with ScriptedPushServer(exists=2, fetch_replies=[reply]) as server:
+        connection = await listening(connections, server)
+        fetched = await connection.fetch_new(6, [7, 8])
+    assert [(m.uid, m.raw, m.flags) for m in fetched] == [
+        (7, b"hello", frozenset({"\\Seen"})),
+        (8, b"hi", frozenset({"\\Flagged"})),
+    ]
+    assert fetched[0].internal_date is not None

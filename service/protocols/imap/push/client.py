@@ -30,7 +30,7 @@ from service.domain.values import Security
 from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
 from service.protocols import outbound, sasl
 from service.protocols.imap.push import parse
-from service.protocols.imap.push.fetched import FetchItems, fetch_items
+from service.protocols.imap.push.fetched import FetchItems, fetch_items, merged
 from service.protocols.imap.push.heard import Heard, PushNews, text_of_response
 from service.protocols.imap.push.wire import MAX_LITERAL, MAX_RESPONSE, ProtocolViolation, Wire, connect
 from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, FetchedMessage, ImapAccount
@@ -309,7 +309,8 @@ class PushConnection:
                 await self._stop_idle()
             tag = self._next_tag()
             await self._wire.send(tag + b" " + command + b"\r\n")
-            items: list[FetchItems] = []
+            items: dict[int, FetchItems] = {}  # by UID: one message's items may come in several responses
+            uids: dict[int, int] = {}  # sequence number -> UID, for a later response without UID
             while True:
                 parts = await self._read(max(0, budget))
                 budget -= sum(map(len, parts))
@@ -317,11 +318,16 @@ class PushConnection:
                     status, text = _status(parts)
                     if status != b"OK":
                         raise ServerUnavailable(f"{self.account.host} refused to fetch new mail: {text}.")
-                    return items
+                    return list(items.values())
                 item = fetch_items(parts)
-                if item is not None and item.uid is not None:
-                    items.append(item)
+                uid = None if item is None else item.uid if item.uid is not None else uids.get(item.seq)
+                if item is not None and uid is not None:
+                    known = items.get(uid)
+                    items[uid] = merged(known, item) if known is not None else item
+                    uids[item.seq] = uid
                 else:  # EXISTS, EXPUNGE, or a flag change without UID
+                    if item is None:
+                        uids.clear()  # an EXPUNGE renumbers the messages
                     self._heard.note(parts)
 
     # -- closing ------------------------------------------------------------------

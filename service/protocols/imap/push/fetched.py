@@ -59,6 +59,19 @@ def fetch_items(parts: list[bytes]) -> FetchItems | None:
     )
 
 
+def merged(earlier: FetchItems, later: FetchItems) -> FetchItems:
+    """One message's items from two FETCH responses (RFC 3501 7.4.2: a server may send a message's
+    items over several, e.g. FLAGS apart from the body): what the later one sent wins."""
+    return FetchItems(
+        seq=later.seq,
+        uid=later.uid if later.uid is not None else earlier.uid,
+        size=later.size if later.size is not None else earlier.size,
+        flags=later.flags or earlier.flags,
+        internal_date=later.internal_date or earlier.internal_date,
+        body=later.body if later.body is not None else earlier.body,
+    )
+
+
 def _number(value: parse.Token | list[parse.Token] | None) -> int | None:
     return int(value) if isinstance(value, bytes) and value.isdigit() else None
 
