@@ -260,8 +260,12 @@ async def test_a_fast_path_outlasting_its_lease_keeps_it_and_stores_the_message_
 
     monkeypatch.setattr(run_module, "_record_outcome", held)
     runner = Runner(db=env.db, secret_box=env.secret_box, settings=env.settings.model_copy(update={"lease_seconds": 2}))
-    async with env.db.write() as session:  # the poll falls due (it would at its interval anyway)
-        await session.exec(update(RetrievalTask).where(col(RetrievalTask.id) == task_id).values(next_run_at=utcnow()))
+    async with env.db.write() as session:  # the poll falls due (it would at its interval anyway); pushed here
+        await session.exec(
+            update(RetrievalTask)
+            .where(col(RetrievalTask.id) == task_id)
+            .values(next_run_at=utcnow(), push_owner=runner.worker_id)
+        )
     connection = SlowConnection(raw, cursor.uidvalidity, cursor.last_uid + 1)
     fast = asyncio.create_task(runner.push_fetch(task_id, connection, noticed=0.0))
     await asyncio.wait_for(connection.fetching.wait(), 10)
@@ -289,3 +293,46 @@ async def test_the_dispatcher_never_starts_a_task_already_running_in_its_process
     assert row.next_run_at is not None
     assert row.next_run_at <= utcnow()
     running.set_result(RunResult())
+
+
+async def test_a_connection_whose_push_lease_was_cleared_does_not_fetch(env: Env) -> None:
+    task_id = await polled_task(env)
+    cursor = await inbox_cursor(env, task_id)
+    raw, message_id = message("after an edit")
+    env.dovecot.deliver(env.mailbox.email, raw)
+    runner = Runner(db=env.db, secret_box=env.secret_box, settings=env.settings)
+    connection = SlowConnection(raw, cursor.uidvalidity, cursor.last_uid + 1)
+    connection.transfer.set()
+    async with env.db.write() as session:  # an edit of the task cleared the push lease of this process
+        await session.exec(update(RetrievalTask).where(col(RetrievalTask.id) == task_id).values(push_owner=None))
+    await runner.push_fetch(task_id, connection, noticed=0.0)
+    assert not connection.fetching.is_set()
+    assert await copies(env, message_id) == 0
+    assert (await task_row(env, task_id)).lease_owner is None  # the claim was undone
+
+
+async def test_the_fast_path_leaves_the_tasks_failures_to_the_polls(env: Env) -> None:
+    task_id = await polled_task(env)
+    cursor = await inbox_cursor(env, task_id)
+    raw, message_id = message("while polls fail")
+    env.dovecot.deliver(env.mailbox.email, raw)
+    runner = Runner(db=env.db, secret_box=env.secret_box, settings=env.settings)
+    failing = {"last_error": "Other folders failed.", "consecutive_failures": 3, "auth_failures": 2}
+    async with env.db.write() as session:
+        await session.exec(
+            update(RetrievalTask)
+            .where(col(RetrievalTask.id) == task_id)
+            .values(push_owner=runner.worker_id, needs_action=True, **failing)
+        )
+    before = await task_row(env, task_id)
+    connection = SlowConnection(raw, cursor.uidvalidity, cursor.last_uid + 1)
+    connection.transfer.set()
+    await runner.push_fetch(task_id, connection, noticed=0.0)
+    assert await copies(env, message_id) == 1
+    after = await task_row(env, task_id)
+    assert (after.last_error, after.consecutive_failures, after.auth_failures) == tuple(failing.values())
+    assert after.needs_action
+    assert after.last_success_at == before.last_success_at
+    assert after.last_run_at is not None
+    assert before.last_run_at is not None
+    assert after.last_run_at > before.last_run_at

@@ -95,10 +95,13 @@ class Pushed:
     folder_id: int | None
 
 
-async def read_pushed(session: AsyncSession, task_id: int) -> Pushed:
+async def read_pushed(session: AsyncSession, task_id: int, push_owner: str | None = None) -> Pushed:
     """The task if it should still push (NoLongerPushing otherwise), with its domain and INBOX
     cursor in one query, and the local folder INBOX lands in. Run in the lease claim's
-    transaction (lease.claim's `then`), so the fast path costs one transaction less."""
+    transaction (lease.claim's `then`), so the fast path costs one transaction less.
+    `push_owner`: the task's push lease must still be this holder's (an edit clears it, and the
+    connection heard news with the old settings: it must not fetch)."""
+    owned = () if push_owner is None else (col(RetrievalTask.push_owner) == push_owner,)
     inbox_cursor = and_(col(ImapCursor.task_id) == RetrievalTask.id, col(ImapCursor.remote_folder) == INBOX)
     found = (
         await session.exec(
@@ -106,7 +109,7 @@ async def read_pushed(session: AsyncSession, task_id: int) -> Pushed:
             .join(User, col(User.id) == RetrievalTask.user_id)
             .join(Domain, col(Domain.id) == User.domain_id)
             .outerjoin(ImapCursor, inbox_cursor)
-            .where(col(RetrievalTask.id) == task_id, *eligible(utcnow()))
+            .where(col(RetrievalTask.id) == task_id, *eligible(utcnow()), *owned)
         )
     ).first()
     if found is None:

@@ -235,7 +235,9 @@ async def record_outcome_in(
         fresh.lease_owner = None
         fresh.lease_expires_at = None
     fresh.last_run_at = now
-    if result.ok:
+    if keep_next_run:
+        pass  # push's fast path fetched INBOX only: the task's health (errors, pauses) is the polls' to say
+    elif result.ok:
         fresh.last_success_at = now
         fresh.last_error = None
         fresh.failing_since = None

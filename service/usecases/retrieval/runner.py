@@ -250,7 +250,7 @@ class Runner:
             pushed: list[Pushed] = []
 
             async def read(session: AsyncSession) -> None:
-                pushed.append(await read_pushed(session, task_id))
+                pushed.append(await read_pushed(session, task_id, push_owner=self.worker_id))
 
             try:
                 lease = await claim(self.db, task_id, self._owner(), seconds=self.settings.lease_seconds, then=read)
