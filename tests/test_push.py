@@ -362,3 +362,44 @@ async def test_no_push_for_pop3_manual_or_push_off_tasks(env: Env) -> None:
     async with pushing(env) as supervisor:
         await supervisor.tick()
         assert supervisor.held == set()
+
+
+async def test_failing_renewals_close_every_connection_after_a_lease_period(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = await polled_task(env)
+    async with pushing(env) as supervisor:
+        await listening(env, task_id)
+
+        async def database_down(*args: object, **kwargs: object) -> set[int]:
+            raise OSError("database unreachable")
+
+        monkeypatch.setattr(push, "renew_push", database_down)
+        with pytest.raises(OSError, match="database unreachable"):
+            await supervisor.tick()
+        assert supervisor.held == {task_id}  # one failed renewal: the lease still holds
+        supervisor._renewed -= env.settings.push_lease_seconds + 1  # as if renewals failed for a lease period
+        with pytest.raises(OSError, match="database unreachable"):
+            await supervisor.tick()
+        assert supervisor.held == set()  # another process may hold it by now: never two connections
+
+
+async def test_push_runs_try_a_lease_held_elsewhere_less_and_less_often(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = await polled_task(env)
+    assert await claim(env.db, task_id, "another-process", seconds=HOUR) is not None
+    runner = Runner(db=env.db, secret_box=env.secret_box, settings=env.settings)
+    claims = 0
+    original = claim
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr("service.usecases.retrieval.runner.claim", counting)
+    runner.request_push_run(task_id)
+    await asyncio.sleep(3.2)  # tries at 0, 0.5, 1.5 and 3.5 s (not every 0.5 s: 7)
+    await runner.shutdown()
+    assert 2 <= claims <= 4

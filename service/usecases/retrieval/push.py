@@ -36,7 +36,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Protocol
 
@@ -124,6 +124,7 @@ class PushSupervisor:
         self._loop: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._random = random.Random()  # noqa: S311  (jitter, not secrets)
+        self._renewed = time.monotonic()  # the last tick that renewed what we hold (or held nothing)
 
     @property
     def held(self) -> set[int]:
@@ -153,11 +154,19 @@ class PushSupervisor:
         """Renew what we hold (closing what we lost), then claim up to the connection budget."""
         held = self.held
         if held:
-            kept = await renew_push(self.db, self.owner, held, seconds=self.settings.push_lease_seconds)
+            try:
+                kept = await renew_push(self.db, self.owner, held, seconds=self.settings.push_lease_seconds)
+            except Exception:
+                if time.monotonic() - self._renewed > self.settings.push_lease_seconds:
+                    # Our push leases have expired: another process may hold these tasks' connections now.
+                    log.warning("push: push leases not renewed for a lease period; closing every connection")
+                    await self._drop(held)
+                raise
             for task_id in held - kept:
                 log.info("push: task %d no longer pushes here; closing its connection", task_id)
-                await self._drop(task_id)
+            await self._drop(held - kept)  # together: each close may take CLOSE_SECONDS
             await release_push(self.db, self.owner, held - kept)  # ours but no longer eligible
+        self._renewed = time.monotonic()
         if self._stop.is_set():
             return
         free = self.settings.push_connections - len(self._watchers)
@@ -167,11 +176,13 @@ class PushSupervisor:
             self._watchers[task_id] = watcher
         metrics.PUSH_CONNECTIONS.set(len(self._watchers))
 
-    async def _drop(self, task_id: int) -> None:
-        watcher = self._watchers.pop(task_id, None)
-        if watcher is not None:
+    async def _drop(self, task_ids: Iterable[int]) -> None:
+        """Stop these tasks' watchers, all at once, and wait until their connections are closed."""
+        watchers = [watcher for task_id in task_ids if (watcher := self._watchers.pop(task_id, None)) is not None]
+        for watcher in watchers:
             watcher.cancel()
-            await asyncio.wait([watcher])  # its connection closed; its outcome is its own (logged there)
+        if watchers:
+            await asyncio.wait(watchers)  # their connections closed; their outcomes are their own (logged there)
         metrics.PUSH_CONNECTIONS.set(len(self._watchers))
 
     async def shutdown(self) -> None:
@@ -181,10 +192,7 @@ class PushSupervisor:
             self._loop.cancel()
             await asyncio.wait([self._loop])
         held = self.held
-        for task_id in held:
-            self._watchers[task_id].cancel()
-        for task_id in held:
-            await self._drop(task_id)
+        await self._drop(held)
         # CONNECTING: push stays on for these tasks, and whoever claims them next catches up.
         await release_push(self.db, self.owner, held, state=PushState.CONNECTING)
 

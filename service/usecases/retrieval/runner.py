@@ -12,8 +12,8 @@ Push (push.py) asks for runs with `request_push_run`: they coalesce per task —
 while a push run of a task is waiting or running, more news only marks "run
 again after this one", so a message announced during a run is fetched by a run
 that starts after it. A push run takes the ordinary run lease (`claim`); when
-another run holds it (here: wait for it; elsewhere: try again every
-PUSH_CLAIM_RETRY_SECONDS), it starts after that run ends, so nothing announced
+another run holds it (here: wait for it; elsewhere: try again after
+PUSH_CLAIM_RETRY_SECONDS, doubling), it starts after that run ends, so nothing announced
 while a poll was under way is missed, and the lease keeps it exactly once. It is
 a full, ordinary run (`run_leased`): afterwards the next poll is an interval
 from its end, as after any run. Push runs have their own concurrency
@@ -64,7 +64,8 @@ from service.usecases.retrieval.run import check_runnable, run_leased
 log = logging.getLogger(__name__)
 
 SHUTDOWN_WAIT_SECONDS = 30.0
-PUSH_CLAIM_RETRY_SECONDS = 0.5
+PUSH_CLAIM_RETRY_SECONDS = 0.5  # the first retry; doubling up to PUSH_CLAIM_RETRY_MAX_SECONDS
+PUSH_CLAIM_RETRY_MAX_SECONDS = 10.0
 
 
 def push_concurrency(settings: Settings) -> int:
@@ -331,6 +332,7 @@ class Runner:
         (nothing when the task no longer pushes or we stop). The run's lease is claimed before it
         looks at any folder, so every announcement noticed until the claim is covered by it; only
         those noticed later ask for another run."""
+        retry = PUSH_CLAIM_RETRY_SECONDS  # while another process holds the lease (a long run)
         while not self.stop.is_set():
             current = self._running.get(task_id)
             if current is not None:  # started before the news: run again once it ends
@@ -345,8 +347,9 @@ class Runner:
                     covered, demand.noticed, demand.again = demand.noticed, [], False
                     await self._start(lease)
                     return covered
-            with contextlib.suppress(TimeoutError):  # another process runs it: try again shortly
-                await asyncio.wait_for(self.stop.wait(), PUSH_CLAIM_RETRY_SECONDS)
+            with contextlib.suppress(TimeoutError):  # another process runs it: try again, less and less often
+                await asyncio.wait_for(self.stop.wait(), retry)
+            retry = min(retry * 2, PUSH_CLAIM_RETRY_MAX_SECONDS)
         return []
 
     async def shutdown(self) -> None:
