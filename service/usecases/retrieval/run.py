@@ -138,7 +138,7 @@ async def run_leased(
             await retrieve_account(db, remote, _imap_plan(task, owner, domain, batch), result)
         else:
             await retrieve_pop3(db, remote, _pop3_plan(task, owner, domain, batch), result)
-    except (RemoteError, LeaseLost) as exc:
+    except (RemoteError, FeatureDisabled, LeaseLost) as exc:  # FeatureDisabled: OAuth2 sign-in turned off
         failure = exc
         result.errors.append(exc.message)
     finally:
