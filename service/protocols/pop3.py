@@ -85,7 +85,14 @@ class _Pop3(poplib.POP3):
         self._targets = targets
         self._implicit_tls = context
         self._transcript = transcript
-        super().__init__(host, port, timeout)
+        try:
+            super().__init__(host, port, timeout)
+        except BaseException:  # poplib leaves its socket open when the greeting fails (a silent or closing server)
+            if hasattr(self, "file"):
+                self.close()
+            elif getattr(self, "sock", None) is not None:
+                self.sock.close()
+            raise
 
     def _create_socket(self, timeout: float) -> socket.socket:
         sock = outbound.connect(self._targets, timeout)
