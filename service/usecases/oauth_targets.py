@@ -49,6 +49,7 @@ from service.usecases.domains import oauth_disabled_message
 from service.usecases.oauth import start_authorization
 from service.usecases.oauth.targets import load_target, provider_named, target_kind
 from service.usecases.retrieval_tasks import disabled_message as retrieval_disabled
+from service.usecases.retrieval_tasks import limit_message
 from service.usecases.smtp_accounts import disabled_message as smtp_disabled
 
 E = TypeVar("E", bound=Enum)
@@ -175,7 +176,7 @@ async def _pending_task(
                 )
             ).one()
             if count >= domain.max_tasks_per_user:
-                raise InvalidInput(f"You already have the {domain.max_tasks_per_user} retrieval tasks allowed.")
+                raise InvalidInput(limit_message(count, domain.max_tasks_per_user))
         task = RetrievalTask(
             user_id=user_id,
             name=name,
