@@ -8,6 +8,7 @@ Connection, the kept one is used; it never goes back into the page.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Response, get, post
@@ -23,6 +24,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import retrieval_tasks
 from service.usecases.connection_tests import TaskSettings, run_connection_test
+from service.usecases.retrieval_tasks import NewTask
 from web.controllers.settings import present
 from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx
 from web.controllers.settings.oauth import offered_to, signs_in_with_provider, with_provider_csp
@@ -79,21 +81,42 @@ def _kept(
     return pending_secret.kept(request, secret_box, _key(task_id), form)
 
 
-async def _save(
-    request: AnyRequest,
-    data: TaskForm,
-    *,
-    db: Database,
-    secret_box: SecretBox,
-    user: UserView,
-    settings: Settings,
-    task_id: int | None,
-    oauth: bool = False,
-) -> Response[Any]:
+@dataclass(frozen=True)
+class _Posted:
+    """A posted New (task_id None) or Edit form and what answering it takes."""
+
+    request: AnyRequest
+    db: Database
+    secret_box: SecretBox
+    user: UserView
+    settings: Settings
+    task_id: int | None
+    oauth: bool = False  # signs in with a provider: no password to keep or restore
+
+    def read(self, data: TaskForm) -> tuple[TaskForm, NewTask, dict[str, str]]:
+        """The form with a password left empty filled from the kept one, and what it says or its mistakes."""
+        if not self.oauth:
+            data = pending_secret.restore(self.request, self.secret_box, _key(self.task_id), data)
+        new, errors = data.read(password_required=self.task_id is None)
+        return data, new, errors
+
+    def again(self, data: TaskForm, **extra: Any) -> Response[Any]:
+        """The form again (its password kept for the next submit, never echoed)."""
+        kept = _kept(self.request, self.secret_box, self.task_id, data, self.oauth)
+        return _form_page(user=self.user, settings=self.settings, form=data, task_id=self.task_id, **extra, **kept)
+
+
+async def _edited(db: Database, user: UserView, task_id: int) -> bool:
+    """An Edit form posted: another user's task answers 404 before anything else.
+    True when the task signs in with a provider."""
+    await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id)
+    return await signs_in_with_provider(db, TargetKind.RETRIEVAL, user.id, task_id)
+
+
+async def _save(posted: _Posted, data: TaskForm) -> Response[Any]:
     """Save the New (task_id None) or Edit form: back to Connectivity, or the form again with what to fix."""
-    if not oauth:
-        data = pending_secret.restore(request, secret_box, _key(task_id), data)
-    new, errors = data.read(password_required=task_id is None)
+    data, new, errors = posted.read(data)
+    db, secret_box, user, task_id = posted.db, posted.secret_box, posted.user, posted.task_id
     error, status_code = None, 400
     if not errors:
         try:
@@ -106,20 +129,12 @@ async def _save(
         except InvalidInput as exc:
             error, status_code = exc.message, status_for(exc)
         else:
-            pending_secret.forget(request, _key(task_id))
+            pending_secret.forget(posted.request, _key(task_id))
             title = task.name or task.username
-            return back(request, present.Message("ok", f"Saved the retrieval task {title}."), anchor=f"task-{task.id}")
-    return _form_page(
-        user=user,
-        settings=settings,
-        form=data,
-        task_id=task_id,
-        errors=errors,
-        error=error,
-        status_code=status_code,
-        oauth_sign_in=oauth,
-        **_kept(request, secret_box, task_id, data, oauth),
-    )
+            return back(
+                posted.request, present.Message("ok", f"Saved the retrieval task {title}."), anchor=f"task-{task.id}"
+            )
+    return posted.again(data, errors=errors, error=error, status_code=status_code, oauth_sign_in=posted.oauth)
 
 
 @get(NEW, name="retrieval-new")
@@ -153,7 +168,7 @@ async def create_task(
     user: NamedDependency[UserView],
     settings: NamedDependency[Settings],
 ) -> Response[Any]:
-    return await _save(request, data, db=db, secret_box=secret_box, user=user, settings=settings, task_id=None)
+    return await _save(_Posted(request, db, secret_box, user, settings, task_id=None), data)
 
 
 @get("/settings/retrieval/{task_id:int}/edit", name="retrieval-edit")
@@ -179,49 +194,33 @@ async def save_task(
     user: NamedDependency[UserView],
     settings: NamedDependency[Settings],
 ) -> Response[Any]:
-    await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id)  # 404 before anything else
-    oauth = await signs_in_with_provider(db, TargetKind.RETRIEVAL, user.id, task_id)
-    return await _save(
-        request, data, db=db, secret_box=secret_box, user=user, settings=settings, task_id=task_id, oauth=oauth
-    )
+    oauth = await _edited(db, user, task_id)
+    return await _save(_Posted(request, db, secret_box, user, settings, task_id=task_id, oauth=oauth), data)
 
 
-async def _test_form(
-    request: AnyRequest,
-    data: TaskForm,
-    *,
-    db: Database,
-    secret_box: SecretBox,
-    user: UserView,
-    settings: Settings,
-    task_id: int | None,
-    oauth: bool = False,
-) -> Response[Any]:
+async def _test_form(posted: _Posted, data: TaskForm) -> Response[Any]:
     """Test Connection from the New (task_id None) or Edit form, before saving: the steps (htmx),
     or the form again with them (its password kept for the next submit, never echoed)."""
-    if not oauth:
-        data = pending_secret.restore(request, secret_box, _key(task_id), data)
-    new, errors = data.read(password_required=task_id is None)
+    data, new, errors = posted.read(data)
+    request, user, task_id = posted.request, posted.user, posted.task_id
     if errors:
         if is_htmx(request):  # 200: htmx swaps only successful answers
             return page("settings/_steps.html", viewer=user, problems=list(errors.values()))
-        kept = _kept(request, secret_box, task_id, data, oauth)
-        return _form_page(
-            user=user, settings=settings, form=data, task_id=task_id, errors=errors, status_code=400, **kept
-        )
+        return posted.again(data, errors=errors, status_code=400)
     subject = TaskSettings(new) if task_id is None else TaskSettings(new, task_id=task_id)
     report = await connection_test(
         request,
         user,
-        run_connection_test(db=db, secret_box=secret_box, settings=settings, user_id=user.id, subject=subject),
+        run_connection_test(
+            db=posted.db, secret_box=posted.secret_box, settings=posted.settings, user_id=user.id, subject=subject
+        ),
     )
     if not isinstance(report, ConnectionReport):
         return report
     context = present.report_context(report)
     if is_htmx(request):
         return page("settings/_steps.html", viewer=user, **context)
-    kept = _kept(request, secret_box, task_id, data, oauth)
-    return _form_page(user=user, settings=settings, form=data, task_id=task_id, oauth_sign_in=oauth, **kept, **context)
+    return posted.again(data, oauth_sign_in=posted.oauth, **context)
 
 
 @post("/settings/retrieval/test", name="retrieval-test-unsaved")
@@ -233,7 +232,7 @@ async def test_unsaved(
     user: NamedDependency[UserView],
     settings: NamedDependency[Settings],
 ) -> Response[Any]:
-    return await _test_form(request, data, db=db, secret_box=secret_box, user=user, settings=settings, task_id=None)
+    return await _test_form(_Posted(request, db, secret_box, user, settings, task_id=None), data)
 
 
 @post("/settings/retrieval/{task_id:int}/edit/test")
@@ -246,11 +245,8 @@ async def test_edited(
     user: NamedDependency[UserView],
     settings: NamedDependency[Settings],
 ) -> Response[Any]:
-    await retrieval_tasks.get_task(db=db, task_id=task_id, user_id=user.id)
-    oauth = await signs_in_with_provider(db, TargetKind.RETRIEVAL, user.id, task_id)
-    return await _test_form(
-        request, data, db=db, secret_box=secret_box, user=user, settings=settings, task_id=task_id, oauth=oauth
-    )
+    oauth = await _edited(db, user, task_id)
+    return await _test_form(_Posted(request, db, secret_box, user, settings, task_id=task_id, oauth=oauth), data)
 
 
 @get("/settings/retrieval/transfer-example", name="retrieval-transfer-example")
