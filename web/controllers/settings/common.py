@@ -70,6 +70,20 @@ async def connection_test(
         raise
 
 
+def limit_reached(user: UserView, *, noun: str, section: str, anchor: str, message: str) -> Response[Any]:
+    """New `noun` opened at the limit: say so now, not after the whole form is filled in; the link
+    goes back to the Connectivity card `section` (its title's id `anchor`)."""
+    return page(
+        "settings/limit_reached.html",
+        viewer=user,
+        nav="settings",
+        heading=f"New {noun}",
+        section=section,
+        anchor=anchor,
+        message=message,
+    )
+
+
 def checked(value: str) -> bool:
     """An HTML checkbox: present (any value but "") means on."""
     return value not in ("", "off", "false", "0")

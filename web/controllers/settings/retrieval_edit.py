@@ -26,7 +26,14 @@ from service.usecases import retrieval_tasks
 from service.usecases.connection_tests import TaskSettings, run_connection_test
 from service.usecases.retrieval_tasks import NewTask
 from web.controllers.settings import present
-from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx
+from web.controllers.settings.common import (
+    AnyRequest,
+    account_form_page,
+    back,
+    connection_test,
+    is_htmx,
+    limit_reached,
+)
 from web.controllers.settings.oauth import offered_to, signs_in_with_provider, with_provider_csp
 from web.controllers.settings.retrieval_form import TaskBody, TaskForm, example_destination, transfer_examples
 from web.support import pending_secret
@@ -144,14 +151,8 @@ async def new_task(
     try:
         await retrieval_tasks.check_room_for_task(db=db, user_id=user.id)
     except InvalidInput as exc:  # the limit: say so now, not after the whole form is filled in
-        return page(
-            "settings/limit_reached.html",
-            viewer=user,
-            nav="settings",
-            heading="New Retrieval Task",
-            section="Email Retrieval",
-            anchor="retrieval-card-title",
-            message=exc.message,
+        return limit_reached(
+            user, noun="Retrieval Task", section="Email Retrieval", anchor="retrieval-card-title", message=exc.message
         )
     response = _form_page(
         user=user, settings=settings, form=TaskForm.blank(), oauth_providers=await offered_to(db, settings, user.id)

@@ -24,7 +24,14 @@ from service.persistence.secrets import SecretBox
 from service.usecases import smtp_accounts
 from service.usecases.connection_tests import SavedSmtpAccount, SmtpSettings, run_connection_test
 from web.controllers.settings import present
-from web.controllers.settings.common import AnyRequest, account_form_page, back, connection_test, is_htmx
+from web.controllers.settings.common import (
+    AnyRequest,
+    account_form_page,
+    back,
+    connection_test,
+    is_htmx,
+    limit_reached,
+)
 from web.controllers.settings.connectivity import connectivity_page
 from web.controllers.settings.oauth import offered_to, signs_in_with_provider, with_provider_csp
 from web.controllers.settings.smtp_form import SmtpBody, SmtpForm
@@ -85,14 +92,8 @@ async def new_account(
     try:  # FeatureDisabled when turned off
         await smtp_accounts.check_room_for_account(db=db, user_id=user.id)
     except Conflict as exc:  # the limit: say so now, not after the whole form is filled in
-        return page(
-            "settings/limit_reached.html",
-            viewer=user,
-            nav="settings",
-            heading="New SMTP Account",
-            section="SMTP Accounts",
-            anchor="smtp-card-title",
-            message=exc.message,
+        return limit_reached(
+            user, noun="SMTP Account", section="SMTP Accounts", anchor="smtp-card-title", message=exc.message
         )
     response = _form_page(user=user, form=SmtpForm.blank(), oauth_providers=await offered_to(db, settings, user.id))
     return with_provider_csp(response, settings)
