@@ -11,10 +11,7 @@ Wide and phone-sized (390x844) viewports; screenshots /tmp/tributary-live-*.png.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -23,6 +20,7 @@ from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.usecases.users import add_user
+from tests.fixtures.browser import run_aside, store_message
 from tests.mail_samples import sample
 
 pytestmark = pytest.mark.browser
@@ -30,13 +28,6 @@ pytestmark = pytest.mark.browser
 EMAIL = "lena@example.test"
 PASSWORD = "a long and live password"
 WAIT_MS = 15_000  # the page polls every 3 s; anything within 15 s is "by itself"
-T = TypeVar("T")
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run database work from another thread: Playwright's sync API owns this thread's event loop."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _seed(settings: Settings) -> int:
@@ -54,18 +45,6 @@ async def _seed(settings: Settings) -> int:
         await db.dispose()
 
 
-async def _deliver(settings: Settings, user_id: int, subject: str, folder: str = "Inbox") -> None:
-    """Store a message as a worker does: in its own process's transaction, nothing told to the web app."""
-    db = Database(settings)
-    try:
-        async with db.write() as session:
-            target = await folder_by_path(session, user_id, folder)
-            assert target.id is not None
-            await deliver(session, user_id=user_id, folder_id=target.id, raw=sample(subject))
-    finally:
-        await db.dispose()
-
-
 def _folder_link(page: Page, name: str) -> Any:
     return page.get_by_role("navigation", name="Folders").get_by_role("link", name=name)
 
@@ -74,7 +53,7 @@ def _folder_link(page: Page, name: str) -> Any:
 def test_the_mail_page_shows_new_mail_and_the_new_unread_count_without_a_reload(
     live_server: str, browser: Browser, settings: Settings, viewport: tuple[int, int]
 ) -> None:
-    user_id = _run(_seed(settings))
+    user_id = run_aside(_seed(settings))
     width, height = viewport
     context = browser.new_context(base_url=live_server, viewport={"width": width, "height": height})
     page = context.new_page()
@@ -100,7 +79,7 @@ def test_the_mail_page_shows_new_mail_and_the_new_unread_count_without_a_reload(
     page.wait_for_event("response", lambda r: "/mail/pulse" in r.url and r.status == 204, timeout=WAIT_MS)
 
     # A message into the Inbox: the list, the tree and the title follow.
-    _run(_deliver(settings, user_id, "Pushed within seconds"))
+    run_aside(store_message(settings, user_id, "Pushed within seconds"))
     expect(page.get_by_role("link", name="Pushed within seconds")).to_be_visible(timeout=WAIT_MS)
     expect(_folder_link(page, "Inbox")).to_contain_text("2", timeout=WAIT_MS)
     expect(page).to_have_title("(2) Inbox · Tributary", timeout=WAIT_MS)
@@ -114,7 +93,7 @@ def test_the_mail_page_shows_new_mail_and_the_new_unread_count_without_a_reload(
     # A message into another folder: its count appears in the tree, the title counts it too.
     expect(_folder_link(page, "Lists").locator(".count")).to_have_count(0)
     page.evaluate("document.querySelector('.message-list').untouched = true")
-    _run(_deliver(settings, user_id, "Weekly digest", folder="Lists"))
+    run_aside(store_message(settings, user_id, "Weekly digest", folder="Lists"))
     expect(_folder_link(page, "Lists").locator(".count")).to_have_text("1 unread", timeout=WAIT_MS)
     expect(page).to_have_title("(3) Inbox · Tributary", timeout=WAIT_MS)
     expect(page.get_by_role("link", name="Weekly digest")).to_have_count(0)  # not this folder's list
@@ -125,7 +104,7 @@ def test_the_mail_page_shows_new_mail_and_the_new_unread_count_without_a_reload(
     expect(page.get_by_role("heading", name="Pushed within seconds")).to_be_visible()
     expect(page).to_have_title("(2) Pushed within seconds · Tributary")
     message_url = page.url
-    _run(_deliver(settings, user_id, "While you were reading"))
+    run_aside(store_message(settings, user_id, "While you were reading"))
     expect(_folder_link(page, "Inbox")).to_contain_text("2", timeout=WAIT_MS)
     expect(page).to_have_title("(3) Pushed within seconds · Tributary", timeout=WAIT_MS)
     expect(page.get_by_role("heading", name="Pushed within seconds")).to_be_visible()

@@ -10,10 +10,7 @@ not. Screenshots: /tmp/tributary-phone-folders-*.png.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -22,6 +19,7 @@ from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.usecases.users import add_user
+from tests.fixtures.browser import run_aside, store_message
 from tests.mail_samples import sample
 
 pytestmark = [pytest.mark.browser]
@@ -29,13 +27,6 @@ pytestmark = [pytest.mark.browser]
 EMAIL = "pia@example.test"
 PASSWORD = "phone in one hand"
 WAIT_MS = 15_000  # live updates poll every 3 s
-T = TypeVar("T")
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Database work from another thread: Playwright's sync API owns this thread's event loop."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _seed(settings: Settings) -> int:
@@ -49,17 +40,6 @@ async def _seed(settings: Settings) -> int:
             await deliver(session, user_id=user.id, folder_id=inbox.id, raw=sample("Ferry times for Saturday"))
             await deliver(session, user_id=user.id, folder_id=inbox.id, raw=sample("Your parcel is on its way"))
         return user.id
-    finally:
-        await db.dispose()
-
-
-async def _deliver(settings: Settings, user_id: int, subject: str, folder: str) -> None:
-    db = Database(settings)
-    try:
-        async with db.write() as session:
-            target = await folder_by_path(session, user_id, folder)
-            assert target.id is not None
-            await deliver(session, user_id=user_id, folder_id=target.id, raw=sample(subject))
     finally:
         await db.dispose()
 
@@ -86,7 +66,7 @@ def _fits(page: Page) -> None:
 
 @pytest.fixture
 def user_id(settings: Settings) -> int:
-    return _run(_seed(settings))
+    return run_aside(_seed(settings))
 
 
 @pytest.fixture
@@ -122,7 +102,7 @@ def test_the_tree_unfolds_in_place_stays_open_through_live_updates_and_folds_whe
 
     # New mail elsewhere: live.js swaps in a fresh tree with the count; it stays unfolded.
     page.evaluate("window.notReloaded = true")
-    _run(_deliver(settings, user_id, "Receipt for your ferry ticket", "Receipts/2026"))
+    run_aside(store_message(settings, user_id, "Receipt for your ferry ticket", "Receipts/2026"))
     expect(tree.get_by_role("link", name="2026").locator(".count")).to_have_text("1 unread", timeout=WAIT_MS)
     expect(tree).to_be_visible()
     expect(button).to_have_attribute("aria-expanded", "true")
