@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from service.domain.connection_test import ConnectionReport
-from service.domain.retrieval import RunResult, TaskView, push_applies
+from service.domain.retrieval import TaskView, push_applies
 from service.domain.smtp_accounts import SmtpAccountView
 from service.domain.values import Protocol, PushState, RetrievalMethod, Security
 from service.usecases.oauth_targets import SignIn
@@ -290,16 +290,3 @@ def report_context(report: ConnectionReport) -> dict[str, Any]:
     """What templates/settings/_steps.html shows for a Test Connection report."""
     lines = steps(report)
     return {"steps": lines, "steps_ok": report.ok, "steps_warned": any(line.warning for line in lines)}
-
-
-def run_message(result: RunResult) -> Message:
-    """What "Retrieve Messages Now" says: the counts, or the error sentence."""
-    if result.already_running and not result.folders and not result.errors:
-        return Message("info", "This task is already running; its result will show here when it finishes.")
-    prefix = "This task was already running. " if result.already_running else ""
-    if result.errors and not result.imported:
-        return Message("error", prefix + " ".join(result.errors))
-    text = prefix + result.summary()
-    if result.errors:
-        return Message("warning", f"{text} {' '.join(result.errors)}")
-    return Message("ok", text)
