@@ -15,7 +15,7 @@ from sqlmodel import col
 
 from service.config import Settings
 from service.domain.compose import Draft
-from service.domain.outbox import OutboxStatus
+from service.domain.outbox import OutboxStatus, SendResult
 from service.domain.values import Security, SpecialUse
 from service.errors import Conflict, NotFound
 from service.persistence.database import Database
@@ -32,10 +32,42 @@ from tests.test_smtp_fakes import make_account, make_user, scripted_aiosmtpd
 from tests.test_web_compose import HTMX, add_account, post_compose, signed_in_user, text_of
 
 
-async def _plain_account(db: Database, secret_box: SecretBox, user_id: int, server: SmtpServer) -> int:
-    return await make_account(
+async def _plain_sender(
+    db: Database, secret_box: SecretBox, smtp_server: StartSmtpServer
+) -> tuple[SmtpServer, int, int]:
+    """A plain aiosmtpd server, and a user with an account sending through it: (server, user id, account id)."""
+    server = smtp_server(mode="plain", require_auth=False)
+    user_id = await make_user(db)
+    account_id = await make_account(
         db, secret_box, user_id, server.host, server.port, security=Security.NONE, signature_text="Alice"
     )
+    return server, user_id, account_id
+
+
+def _round(db: Database, secret_box: SecretBox, settings: Settings) -> asyncio.Task[list[SendResult]]:
+    """An outbox round, started beside the test."""
+    return asyncio.create_task(sending.process_due_outbox(db=db, secret_box=secret_box, settings=settings, now=NOW))
+
+
+async def _two_in_outbox(
+    web_client: WebClient, db: Database, secret_box: SecretBox, data: list[str], subjects: tuple[str, str]
+) -> tuple[int, list[Any]]:
+    """A signed-in user who composed two messages that the server answered at DATA with `data`:
+    (user id, their outbox entries by subject, last first)."""
+    user_id = await signed_in_user(web_client, db)
+    with scripted_aiosmtpd(data=data) as server:
+        account = await add_account(db, secret_box, user_id, server.host, server.port, "ada@home.test", "Ada")
+        for subject in subjects:
+            await post_compose(web_client, {"send_from": str(account), "to": "bob@example.test", "subject": subject})
+    return user_id, sorted(await sending.list_outbox(db=db, user_id=user_id), key=lambda e: e.subject, reverse=True)
+
+
+async def _mark_sending(db: Database, outbox_id: int) -> None:
+    """As if a delivery attempt held the message right now."""
+    async with db.write() as session:
+        await session.exec(
+            update(OutboxEntry).where(col(OutboxEntry.id) == outbox_id).values(status=OutboxStatus.SENDING)
+        )
 
 
 async def _queue(
@@ -73,9 +105,7 @@ def _gate_data(server: SmtpServer) -> tuple[threading.Event, threading.Event]:
 async def test_a_queued_message_goes_back_to_drafts_and_is_never_sent(
     db: Database, secret_box: SecretBox, settings: Settings, smtp_server: StartSmtpServer
 ) -> None:
-    server = smtp_server(mode="plain", require_auth=False)
-    user_id = await make_user(db)
-    account_id = await _plain_account(db, secret_box, user_id, server)
+    server, user_id, account_id = await _plain_sender(db, secret_box, smtp_server)
     outbox_id = await _queue(db, secret_box, settings, user_id, account_id, "Second thoughts")
 
     cancelled = await sending.cancel_outbox_message(db=db, user_id=user_id, outbox_id=outbox_id)
@@ -97,13 +127,11 @@ async def test_a_queued_message_goes_back_to_drafts_and_is_never_sent(
 async def test_a_message_being_sent_cannot_be_cancelled(
     db: Database, secret_box: SecretBox, settings: Settings, smtp_server: StartSmtpServer
 ) -> None:
-    server = smtp_server(mode="plain", require_auth=False)
-    user_id = await make_user(db)
-    account_id = await _plain_account(db, secret_box, user_id, server)
+    server, user_id, account_id = await _plain_sender(db, secret_box, smtp_server)
     outbox_id = await _queue(db, secret_box, settings, user_id, account_id, "In flight")
     arrived, release = _gate_data(server)
 
-    round_ = asyncio.create_task(sending.process_due_outbox(db=db, secret_box=secret_box, settings=settings, now=NOW))
+    round_ = _round(db, secret_box, settings)
     try:
         assert await asyncio.to_thread(arrived.wait, 30), "the message never reached the server"
         with pytest.raises(Conflict) as refused:
@@ -121,9 +149,7 @@ async def test_a_message_being_sent_cannot_be_cancelled(
 async def test_cancel_raced_against_the_outbox_round_sends_once_or_keeps_a_draft(
     db: Database, secret_box: SecretBox, settings: Settings, smtp_server: StartSmtpServer
 ) -> None:
-    server = smtp_server(mode="plain", require_auth=False)
-    user_id = await make_user(db)
-    account_id = await _plain_account(db, secret_box, user_id, server)
+    server, user_id, account_id = await _plain_sender(db, secret_box, smtp_server)
     subjects = [f"Race {n:02}" for n in range(12)]
     ids = [await _queue(db, secret_box, settings, user_id, account_id, s) for s in subjects]
 
@@ -135,7 +161,7 @@ async def test_cancel_raced_against_the_outbox_round_sends_once_or_keeps_a_draft
         return "cancelled"
 
     # The round goes oldest first; the cancels come from the newest: they meet somewhere in between.
-    round_ = asyncio.create_task(sending.process_due_outbox(db=db, secret_box=secret_box, settings=settings, now=NOW))
+    round_ = _round(db, secret_box, settings)
     answers = await asyncio.gather(*(cancel(i) for i in reversed(ids)))
     results = await round_
     cancelled = {i for i, answer in zip(reversed(ids), answers, strict=True) if answer == "cancelled"}
@@ -176,12 +202,9 @@ async def test_a_message_already_delivered_to_some_says_so_when_cancelled(
 async def test_the_outbox_page_cancels_a_waiting_message(
     web_client: WebClient, db: Database, secret_box: SecretBox
 ) -> None:
-    user_id = await signed_in_user(web_client, db)
-    with scripted_aiosmtpd(data=["451 4.7.1 Greylisted", "550 5.7.1 No"]) as server:
-        account = await add_account(db, secret_box, user_id, server.host, server.port, "ada@home.test", "Ada")
-        await post_compose(web_client, {"send_from": str(account), "to": "bob@example.test", "subject": "Waiting"})
-        await post_compose(web_client, {"send_from": str(account), "to": "bob@example.test", "subject": "Refused"})
-    waiting, failed = sorted(await sending.list_outbox(db=db, user_id=user_id), key=lambda e: e.subject, reverse=True)
+    user_id, (waiting, failed) = await _two_in_outbox(
+        web_client, db, secret_box, ["451 4.7.1 Greylisted", "550 5.7.1 No"], ("Waiting", "Refused")
+    )
     assert (waiting.status, failed.status) == (OutboxStatus.QUEUED, OutboxStatus.FAILED)
     outbox = (await web_client.get("/outbox")).text
     assert re.search(rf'action="/outbox/{waiting.id}/cancel".*?>Cancel</button>', outbox, re.DOTALL)
@@ -198,10 +221,7 @@ async def test_the_outbox_page_cancels_a_waiting_message(
     assert draft.subject == "Waiting"
 
     # Being sent: refused in the user's words.
-    async with db.write() as session:
-        await session.exec(
-            update(OutboxEntry).where(col(OutboxEntry.id) == failed.id).values(status=OutboxStatus.SENDING)
-        )
+    await _mark_sending(db, failed.id)
     refused = await web_client.post(f"/outbox/{failed.id}/cancel", data={"_csrf_token": await csrf_token(web_client)})
     assert refused.status_code == 409
     assert "It is being sent right now; it can no longer be cancelled." in text_of(refused)
@@ -210,12 +230,9 @@ async def test_the_outbox_page_cancels_a_waiting_message(
 async def test_the_api_cancels_and_answers_409_while_sending(
     web_client: WebClient, db: Database, secret_box: SecretBox
 ) -> None:
-    user_id = await signed_in_user(web_client, db)
-    with scripted_aiosmtpd(data=["451 4.7.1 Greylisted", "451 4.7.1 Greylisted"]) as server:
-        account = await add_account(db, secret_box, user_id, server.host, server.port, "ada@home.test", "Ada")
-        for subject in ("One", "Two"):
-            await post_compose(web_client, {"send_from": str(account), "to": "bob@example.test", "subject": subject})
-    two, one = sorted(await sending.list_outbox(db=db, user_id=user_id), key=lambda e: e.subject, reverse=True)
+    user_id, (two, one) = await _two_in_outbox(
+        web_client, db, secret_box, ["451 4.7.1 Greylisted", "451 4.7.1 Greylisted"], ("One", "Two")
+    )
 
     body = ok(await api(web_client, "POST", f"/outbox/{one.id}/cancel"))
     [draft] = await drafts_of(db, user_id)
@@ -230,8 +247,7 @@ async def test_the_api_cancels_and_answers_409_while_sending(
     assert gone.json() == {"error": "This message is not in the outbox."}
     assert (await api(web_client, "POST", f"/outbox/{two.id}/cancel", csrf=False)).status_code == 403
 
-    async with db.write() as session:
-        await session.exec(update(OutboxEntry).where(col(OutboxEntry.id) == two.id).values(status=OutboxStatus.SENDING))
+    await _mark_sending(db, two.id)
     busy = await api(web_client, "POST", f"/outbox/{two.id}/cancel")
     assert busy.status_code == 409
     assert busy.json() == {"error": "It is being sent right now; it can no longer be cancelled."}
