@@ -70,19 +70,26 @@ async def _mark_sending(db: Database, outbox_id: int) -> None:
         )
 
 
-async def _queue(
-    db: Database, secret_box: SecretBox, settings: Settings, user_id: int, account_id: int, subject: str
-) -> int:
-    result = await sending.send_message(
+async def _send(
+    db: Database, secret_box: SecretBox, settings: Settings, user_id: int, account_id: int, draft: Draft, **options: Any
+) -> SendResult:
+    return await sending.send_message(
         db=db,
         secret_box=secret_box,
         settings=settings,
         user_id=user_id,
         from_account_id=account_id,
-        draft=Draft(to=("bob@example.test",), subject=subject, text=f"About {subject}"),
+        draft=draft,
         now=NOW,
-        send_now=False,
+        **options,
     )
+
+
+async def _queue(
+    db: Database, secret_box: SecretBox, settings: Settings, user_id: int, account_id: int, subject: str
+) -> int:
+    draft = Draft(to=("bob@example.test",), subject=subject, text=f"About {subject}")
+    result = await _send(db, secret_box, settings, user_id, account_id, draft, send_now=False)
     assert result.status is OutboxStatus.QUEUED
     return result.outbox_id
 
@@ -184,15 +191,8 @@ async def test_a_message_already_delivered_to_some_says_so_when_cancelled(
     user_id = await make_user(db)
     with scripted_aiosmtpd(rcpt={"carol@example.test": ["451 4.2.1 Try later"]}) as server:
         account_id = await make_account(db, secret_box, user_id, server.host, server.port)
-        result = await sending.send_message(
-            db=db,
-            secret_box=secret_box,
-            settings=settings,
-            user_id=user_id,
-            from_account_id=account_id,
-            draft=Draft(to=("bob@example.test", "carol@example.test"), subject="Half"),
-            now=NOW,
-        )
+        draft = Draft(to=("bob@example.test", "carol@example.test"), subject="Half")
+        result = await _send(db, secret_box, settings, user_id, account_id, draft)
     assert result.status is OutboxStatus.QUEUED
     cancelled = await sending.cancel_outbox_message(db=db, user_id=user_id, outbox_id=result.outbox_id)
     assert cancelled.already_accepted == ("bob@example.test",)
