@@ -1,10 +1,14 @@
 """A Tributary user with retrieval tasks for a mailbox on the Dovecot fixture, and ways to look
-at what retrieval stored: shared by the IMAP and POP3 retrieval tests."""
+at what retrieval stored: shared by the IMAP and POP3 retrieval tests, and `eventually` for
+waiting on what other processes do."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +24,16 @@ from service.usecases import retrieval_tasks
 from service.usecases.retrieval import run_task
 from service.usecases.users import add_user
 from tests.fixtures.dovecot import DovecotServer, MailUser
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
+    """Wait until `check` holds (asked every 0.2 s), failing with `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not within {within} s: {what}")
 
 
 @dataclass

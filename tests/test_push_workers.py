@@ -9,7 +9,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from service.persistence.types import utcnow
 from tests.cli_runner import TRIBUTARY, cli_environment
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
-from tests.retrieval_env import Env, make_env
+from tests.retrieval_env import Env, eventually, make_env
 
 LEASE = 3
 TASKS = 50
@@ -37,15 +36,6 @@ async def env(
     db: Database, settings: Settings, secret_box: SecretBox, dovecot: DovecotServer, mail_user: MailUser
 ) -> Env:
     return await make_env(db, settings, secret_box, dovecot, mail_user)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not within {within} s: {what}")
 
 
 async def start_worker(settings: Settings, log_path: Path, *, connections: int) -> asyncio.subprocess.Process:

@@ -9,9 +9,8 @@ import itertools
 import os
 import re
 import signal
-import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from tests.cli_runner import TRIBUTARY, cli_environment, tributary
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import SlowProxy
 from tests.mail_samples import sample
-from tests.retrieval_env import Env, make_env
+from tests.retrieval_env import Env, eventually, make_env
 
 
 @pytest.fixture
@@ -43,15 +42,6 @@ async def env(
     db: Database, settings: Settings, secret_box: SecretBox, dovecot: DovecotServer, mail_user: MailUser
 ) -> Env:
     return await make_env(db, settings, secret_box, dovecot, mail_user)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not within {within} s: {what}")
 
 
 async def run_times(db: Database) -> dict[int, list[datetime]]:
