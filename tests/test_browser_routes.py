@@ -64,6 +64,7 @@ NOT_PAGES = {
     "/mail/messages/{message_id:int}/raw": "a download of the message as received",
     "/settings/port": "an htmx fragment: the port input that the chosen type and security suggest",
     "/settings/retrieval/transfer-example": "an htmx fragment: where a retrieval task's folders land, as typed",
+    "/settings/retrieval/{task_id:int}/progress": "an htmx fragment: what a running Retrieve Now stored",
     "/oauth/callback": "a provider's redirect back to Settings; with no state, only an error (test_oauth_web.py)",
     "/health": "a JSON probe for load balancers",
     "/metrics": "Prometheus text for a scraper",
