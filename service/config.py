@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
         "(a company CA), beside the system's.",
     )
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    body_store: Literal["database", "files"] | None = Field(
+        default=None,
+        description="Where message bodies live: database (the message_body table) or files (append-only "
+        "segment files under DATA_DIR/bodies). Unset: files on SQLite, database on PostgreSQL.",
+    )
     outbound_allow: str = Field(
         default="",
         description="Comma-separated networks every domain may reach despite the default policy, e.g. 127.0.0.0/8.",
@@ -188,3 +194,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.async_database_url.startswith("sqlite")
+
+    @property
+    def resolved_body_store(self) -> Literal["database", "files"]:
+        """BODY_STORE, or its default for the database: files on SQLite, database on PostgreSQL."""
+        if self.body_store is not None:
+            return self.body_store
+        return "files" if self.is_sqlite else "database"
