@@ -123,6 +123,31 @@ class Settings(BaseSettings):
         description="How long one spamd check may take before the message is delivered unchecked.",
     )
 
+    discovery_nameservers: str = Field(
+        default="",
+        description="Comma-separated DNS servers (address or address:port) that set-up from an email address "
+        "asks for SRV and MX records and autoconfig host addresses. Empty: the system's resolvers.",
+    )
+    discovery_timeout_seconds: float = Field(
+        default=6,
+        gt=0,
+        le=60,
+        description="How long finding the servers for an email address may take in all (each lookup gets less).",
+    )
+
+    @field_validator("discovery_nameservers")
+    @classmethod
+    def _nameservers(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            host = item.rsplit(":", 1)[0] if item.count(":") == 1 else item
+            host = host.strip("[]").split("]:")[0]
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address (with an optional :port)") from None
+        return ",".join(items)
+
     @field_validator("spamd_address")
     @classmethod
     def _spamd(cls, value: str) -> str:
