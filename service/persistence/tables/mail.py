@@ -83,3 +83,17 @@ class MessageBody(SQLModel, table=True):
 
     message_id: int = Field(foreign_key="message.id", ondelete="CASCADE", primary_key=True)
     raw: bytes = Field(sa_type=LargeBinary)
+
+
+class MessageBodyRef(SQLModel, table=True):
+    """Where a message's bytes lie in the files body store (service.persistence.bodies.files):
+    `length` bytes at `offset` of segment file `segment`, whose SHA-256 is `sha256`. A message has
+    this row or a `message_body` row; readers look here first (issue 20)."""
+
+    __tablename__ = "message_body_ref"
+
+    message_id: int = Field(foreign_key="message.id", ondelete="CASCADE", primary_key=True)
+    segment: int = Field(index=True)
+    offset: int = Field(sa_type=BigInteger)
+    length: int = Field(sa_type=BigInteger)
+    sha256: str = Field(max_length=64)
