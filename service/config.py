@@ -72,6 +72,27 @@ class Settings(BaseSettings):
         description="A PEM file of extra certificate authorities to trust for remote servers "
         "(a company CA), beside the system's.",
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="The least severe log lines written: DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per event; json: one JSON object per line (time, level, logger, "
+        "message, request_id, client, user_id).",
+    )
+    metrics: bool = Field(
+        default=False, description="on: the web app serves Prometheus metrics at /metrics (off: /metrics is 404)."
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="A port on which `tributary worker` (and `serve`) serve their Prometheus metrics at /metrics, "
+        "apart from the web app. Unset: no metrics port.",
+    )
+    metrics_address: str = Field(
+        default="127.0.0.1", description="The address the metrics port listens on (0.0.0.0: every interface)."
+    )
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     body_store: Literal["database", "files"] | None = Field(
         default=None,
@@ -147,6 +168,16 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address (with an optional :port)") from None
         return ",".join(items)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("spamd_address")
     @classmethod
