@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: help install system-deps bench-deps bench run migrate lint typecheck imports pytest test clean
+.PHONY: help install install-runtime system-deps bench-deps bench run migrate lint typecheck imports pytest test clean
 
 # $(call apt_install,PACKAGES): install those of the Debian packages that are missing
 # (through sudo when not root; without either, say what to install and go on).
@@ -37,9 +37,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
-install: $(UV) ## Create .venv, install the pinned dependencies (uv.lock) and htmx (npm)
+install: $(UV) ## Create .venv with the pinned dependencies (uv.lock), the development tools included
 	$(UV) sync --frozen --python $(PYTHON)
-	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+install-runtime: $(UV) ## Create .venv with the runtime dependencies only (no test browser, no linters)
+	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
 
 system-deps: ## Install the Debian packages the tests use (Dovecot, Chromium) when missing
 	$(call apt_install,$(DEB_PACKAGES))
@@ -50,7 +52,7 @@ bench-deps: ## Install the Debian packages of the benchmark's peers (mbsync, get
 bench: install system-deps bench-deps ## Tributary against mbsync, getmail6, fetchmail, offlineimap (BENCH_ARGS="--messages 2000 --only imap")
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-migrate: install ## Apply database migrations (TRIBUTARY_DATABASE_URL, default SQLite in ./data)
+migrate: install-runtime ## Apply database migrations (TRIBUTARY_DATABASE_URL, default SQLite in ./data)
 	$(BIN)/tributary db upgrade
 
 run: migrate ## Install, migrate and serve on http://127.0.0.1:8000 with the scheduler
@@ -72,4 +74,4 @@ pytest: install system-deps ## The whole pytest suite (PostgreSQL too when TRIBU
 test: lint typecheck imports pytest ## Everything CI runs: lint, types, import contract, tests
 
 clean: ## Remove the virtualenvs and caches (keeps ./data)
-	rm -rf $(VENV) $(TOOLS) web/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -6,7 +6,7 @@ sessions; at shutdown it stops them and disposes of the database. Handlers get
 these by dependency injection (see support.dependencies).
 
 Also configured here: Jinja templates (web/templates), static files (web/static
-at /static, htmx from web/node_modules at /static/vendor/htmx.min.js),
+at /static, with the pinned htmx vendored at /static/vendor/htmx.min.js),
 server-side sessions in a FileStore under data_dir/sessions, CSRF, security
 headers, the request log and the exception handlers. The OpenAPI schema is served as JSON
 only, at /api/v1/schema/openapi.json (see controllers.api.OPENAPI_CONFIG): no UI that loads assets from a CDN.
@@ -22,15 +22,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import cast
 
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 from litestar.template import TemplateConfig
-from litestar.types import ASGIApp, ControllerRouterHandler
+from litestar.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service.config import Settings
@@ -52,21 +51,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
-HTMX_FILE = WEB_DIR / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
 SESSION_SWEEP_SECONDS = 3600
-
-
-def _htmx_route(htmx_file: Path) -> list[ControllerRouterHandler]:
-    """The route serving htmx, or none (with a warning) when `npm ci` has not been run."""
-    if not htmx_file.is_file():
-        log.warning("htmx is missing (%s); run `make install` (npm ci in web/). Pages work without it.", htmx_file)
-        return []
-
-    @get("/static/vendor/htmx.min.js", name="htmx", include_in_schema=False, sync_to_thread=False)
-    def htmx() -> File:
-        return File(path=htmx_file, content_disposition_type="inline", media_type="text/javascript")
-
-    return [htmx]
 
 
 async def _sweep_expired_sessions(store: FileStore) -> None:
@@ -110,7 +95,7 @@ def _lifespan(settings: Settings, store: FileStore) -> Callable[[Litestar], Abst
     return lifespan
 
 
-def create_app(settings: Settings, *, htmx_file: Path = HTMX_FILE) -> Litestar:
+def create_app(settings: Settings) -> Litestar:
     """The web app for these settings. Nothing touches the database until it starts.
 
     Building it creates data_dir/sessions (0700) and, when no key is configured, the
@@ -126,7 +111,7 @@ def create_app(settings: Settings, *, htmx_file: Path = HTMX_FILE) -> Litestar:
     proxy_headers = cast("Callable[..., ASGIApp]", ProxyHeadersMiddleware)  # uvicorn types its ASGI callables apart
     forwarded = [DefineMiddleware(proxy_headers, trusted_hosts=proxies)] if proxies else []
     return Litestar(
-        route_handlers=[*ROUTE_HANDLERS, *_htmx_route(htmx_file), static],
+        route_handlers=[*ROUTE_HANDLERS, static],
         dependencies=DEPENDENCIES,
         state=State({"settings": settings, OAUTH_BINDING_KEY: derive_binding_secret(settings)}),
         lifespan=[_lifespan(settings, session_store)],
