@@ -95,6 +95,13 @@ class RetrievalTask(SQLModel, table=True):
     # IMAP, automatic: hold a push connection (IDLE, NOTIFY) and run as soon as the server announces mail.
     push: bool = Field(default=True)
     enable_debug: bool = Field(default=False)
+    # What to import (service.domain.import_choices): the initial import ("all", "new",
+    # "since:YYYY-MM-DD"), applied until a run completes (initial_done), and the folder patterns
+    # (JSON text: lists of strings), read and written only by service.usecases.retrieval_tasks.
+    initial: str = Field(default="all", max_length=20)
+    initial_done: bool = Field(default=False)
+    include_folders: str = Field(default="[]")
+    exclude_folders: str = Field(default="[]")
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
@@ -159,3 +166,5 @@ class PopUidl(SQLModel, table=True):
     message_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
     retrieved_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     deleted_remotely: bool = Field(default=False)
+    # Recorded without being imported (the initial import skipped it): never deleted from the server.
+    not_imported: bool = Field(default=False)
