@@ -122,3 +122,25 @@ class ProviderMisconfigured(RemoteError):
     provider's client secret expired or is wrong: invalid_client; its discovery document is unusable; the
     provider or OAuth2 sign-in no longer offered). Not a sign-in failure of the user: a task is not
     paused for it, and outbox entries wait (queued) instead of failing."""
+
+
+class BodyUnreadable(TributaryError):
+    """A stored message's bytes cannot be served as they were received: its segment file is gone
+    (`BodyMissing`) or holds other bytes than its reference says (`BodyDamaged`: short, or another
+    SHA-256). Never served anyway; an administrator restores it from a backup (issue 20)."""
+
+    def __init__(self, message_id: int, detail: str) -> None:
+        super().__init__(
+            "This message's stored copy is damaged or missing, so Tributary will not show it. "
+            "An administrator can list such messages with `tributary bodies verify` and restore them from a backup."
+        )
+        self.message_id = message_id
+        self.detail = detail
+
+
+class BodyMissing(BodyUnreadable):
+    """The file that should hold the message's bytes does not exist, or ends before them."""
+
+
+class BodyDamaged(BodyUnreadable):
+    """The bytes at the message's reference are not the message's (their SHA-256 differs)."""
