@@ -19,6 +19,27 @@ class TributaryError(Exception):
         return self.message
 
 
+class SetupProblem(TributaryError):
+    """Tributary cannot start or run as installed: the operator must fix a setting, the data directory or
+    the database (the CLI says so in one sentence and exits 1; /health answers 503)."""
+
+
+class InvalidSetting(SetupProblem):
+    """A TRIBUTARY_ environment variable does not hold what it must (the message names it and the form)."""
+
+
+class DataDirUnwritable(SetupProblem):
+    """TRIBUTARY_DATA_DIR cannot be created or written by this user."""
+
+
+class DatabaseUnreachable(SetupProblem):
+    """The database cannot be opened or connected to."""
+
+
+class DatabaseNotMigrated(SetupProblem):
+    """The database's schema is not at this version's migrations: `tributary db upgrade`."""
+
+
 class InvalidInput(TributaryError):
     """The request itself is wrong; the user must correct what they typed."""
 
