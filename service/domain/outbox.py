@@ -34,6 +34,24 @@ class OutboxStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+class SentCopyStatus(StrEnum):
+    """Where the copy for the remote Sent folder stands (issue 18), apart from delivery.
+
+    Only an entry whose delivery is over ("sent") ever has a copy to make, so
+    retrying the copy can never send the message again. pending: the next
+    APPEND is due at ``next_attempt_at``. appending: an attempt holds it.
+    done: the remote Sent folder has it (its UID kept when the server said).
+    skipped: the provider files sent mail itself (the sentence says so), or the
+    retrieval task went away. failed: given up; the words say why.
+    """
+
+    PENDING = "pending"
+    APPENDING = "appending"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
 GIVE_UP_AFTER = timedelta(hours=24)
@@ -153,3 +171,5 @@ class OutboxView:
     last_error: str | None
     created_at: datetime
     message_id: int | None
+    sent_copy: SentCopyStatus | None = None
+    sent_copy_detail: str | None = None

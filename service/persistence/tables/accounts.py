@@ -58,6 +58,8 @@ class SmtpAccount(SQLModel, table=True):
     last_error: str | None = Field(default=None)
     failing_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
     needs_action: bool = Field(default=False)
+    # The IMAP retrieval task of the same mailbox: each message sent is appended to its Sent folder too.
+    sent_copy_task_id: int | None = Field(default=None, foreign_key="retrieval_task.id", ondelete="SET NULL")
 
 
 class RetrievalTask(SQLModel, table=True):
