@@ -346,7 +346,11 @@ async def test_health_reports_an_unreachable_database(tmp_path: Path) -> None:
     async with AsyncTestClient(app=create_app(settings)) as client:
         response = await client.get("/health")
     assert response.status_code == 503
-    assert response.json() == {"status": "error", "database": "unavailable"}
+    assert response.json() == {
+        "status": "error",
+        "database": "unavailable",
+        "reason": "The database cannot be reached.",
+    }
 
 
 @pytest.mark.parametrize("path", ["/setup", "/health", "/no-such-page", "/static/css/app.css"])

@@ -1,21 +1,40 @@
-"""Alembic, driven from code: `tributary db upgrade` and the drift check the tests run."""
+"""Alembic, driven from code: `tributary db upgrade`, the start-up check and the drift check the tests run.
+
+Where the migrations live: an installed wheel carries them inside the package, as
+`service/persistence/alembic` (pyproject's hatch force-include copies the repository's
+top-level `alembic/` there); a source checkout keeps them at the top level, where the
+`alembic` command finds them too. `script_location()` prefers the packaged copy.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
 
 from service.config import Settings
 
-ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+REPOSITORY_ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+
+
+def script_location() -> Path:
+    """The migrations' directory: inside the installed package, else the repository's `alembic/`."""
+    packaged = Path(str(resources.files("service.persistence") / "alembic"))
+    if (packaged / "env.py").is_file():
+        return packaged
+    return REPOSITORY_ALEMBIC_DIR
 
 
 def alembic_config(settings: Settings) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(script_location()))
     config.attributes["database_url"] = settings.sync_database_url
     return config
 
@@ -23,7 +42,9 @@ def alembic_config(settings: Settings) -> Config:
 def upgrade(settings: Settings, revision: str = "head") -> None:
     """Bring the database's schema up to `revision` (creating the SQLite file if needed)."""
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from service.persistence.database import prepare_data_dir
+
+        prepare_data_dir(settings)
     command.upgrade(alembic_config(settings), revision)
 
 
@@ -37,3 +58,40 @@ def check(settings: Settings, target_metadata: MetaData | None = None) -> None:
     if target_metadata is not None:
         config.attributes["target_metadata"] = target_metadata
     command.check(config)
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    return ScriptDirectory.from_config(config)
+
+
+def head_revisions() -> frozenset[str]:
+    """The revisions a fully migrated database is at (the script directory is read once)."""
+    return frozenset(_scripts().get_heads())
+
+
+def pending_message(connection: Connection) -> str | None:
+    """None when the database on `connection` is at the head revisions, else one sentence saying what to do.
+
+    Synchronous (Alembic's MigrationContext); the async engine calls it through `run_sync`.
+    """
+    current = frozenset(MigrationContext.configure(connection).get_current_heads())
+    if current == head_revisions():
+        return None
+    if not current:
+        return "The database is not migrated: run `tributary db upgrade`."
+    if any(not _known(revision) for revision in current):
+        return (
+            f"The database is at revision {', '.join(sorted(current))}, which this version of Tributary "
+            "does not know: it was migrated by a newer version; install that version."
+        )
+    return "The database has migrations pending: run `tributary db upgrade`."
+
+
+def _known(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except Exception:  # alembic raises ResolutionError (a CommandError) for a revision it has no file for
+        return False
