@@ -8,7 +8,10 @@ these by dependency injection (see support.dependencies).
 Also configured here: Jinja templates (web/templates), static files (web/static
 at /static, with the pinned htmx vendored at /static/vendor/htmx.min.js),
 server-side sessions in a FileStore under data_dir/sessions, CSRF, security
-headers, the request log and the exception handlers. The OpenAPI schema is served as JSON
+headers, the request's log context, HTTP metrics, the request log and the exception
+handlers. Logs follow TRIBUTARY_LOG_LEVEL and TRIBUTARY_LOG_FORMAT (service.observability);
+/metrics exists only with TRIBUTARY_METRICS=on, and TRIBUTARY_METRICS_PORT serves the
+metrics on a port of their own (controllers.metrics). The OpenAPI schema is served as JSON
 only, at /api/v1/schema/openapi.json (see controllers.api.OPENAPI_CONFIG): no UI that loads assets from a CDN.
 """
 
@@ -33,15 +36,17 @@ from litestar.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service.config import Settings
+from service.observability import configure_logging, logging_configured, start_metrics_server
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.scheduler import Scheduler
 from web.controllers import ROUTE_HANDLERS
 from web.controllers.api import OPENAPI_CONFIG
+from web.controllers.metrics import http_metrics_middleware, metrics_routes
 from web.support.csrf import csrf_middleware
 from web.support.dependencies import DEPENDENCIES
 from web.support.errors import EXCEPTION_HANDLERS, log_unexpected
-from web.support.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from web.support.middleware import AccessLogMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from web.support.oauth_binding import STATE_KEY as OAUTH_BINDING_KEY
 from web.support.oauth_binding import derive_binding_secret
 from web.support.sessions import SESSION_STORE, session_config
@@ -64,16 +69,12 @@ async def _sweep_expired_sessions(store: FileStore) -> None:
         await asyncio.sleep(SESSION_SWEEP_SECONDS)
 
 
-def _ensure_logging() -> None:
-    """Send INFO logs to stderr unless the process configured logging itself (tests, an operator's config)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def _lifespan(settings: Settings, store: FileStore) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        _ensure_logging()
+        if not logging_configured():  # tests and an operator's own logging config keep theirs
+            configure_logging(settings)
+        stop_metrics_server = start_metrics_server(settings)  # TRIBUTARY_METRICS_PORT
         db = Database(settings)
         app.state.db = db
         app.state.secret_box = SecretBox.from_settings(settings)
@@ -91,6 +92,8 @@ def _lifespan(settings: Settings, store: FileStore) -> Callable[[Litestar], Abst
                     await sweeper
             await scheduler.shutdown()
             await db.dispose()
+            if stop_metrics_server is not None:
+                await asyncio.to_thread(stop_metrics_server)
 
     return lifespan
 
@@ -111,13 +114,15 @@ def create_app(settings: Settings) -> Litestar:
     proxy_headers = cast("Callable[..., ASGIApp]", ProxyHeadersMiddleware)  # uvicorn types its ASGI callables apart
     forwarded = [DefineMiddleware(proxy_headers, trusted_hosts=proxies)] if proxies else []
     return Litestar(
-        route_handlers=[*ROUTE_HANDLERS, static],
+        route_handlers=[*ROUTE_HANDLERS, *metrics_routes(settings), static],
         dependencies=DEPENDENCIES,
         state=State({"settings": settings, OAUTH_BINDING_KEY: derive_binding_secret(settings)}),
         lifespan=[_lifespan(settings, session_store)],
         stores={SESSION_STORE: session_store},
         middleware=[
             *forwarded,
+            DefineMiddleware(RequestContextMiddleware),  # after the forwarded client address is known
+            http_metrics_middleware(),
             DefineMiddleware(AccessLogMiddleware),
             DefineMiddleware(SecurityHeadersMiddleware),
             session_config(secure=settings.secure_cookies, idle_minutes=settings.session_idle_minutes).middleware,

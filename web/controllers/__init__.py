@@ -8,7 +8,7 @@ from __future__ import annotations
 from litestar import Router
 from litestar.types import ControllerRouterHandler
 
-from web.controllers import admin, api, auth, compose, health, mail, metrics, settings
+from web.controllers import admin, api, auth, compose, health, mail, settings
 
 # The pages are not part of the API's OpenAPI schema; only /api/v1 is.
 PAGES = Router(
@@ -20,9 +20,9 @@ PAGES = Router(
         *settings.ROUTES,
         *admin.ROUTES,
         *health.ROUTES,
-        *metrics.ROUTES,
     ],
     include_in_schema=False,
 )
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [PAGES, *api.ROUTES]
+"""Every route but /metrics, which web.app adds when TRIBUTARY_METRICS is on (controllers.metrics)."""

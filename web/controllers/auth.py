@@ -9,10 +9,17 @@ without checking it. The client is the peer address Litestar reports, which is
 the forwarded one only behind TRIBUTARY_TRUSTED_PROXIES (see web.app). POST
 /logout ends the session. Each successful sign-in rotates the session id and
 the CSRF token (see support.sessions and support.csrf).
+
+Each failed sign-in (wrong address or password, or refused by the throttle)
+writes one WARNING line, `failed sign-in from CLIENT for 'ADDRESS' (REASON)`,
+for fail2ban (README): the client comes first, at a fixed place, and the typed
+address is quoted with its control characters escaped, so what a visitor types
+can neither forge a line nor name another client. The password never is logged.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -30,7 +37,10 @@ from service.usecases.users import create_first_admin, needs_first_admin
 from web.support.rendering import page, see_other, status_for
 from web.support.sessions import sign_in, sign_out
 
+log = logging.getLogger(__name__)
+
 PASSWORDS_DIFFER = "The two passwords do not match."
+LOGGED_ADDRESS_CHARS = 254  # the longest address there is; a longer entry is cut in the log line
 THROTTLE_STATE_KEY = "login_throttle"
 
 
@@ -117,11 +127,17 @@ async def login_submit(
             db=db, throttle=login_throttle(request), email=data.email, password=data.password, client=client
         )
     except SignInThrottled as exc:
+        _log_failed_sign_in(client, data.email, "too many attempts")
         return _login_page(email=data.email, error=exc.message, status=429)
     except AuthenticationFailed as exc:
+        _log_failed_sign_in(client, data.email, "wrong address or password")
         return _login_page(email=data.email, error=exc.message, status=status_for(exc))
     sign_in(request, user)
     return see_other("/")
+
+
+def _log_failed_sign_in(client: str | None, address: str, reason: str) -> None:
+    log.warning("failed sign-in from %s for %r (%s)", client or "unknown", address[:LOGGED_ADDRESS_CHARS], reason)
 
 
 @post("/logout", name="logout")

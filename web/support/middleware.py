@@ -1,4 +1,9 @@
-"""Two small ASGI middlewares: security headers on every response, and a request log line.
+"""Small ASGI middlewares: the request's log context, security headers on every response, and a request log line.
+
+The request context (service.observability) gives every log line written while a
+request is answered its request id (also sent back as X-Request-ID), the client
+address Litestar sees (the forwarded one only behind TRIBUTARY_TRUSTED_PROXIES)
+and, once the session is loaded, the signed-in user's id.
 
 The request log records method, path (never the query string), status and
 duration; it never reads bodies, headers or cookies, so passwords and session
@@ -9,12 +14,16 @@ log bodies and cookies by default; it is not used.)
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.observability import RequestContext, bind_request, unbind_request
+from web.support.sessions import signed_in_user_id
 
 access_log = logging.getLogger("web.access")
 
@@ -39,6 +48,42 @@ def add_security_headers(headers: MutableScopeHeaders) -> None:
             headers[name] = value
     if (headers.get("content-type") or "").startswith("text/html") and "cache-control" not in headers:
         headers["Cache-Control"] = "no-store"
+
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class RequestContextMiddleware:
+    """Binds the request's id, client address and (read late) user id to every log line written under it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        client = scope.get("client")
+        token = bind_request(
+            RequestContext(
+                request_id=request_id,
+                client=client[0] if client else None,
+                user_id=lambda: signed_in_user_id(scope),
+            )
+        )
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                if REQUEST_ID_HEADER not in headers:
+                    headers[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            unbind_request(token)
 
 
 class SecurityHeadersMiddleware:
