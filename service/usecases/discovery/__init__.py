@@ -1,0 +1,255 @@
+"""Set-up from the address (issue 18): find the mail servers of an email address.
+
+`discover` tries, best first: the built-in provider table (no network), then —
+all at once, within TRIBUTARY_DISCOVERY_TIMEOUT_SECONDS — the domain's two
+autoconfig URLs (https://autoconfig.DOMAIN/mail/config-v1.1.xml, then
+https://DOMAIN/.well-known/autoconfig/mail/config-v1.1.xml), its RFC 6186 SRV
+records and its MX hosts; the first source in that order that gave servers is
+the answer. A lookup that fails or runs out of time is noted in `tried` and
+passed over: a dead resolver or web server never holds the form up longer than
+the timeout.
+
+`discover_for_user` adds the user's domain: its outbound policy (the
+autoconfig fetches obey it) and whether its OAuth2 sign-in is on, so a
+provider that needs OAuth2 can be offered where the administrator set it up.
+Nothing found is stored: it only fills the form the user checks and saves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import ssl
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import httpx
+from sqlmodel import select
+
+from service.config import Settings
+from service.domain.discovery import PROTOCOLS, Address, Discovery, FoundServer, Source, parse_address
+from service.domain.discovery import providers as table
+from service.domain.discovery.autoconfig import MAX_BYTES, UnsafeDocument, parse_autoconfig
+from service.domain.discovery.srv import SERVICES, SrvRecord, mx_guess, srv_servers
+from service.domain.oauth import usable_providers
+from service.domain.outbound import OutboundPolicy, build_policy
+from service.errors import ConnectionNotAllowed, ServerUnavailable
+from service.persistence.database import Database
+from service.persistence.tables import Domain, User
+from service.protocols.discovery import DnsLookup, fetch_https, nameservers
+from service.protocols.tls import client_context
+from service.usecases.domains import outbound_policy
+
+log = logging.getLogger(__name__)
+
+__all__ = ["discover", "discover_for_user", "global_policy", "to_dict"]
+
+
+def _urls(domain: str, port: int) -> list[str]:
+    at = "" if port == 443 else f":{port}"
+    return [
+        f"https://autoconfig.{domain}{at}/mail/config-v1.1.xml",
+        f"https://{domain}{at}/.well-known/autoconfig/mail/config-v1.1.xml",
+    ]
+
+
+async def _autoconfig(
+    address: Address, *, lookup: DnsLookup, policy: OutboundPolicy, tls: ssl.SSLContext, seconds: float,
+    https_port: int, tried: list[str],
+) -> list[FoundServer]:  # fmt: skip
+    for url in _urls(address.domain, https_port):
+        try:
+            body = await fetch_https(url, lookup=lookup, policy=policy, tls=tls, seconds=seconds, max_bytes=MAX_BYTES)
+        except ConnectionNotAllowed:
+            tried.append(f"{url}: not allowed by the outbound policy")
+            continue
+        except (httpx.HTTPError, ServerUnavailable, ssl.SSLError, OSError):
+            tried.append(f"{url}: could not be reached")
+            continue
+        if body is None:
+            tried.append(f"{url}: no document")
+            continue
+        try:
+            found = parse_autoconfig(
+                body, email=address.email, local_part=address.local_part, domain=address.domain, where=url
+            )
+        except UnsafeDocument as exc:
+            tried.append(f"{url}: not a usable autoconfig document ({exc})")
+            continue
+        if found:
+            tried.append(f"{url}: {len(found)} server(s)")
+            return found
+        tried.append(f"{url}: no usable server in the document")
+    return []
+
+
+async def _srv(address: Address, *, lookup: DnsLookup, tried: list[str]) -> list[FoundServer]:
+    async def one(service: str) -> tuple[str, list[SrvRecord]]:
+        try:
+            return service, await lookup.srv(f"{service}.{address.domain}")
+        except ServerUnavailable:
+            tried.append(f"{service}.{address.domain}: no answer from DNS")
+            return service, []
+
+    records = dict(await asyncio.gather(*(one(service) for service, _, _ in SERVICES)))
+    found = srv_servers(records, address.domain, email=address.email)
+    tried.append(f"DNS SRV for {address.domain}: {len(found)} server(s)")
+    return found
+
+
+async def _mx(address: Address, *, lookup: DnsLookup, tried: list[str]) -> list[str]:
+    try:
+        hosts = await lookup.mx(address.domain)
+    except ServerUnavailable:
+        tried.append(f"MX for {address.domain}: no answer from DNS")
+        return []
+    tried.append(f"MX for {address.domain}: {', '.join(hosts[:5]) or 'none'}")
+    return hosts
+
+
+async def _bounded(work: Awaitable[Any], deadline: float, empty: Any, what: str, tried: list[str]) -> Any:
+    try:
+        return await asyncio.wait_for(work, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+    except TimeoutError:
+        tried.append(f"{what}: gave up after the time allowed")
+        return empty
+
+
+async def discover(
+    *,
+    email: str,
+    settings: Settings,
+    policy: OutboundPolicy,
+    lookup: DnsLookup | None = None,
+    tls: ssl.SSLContext | None = None,
+    https_port: int = 443,
+) -> Discovery:
+    """What was found for `email` (InvalidInput for an address that is not one). `lookup`, `tls` and
+    `https_port` are for tests: by default the configured resolvers, the system's CAs plus
+    TRIBUTARY_EXTRA_CA_FILE, and port 443."""
+    address = parse_address(email)
+    provider = table.by_domain(address.domain)
+    if provider is not None:
+        servers = provider.found(Source.BUILT_IN, provider.label, address.email)
+        return Discovery(
+            address, servers, Source.BUILT_IN if servers else None, provider.label, provider.oauth2,
+            provider.oauth2_required, advice=provider.advice, tried=(f"built-in table: {provider.label}",),
+        )  # fmt: skip
+    total = settings.discovery_timeout_seconds
+    lookup = lookup or DnsLookup(nameservers(settings.discovery_nameservers), timeout=min(3.0, total / 2))
+    tls = tls or client_context(verify=True, extra_ca_file=settings.extra_ca_file)
+    tried: list[str] = ["built-in table: not listed"]
+    deadline = asyncio.get_running_loop().time() + total
+    auto_tried: list[str] = []
+    autoconfig, srv, mx = await asyncio.gather(
+        _bounded(
+            _autoconfig(address, lookup=lookup, policy=policy, tls=tls, seconds=total / 2, https_port=https_port,
+                        tried=auto_tried),
+            deadline, [], "autoconfig", auto_tried,
+        ),
+        _bounded(_srv(address, lookup=lookup, tried=tried), deadline, [], "DNS SRV", tried),
+        _bounded(_mx(address, lookup=lookup, tried=tried), deadline, [], "MX", tried),
+    )  # fmt: skip
+    tried[1:1] = auto_tried
+    return _choose(address, autoconfig, srv, mx, tuple(tried))
+
+
+def _choose(
+    address: Address, autoconfig: list[FoundServer], srv: list[FoundServer], mx: list[str], tried: tuple[str, ...]
+) -> Discovery:
+    """The first source, in order of trust, that found anything."""
+    if autoconfig or srv:
+        servers, source = (tuple(autoconfig), Source.AUTOCONFIG) if autoconfig else (tuple(srv), Source.DNS_SRV)
+        known = next((p for s in servers if (p := table.by_server(s.host)) is not None), None)
+        needs = known.oauth2_required if known else all(s.oauth2_only for s in servers)
+        return Discovery(
+            address, servers, source, known.label if known else None, known.oauth2 if known else None,
+            needs, advice=known.advice if known else "", tried=tried,
+        )  # fmt: skip
+    recognised = table.by_mx(mx)
+    if recognised is not None:
+        provider, host = recognised
+        servers = provider.found(Source.MX, host, address.email)
+        return Discovery(
+            address, servers, Source.MX if servers else None, provider.label, provider.oauth2,
+            provider.oauth2_required, advice=provider.advice, tried=tried,
+        )  # fmt: skip
+    guessed = mx_guess(mx, email=address.email)
+    return Discovery(address, tuple(guessed), Source.MX_GUESS if guessed else None, tried=tried)
+
+
+def global_policy(settings: Settings) -> OutboundPolicy:
+    """The policy without a user's domain: TRIBUTARY_OUTBOUND_ALLOW only (the CLI without --user)."""
+    return build_policy(settings.outbound_allow, "")
+
+
+async def discover_for_user(
+    *,
+    db: Database,
+    settings: Settings,
+    user_id: int,
+    email: str,
+    environ: Mapping[str, str] | None = None,
+    lookup: DnsLookup | None = None,
+    tls: ssl.SSLContext | None = None,
+    https_port: int = 443,
+) -> Discovery:
+    """`discover` under the user's domain policy, with the OAuth2 sign-in the domain offers named."""
+    parse_address(email)  # a bad address is refused before the database is asked
+    async with db.read() as session:
+        domain = (await session.exec(select(Domain).join(User).where(User.id == user_id))).one()
+        policy, oauth_on = outbound_policy(settings, domain), domain.oauth_enabled
+    found = await discover(email=email, settings=settings, policy=policy, lookup=lookup, tls=tls, https_port=https_port)
+    return offered(found, settings=settings, environ=environ, enabled=oauth_on)
+
+
+def offered(found: Discovery, *, settings: Settings, environ: Mapping[str, str] | None, enabled: bool) -> Discovery:
+    """`found` with the label of its OAuth2 provider when this server offers that sign-in."""
+    if not found.oauth2_provider or not enabled:
+        return found
+    providers, _problems = usable_providers(settings, os.environ if environ is None else environ)
+    provider = providers.get(found.oauth2_provider)
+    return dataclasses.replace(found, oauth2_label=provider.label) if provider else found
+
+
+def _server(server: FoundServer | None) -> dict[str, Any] | None:
+    if server is None:
+        return None
+    return {
+        "protocol": server.protocol,
+        "host": server.host,
+        "port": server.port,
+        "security": server.security.value,
+        "username": server.username,
+        "source": server.source.value,
+        "where": server.where,
+        "guess": server.guess,
+        "oauth2_only": server.oauth2_only,
+    }
+
+
+def to_dict(found: Discovery) -> dict[str, Any]:
+    """The answer as the CLI's --json and the API print it."""
+    oauth2 = None
+    if found.oauth2_provider or found.oauth2_required:
+        oauth2 = {
+            "required": found.oauth2_required,
+            "provider": found.oauth2_provider,
+            "offered": bool(found.oauth2_label),
+            "label": found.oauth2_label or None,
+        }
+    return {
+        "email": found.address.email,
+        "domain": found.address.domain,
+        "found": found.source is not None,
+        "source": found.source.value if found.source else None,
+        "guess": found.guess,
+        "provider": found.provider,
+        "message": found.message,
+        "oauth2": oauth2,
+        **{protocol: _server(found.best(protocol)) for protocol in PROTOCOLS},
+        "servers": [_server(s) for s in found.servers],
+        "tried": list(found.tried),
+    }
