@@ -13,6 +13,11 @@ Each worker (and `serve`) also holds up to TRIBUTARY_PUSH_CONNECTIONS IMAP push
 connections (0: none here), spread over the processes by push leases; a
 stopping worker closes them and hands them over, and a killed one's are taken
 over after TRIBUTARY_PUSH_LEASE_SECONDS. `--once` holds none.
+
+Logs go to stderr as TRIBUTARY_LOG_FORMAT and TRIBUTARY_LOG_LEVEL say. With
+TRIBUTARY_METRICS_PORT set, the worker serves its Prometheus metrics at
+http://TRIBUTARY_METRICS_ADDRESS:PORT/metrics (127.0.0.1 by default) while it
+runs; each worker on a machine needs a port of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import click
 from service.cli import cli
 from service.cli.common import plain_errors
 from service.config import Settings
+from service.observability import configure_logging, start_metrics_server
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.scheduler import Scheduler
@@ -39,9 +45,14 @@ log = logging.getLogger(__name__)
 @plain_errors
 def worker(once: bool) -> None:
     """Run automatic retrieval, outbox retries and housekeeping until stopped (no web pages)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_once(Settings()) if once else _work(Settings()))
+    settings = Settings()
+    configure_logging(settings)
+    stop_metrics_server = start_metrics_server(settings)
+    try:
+        asyncio.run(_once(settings) if once else _work(settings))
+    finally:
+        if stop_metrics_server is not None:
+            stop_metrics_server()
 
 
 async def _once(settings: Settings) -> None:
@@ -64,6 +75,8 @@ async def _work(settings: Settings) -> None:
         loop.add_signal_handler(signum, stopping.set)
     scheduler.start()
     log.info("worker %s started", scheduler.runner.worker_id)
+    if settings.metrics_port is not None:
+        log.info("metrics at http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
     try:
         await stopping.wait()
     finally:
