@@ -1,21 +1,22 @@
 """The local mailbox: folders per user, delivering a message, reading it back.
 
 Every user has the special-use folders (Inbox, Sent, Drafts, Trash, Junk,
-Outbox) from the moment they exist. A message is stored byte for byte in
-`message_body`; its index row in `message` is derived from those bytes and may
-be degraded, never missing. Functions here work inside the caller's session,
-because the caller's transaction also commits the retrieval cursor.
+Outbox) from the moment they exist. A message is stored byte for byte in the body
+store (service.persistence.bodies: segment files or `message_body`); its index row
+in `message` is derived from those bytes and may be degraded, never missing.
+Functions here work inside the caller's session, because the caller's transaction
+also commits the retrieval cursor. A batch whose bodies were `prestore`d before the
+transaction only records their references in it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,11 +25,9 @@ from service.domain.search_text import SearchText, search_text
 from service.domain.values import SPECIAL_FOLDER_NAMES, SpecialUse
 from service.errors import InvalidInput, NotFound
 from service.persistence import search_index
-from service.persistence.tables import Folder, Message, MessageBody
+from service.persistence.bodies import Bodies, Body, BodyRef, bodies_of
+from service.persistence.tables import Folder, Message
 from service.persistence.types import utcnow
-
-STREAM_BYTES = 8 * 1024 * 1024  # bodies above this go to SQLite in pieces (see _stream_body)
-_PIECE = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +111,17 @@ class IncomingMessage:
     received_at: datetime | None = None
     origin: MessageOrigin | None = None
     index: MessageIndex | None = None
+    body: BodyRef | None = None  # where `prestore` put the bytes, before the transaction
+
+
+async def prestore(bodies: Bodies, messages: Sequence[IncomingMessage]) -> list[IncomingMessage]:
+    """Make a batch's bodies durable before the transaction that commits it (the files store
+    appends and fdatasyncs them here); the messages, carrying their references."""
+    pending = [m for m in messages if m.body is None]
+    if not pending:
+        return list(messages)
+    refs = iter(await bodies.put([m.raw for m in pending]))
+    return [replace(m, body=next(refs)) if m.body is None else m for m in messages]
 
 
 def _search(incoming: IncomingMessage, row: dict[str, Any]) -> SearchText:
@@ -188,39 +198,11 @@ async def deliver_many(
             insert(Message).returning(col(Message.id), sort_by_parameter_order=True), rows
         )
         ids = [int(message_id) for (message_id,) in inserted if message_id is not None]
-    bodies = list(zip(ids, (m.raw for m in messages), strict=True))
-    streamed = (
-        [(mid, raw) for mid, raw in bodies if len(raw) > STREAM_BYTES] if connection.dialect.name == "sqlite" else []
-    )
-    if streamed:
-        bodies = [(mid, raw) for mid, raw in bodies if len(raw) <= STREAM_BYTES]
-    if bodies:
-        await connection.execute(insert(MessageBody), [{"message_id": mid, "raw": raw} for mid, raw in bodies])
-    for mid, raw in streamed:
-        await _stream_body(connection, mid, raw)
+    await bodies_of(session).record(connection, [(mid, m.raw, m.body) for mid, m in zip(ids, messages, strict=True)])
     await search_index.add(
         connection, [(mid, _search(m, row)) for mid, m, row in zip(ids, messages, rows, strict=True)]
     )
     return ids
-
-
-async def _stream_body(connection: AsyncConnection, message_id: int, raw: bytes) -> None:
-    """Store a large body through SQLite's incremental blob I/O: a zeroblob row, then writes of
-    a megabyte each on the driver's own thread (aiosqlite's queue), in the open transaction.
-    Binding the bytes as a parameter would make SQLite take a private copy first, and keep
-    twice the message in memory."""
-    await connection.exec_driver_sql(
-        "INSERT INTO message_body (message_id, raw) VALUES (?, zeroblob(?))", (message_id, len(raw))
-    )
-    driver: Any = (await connection.get_raw_connection()).driver_connection  # aiosqlite.Connection
-
-    def write() -> None:
-        with driver._conn.blobopen("message_body", "raw", message_id) as blob:
-            view = memoryview(raw)
-            for start in range(0, len(raw), _PIECE):
-                blob.write(view[start : start + _PIECE])
-
-    await driver._execute(write)
 
 
 async def deliver(
@@ -249,18 +231,27 @@ async def deliver(
     return message
 
 
-async def read_raw(session: AsyncSession, *, user_id: int, message_id: int) -> bytes:
-    """A message's bytes exactly as stored; NotFound for another user's message."""
-    row = (
-        await session.exec(
-            select(MessageBody.raw)
-            .join(Message, col(Message.id) == MessageBody.message_id)
-            .where(Message.id == message_id, Message.user_id == user_id)
-        )
-    ).first()
-    if row is None:
+async def open_body(session: AsyncSession, *, user_id: int, message_id: int) -> Body:
+    """The message's stored body, to read whole or stream; NotFound for another user's message."""
+    owned = (await session.exec(select(Message.id).where(Message.id == message_id, Message.user_id == user_id))).first()
+    body = await bodies_of(session).open(await session.connection(), message_id) if owned is not None else None
+    if body is None:
         raise NotFound("This message does not exist.")
-    return row
+    return body
+
+
+async def read_body(session: AsyncSession, message_id: int | None) -> bytes:
+    """Any message's bytes by id, for the service's own use (sending an outbox entry)."""
+    body = await bodies_of(session).open(await session.connection(), message_id) if message_id else None
+    if body is None:
+        raise NotFound("This message does not exist.")
+    return await body.read()
+
+
+async def read_raw(session: AsyncSession, *, user_id: int, message_id: int) -> bytes:
+    """A message's bytes exactly as stored; NotFound for another user's message, BodyUnreadable
+    when its stored copy is missing or damaged (never other bytes)."""
+    return await (await open_body(session, user_id=user_id, message_id=message_id)).read()
 
 
 async def move_folder_contents(

@@ -30,15 +30,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, Select, TextClause, bindparam, column, func, table, text
+from sqlalchemy import BigInteger, DateTime, Integer, Select, TextClause, bindparam, column, table, text
 from sqlalchemy import select as core_select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from service.domain.search_query import SearchQuery, fts5_match, pg_tsquery
 from service.domain.search_text import SearchText, plain_words, search_text
+from service.persistence.bodies import bodies_of
 from service.persistence.database import Database
-from service.persistence.tables import Folder, Message, MessageBody
+from service.persistence.tables import Folder, Message
 
 _EPOCH_2000 = 946_684_800
 _LOW = 2**32
@@ -243,8 +244,7 @@ async def rebuild(db: Database, *, user_id: int | None = None, limit: int = REBU
                 (int(mid), int(size or 0))
                 for mid, size in (
                     await session.exec(
-                        core_select(col(Message.id), func.length(col(MessageBody.raw)))  # type: ignore[call-overload]
-                        .join_from(Message, MessageBody, col(MessageBody.message_id) == col(Message.id))
+                        core_select(col(Message.id), col(Message.size))  # type: ignore[call-overload]
                         .where(col(Message.id) > last, *owner)
                         .order_by(col(Message.id))
                         .limit(_SIZES)
@@ -265,12 +265,13 @@ async def _reindex(db: Database, ids: list[int]) -> int:
             await connection.execute(
                 core_select(
                     col(Message.id), col(Message.subject), col(Message.from_address), col(Message.to_addresses),
-                    col(Message.cc_addresses), col(MessageBody.raw),
+                    col(Message.cc_addresses),
                 )
-                .join_from(Message, MessageBody, col(MessageBody.message_id) == col(Message.id))
                 .where(col(Message.id).in_(ids))
             )
         ).all()  # fmt: skip
+        raws = await bodies_of(session).load(connection, ids)  # wherever each body is (files or table)
+        rows = [r for r in rows if int(r.id) in raws]
         if connection.dialect.name == "sqlite":
             keys = text(f"SELECT {sqlite_key('message')} FROM message WHERE message.id IN :ids")  # noqa: S608
             doomed = text(f"DELETE FROM message_search WHERE rowid IN ({keys.text})")  # noqa: S608
@@ -280,7 +281,7 @@ async def _reindex(db: Database, ids: list[int]) -> int:
         await add(
             connection,
             [
-                (int(r.id), search_text(bytes(r.raw), subject=r.subject, sender=r.from_address, to=r.to_addresses,
+                (int(r.id), search_text(raws[int(r.id)], subject=r.subject, sender=r.from_address, to=r.to_addresses,
                                         cc=r.cc_addresses))
                 for r in rows
             ],

@@ -6,6 +6,9 @@ set of UIDL keys stored.
 This is what makes retrieval exactly-once (DESIGN.md section 3): a run killed
 at any instant leaves either the batch and its cursor, or neither, so the next
 run starts right after the last committed UID and neither loses nor repeats.
+With the files body store the batch's bodies are appended and fdatasynced
+first (`prestore`): a kill between that and the commit leaves only bytes that
+nothing references.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from service.domain.retrieval import LocalTarget, RunProgress
 from service.domain.values import LogLevel, LogSource
 from service.persistence.database import Database
-from service.persistence.mailstore import IncomingMessage, deliver_many, ensure_special_folders, folder_by_path
+from service.persistence.mailstore import (
+    IncomingMessage,
+    deliver_many,
+    ensure_special_folders,
+    folder_by_path,
+    prestore,
+)
 from service.persistence.tables import Folder, ImapCursor, Message, PopUidl, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.logs import record
@@ -155,6 +164,7 @@ async def commit_batch(
     the cursor but not stored). `then(session, stored)` writes more in the same transaction
     (push's fast path: the run's outcome and the lease's release)."""
     screened = await _screen(db, owner, folder_id, messages)
+    messages = await prestore(db.bodies, messages)  # durable before the transaction (files store)
     async with db.write() as session:
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         if adopt is not None:
@@ -262,6 +272,7 @@ async def commit_pop_batch(
     message a filter deleted keeps its UIDL (without a message), so it is never fetched again.
     """
     screened = await _screen(db, owner, folder_id, messages)
+    messages = await prestore(db.bodies, messages)  # durable before the transaction (files store)
     async with db.write() as session:
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         for key, message_id in zip(keys, ids, strict=True):

@@ -38,8 +38,9 @@ from service.errors import (
     TributaryError,
 )
 from service.persistence.database import Database
+from service.persistence.mailstore import read_body
 from service.persistence.secrets import SecretBox, SecretKeyError
-from service.persistence.tables import Domain, Message, MessageBody, OutboxEntry, SmtpAccount, User
+from service.persistence.tables import Domain, Message, OutboxEntry, SmtpAccount, User
 from service.protocols import smtp
 from service.protocols.transcript import Transcript
 from service.usecases.domains import oauth_disabled_message, outbound_policy
@@ -149,7 +150,7 @@ async def _claim(
                     f"Waiting for {account.email_address}'s limit of {account.messages_per_minute} messages a minute; "
                     f"it goes at {until:%H:%M:%S} UTC.",
                 )
-        raw = (await session.exec(select(MessageBody.raw).where(MessageBody.message_id == message.id))).one()
+        raw = await read_body(session, message.id)
         try:
             if account is None:
                 endpoint = relay_endpoint(domain, secret_box=secret_box, settings=settings)
