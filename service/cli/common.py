@@ -1,24 +1,36 @@
 """What every `tributary` command shares: settings from the environment, one database per
-command, plain-sentence errors on stderr (exit 1) and JSON output for --json."""
+command, plain-sentence errors on stderr (exit 1) and JSON output for --json.
+
+`TributaryGroup` is the top-level group: whatever a command raises that an operator can fix
+(a TributaryError, an invalid TRIBUTARY_ setting, an unreachable or unmigrated database) ends
+as one sentence and exit code 1, never a traceback; with --json anywhere on the command line
+the sentence comes as `{"error": "..."}`. It also sets the umask to 077, so every file and
+directory a command creates (database, key file, sessions, exports) is its owner's alone.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from functools import wraps
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.config import Settings
 from service.errors import TributaryError
-from service.persistence.database import Database
+from service.persistence.database import Database, unreachable_message
 from service.persistence.secrets import SecretBox
 
 P = ParamSpec("P")
@@ -27,8 +39,16 @@ T = TypeVar("T")
 ON_OFF = click.Choice(["on", "off"])
 
 
+JSON_ERRORS = "tributary.json_errors"  # ctx.meta key: --json was on the command line
+
+
 def fail(message: str) -> None:
-    click.echo(message, err=True)
+    """Print the error (as {"error": ...} when the command line asked for --json) on stderr; exit 1."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.meta.get(JSON_ERRORS):
+        click.echo(json.dumps({"error": message}), err=True)
+    else:
+        click.echo(message, err=True)
     sys.exit(1)
 
 
@@ -39,11 +59,105 @@ def plain_errors(func: Callable[P, T]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
-        except TributaryError as exc:
-            fail(exc.message)
+        except Exception as exc:
+            message = describe_failure(exc)
+            if message is None:
+                raise
+            fail(message)
             raise  # unreachable: fail() exits
 
     return wrapper
+
+
+class TributaryGroup(click.Group):
+    """The `tributary` group: operator-fixable failures of any command end as one sentence (see the module)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[JSON_ERRORS] = "--json" in args
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        os.umask(0o077)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            message = describe_failure(exc)
+            if message is None:
+                raise
+            with ctx:
+                fail(message)
+            raise  # unreachable: fail() exits
+
+
+def describe_failure(exc: BaseException) -> str | None:
+    """One sentence for a failure the operator or user can fix, or None for a bug (keep its traceback)."""
+    if isinstance(exc, TributaryError):
+        return exc.message
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        return setting_message(exc)
+    if isinstance(exc, DBAPIError):
+        return _database_message(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return _file_message(exc)
+    return None
+
+
+def _file_message(exc: OSError) -> str:
+    """A file or directory the command could not create, open or write: the data directory or another."""
+    path = Path(os.fsdecode(exc.filename))
+    reason = (exc.strerror or type(exc).__name__).lower()
+    try:
+        data_dir: Path | None = Settings().data_dir
+    except ValidationError:
+        data_dir = None
+    if data_dir is not None and (path == data_dir or data_dir in path.parents or path in data_dir.parents):
+        return (
+            f"The data directory {data_dir} cannot be written ({reason}): "
+            "give this user write access to it or set TRIBUTARY_DATA_DIR to another directory."
+        )
+    return f"Tributary cannot use {path} ({reason})."
+
+
+def setting_message(exc: ValidationError) -> str:
+    """'TRIBUTARY_X is not valid: <the expected form>.' for the first invalid setting (never its value)."""
+    error = exc.errors()[0]
+    name = "TRIBUTARY_" + "_".join(str(part) for part in error["loc"]).upper()
+    more = len(exc.errors()) - 1
+    extra = f" ({more} more setting{'s' if more > 1 else ''} also invalid)" if more else ""
+    return f"{name} is not valid: {_expected_form(error)}{extra}."
+
+
+def _expected_form(error: ErrorDetails) -> str:
+    kind, limits = error["type"], error.get("ctx", {})
+    forms = {
+        "int_parsing": "write a whole number",
+        "int_type": "write a whole number",
+        "int_from_float": "write a whole number",
+        "float_parsing": "write a number",
+        "bool_parsing": "write true or false",
+        "greater_than_equal": f"write a number of at least {limits.get('ge')}",
+        "less_than_equal": f"write a number of at most {limits.get('le')}",
+        "greater_than": f"write a number above {limits.get('gt')}",
+        "less_than": f"write a number below {limits.get('lt')}",
+    }
+    if kind in forms:
+        return forms[kind]
+    message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+    return message[:1].lower() + message[1:]
+
+
+def _database_message(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None)
+    text = str(exc.orig).lower()
+    if code in {"42P01", "42703"} or text.startswith(("no such table", "no such column")):
+        return "The database is not migrated: run `tributary db upgrade`."
+    if isinstance(exc, OperationalError):
+        try:
+            url = Settings().async_database_url
+        except ValidationError:
+            url = "TRIBUTARY_DATABASE_URL"
+        return unreachable_message(url, exc)
+    return None
 
 
 def run_with_db(work: Callable[[Database], Awaitable[T]]) -> T:

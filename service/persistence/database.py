@@ -163,7 +163,8 @@ class Database:
 def unreachable_message(url: str, exc: BaseException) -> str:
     """One sentence for a database that cannot be opened or connected to, with the driver's reason."""
     reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    detail = " ".join(str(reason).split())[:200] or type(reason).__name__
+    lines = str(reason).strip().splitlines()
+    detail = " ".join(lines[0].split())[:200] if lines else type(reason).__name__
     if isinstance(exc, TimeoutError):
         detail = f"no answer within {PING_TIMEOUT_SECONDS} s"
     return (
