@@ -32,6 +32,7 @@ from litestar.utils.scope.state import ScopeState
 
 from service.domain.users import UserView
 from web.controllers.api.contract import SECURITY_SCHEMES, reads
+from web.controllers.api.discover import ROUTES as DISCOVER_ROUTES
 from web.controllers.api.errors import API_EXCEPTION_HANDLERS
 from web.controllers.api.filters import FiltersController
 from web.controllers.api.folders_manage import FolderAdminController
@@ -98,6 +99,7 @@ API_ROUTER = Router(
         OutboxController,
         LogsController,
         *OAUTH_ROUTES,
+        *DISCOVER_ROUTES,
         nothing_here,
     ],
     exception_handlers=API_EXCEPTION_HANDLERS,
