@@ -15,7 +15,7 @@ from service.domain.retrieval import RunResult, push_applies
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
 from service.usecases import retrieval_tasks, users
 from service.usecases.connection_tests import SavedTask, run_connection_test
-from service.usecases.oauth_targets import OAuthStart
+from service.usecases.oauth_targets import OAuthStart, OAuthStarted
 from service.usecases.retrieval import run_task
 
 
@@ -61,6 +61,28 @@ def retrieval() -> None:
 @click.option("--delete-after-days", type=click.IntRange(min=1), help="POP3: delete from the server after N days.")
 @click.option("--debug", is_flag=True, help="Enable debug: log the protocol transcript (credentials redacted).")
 @click.option(
+    "--initial",
+    default="all",
+    show_default=True,
+    metavar="all|new|since:YYYY-MM-DD",
+    help="What the first run imports: all messages, only messages from now on, or messages since a date "
+    "(mail arriving later is always imported).",
+)
+@click.option(
+    "--include-folder",
+    "include_folders",
+    multiple=True,
+    metavar="PATTERN",
+    help="IMAP: import only folders matching PATTERN (* for any characters; repeatable). Default: every folder.",
+)
+@click.option(
+    "--exclude-folder",
+    "exclude_folders",
+    multiple=True,
+    metavar="PATTERN",
+    help="IMAP: do not import folders matching PATTERN (* for any characters; repeatable).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -88,9 +110,18 @@ def retrieval_add(
     leave_on_server: bool,
     delete_after_days: int | None,
     debug: bool,
+    initial: str,
+    include_folders: tuple[str, ...],
+    exclude_folders: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create a retrieval task and print its id (with --oauth-provider: pending until the sign-in)."""
+    problem = retrieval_tasks.import_problem(
+        initial=initial, include_folders=include_folders, exclude_folders=exclude_folders
+    )
+    if problem is not None:
+        fail(problem)
+        return
     if oauth_provider is not None:
         if password_stdin or apop or no_verify_cert:
             fail(
@@ -116,8 +147,20 @@ def retrieval_add(
             delete_after_days=delete_after_days,
             enable_debug=debug,
         )
-        started = run_with_services(lambda services: begin_for(services, user_email, start))
-        emit_started(started, as_json=as_json)
+
+        async def begin(services: Services) -> OAuthStarted:
+            started = await begin_for(services, user_email, start)
+            await retrieval_tasks.set_import_choices(
+                db=services.db,
+                task_id=started.id,
+                user_id=None,
+                initial=initial,
+                include_folders=include_folders,
+                exclude_folders=exclude_folders,
+            )
+            return started
+
+        emit_started(run_with_services(begin), as_json=as_json)
         return
     if not server or not username:
         fail("Give --server and --username (or sign in with --oauth-provider).")
@@ -141,6 +184,9 @@ def retrieval_add(
         leave_on_server=leave_on_server,
         delete_after_days=delete_after_days,
         enable_debug=debug,
+        initial=initial,
+        include_folders=include_folders,
+        exclude_folders=exclude_folders,
     )
 
     async def work(services: Services) -> int:

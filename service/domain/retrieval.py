@@ -43,6 +43,11 @@ class TaskView:
     # What the task's push connection last found (read-only: the push supervisor writes it), in words.
     push_state: PushState | None = None
     push_detail: str | None = None
+    # What to import (service.domain.import_choices): "all", "new" or "since:YYYY-MM-DD", and the
+    # folder patterns to include (none: every folder) and to exclude.
+    initial: str = "all"
+    include_folders: tuple[str, ...] = ()
+    exclude_folders: tuple[str, ...] = ()
 
 
 def push_applies(protocol: Protocol, method: RetrievalMethod, push: bool) -> bool:

@@ -29,6 +29,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +319,15 @@ class Pop3Session:
         with self.translated(f"retrieve message {number}"):
             return self.client.retr_bytes(number, limit=None if size is None else 2 * size + 1024 * 1024)
 
+    def header_date(self, number: int) -> datetime | None:
+        """The message's Date header (TOP n 0, RFC 1939 section 7: the headers alone), as an
+        aware datetime; None when it has none or it cannot be read (naive dates count as UTC).
+        The initial import's "Messages since DATE" for POP3, which has no SEARCH."""
+        assert self.client is not None
+        with self.translated(f"read the headers of message {number}"):
+            _, lines, _ = self.client.top(number, 0)
+        return _date_of(b"\r\n".join(lines))  # poplib already undid the byte-stuffing
+
     def mark_deleted(self, number: int) -> None:
         """DELE: marks only. Nothing is removed unless QUIT follows (RFC 1939 section 6)."""
         assert self.client is not None
@@ -374,6 +387,18 @@ class Pop3Session:
             timeout, expired = self.account.timeout_seconds, self._deadline.expired
             translated = network_error(exc, host=host, port=port, step=step_name, timeout=timeout, expired=expired)
             raise (translated or ServerUnavailable(f"{host} failed during {step_name}.")) from exc
+
+
+def _date_of(head: bytes) -> datetime | None:
+    """The Date header of raw headers; real-world mail carries any garbage there."""
+    try:
+        value = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n").get("Date")
+        if value is None:
+            return None
+        when = parsedate_to_datetime(str(value))
+    except Exception:  # malformed headers: no date, never a failed run
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _number_and_value(line: bytes) -> tuple[int, bytes]:

@@ -18,6 +18,8 @@ connects again with the new settings.
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func
@@ -26,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
+from service.domain.import_choices import FolderSelection, check_initial, check_patterns
 from service.domain.oauth import AuthKind, require_tls
 from service.domain.outbound import OutboundPolicy
 from service.domain.retrieval import TaskView
@@ -63,12 +66,31 @@ class NewTask:
     push: bool = True  # IMAP: hold a push connection (IDLE/NOTIFY) while automatic; ignored (False) for POP3
     enable_debug: bool = False
     timeout_seconds: int = 60
+    # What to import (service.domain.import_choices): "all", "new" or "since:YYYY-MM-DD", and
+    # folder patterns (IMAP; `*` wildcards) to include (none: every folder) and to exclude.
+    initial: str = "all"
+    include_folders: Sequence[str] = ()
+    exclude_folders: Sequence[str] = ()
+
+
+_PATTERN_COLUMNS = ("include_folders", "exclude_folders")
 
 
 def task_view(task: RetrievalTask) -> TaskView:
-    """The view of a row: every view field is the column of the same name (never the password)."""
+    """The view of a row: every view field is the column of the same name (never the password);
+    the folder patterns are JSON text in the row, tuples in the view."""
     assert task.id is not None
-    return TaskView(**{f.name: getattr(task, f.name) for f in dataclasses.fields(TaskView)})
+    fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(TaskView)}
+    for name in _PATTERN_COLUMNS:
+        fields[name] = tuple(json.loads(fields[name] or "[]"))
+    return TaskView(**fields)
+
+
+def folder_selection(task: RetrievalTask) -> FolderSelection:
+    """The folders a task imports, as its run applies them."""
+    return FolderSelection(
+        tuple(json.loads(task.include_folders or "[]")), tuple(json.loads(task.exclude_folders or "[]"))
+    )
 
 
 def task_problems(new: NewTask, *, password_required: bool = True) -> dict[str, str]:
@@ -97,7 +119,23 @@ def task_problems(new: NewTask, *, password_required: bool = True) -> dict[str, 
         problems["delete_after_days"] = "Delete after must be at least 1 day."
     if not 5 <= new.timeout_seconds <= 600:
         problems["timeout_seconds"] = "The timeout must be from 5 to 600 seconds."
+    for name, value in (("initial", new.initial), *((n, getattr(new, n)) for n in _PATTERN_COLUMNS)):
+        try:
+            check_initial(value) if name == "initial" else check_patterns(value)
+        except InvalidInput as exc:
+            problems[name] = exc.message
     return problems
+
+
+def import_problem(*, initial: str, include_folders: Sequence[str], exclude_folders: Sequence[str]) -> str | None:
+    """What is wrong with an initial import choice and folder patterns, in one sentence (None: fine)."""
+    try:
+        check_initial(initial)
+        check_patterns(include_folders)
+        check_patterns(exclude_folders)
+    except InvalidInput as exc:
+        return exc.message
+    return None
 
 
 def check_task(new: NewTask, *, password_required: bool = True) -> None:
@@ -206,6 +244,9 @@ def task_row(user_id: int, new: NewTask, secret_box: SecretBox) -> RetrievalTask
         apply_filters=new.apply_filters,
         push=new.push and new.protocol is Protocol.IMAP,
         enable_debug=new.enable_debug,
+        initial=check_initial(new.initial),
+        include_folders=json.dumps(check_patterns(new.include_folders), ensure_ascii=False),
+        exclude_folders=json.dumps(check_patterns(new.exclude_folders), ensure_ascii=False),
         next_run_at=utcnow() if new.method is RetrievalMethod.AUTOMATIC else None,
     )
 
@@ -271,6 +312,9 @@ async def update_task(
     A new password or username resumes a paused task (the user fixed what the pause asked for).
     Cursors stay: the same mailbox under a new host name must not be imported twice. A change to
     the connection (server, credentials, method, push itself) forgets the push lease and state.
+    A folder the new selection includes that was never imported has no cursor, so the next run
+    brings it from the start; one excluded keeps its cursor and its local mail. The initial
+    import choice can still change until a run completes; after that it no longer applies.
     """
     check_task(new, password_required=False)
     async with db.write() as session:
@@ -293,6 +337,30 @@ async def update_task(
             task.next_run_at = None
         elif task.next_run_at is None:
             task.next_run_at = utcnow()
+        task.updated_at = utcnow()
+        session.add(task)
+        await session.flush()
+        return task_view(task)
+
+
+async def set_import_choices(
+    *,
+    db: Database,
+    task_id: int,
+    user_id: int | None,
+    initial: str = "all",
+    include_folders: Sequence[str] = (),
+    exclude_folders: Sequence[str] = (),
+) -> TaskView:
+    """Set only what a task imports (the CLI's --initial and folder patterns for a task that signs in
+    with a provider, created before its consent). The same rules as New Retrieval Task."""
+    initial = check_initial(initial)
+    include, exclude = check_patterns(include_folders), check_patterns(exclude_folders)
+    async with db.write() as session:
+        task = await load_task(session, task_id, user_id)
+        task.initial = initial
+        task.include_folders = json.dumps(include, ensure_ascii=False)
+        task.exclude_folders = json.dumps(exclude, ensure_ascii=False)
         task.updated_at = utcnow()
         session.add(task)
         await session.flush()

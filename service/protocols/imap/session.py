@@ -31,7 +31,7 @@ import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +272,28 @@ class ImapSession:
         with self.translated("search"):
             found = self.client.search(["UID", f"{last_uid + 1}:*"])
         return sorted(uid for uid in found if uid > last_uid)
+
+    def uids_since(self, day: date) -> list[int]:
+        """UIDs of the selected folder's messages with an internal date on or after `day`
+        (UID SEARCH SINCE, RFC 3501 6.4.4: the date the server received it, not the Date
+        header), ascending: the initial import's "Messages since DATE"."""
+        assert self.client is not None
+        with self.translated("search"):
+            return sorted(self.client.search(["SINCE", day]))
+
+    def message_counts(self, folders: Sequence[RemoteFolder]) -> dict[str, int | None]:
+        """Each folder's message count (STATUS MESSAGES, RFC 3501 6.3.10), for the task form's
+        folder list; None where the server would not say (the list still shows the folder)."""
+        assert self.client is not None
+        counts: dict[str, int | None] = {}
+        for folder in folders:
+            try:
+                with self.translated("folder status", folder=folder.path):
+                    status = self.client.folder_status(folder.name, [b"MESSAGES"])
+                counts[folder.path] = int(status[b"MESSAGES"]) if b"MESSAGES" in status else None
+            except MailboxMissing:
+                counts[folder.path] = None
+        return counts
 
     def sizes(self, uids: Sequence[int], *, folder: str = "") -> dict[int, int]:
         """RFC822.SIZE of each UID, to plan batches by bytes before downloading.

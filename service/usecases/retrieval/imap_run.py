@@ -13,6 +13,13 @@ already stored from it, counting duplicates, so nothing is imported twice and
 nothing skipped. A folder renamed on the server keeps its cursor, and where it can its
 local folder, under the new name (imap_renames). One failing folder does not stop the others; a lost
 connection ends the run, keeping every committed batch.
+
+What to import (service.domain.import_choices): only the folders the task's selection includes
+are visited (the others' cursors are kept, and not taken for renamed ones). Until a run
+completes, a folder met without a cursor follows the initial import choice: "new" sets its
+cursor at the last UID without downloading anything; "since" downloads what UID SEARCH SINCE
+finds and then moves the cursor to the last UID the folder had, so older mail stays behind.
+After that, and for every folder first met later, everything is imported.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from service.domain.import_choices import FolderSelection, InitialImport, InitialKind
 from service.domain.message_index import index_message
 from service.domain.retrieval import BatchLimits, FolderResult, RunResult, local_target
 from service.domain.values import FolderTransfer
@@ -88,6 +96,18 @@ class ImapPlan:
     destination: str
     max_message_bytes: int
     batch: BatchLimits
+    selection: FolderSelection = field(default_factory=FolderSelection)
+    initial: InitialImport | None = None  # None once a run completed: every new folder comes whole
+
+
+async def _initial_uids(session: ImapSession, initial: InitialImport, uids: list[int]) -> list[int]:
+    """Of a folder's `uids` (all of them, never retrieved), those the initial import brings."""
+    if initial.kind is InitialKind.NEW:
+        return []
+    if initial.kind is InitialKind.SINCE and initial.since is not None:
+        found = set(await asyncio.to_thread(session.uids_since, initial.since))
+        return [uid for uid in uids if uid in found]
+    return uids
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +200,10 @@ async def retrieve_folder(
     last_uid = cursor.last_uid if cursor is not None and not rescan else 0
     nothing_new = selected.exists == 0 or (selected.uidnext is not None and selected.uidnext <= last_uid + 1)
     uids = [] if nothing_new else await asyncio.to_thread(session.uids_above, last_uid)
+    ceiling = 0  # the initial import left the folder's older mail behind: the cursor passes it
+    if cursor is None and not adopt_from and plan.initial is not None and uids:
+        ceiling = uids[-1]
+        uids = await _initial_uids(session, plan.initial, uids)
     if rescan:
         known = await stored_hashes(db, plan.owner.task_id, folder.path)
     elif adopt_from and uids and orphans is not None:  # a new folder while others are gone: match by content
@@ -200,7 +224,7 @@ async def retrieve_folder(
                 folder_id=await resolve_folder(db, plan.owner.user_id, target),
                 remote_folder=folder.path,
                 messages=[],
-                cursor=Cursor(selected.uidvalidity, last_uid),
+                cursor=Cursor(selected.uidvalidity, max(last_uid, ceiling)),
                 warnings=warnings,
             )
         return True
@@ -227,6 +251,15 @@ async def retrieve_folder(
         if pending is not None:  # a commit failed: let the download in flight finish before the session closes
             with contextlib.suppress(Exception):
                 await pending
+    if ceiling > (batches[-1].cover if batches else 0) and not plan.owner.stopping:
+        await commit_batch(  # "since": the older mail above the last one brought stays behind
+            db,
+            owner=plan.owner,
+            folder_id=folder_id,
+            remote_folder=folder.path,
+            messages=[],
+            cursor=Cursor(selected.uidvalidity, ceiling),
+        )
     return True
 
 
@@ -289,8 +322,9 @@ async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, r
     and they were reset by the server; claimed, they are new folders."""
     listed = await asyncio.to_thread(session.list_folders)
     cursors = await load_cursors(db, plan.owner.task_id)
-    orphans = Orphans.of(cursors, {folder.path for folder in listed})
-    folders = sorted(listed, key=lambda folder: folder.path.count("/"))
+    orphans = Orphans.of(cursors, {folder.path for folder in listed})  # excluded folders are not gone
+    chosen = [folder for folder in listed if plan.selection.includes(folder.path)]
+    folders = sorted(chosen, key=lambda folder: folder.path.count("/"))
     new = [folder for folder in folders if folder.path not in cursors]
     changed: list[RemoteFolder] = []
     for folder in folders:

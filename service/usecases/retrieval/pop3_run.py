@@ -17,6 +17,12 @@ A UIDL that appears more than once is ambiguous: each copy is imported once and
 none is ever deleted. A UIDL that is not 1-70 printable characters is kept as a
 hash. Without UIDL the messages can only be told apart by content: allowed only
 when they are deleted after retrieval, with their SHA-256 as the key.
+
+The initial import (service.domain.import_choices), until a run completes: "new" records every
+UIDL on the server without downloading; "since" reads each message's Date header (TOP n 0) and
+records the older ones (a message without a readable Date is imported: nothing is lost by
+guessing). Recorded UIDLs are `not_imported`: never fetched later, and never deleted from the
+server, since no local copy exists.
 """
 
 from __future__ import annotations
@@ -29,11 +35,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlmodel import col, select
+
+from service.domain.import_choices import InitialImport, InitialKind
 from service.domain.message_index import MessageIndex, index_message
 from service.domain.retrieval import BatchLimits, FolderResult, LocalTarget, RunResult
 from service.errors import UnsupportedByServer
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, MessageOrigin
+from service.persistence.tables import PopUidl
 from service.persistence.types import utcnow
 from service.protocols.pop3 import Pop3Session
 from service.usecases.retrieval.store import Owner, commit_pop_batch, forget_uidls, known_uidls, resolve_folder
@@ -49,6 +59,7 @@ class Pop3Plan:
     delete_after_days: int | None
     max_message_bytes: int
     batch: BatchLimits
+    initial: InitialImport | None = None  # None once a run completed (or "all"): everything new comes
 
 
 def uidl_key(uidl: bytes) -> str:
@@ -144,6 +155,9 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
 
     too_large = [n for n in sorted(drop.sizes) if drop.sizes[n] > plan.max_message_bytes]
     wanted = [n for n in sorted(drop.sizes) if n not in too_large and (drop.keys is None or drop.keys[n] not in known)]
+    if plan.initial is not None and wanted:
+        wanted = await _leave_behind(db, session, plan, drop, wanted, known)
+    left_behind = await _not_imported(db, plan.owner.task_id)
     warnings = [
         f"Message {n} on {session.account.host} ({drop.sizes[n]:,} bytes) is larger than the "
         f"{plan.max_message_bytes:,} bytes your administrator allows and was not retrieved."
@@ -195,7 +209,7 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
     if warnings:
         await commit_pop_batch(db, owner=plan.owner, folder_id=folder_id, messages=[], keys=[], warnings=warnings)
 
-    earlier = _stored_earlier(drop, known, plan, marked)
+    earlier = [n for n in _stored_earlier(drop, known, plan, marked) if (drop.keys or {}).get(n) not in left_behind]
     await asyncio.to_thread(_mark, session, earlier)
     marked.update(earlier)
     await asyncio.to_thread(session.quit)  # the server commits the deletions now
@@ -205,6 +219,44 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
         return
     on_server = {key for number, key in drop.keys.items() if number not in marked}
     await forget_uidls(db, plan.owner.task_id, [key for key in known if key not in on_server])
+
+
+async def _leave_behind(
+    db: Database, session: Pop3Session, plan: Pop3Plan, drop: _Maildrop, wanted: list[int], known: dict[str, datetime]
+) -> list[int]:
+    """The initial import: records the messages it leaves on the server (adding them to `known`)
+    and returns those still to download."""
+    assert plan.initial is not None
+    if drop.keys is None:
+        raise UnsupportedByServer(
+            f"{session.account.host} does not support UIDL, so Tributary cannot remember which messages to leave "
+            'behind. Choose "All messages" to import.'
+        )
+    if plan.initial.kind is InitialKind.NEW:
+        behind = list(wanted)
+    else:
+        since = plan.initial.since
+        assert since is not None
+        dates = await asyncio.to_thread(lambda: {n: session.header_date(n) for n in wanted})
+        behind = [n for n in wanted if (when := dates[n]) is not None and when.date() < since]
+    keys = [drop.keys[n] for n in behind]
+    if keys:
+        async with db.write() as transaction:
+            for key in keys:
+                transaction.add(PopUidl(task_id=plan.owner.task_id, uidl=key, not_imported=True))
+        now = utcnow()
+        known.update(dict.fromkeys(keys, now))
+    skipped = set(behind)
+    return [n for n in wanted if n not in skipped]
+
+
+async def _not_imported(db: Database, task_id: int) -> set[str]:
+    """UIDL keys recorded without a local copy: these never leave the server."""
+    async with db.read() as session:
+        rows = await session.exec(
+            select(PopUidl.uidl).where(col(PopUidl.task_id) == task_id, col(PopUidl.not_imported).is_(True))
+        )
+        return set(rows.all())
 
 
 def _stored_earlier(drop: _Maildrop, known: dict[str, datetime], plan: Pop3Plan, marked: set[int]) -> list[int]:

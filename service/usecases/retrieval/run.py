@@ -9,6 +9,10 @@ consecutive failure, with jitter), pauses it after repeated sign-in failures,
 releases the lease and writes the "Incoming mail" log entry with counts per
 folder (none for a quiet run: nothing new, no error); with "Enable debug", the
 protocol transcript too (credentials redacted).
+
+What to import (service.domain.import_choices): the plans carry the task's folder selection and,
+until a run completes without a connection failure or an interruption (`initial_done`, set with
+the outcome), its initial import choice.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import metrics
 from service.config import Settings
+from service.domain.import_choices import InitialImport, InitialKind
 from service.domain.oauth import AuthKind
 from service.domain.outbound import OutboundPolicy
 from service.domain.retrieval import (
@@ -57,7 +62,7 @@ from service.usecases.retrieval.imap_run import ImapPlan, retrieve_account
 from service.usecases.retrieval.lease import Lease, LeaseLost, give_back
 from service.usecases.retrieval.pop3_run import Pop3Plan, retrieve_pop3
 from service.usecases.retrieval.store import Owner, resolve_folder
-from service.usecases.retrieval_tasks import imap_account, load_task, pop3_account
+from service.usecases.retrieval_tasks import folder_selection, imap_account, load_task, pop3_account
 
 
 async def check_runnable(*, db: Database, task_id: int, user_id: int | None) -> RetrievalTask:
@@ -172,6 +177,14 @@ async def _inbox_filter(db: Database, task: RetrievalTask, settings: Settings) -
     return InboxFilter(inbox_id=inbox_id, spamd=SpamCheck.from_settings(settings))
 
 
+def initial_choice(task: RetrievalTask) -> InitialImport | None:
+    """The initial import still to apply: None once a run completed, or when it is "all"."""
+    if task.initial_done:
+        return None
+    initial = InitialImport.parse(task.initial)
+    return None if initial.kind is InitialKind.ALL else initial
+
+
 def _imap_plan(task: RetrievalTask, owner: Owner, domain: Domain, batch: BatchLimits) -> ImapPlan:
     return ImapPlan(
         owner=owner,
@@ -179,6 +192,8 @@ def _imap_plan(task: RetrievalTask, owner: Owner, domain: Domain, batch: BatchLi
         destination=task.destination_folder or default_destination(task.name, task.username, task.host),
         max_message_bytes=domain.max_message_bytes,
         batch=batch,
+        selection=folder_selection(task),
+        initial=initial_choice(task),
     )
 
 
@@ -194,6 +209,7 @@ def _pop3_plan(task: RetrievalTask, owner: Owner, domain: Domain, batch: BatchLi
         delete_after_days=task.delete_after_days,
         max_message_bytes=domain.max_message_bytes,
         batch=batch,
+        initial=initial_choice(task),
     )
 
 
@@ -209,8 +225,11 @@ async def _record_outcome(
 ) -> None:
     """Health fields, the next run, the lease's release and the run's log entries, in one transaction."""
     assert task.id is not None
+    complete = failure is None and not result.interrupted  # every folder was visited: the initial import is done
     async with db.write() as session:
-        await record_outcome_in(session, task.id, result, failure, transcript, lease, settings, spread)
+        await record_outcome_in(
+            session, task.id, result, failure, transcript, lease, settings, spread, initial_complete=complete
+        )
 
 
 async def record_outcome_in(
@@ -224,6 +243,7 @@ async def record_outcome_in(
     spread: float,
     *,
     keep_next_run: bool = False,
+    initial_complete: bool = False,
 ) -> None:
     """_record_outcome in the caller's transaction. `keep_next_run`: leave the next poll where it
     was (push's fast path fetched INBOX only; the poll at the interval still covers the others)."""
@@ -235,6 +255,8 @@ async def record_outcome_in(
         fresh.lease_owner = None
         fresh.lease_expires_at = None
     fresh.last_run_at = now
+    if initial_complete:
+        fresh.initial_done = True
     if keep_next_run:
         pass  # push's fast path fetched INBOX only: the task's health (errors, pauses) is the polls' to say
     elif result.ok:

@@ -14,6 +14,10 @@ POST   /retrieval-tasks/{id}/reconnect  a task signing in with a provider: a fre
 "push" (default true) asks for a push connection (IMAP IDLE/NOTIFY) on an automatic IMAP task; a POP3
 task stores false. "push_state" and "push_detail" are read-only: what that connection last found.
 
+What to import (service.domain.import_choices): "initial" is "all" (default), "new" (only
+messages from now on) or "since:YYYY-MM-DD"; "include_folders" / "exclude_folders" are lists of
+IMAP folder patterns (`*` for any characters; no include pattern: every folder).
+
 "auth" and "status" say how a task signs in: "password" (status "ok"), or "oauth2" with "pending",
 "ok" or "reconnect" (the provider refused to renew the sign-in: needs_action, and Reconnect).
 """
@@ -67,6 +71,9 @@ class RetrievalTaskIn(msgspec.Struct):
     push: bool = True  # IMAP, automatic: Push new mail (IMAP IDLE); always stored false for POP3
     enable_debug: bool = False
     timeout_seconds: Number = 60
+    initial: str = "all"  # "all" | "new" | "since:YYYY-MM-DD": what the first run imports
+    include_folders: list[str] = msgspec.field(default_factory=list)  # IMAP folder patterns, `*` wildcards
+    exclude_folders: list[str] = msgspec.field(default_factory=list)
 
     def new_task(self) -> NewTask:
         return NewTask(**msgspec.structs.asdict(self))
@@ -99,6 +106,9 @@ class RetrievalTaskOut(msgspec.Struct):
     push: bool
     enable_debug: bool
     timeout_seconds: int
+    initial: str
+    include_folders: list[str]
+    exclude_folders: list[str]
     is_active: bool
     last_run_at: datetime | None
     last_success_at: datetime | None
@@ -119,7 +129,9 @@ class RetrievalTaskOut(msgspec.Struct):
     def from_view(cls, v: TaskView, sign_in: SignIn | None) -> RetrievalTaskOut:
         auth, status = auth_and_status(sign_in)
         names = [f.name for f in msgspec.structs.fields(cls) if f.name not in ("auth", "status")]
-        return cls(**{name: getattr(v, name) for name in names}, auth=auth, status=status)
+        fields = {name: getattr(v, name) for name in names}
+        fields.update(include_folders=list(v.include_folders), exclude_folders=list(v.exclude_folders))
+        return cls(**fields, auth=auth, status=status)
 
 
 async def _out(db: Database, user_id: int, task: TaskView) -> RetrievalTaskOut:
