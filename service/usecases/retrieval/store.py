@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import delete, update
@@ -38,6 +38,7 @@ from service.persistence.types import utcnow
 from service.usecases.logs import record
 from service.usecases.retrieval.filtering import InboxFilter, Screened, deliver_filtered, screen
 from service.usecases.retrieval.lease import Lease, renew_in
+from service.usecases.sending.known_copies import unknown_positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,14 @@ async def commit_batch(
     screened = await _screen(db, owner, folder_id, messages)
     messages = await prestore(db.bodies, messages)  # durable before the transaction (files store)
     async with db.write() as session:
+        # Tributary's own copies in a remote Sent folder are in local Sent already (issue 18).
+        keep = await unknown_positions(session, owner.task_id, remote_folder, cursor.uidvalidity, messages)
+        if len(keep) < len(messages):
+            messages = [messages[i] for i in keep]
+            if screened is not None:
+                screened = replace(
+                    screened, spam=[screened.spam[i] for i in keep], verdicts=[screened.verdicts[i] for i in keep]
+                )
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         if adopt is not None:
             await _adopt(session, owner.task_id, remote_folder, cursor.uidvalidity, adopt)
