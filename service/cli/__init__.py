@@ -22,7 +22,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from service.cli import admin, backup, discover, mail, retrieval, search, secrets, sending, worker  # noqa: F401  (each adds its commands)
+    from service.cli import admin, backup, bodies, discover, mail, retrieval, search, secrets, sending, worker  # noqa: F401  (each adds its commands)
 
 
 _register()
