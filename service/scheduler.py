@@ -8,7 +8,7 @@ coroutine jobs). Jobs:
   process's free slots (the Runner, which also refills a slot the moment a run
   ends; leases keep several processes apart);
 - outbox: send queued messages whose retry time has come;
-- housekeeping: prune old log entries.
+- housekeeping: prune old log entries; compact body segments (service.persistence.bodies.compaction).
 
 Beside the jobs, the push supervisor (usecases/retrieval/push.py) holds this
 process's IMAP push connections and hands announcements to the same Runner. It
@@ -31,6 +31,7 @@ from datetime import UTC
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.config import Settings
+from service.persistence.bodies import compaction
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import logs, sending
@@ -120,6 +121,9 @@ class Scheduler:
         removed = await logs.prune_logs(db=self._db, retention_days=self._settings.log_retention_days)
         if removed:
             log.info("housekeeping pruned %d log entries", removed)
+        compacted = await compaction.compact(self._db)  # None: a backup holds the segments
+        if compacted is not None and compacted.removed:
+            log.info("housekeeping compacted %d body segments, freeing %d bytes", compacted.compacted, compacted.freed)
 
     async def shutdown(self) -> None:
         """Stop taking work, let running runs finish their current batch and release their leases."""
