@@ -52,13 +52,15 @@ from service.domain.retrieval import (
 from service.domain.values import Protocol as MailProtocol
 from service.domain.values import SpecialUse
 from service.persistence.database import Database
+from service.persistence.mailstore import IncomingMessage
 from service.persistence.tables import Domain, ImapCursor, RetrievalTask, User
 from service.persistence.types import utcnow
 from service.protocols.imap import FetchedMessage
 from service.protocols.imap.push.wire import MAX_LITERAL
-from service.usecases.retrieval.filtering import InboxFilter, SpamCheck
+from service.usecases.retrieval.filtering import InboxFilter, SpamCheck, screen
 from service.usecases.retrieval.imap_run import incoming_message
 from service.usecases.retrieval.lease import Lease
+from service.usecases.retrieval.push_batch import Batch, GroupCommit
 from service.usecases.retrieval.push_leases import eligible
 from service.usecases.retrieval.run import record_outcome_in
 from service.usecases.retrieval.store import Cursor, Owner, commit_batch, find_folder, resolve_folder
@@ -133,14 +135,17 @@ async def fetch_pushed(
     stop: asyncio.Event | None = None,
     spread: float = 0.5,
     pushed: Pushed | None = None,
+    committer: GroupCommit | None = None,
 ) -> RunResult | None:
     """INBOX's new mail stored and the run recorded (see the module docstring); None when this
     is a case for the ordinary run (nothing stored). Remote failures and LeaseLost raise.
-    `pushed`: the task as read_pushed read it in the claim's transaction (else read here)."""
+    `pushed`: the task as read_pushed read it in the claim's transaction (else read here).
+    `committer`: the process's group commit (push_batch.py), which stores this batch in one
+    transaction with those of other tasks; without it, a transaction of its own."""
     if pushed is None:
         async with db.read() as session:
             pushed = await read_pushed(session, lease.task_id)
-    task, domain, row, target, folder_id = pushed.task, pushed.domain, pushed.cursor, pushed.target, pushed.folder_id
+    task, domain, row, target = pushed.task, pushed.domain, pushed.cursor, pushed.target
     if row is None or task.id is None or task.enable_debug:
         return None
     if connection.uidvalidity is None or connection.uidvalidity != row.uidvalidity:
@@ -160,8 +165,72 @@ async def fetch_pushed(
         if fetched
         else []
     )
+    local = target.path or (target.special_use or "").capitalize()
+    cursor = Cursor(row.uidvalidity, uids[-1]) if uids else None
+    if committer is not None:
+        stored = await _group_commit(db, settings, committer, lease, pushed, messages, cursor, local)
+        result = _result(local, stored)
+    else:
+        result = await _commit_alone(db, settings, lease, pushed, messages, cursor, local, stop, spread)
+    metrics.record_run(MailProtocol.IMAP.value, result, time.monotonic() - started)
+    return result
+
+
+def _result(local: str, stored: int) -> RunResult:
+    folder = FolderResult(remote=INBOX, local=local)
+    folder.imported = stored
+    return RunResult(imported=stored, folders=[folder])
+
+
+async def _group_commit(
+    db: Database,
+    settings: Settings,
+    committer: GroupCommit,
+    lease: Lease,
+    pushed: Pushed,
+    messages: list[IncomingMessage],
+    cursor: Cursor | None,
+    local: str,
+) -> int:
+    """The batch screened (when the task filters its Inbox) and stored by the group commit;
+    how many messages it stored. LeaseLost raises."""
+    task, target, folder_id = pushed.task, pushed.target, pushed.folder_id
+    screened = None
+    if messages:
+        if folder_id is None:
+            folder_id = await resolve_folder(db, task.user_id, target)
+        if task.apply_filters and target.special_use is SpecialUse.INBOX:
+            filtering = InboxFilter(inbox_id=folder_id, spamd=SpamCheck.from_settings(settings))
+            screened = await screen(db, filtering, task.user_id, messages)
+    batch = Batch(
+        lease=lease,
+        user_id=task.user_id,
+        remote_folder=INBOX,
+        folder_id=folder_id,
+        messages=messages,
+        cursor=cursor if messages else None,
+        screened=screened,
+        warnings=screened.warnings if screened is not None else (),
+        summary=lambda stored: _result(local, stored).summary() if stored else None,
+    )
+    return await committer.store(batch)
+
+
+async def _commit_alone(
+    db: Database,
+    settings: Settings,
+    lease: Lease,
+    pushed: Pushed,
+    messages: list[IncomingMessage],
+    cursor: Cursor | None,
+    local: str,
+    stop: asyncio.Event | None,
+    spread: float,
+) -> RunResult:
+    """The batch stored in a transaction of its own, with the run's outcome (store.commit_batch)."""
+    task, target, folder_id = pushed.task, pushed.target, pushed.folder_id
     result = RunResult()
-    folder = FolderResult(remote=INBOX, local=target.path or (target.special_use or "").capitalize())
+    folder = FolderResult(remote=INBOX, local=local)
 
     async def outcome(session: AsyncSession, stored: int) -> None:
         folder.imported = stored
@@ -170,24 +239,23 @@ async def fetch_pushed(
         assert task.id is not None
         await record_outcome_in(session, task.id, result, None, None, lease, settings, spread, keep_next_run=True)
 
-    if not messages:  # the news was covered already (an earlier fetch, or a poll): record the run only
+    if not messages or cursor is None:  # the news was covered already (an earlier fetch, or a poll)
         async with db.write() as session:
             await outcome(session, 0)
-    else:
-        if folder_id is None:
-            folder_id = await resolve_folder(db, task.user_id, target)
-        filtering = None  # only mail arriving in the local Inbox is filtered (Owner.filters)
-        if task.apply_filters and target.special_use is SpecialUse.INBOX:
-            filtering = InboxFilter(inbox_id=folder_id, spamd=SpamCheck.from_settings(settings))
-        owner = Owner(task_id=task.id, user_id=task.user_id, lease=lease, stop=stop, filtering=filtering)
-        await commit_batch(
-            db,
-            owner=owner,
-            folder_id=folder_id,
-            remote_folder=INBOX,
-            messages=messages,
-            cursor=Cursor(row.uidvalidity, uids[-1]),
-            then=outcome,
-        )
-    metrics.record_run(MailProtocol.IMAP.value, result, time.monotonic() - started)
+        return result
+    if folder_id is None:
+        folder_id = await resolve_folder(db, task.user_id, target)
+    filtering = None  # only mail arriving in the local Inbox is filtered (Owner.filters)
+    if task.apply_filters and target.special_use is SpecialUse.INBOX:
+        filtering = InboxFilter(inbox_id=folder_id, spamd=SpamCheck.from_settings(settings))
+    owner = Owner(task_id=lease.task_id, user_id=task.user_id, lease=lease, stop=stop, filtering=filtering)
+    await commit_batch(
+        db,
+        owner=owner,
+        folder_id=folder_id,
+        remote_folder=INBOX,
+        messages=messages,
+        cursor=cursor,
+        then=outcome,
+    )
     return result

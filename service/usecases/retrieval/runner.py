@@ -51,6 +51,7 @@ from service.usecases.retrieval.lease import (
     renew,
     worker_identity,
 )
+from service.usecases.retrieval.push_batch import GroupCommit
 from service.usecases.retrieval.push_fetch import (
     FetchingConnection,
     NoLongerPushing,
@@ -97,6 +98,7 @@ class Runner:
         self._push: dict[int, _PushDemand] = {}
         self._push_loops: dict[int, asyncio.Task[None]] = {}
         self._push_slots = asyncio.Semaphore(push_concurrency(settings))
+        self.group_commit = GroupCommit(db)  # the fast paths' batches, many tasks per transaction
         self._claims = itertools.count(1)
 
     def _owner(self) -> str:
@@ -294,6 +296,7 @@ class Runner:
                 stop=self.stop,
                 spread=self._random.random(),
                 pushed=pushed,
+                committer=self.group_commit,
             )
         except NoLongerPushing:
             await give_back(self.db, lease)
