@@ -18,9 +18,19 @@ class Step:
     warning: bool = False  # passed, but reports a risk the user should fix (the test still succeeds)
 
 
+@dataclass(frozen=True, slots=True)
+class FolderCount:
+    """A remote IMAP folder Test Connection found ("/" between levels) and its message count
+    (None where the server would not say): the retrieval task form lists them to choose from."""
+
+    path: str
+    messages: int | None
+
+
 @dataclass(slots=True)
 class ConnectionReport:
     steps: list[Step] = field(default_factory=list)
+    folders: list[FolderCount] = field(default_factory=list)  # IMAP retrieval only
 
     @property
     def ok(self) -> bool:
