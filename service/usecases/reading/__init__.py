@@ -30,6 +30,7 @@ from service.usecases.reading.messages import (
     export_raw,
     inline_image,
     open_message,
+    open_raw,
     render_body,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "list_messages",
     "list_page",
     "open_message",
+    "open_raw",
     "page_query",
     "render_body",
 ]

@@ -16,8 +16,9 @@ from sqlmodel import col, select
 from service.domain.mailbox import FolderView
 from service.domain.rendering import MessageView, PartContent, find_attachment, find_inline_image, render_message
 from service.errors import NotFound
+from service.persistence.bodies import Body
 from service.persistence.database import Database
-from service.persistence.mailstore import read_raw
+from service.persistence.mailstore import open_body, read_raw
 from service.persistence.tables import Message
 from service.usecases.reading.folders import own_folder
 
@@ -104,3 +105,12 @@ async def export_raw(*, db: Database, user_id: int, message_id: int) -> bytes:
     """The message's bytes exactly as they were received."""
     async with db.read() as session:
         return await read_raw(session, user_id=user_id, message_id=message_id)
+
+
+async def open_raw(*, db: Database, user_id: int, message_id: int) -> Body:
+    """The message's stored bytes to stream (a download), read through once first: a damaged body
+    raises BodyUnreadable before a byte of it is sent, never half-way through the download."""
+    async with db.read() as session:
+        body = await open_body(session, user_id=user_id, message_id=message_id)
+    await body.check()
+    return body

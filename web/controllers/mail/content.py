@@ -24,12 +24,12 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
-from litestar.response import Response, Template
+from litestar.response import Response, Stream, Template
 
 from service.config import Settings
 from service.domain.users import UserView
 from service.persistence.database import Database
-from service.usecases.reading import attachment, export_raw, inline_image, render_body
+from service.usecases.reading import attachment, inline_image, open_raw, render_body
 from web.controllers.mail.links import inline_url_maker, verify
 
 _FRAME_POLICY = (
@@ -121,8 +121,18 @@ async def download_attachment(
 @get("/mail/messages/{message_id:int}/raw", name="mail-raw")
 async def download_raw(
     message_id: FromPath[int], db: NamedDependency[Database], user: NamedDependency[UserView]
-) -> Response[bytes]:
-    return _download(await export_raw(db=db, user_id=user.id, message_id=message_id), f"message-{message_id}.eml")
+) -> Stream:
+    """Streamed from the body store a megabyte at a time: a 50 MB message is never whole in memory."""
+    body = await open_raw(db=db, user_id=user.id, message_id=message_id)
+    return Stream(
+        body.chunks(),
+        media_type="application/octet-stream",
+        headers={
+            **_DOWNLOAD_HEADERS,
+            "Content-Disposition": content_disposition(f"message-{message_id}.eml"),
+            "Content-Length": str(body.length),
+        },
+    )
 
 
 ROUTES: list[Any] = [message_body, inline, download_attachment, download_raw]
