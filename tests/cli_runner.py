@@ -49,4 +49,6 @@ def cli_environment(settings: Settings) -> dict[str, str]:
         env["TRIBUTARY_EXTRA_CA_FILE"] = str(settings.extra_ca_file)
     for name in TUNED:
         env[f"TRIBUTARY_{name.upper()}"] = str(getattr(settings, name))
+    if settings.body_store is not None:
+        env["TRIBUTARY_BODY_STORE"] = settings.body_store
     return env
