@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -10,6 +11,7 @@ from service.cli import cli
 from service.cli.common import emit, plain_errors, run_with_db
 from service.persistence.database import Database
 from service.usecases import reading, users
+from service.usecases.export import MaildirReport, export_maildir
 
 
 @cli.command("folders")
@@ -61,14 +63,42 @@ def messages(user_email: str, folder_path: str, limit: int, as_json: bool) -> No
 
 @cli.command("export")
 @click.option("--user", "user_email", required=True)
-@click.option("--id", "message_id", type=int, required=True)
+@click.option("--id", "message_id", type=int, help="Write this message's stored bytes to standard output.")
+@click.option(
+    "--maildir",
+    "maildir",
+    type=click.Path(path_type=Path, file_okay=True, dir_okay=True),
+    help="Write the user's folders as a Maildir++ tree into this new or empty directory.",
+)
+@click.option("--folder", "folder_path", help='With --maildir: only this folder and those below it, e.g. "Work".')
+@click.option("--json", "as_json", is_flag=True, help="With --maildir: print what was written as JSON.")
 @plain_errors
-def export(user_email: str, message_id: int) -> None:
-    """Write a message's stored bytes, unchanged, to standard output."""
+def export(
+    user_email: str, message_id: int | None, maildir: Path | None, folder_path: str | None, as_json: bool
+) -> None:
+    """Write a message's stored bytes, unchanged, to standard output (--id), or the user's
+    folders as a Maildir++ tree (--maildir; folder names in modified UTF-7, flags in file names)."""
+    if (message_id is None) == (maildir is None):
+        raise click.UsageError("Give either --id N (one message) or --maildir DIR (the folders).")
+    if maildir is None and (folder_path is not None or as_json):
+        raise click.UsageError("--folder and --json go with --maildir.")
+    if maildir is not None:
+        directory = maildir
+
+        async def write_tree(db: Database) -> MaildirReport:
+            owner = await users.find_user(db=db, email=user_email)
+            return await export_maildir(db=db, user_id=owner.id, directory=directory, folder_path=folder_path)
+
+        report = run_with_db(write_tree)
+        text = f"Exported {report.messages:,} messages in {report.folders} folders to {report.directory}."
+        emit(report, as_json=as_json, text=text)
+        return
+    assert message_id is not None
+    wanted = message_id
 
     async def work(db: Database) -> bytes:
         owner = await users.find_user(db=db, email=user_email)
-        return await reading.export_raw(db=db, user_id=owner.id, message_id=message_id)
+        return await reading.export_raw(db=db, user_id=owner.id, message_id=wanted)
 
     raw = run_with_db(work)
     sys.stdout.buffer.write(raw)
