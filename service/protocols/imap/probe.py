@@ -1,14 +1,17 @@
-"""Test Connection for IMAP: resolve, connect, greeting, TLS, capabilities, login, folder count."""
+"""Test Connection for IMAP: resolve, connect, greeting, TLS, capabilities, login, folders (each
+with its message count, STATUS MESSAGES, for the task form to choose from)."""
 
 from __future__ import annotations
 
 import time
 
-from service.domain.connection_test import ConnectionReport
+from service.domain.connection_test import ConnectionReport, FolderCount
 from service.protocols import sasl
 from service.protocols.imap.session import CONNECT_TIMEOUT_SECONDS, ImapAccount, ImapSession
 from service.protocols.probe import StepFailed, opening, resolve_and_connect, step
 from service.protocols.tls import describe_certificate
+
+MAX_COUNTED = 500  # folders counted one STATUS each; beyond that the list shows them without a count
 
 
 def test_connection(account: ImapAccount) -> ConnectionReport:
@@ -32,7 +35,10 @@ def test_connection(account: ImapAccount) -> ConnectionReport:
             mechanism = session.login()
             detail.append(f"signed in as {account.username}" + ("" if mechanism == "LOGIN" else f" with {mechanism}"))
         with step(report, "folders") as detail:
-            detail.append(f"{len(session.list_folders())} folders")
+            folders = sorted(session.list_folders(), key=lambda folder: folder.path)
+            counts = session.message_counts(folders[:MAX_COUNTED])
+            report.folders = [FolderCount(folder.path, counts.get(folder.path)) for folder in folders]
+            detail.append(f"{len(folders)} folders")
     except StepFailed:
         pass
     finally:

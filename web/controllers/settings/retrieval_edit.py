@@ -35,7 +35,14 @@ from web.controllers.settings.common import (
     limit_reached,
 )
 from web.controllers.settings.oauth import offered_to, signs_in_with_provider, with_provider_csp
-from web.controllers.settings.retrieval_form import TaskBody, TaskForm, example_destination, transfer_examples
+from web.controllers.settings.retrieval_form import (
+    TaskBody,
+    TaskForm,
+    example_destination,
+    folder_choices,
+    initial_choices,
+    transfer_examples,
+)
 from web.support import pending_secret
 from web.support.rendering import page, status_for
 
@@ -70,6 +77,7 @@ def _form_page(
         error=error,
         status_code=status_code,
         interval=_interval(settings),
+        initial_choices=initial_choices(),
         transfer_examples=transfer_examples(destination),
         **extra,
     )
@@ -218,9 +226,9 @@ async def _test_form(posted: _Posted, data: TaskForm) -> Response[Any]:
     )
     if not isinstance(report, ConnectionReport):
         return report
-    context = present.report_context(report)
+    context = {**present.report_context(report), **folder_choices(report, new)}
     if is_htmx(request):
-        return page("settings/_steps.html", viewer=user, **context)
+        return page("settings/_task_test.html", viewer=user, **context)
     return posted.again(data, oauth_sign_in=posted.oauth, **context)
 
 

@@ -2,16 +2,23 @@
 field), and how a saved task fills it for "Edit". The password is never filled in.
 
 `transfer_examples` says, for the task being typed, where typical remote folders land with each
-folder transfer method, by the very rule a run uses (service.domain.retrieval.local_target)."""
+folder transfer method, by the very rule a run uses (service.domain.retrieval.local_target).
+
+What to import (service.domain.import_choices): the initial import as three radios ("since"
+with a date field), and the folders as include/exclude patterns (one a line). After Test
+Connection the remote folders are listed with their message counts, ticked as the patterns
+say; posted with that list, the ticks are the selection (`FolderSelection.from_ticks`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
+from service.domain.connection_test import ConnectionReport
+from service.domain.import_choices import INITIAL_LABELS, FolderSelection, InitialImport, InitialKind
 from service.domain.retrieval import TaskView, default_destination, local_target
 from service.domain.values import (
     DEFAULT_PORTS,
@@ -22,6 +29,7 @@ from service.domain.values import (
     Security,
     default_port,
 )
+from service.errors import InvalidInput
 from service.usecases.retrieval_tasks import NewTask, task_problems
 from web.controllers.settings.common import checked, choice, number
 
@@ -54,6 +62,14 @@ class TaskForm:
     apply_filters: str = ""
     push: str = ""
     enable_debug: str = ""
+    initial: str = InitialKind.ALL.value  # the radio: all | new | since (with initial_since)
+    initial_since: str = ""
+    include_folders: str = ""  # patterns, one a line
+    exclude_folders: str = ""
+    # Posted only once Test Connection listed the remote folders: every listed path, the ticked ones.
+    folder_listed: str | list[str] = ""
+    folder_ticked: str | list[str] = ""
+    only_these: str = ""
 
     @classmethod
     def blank(cls) -> TaskForm:
@@ -69,6 +85,7 @@ class TaskForm:
     @classmethod
     def of(cls, task: TaskView) -> TaskForm:
         """The Edit form for a saved task (password left empty: it is write-only)."""
+        initial = InitialImport.parse(task.initial)
         return cls(
             name=task.name,
             protocol=task.protocol.value,
@@ -87,6 +104,10 @@ class TaskForm:
             apply_filters=ON if task.apply_filters else "",
             push=ON if task.push else "",
             enable_debug=ON if task.enable_debug else "",
+            initial=initial.kind.value,
+            initial_since=initial.since.isoformat() if initial.since is not None else "",
+            include_folders="\n".join(task.include_folders),
+            exclude_folders="\n".join(task.exclude_folders),
         )
 
     def without_password(self) -> TaskForm:
@@ -102,6 +123,18 @@ class TaskForm:
         leave = checked(self.leave_on_server)
         days = number(self.delete_after_days, errors, "delete_after_days", "Enter a number of days, or leave it empty.")
         imap = protocol is Protocol.IMAP
+        initial = choice(InitialKind, self.initial, InitialKind.ALL)
+        initial_text = f"since:{self.initial_since.strip()}" if initial is InitialKind.SINCE else initial.value
+        include, exclude = _lines(self.include_folders), _lines(self.exclude_folders)
+        listed = _values(self.folder_listed)
+        if listed and imap:  # the folder list was shown: its ticks are the selection
+            try:
+                ticked = FolderSelection.from_ticks(
+                    listed, _values(self.folder_ticked), only_these=checked(self.only_these)
+                )
+                include, exclude = list(ticked.include), list(ticked.exclude)
+            except InvalidInput as exc:
+                errors["include_folders"] = exc.message
         new = NewTask(
             protocol=protocol,
             host=self.host,
@@ -121,9 +154,40 @@ class TaskForm:
             push=checked(self.push) and imap,
             enable_debug=checked(self.enable_debug),
             timeout_seconds=timeout if timeout is not None else 60,
+            initial=initial_text,
+            include_folders=include if imap else [],
+            exclude_folders=exclude if imap else [],
         )
         problems = task_problems(new, password_required=password_required)
+        if "initial" in problems and initial is InitialKind.SINCE:
+            problems["initial"] = "Enter the date to import messages since, as YYYY-MM-DD (for example 2024-03-01)."
         return new, {**problems, **errors}
+
+
+def _lines(text: str) -> list[str]:
+    """A textarea's patterns: one a line, blank lines dropped (a pattern holds no line break)."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _values(posted: str | list[str]) -> list[str]:
+    """A field posted once (a string), several times (a list) or not at all ("")."""
+    if isinstance(posted, list):
+        return posted
+    return [posted] if posted else []
+
+
+def initial_choices() -> list[tuple[str, str]]:
+    """The initial import radios: (value, label), in the issue's words."""
+    return [(kind.value, label) for kind, label in INITIAL_LABELS.items()]
+
+
+def folder_choices(report: ConnectionReport, new: NewTask) -> dict[str, Any]:
+    """The folder list Test Connection found, each ticked as the task's patterns say."""
+    selection = FolderSelection(tuple(new.include_folders), tuple(new.exclude_folders))
+    return {
+        "folders": [(f.path, f.messages, selection.includes(f.path)) for f in report.folders],
+        "only_these": selection.only_these,
+    }
 
 
 def example_destination(name: str, username: str, host: str, destination_folder: str) -> str:
