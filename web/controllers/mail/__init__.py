@@ -12,6 +12,13 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.controllers.mail import actions, content, pages, pulse, search
+from web.controllers.mail import actions, content, download, pages, pulse, search
 
-ROUTES: list[ControllerRouterHandler] = [*pages.ROUTES, *content.ROUTES, *actions.ROUTES, *pulse.ROUTES, *search.ROUTES]
+ROUTES: list[ControllerRouterHandler] = [
+    *pages.ROUTES,
+    *content.ROUTES,
+    *download.ROUTES,
+    *actions.ROUTES,
+    *pulse.ROUTES,
+    *search.ROUTES,
+]
