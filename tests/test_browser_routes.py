@@ -62,6 +62,7 @@ NOT_PAGES = {
     "/mail/inline/{message_id:int}/{part_id:str}": "an inline image of a message",
     "/mail/messages/{message_id:int}/attachments/{part_id:str}": "an attachment download",
     "/mail/messages/{message_id:int}/raw": "a download of the message as received",
+    "/mail/folders/{folder_id:int}/mbox": "a download of the folder as an mbox file",
     "/settings/port": "an htmx fragment: the port input that the chosen type and security suggest",
     "/settings/retrieval/transfer-example": "an htmx fragment: where a retrieval task's folders land, as typed",
     "/settings/retrieval/{task_id:int}/progress": "an htmx fragment: what a running Retrieve Now stored",
