@@ -1,0 +1,83 @@
+"""What to import on the retrieval task form, in Chromium (issue 18): after Test Connection the form
+lists the remote folders of the Dovecot mailbox with their message counts (non-ASCII names too),
+the user unticks one and picks "Only messages from now on", and the saved task says so on Edit."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from service.config import Settings
+from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.mail_samples import sample
+
+pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
+
+EMAIL = "ada@example.test"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def settings(settings: Settings, dovecot: DovecotServer) -> Settings:
+    """The test's settings, trusting the Dovecot fixture's self-signed certificate."""
+    return settings.model_copy(update={"extra_ca_file": dovecot.cert_pem_path})
+
+
+def _set_up(page: Page) -> None:
+    page.goto("/setup")
+    page.get_by_label("Email address").fill(EMAIL)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Confirm password").fill(PASSWORD)
+    page.get_by_role("button", name="Create administrator").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}])
+def test_test_connection_lists_the_folders_to_tick(
+    settings: Settings,
+    live_server: str,
+    browser: Browser,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+    viewport: dict[str, int],
+) -> None:
+    for folder, count in (("INBOX", 2), ("Entwürfe", 1), ("Спам", 3)):
+        for n in range(count):
+            dovecot.deliver(mail_user.email, sample(f"{folder} {n}"), folder=folder)
+    context = browser.new_context(base_url=live_server, viewport=viewport)  # type: ignore[arg-type]
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    _set_up(page)
+    page.goto("/settings/retrieval/new")
+
+    expect(page.get_by_label("All messages")).to_be_checked()
+    page.get_by_label("Only messages from now on").check()
+    page.get_by_label("Name", exact=True).fill("Far away")
+    page.get_by_label("Server address").fill("127.0.0.1")
+    page.get_by_label("Port", exact=True).fill(str(dovecot.imaps_port))
+    page.get_by_label("Username").fill(mail_user.email)
+    page.get_by_label("Password", exact=True).fill(mail_user.password)
+    page.get_by_label("Manual", exact=True).check()
+    page.get_by_role("button", name="Test Connection").click()
+
+    folders = page.get_by_role("group", name="Folders to import")
+    expect(folders).to_be_visible()
+    expect(folders.get_by_label(re.compile(r"^Entwürfe \(1 message\)$"))).to_be_checked()
+    expect(folders.get_by_label(re.compile(r"^INBOX \(2 messages\)$"))).to_be_checked()
+    spam = folders.get_by_label(re.compile(r"^Спам \(3 messages\)$"))
+    expect(spam).to_be_checked()
+    expect(folders.get_by_label("Only these folders")).not_to_be_checked()
+    spam.uncheck()
+    page.get_by_role("button", name="Save").click()
+    expect(page).to_have_url(re.compile(r"/settings/connectivity#task-\d+$"))
+
+    row = page.get_by_role("listitem").filter(has=page.get_by_role("heading", name="Far away"))
+    row.get_by_role("button", name="Edit").click()
+    expect(page.get_by_label("Only messages from now on")).to_be_checked()
+    expect(page.get_by_label("Exclude folders")).to_have_value("Спам")
+    expect(page.get_by_label("Include folders")).to_have_value("")
+    assert problems == []
+    context.close()
