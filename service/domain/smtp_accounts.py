@@ -43,6 +43,8 @@ class SmtpAccountInput:
     enable_debug: bool = False
     is_active: bool = True
     is_default: bool = False
+    # The IMAP retrieval task of the same mailbox, whose Sent folder gets a copy of each message (issue 18).
+    sent_copy_task_id: int | None = None
 
     def checked(self) -> SmtpAccountInput:
         """Normalised settings: address in ASCII form, host checked, port filled in."""
@@ -54,6 +56,10 @@ class SmtpAccountInput:
             raise InvalidInput("The send rate must be at least one message per minute, or empty for no limit.")
         if "\0" in self.signature_text + self.signature_html:  # PostgreSQL text cannot hold NUL
             raise InvalidInput("The signature cannot contain NUL characters.")
+        if self.sent_copy_task_id is not None and not self.save_copy_in_sent:
+            raise InvalidInput(
+                "A copy in the remote Sent folder needs “Save a copy in Sent” on: turn it on, or choose no task."
+            )
         address = parse_address(self.email_address, "email address")
         username = check_header_text(self.username.strip(), "username")
         return replace(
@@ -119,6 +125,9 @@ class SmtpAccountView:
     last_success_at: datetime | None
     last_error: str | None
     needs_action: bool
+    sent_copy_task_id: int | None = None
+    # Why no copy is appended although a task is chosen (the provider files sent mail itself), else None.
+    sent_copy_note: str | None = None
 
     @property
     def label(self) -> str:
@@ -144,3 +153,25 @@ class FromChoice:
     def key(self) -> str:
         """The form value: the account's id, or "relay"."""
         return "relay" if self.account_id is None else str(self.account_id)
+
+
+# Providers whose SMTP servers file every message sent through them in the mailbox's Sent folder
+# themselves: an APPEND would show each message twice there. Recognised by host name suffix.
+_FILES_SENT_ITSELF: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Gmail", ("gmail.com", "googlemail.com", "google.com")),
+    ("Microsoft 365 and Outlook.com", ("office365.com", "outlook.com", "hotmail.com", "live.com")),
+)
+
+
+def files_sent_itself(*hosts: str) -> str | None:
+    """The sentence saying why no copy is appended when one of `hosts` (the SMTP server, the
+    IMAP server) belongs to a provider that stores sent mail itself; None otherwise."""
+    for host in hosts:
+        name = host.strip().rstrip(".").lower()
+        for provider, suffixes in _FILES_SENT_ITSELF:
+            if any(name == suffix or name.endswith("." + suffix) for suffix in suffixes):
+                return (
+                    f"{provider} saves every message sent through {host} in the Sent folder itself, "
+                    "so Tributary does not add a copy there (it would show twice)."
+                )
+    return None

@@ -20,15 +20,17 @@ from service.domain.connection_test import ConnectionReport
 from service.domain.oauth import AuthKind, require_tls
 from service.domain.outbound import OutboundPolicy
 from service.domain.outbox import OutboxStatus
-from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView
+from service.domain.smtp_accounts import SmtpAccountInput, SmtpAccountView, files_sent_itself
+from service.domain.values import Protocol
 from service.errors import Conflict, FeatureDisabled, InvalidInput, NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Domain, OutboxEntry, SmtpAccount, User
+from service.persistence.tables import Domain, OutboxEntry, RetrievalTask, SmtpAccount, User
 from service.persistence.types import utcnow
 from service.protocols import smtp
 
 NO_ACCOUNT = "This SMTP account does not exist."
+NO_COPY_TASK = "Choose one of your IMAP retrieval tasks for the copy in the remote Sent folder."
 # The form's fields that are columns of SmtpAccount (the default From is a column of User).
 EDITABLE = tuple(field.name for field in dataclasses.fields(SmtpAccountInput) if field.name != "is_default")
 
@@ -108,6 +110,8 @@ def view(account: SmtpAccount, user: User) -> SmtpAccountView:
         last_success_at=account.last_success_at,
         last_error=account.last_error,
         needs_action=account.needs_action,
+        sent_copy_task_id=account.sent_copy_task_id,
+        sent_copy_note=files_sent_itself(account.host) if account.sent_copy_task_id is not None else None,
     )
 
 
@@ -126,6 +130,16 @@ def _apply(account: SmtpAccount, settings: SmtpAccountInput, secret_box: SecretB
         raise InvalidInput("Enter the password for this SMTP account, or turn authentication off.")
     account.updated_at = utcnow()
     account.needs_action = False
+
+
+async def _check_copy_task(session: AsyncSession, user_id: int, settings: SmtpAccountInput) -> None:
+    """The Sent copy's task must be one of this user's IMAP retrieval tasks (another user's is
+    refused in the same words as a missing one, so ids say nothing about other users)."""
+    if settings.sent_copy_task_id is None:
+        return
+    task = await session.get(RetrievalTask, settings.sent_copy_task_id)
+    if task is None or task.user_id != user_id or task.protocol is not Protocol.IMAP:
+        raise InvalidInput(NO_COPY_TASK)
 
 
 async def _check_unique(session: AsyncSession, user_id: int, address: str, account_id: int | None) -> None:
@@ -204,6 +218,7 @@ async def add_smtp_account(
             raise FeatureDisabled(disabled_message(domain))
         await _require_room(session, domain, user_id)
         await _check_unique(session, user_id, settings.email_address, None)
+        await _check_copy_task(session, user_id, settings)
         row = SmtpAccount(user_id=user_id, email_address=settings.email_address, host=settings.host, port=0)
         _apply(row, settings, secret_box, password)
         session.add(row)
@@ -229,6 +244,7 @@ async def update_smtp_account(
         user = await _enabled_user(session, user_id)
         row = await _owned(session, user_id, account_id)
         await _check_unique(session, user_id, settings.email_address, account_id)
+        await _check_copy_task(session, user_id, settings)
         _apply(row, settings, secret_box, password)
         _set_default(user, account_id, settings.is_default)
         session.add_all([row, user])

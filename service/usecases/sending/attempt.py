@@ -14,6 +14,8 @@ Three steps, and no database session is held across the network:
 3. record, in one write transaction: recipients settled, the new status and
    retry time, the local copy moved from Outbox to Sent (or deleted), the
    account's health and the log entries, all committed together.
+4. once sent, the copy for the remote Sent folder when the account names a
+   retrieval task (sending.sent_copy), its first attempt at once.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from service.usecases.oauth_sign_in import with_token
 from service.usecases.sending.entries import recipients_of, result_of
 from service.usecases.sending.outcome import Outcome, settle, wait_for_reconnect
 from service.usecases.sending.senders import relay_endpoint
+from service.usecases.sending.sent_copy import CopyPlan, attempt_sent_copy, copy_plan
 from service.usecases.smtp_accounts import disabled_message, endpoint_for
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class Job:
     debug: bool
     save_copy: bool
     oauth: bool = False  # sign in with the account's OAuth2 access token (got after the claim, outside it)
+    sent_copy: CopyPlan | None = None  # the copy for the remote Sent folder, once delivery is over
 
 
 def fail(session: AsyncSession, entry: OutboxEntry, text: str, now: datetime) -> SendResult:
@@ -177,6 +181,7 @@ async def _claim(
             debug=account.enable_debug if account is not None else False,
             save_copy=account.save_copy_in_sent if account is not None else True,
             oauth=account is not None and account.auth is AuthKind.OAUTH2,
+            sent_copy=await copy_plan(session, account) if account is not None else None,
         )
 
 
@@ -231,4 +236,10 @@ async def attempt_delivery(
             "is unknown. It will not be sent again unless you ask."
         )
     async with db.write() as session:
-        return await settle(session, job, outcome, transcript, now)
+        result = await settle(session, job, outcome, transcript, now)
+    if job.sent_copy is not None and job.sent_copy.skip is None and result.status is OutboxStatus.SENT:
+        try:  # the copy's own failures are recorded on the entry; the delivery's result stands
+            await attempt_sent_copy(db=db, secret_box=secret_box, settings=settings, entry_id=job.entry_id, now=now)
+        except Exception:
+            log.exception("could not attempt the Sent copy of outbox entry %s", job.entry_id)
+    return result

@@ -58,4 +58,6 @@ def view_of(entry: OutboxEntry, subject: str) -> OutboxView:
         last_error=entry.last_error,
         created_at=entry.created_at,
         message_id=entry.message_id,
+        sent_copy=entry.sent_copy_status,
+        sent_copy_detail=entry.sent_copy_error,
     )

@@ -2,7 +2,8 @@
 
 `process_due_outbox` is what the scheduler calls: it first turns attempts whose
 process died mid-session ("sending" for too long) into "unknown" (the message
-may have gone; it is never re-sent blindly), then attempts every due entry.
+may have gone; it is never re-sent blindly), then attempts every due entry,
+then every due copy for a remote Sent folder (APPEND only: those are sent).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from service.protocols.smtp import SessionPool
 from service.usecases.logs import record
 from service.usecases.sending.attempt import attempt_delivery
 from service.usecases.sending.entries import recipients_of, store_recipients, view_of
+from service.usecases.sending.sent_copy import attempt_sent_copy, due_copies
 
 DEFAULT_BATCH = 1000  # a round of the scheduler's outbox job (every 30 s)
 STALE_TEXT = (
@@ -89,6 +91,8 @@ async def process_due_outbox(
             except NotFound:  # cancelled (back to Drafts) since the round listed it
                 continue
             results.append(result)
+    for entry_id in await due_copies(db, now, limit):  # copies for remote Sent folders: delivery is over
+        await attempt_sent_copy(db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now)
     return results
 
 

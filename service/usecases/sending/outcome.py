@@ -45,6 +45,7 @@ from service.protocols.transcript import Transcript
 from service.usecases.logs import record
 from service.usecases.oauth_sign_in import mark_refused
 from service.usecases.sending.entries import recipients_of, result_of, store_recipients
+from service.usecases.sending.sent_copy import start_copy
 
 if TYPE_CHECKING:
     from service.usecases.sending.attempt import Job
@@ -171,6 +172,8 @@ async def _after_report(
         return result_of(entry)
     entry.status = OutboxStatus.SENT
     metrics.SENT.inc()
+    if job.sent_copy is not None:
+        start_copy(entry, job.sent_copy, now)
     entry.last_error = f"{host} refused some recipients ({refused})." if refused else None
     await _file_copy(session, entry, job)
     if report.reply is not None:

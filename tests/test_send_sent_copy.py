@@ -1,0 +1,273 @@
+"""The remote Sent folder (issue 18): a message sent through an SMTP account that names the retrieval
+task of the same mailbox is appended, \\Seen, to that mailbox's Sent folder on Dovecot; a failed
+APPEND is retried from the outbox without sending the message again; the next retrieval run does
+not import the copy a second time; providers that file sent mail themselves are skipped, saying why;
+another user's task is refused."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from service.config import Settings
+from service.domain.compose import Draft
+from service.domain.outbox import OutboxStatus, SendResult, SentCopyStatus
+from service.domain.smtp_accounts import files_sent_itself
+from service.domain.values import FolderTransfer, Protocol, Security
+from service.errors import InvalidInput
+from service.persistence.database import Database
+from service.persistence.mailstore import read_raw
+from service.persistence.secrets import SecretBox
+from service.persistence.tables import Message, OutboxEntry, RetrievalTask
+from service.persistence.types import utcnow
+from service.usecases import retrieval_tasks, sending, smtp_accounts
+from service.usecases.users import add_user
+from tests.fixtures import free_ports
+from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.fixtures.smtp import SmtpServer, StartSmtpServer
+from tests.retrieval_env import Env, make_env
+from tests.test_smtp_fakes import account_input
+
+NOW = utcnow().replace(microsecond=0)
+
+
+@pytest.fixture
+async def env(
+    db: Database, settings: Settings, secret_box: SecretBox, dovecot: DovecotServer, mail_user: MailUser
+) -> Env:
+    return await make_env(db, settings, secret_box, dovecot, mail_user)
+
+
+async def account_with_copy(env: Env, server: SmtpServer, task_id: int | None, **overrides: object) -> int:
+    values = {"email_address": env.mailbox.email, "sent_copy_task_id": task_id} | overrides
+    created = await smtp_accounts.add_smtp_account(
+        db=env.db,
+        secret_box=env.secret_box,
+        user_id=env.user_id,
+        account=account_input(server.host, server.port, **values),
+    )
+    return created.id
+
+
+async def send(env: Env, account_id: int, subject: str = "Hello from Tributary") -> SendResult:
+    return await sending.send_message(
+        db=env.db,
+        secret_box=env.secret_box,
+        settings=env.settings,
+        user_id=env.user_id,
+        from_account_id=account_id,
+        draft=Draft(to=("bob@example.test",), bcc=("carol@example.test",), subject=subject, text="Hi Bob"),
+        now=NOW,
+    )
+
+
+async def entry_of(env: Env, outbox_id: int) -> OutboxEntry:
+    async with env.db.read() as session:
+        entry = await session.get(OutboxEntry, outbox_id)
+    assert entry is not None
+    return entry
+
+
+def remote_sent(env: Env, folder: str = "Sent") -> list[tuple[int, str]]:
+    """(UID, flags) of each message in the remote folder, as Dovecot sees it."""
+    out = env.dovecot.doveadm("-f", "tab", "fetch", "-u", env.mailbox.email, "uid flags", "mailbox", folder, "all")
+    rows = out.splitlines()[1:]
+    return [(int(uid), flags) for uid, flags in (row.split("\t", 1) for row in rows)]
+
+
+async def local_copies(env: Env, subject: str) -> list[int]:
+    """The local folder of every stored message with this subject."""
+    async with env.db.read() as session:
+        return list((await session.exec(select(Message.folder_id).where(Message.subject == subject))).all())
+
+
+async def test_a_sent_message_is_appended_seen_to_the_remote_sent_folder_and_not_imported_again(
+    env: Env, smtp_server: StartSmtpServer
+) -> None:
+    env.dovecot.create_folder(env.mailbox.email, "Sent")
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    task_id = await env.add_task(folder_transfer=FolderTransfer.ROOT)
+    assert (await env.run(task_id)).errors == []
+    account_id = await account_with_copy(env, server, task_id)
+
+    result = await send(env, account_id)
+
+    assert result.status is OutboxStatus.SENT
+    assert len(server.received) == 1
+    [(uid, flags)] = remote_sent(env)
+    assert "\\Seen" in flags
+    entry = await entry_of(env, result.outbox_id)
+    assert entry.sent_copy_status is SentCopyStatus.DONE
+    assert (entry.sent_copy_folder, entry.sent_copy_uid) == ("Sent", uid)
+    appended = env.dovecot.doveadm("fetch", "-u", env.mailbox.email, "text", "mailbox", "Sent", "uid", str(uid))
+    assert "Bcc: carol@example.test" in appended  # the copy holds what local Sent holds
+
+    run = await env.run(task_id)
+
+    assert run.errors == []
+    assert run.imported == 0
+    assert len(await local_copies(env, "Hello from Tributary")) == 1
+    # A message the phone put in Sent meanwhile is still imported.
+    env.dovecot.deliver(env.mailbox.email, b"Subject: From the phone\r\nMessage-ID: <p@x>\r\n\r\nhi\r\n", folder="Sent")
+    assert (await env.run(task_id)).imported == 1
+    assert len(await local_copies(env, "Hello from Tributary")) == 1
+
+
+async def test_without_a_sent_folder_one_is_created_and_subfolder_transfer_skips_the_copy_too(
+    env: Env, smtp_server: StartSmtpServer
+) -> None:
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    task_id = await env.add_task()
+    account_id = await account_with_copy(env, server, task_id)
+
+    result = await send(env, account_id, subject="First")
+
+    assert (await entry_of(env, result.outbox_id)).sent_copy_status is SentCopyStatus.DONE
+    assert "Sent" in env.dovecot.folders(env.mailbox.email)
+    assert len(remote_sent(env)) == 1
+    run = await env.run(task_id)
+    assert run.errors == []
+    assert run.imported == 0
+    assert "Remote/Sent" not in await env.local_counts()
+
+
+async def test_a_failed_append_is_retried_from_the_outbox_and_never_sends_again(
+    env: Env, smtp_server: StartSmtpServer
+) -> None:
+    env.dovecot.create_folder(env.mailbox.email, "Sent")
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    [closed_port] = free_ports(1)
+    task_id = await env.add_task(port=closed_port)  # the IMAP server is down
+    account_id = await account_with_copy(env, server, task_id)
+
+    result = await send(env, account_id)
+
+    assert result.status is OutboxStatus.SENT
+    entry = await entry_of(env, result.outbox_id)
+    assert entry.sent_copy_status is SentCopyStatus.PENDING
+    assert entry.sent_copy_error
+    assert str(closed_port) in entry.sent_copy_error
+    assert remote_sent(env) == []
+    # Not due yet: nothing happens.
+    await sending.process_due_outbox(db=env.db, secret_box=env.secret_box, settings=env.settings, now=NOW)
+    assert (await entry_of(env, result.outbox_id)).sent_copy_attempts == 1
+
+    async with env.db.write() as session:  # the server is back
+        await session.exec(
+            update(RetrievalTask).where(col(RetrievalTask.id) == task_id).values(port=env.dovecot.imaps_port)
+        )
+    later = NOW + timedelta(minutes=5)
+    await sending.process_due_outbox(db=env.db, secret_box=env.secret_box, settings=env.settings, now=later)
+    await sending.process_due_outbox(db=env.db, secret_box=env.secret_box, settings=env.settings, now=later)
+
+    entry = await entry_of(env, result.outbox_id)
+    assert entry.sent_copy_status is SentCopyStatus.DONE
+    assert entry.sent_copy_attempts == 2
+    assert len(server.received) == 1  # the SMTP server got the message exactly once
+    assert len(remote_sent(env)) == 1
+    assert (await env.run(task_id)).imported == 0
+    assert len(await local_copies(env, "Hello from Tributary")) == 1
+
+
+async def test_a_retry_finds_a_copy_stored_by_an_attempt_whose_answer_was_lost(
+    env: Env, smtp_server: StartSmtpServer
+) -> None:
+    env.dovecot.create_folder(env.mailbox.email, "Sent")
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    [closed_port] = free_ports(1)
+    task_id = await env.add_task(port=closed_port)
+    account_id = await account_with_copy(env, server, task_id)
+    result = await send(env, account_id)
+    async with env.db.read() as session:
+        local = await session.get(Message, (await entry_of(env, result.outbox_id)).message_id)
+        assert local is not None
+        raw = await read_raw(session, user_id=env.user_id, message_id=local.id or 0)
+    env.dovecot.deliver(env.mailbox.email, raw, folder="Sent")  # the lost attempt's copy
+    async with env.db.write() as session:
+        await session.exec(
+            update(RetrievalTask).where(col(RetrievalTask.id) == task_id).values(port=env.dovecot.imaps_port)
+        )
+
+    await sending.process_due_outbox(
+        db=env.db, secret_box=env.secret_box, settings=env.settings, now=NOW + timedelta(minutes=5)
+    )
+
+    [(uid, _flags)] = remote_sent(env)
+    entry = await entry_of(env, result.outbox_id)
+    assert (entry.sent_copy_status, entry.sent_copy_uid) == (SentCopyStatus.DONE, uid)
+    assert (await env.run(task_id)).imported == 0
+
+
+async def test_a_provider_that_files_sent_mail_itself_is_skipped_with_a_sentence(
+    env: Env, smtp_server: StartSmtpServer
+) -> None:
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    gmail_task = await env.add_task(host="imap.gmail.com")
+    account_id = await account_with_copy(env, server, gmail_task)
+
+    result = await send(env, account_id)
+
+    assert result.status is OutboxStatus.SENT
+    assert len(server.received) == 1
+    entry = await entry_of(env, result.outbox_id)
+    assert entry.sent_copy_status is SentCopyStatus.SKIPPED
+    assert entry.sent_copy_error is not None
+    assert "Gmail" in entry.sent_copy_error
+    assert "Sent" not in env.dovecot.folders(env.mailbox.email)
+    note = files_sent_itself("smtp.gmail.com")
+    assert note is not None
+    assert "does not add a copy" in note
+    assert files_sent_itself("smtp.office365.com") is not None
+    assert files_sent_itself("SMTP-MAIL.OUTLOOK.COM.") is not None
+    assert files_sent_itself("notgmail.com") is None
+    assert files_sent_itself("gmail.com.evil.test") is None
+    view = await smtp_accounts.add_smtp_account(
+        db=env.db,
+        secret_box=env.secret_box,
+        user_id=env.user_id,
+        account=account_input("smtp.gmail.com", 587, email_address="other@example.test", sent_copy_task_id=gmail_task),
+    )
+    assert view.sent_copy_note is not None
+    assert "Gmail" in view.sent_copy_note
+
+
+async def test_another_users_task_and_a_pop3_task_are_refused(env: Env, smtp_server: StartSmtpServer) -> None:
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    other = await add_user(db=env.db, email="mallory@example.test", password="long enough")
+    new = retrieval_tasks.NewTask(
+        protocol=Protocol.IMAP,
+        host="127.0.0.1",
+        port=env.dovecot.imaps_port,
+        security=Security.SSL,
+        username="x",
+        password="y",
+    )
+    theirs = (await retrieval_tasks.add_task(db=env.db, secret_box=env.secret_box, user_id=other.id, new=new)).id
+    with pytest.raises(InvalidInput, match="one of your IMAP retrieval tasks"):
+        await account_with_copy(env, server, theirs)
+    pop = (
+        await retrieval_tasks.add_task(
+            db=env.db,
+            secret_box=env.secret_box,
+            user_id=env.user_id,
+            new=replace(new, protocol=Protocol.POP3),
+        )
+    ).id
+    with pytest.raises(InvalidInput, match="one of your IMAP retrieval tasks"):
+        await account_with_copy(env, server, pop)
+    mine = await env.add_task()
+    account_id = await account_with_copy(env, server, mine)
+    with pytest.raises(InvalidInput, match="one of your IMAP retrieval tasks"):
+        await smtp_accounts.update_smtp_account(
+            db=env.db,
+            secret_box=env.secret_box,
+            user_id=env.user_id,
+            account_id=account_id,
+            account=account_input(server.host, server.port, email_address=env.mailbox.email, sent_copy_task_id=theirs),
+        )
+    with pytest.raises(InvalidInput, match="Save a copy in Sent"):
+        await account_with_copy(env, server, mine, email_address="b@example.test", save_copy_in_sent=False)
