@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.spamd",
     "tests.fixtures.webapp",
     "tests.fixtures.browser",
+    "tests.fixtures.discovery",
 ]
