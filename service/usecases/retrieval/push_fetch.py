@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import and_
+from sqlalchemy import and_, or_, tuple_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -53,7 +54,7 @@ from service.domain.values import Protocol as MailProtocol
 from service.domain.values import SpecialUse
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage
-from service.persistence.tables import Domain, ImapCursor, RetrievalTask, User
+from service.persistence.tables import Domain, Folder, ImapCursor, RetrievalTask, User
 from service.persistence.types import utcnow
 from service.protocols.imap import FetchedMessage
 from service.protocols.imap.push.wire import MAX_LITERAL
@@ -103,27 +104,71 @@ async def read_pushed(session: AsyncSession, task_id: int, push_owner: str | Non
     transaction (lease.claim's `then`), so the fast path costs one transaction less.
     `push_owner`: the task's push lease must still be this holder's (an edit clears it, and the
     connection heard news with the old settings: it must not fetch)."""
+    found = (await read_many(session, [task_id], push_owner)).get(task_id)
+    if found is None:
+        raise NoLongerPushing(task_id)
+    return found
+
+
+async def read_many(session: AsyncSession, task_ids: Sequence[int], push_owner: str | None = None) -> dict[int, Pushed]:
+    """read_pushed for many tasks in two queries (push_claim.py's group claim): those that
+    should still push, by id; a task missing from the answer should not."""
     owned = () if push_owner is None else (col(RetrievalTask.push_owner) == push_owner,)
     inbox_cursor = and_(col(ImapCursor.task_id) == RetrievalTask.id, col(ImapCursor.remote_folder) == INBOX)
-    found = (
+    rows = (
         await session.exec(
             select(RetrievalTask, Domain, ImapCursor)
             .join(User, col(User.id) == RetrievalTask.user_id)
             .join(Domain, col(Domain.id) == User.domain_id)
             .outerjoin(ImapCursor, inbox_cursor)
-            .where(col(RetrievalTask.id) == task_id, *eligible(utcnow()), *owned)
+            .where(col(RetrievalTask.id).in_(list(task_ids)), *eligible(utcnow()), *owned)
         )
-    ).first()
-    if found is None:
-        raise NoLongerPushing(task_id)
-    task, domain, cursor = found
-    target = local_target(
-        INBOX,
-        None,
-        transfer=task.folder_transfer,
-        destination=task.destination_folder or default_destination(task.name, task.username, task.host),
-    )
-    return Pushed(task, domain, cursor, target, await find_folder(session, task.user_id, target))
+    ).all()
+    targets = {}
+    for task, _domain, _cursor in rows:
+        destination = task.destination_folder or default_destination(task.name, task.username, task.host)
+        targets[task.id] = local_target(INBOX, None, transfer=task.folder_transfer, destination=destination)
+    folders = await _find_folders(session, [(task.user_id, targets[task.id]) for task, _d, _c in rows])
+    return {
+        task.id: Pushed(task, domain, cursor, targets[task.id], folders.get((task.user_id, targets[task.id])))
+        for task, domain, cursor in rows
+        if task.id is not None
+    }
+
+
+async def _find_folders(
+    session: AsyncSession, wanted: list[tuple[int, LocalTarget]]
+) -> dict[tuple[int, LocalTarget], int]:
+    """The ids of the local folders that exist, as store.find_folder finds each, in one query."""
+    if len(wanted) == 1:
+        user_id, target = wanted[0]
+        found = await find_folder(session, user_id, target)
+        return {} if found is None else {wanted[0]: found}
+    by_path = {(user_id, _path(target)): (user_id, target) for user_id, target in wanted if target.special_use is None}
+    by_use: dict[tuple[int, str], tuple[int, LocalTarget]] = {
+        (user_id, target.special_use): (user_id, target) for user_id, target in wanted if target.special_use
+    }
+    conditions = []
+    if by_path:
+        conditions.append(tuple_(col(Folder.user_id), col(Folder.path)).in_(list(by_path)))
+    if by_use:
+        conditions.append(tuple_(col(Folder.user_id), col(Folder.special_use)).in_(list(by_use)))
+    if not conditions:
+        return {}
+    rows = (
+        await session.exec(select(Folder.id, Folder.user_id, Folder.path, Folder.special_use).where(or_(*conditions)))
+    ).all()
+    ids: dict[tuple[int, LocalTarget], int] = {}
+    for folder_id, user_id, path, use in rows:
+        for hit in (by_path.get((user_id, path)), by_use.get((user_id, use)) if use is not None else None):
+            if hit is not None and folder_id is not None:
+                ids.setdefault(hit, folder_id)
+    return ids
+
+
+def _path(target: LocalTarget) -> str:
+    """The folder path as store.find_folder compares it (empty levels dropped)."""
+    return "/".join(part for part in target.path.split("/") if part)
 
 
 async def fetch_pushed(

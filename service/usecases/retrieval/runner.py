@@ -31,8 +31,6 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from service import metrics
 from service.config import Settings
 from service.domain.retrieval import RunProgress, RunResult
@@ -52,12 +50,12 @@ from service.usecases.retrieval.lease import (
     worker_identity,
 )
 from service.usecases.retrieval.push_batch import GroupCommit
+from service.usecases.retrieval.push_claim import GroupClaim
 from service.usecases.retrieval.push_fetch import (
     FetchingConnection,
     NoLongerPushing,
     Pushed,
     fetch_pushed,
-    read_pushed,
 )
 from service.usecases.retrieval.push_leases import push_eligible
 from service.usecases.retrieval.run import check_runnable, run_leased
@@ -67,6 +65,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_SECONDS = 30.0
 PUSH_CLAIM_RETRY_SECONDS = 0.5  # the first retry; doubling up to PUSH_CLAIM_RETRY_MAX_SECONDS
 PUSH_CLAIM_RETRY_MAX_SECONDS = 10.0
+FAST_PATHS = 256  # push fast paths at once per process
 
 
 def push_concurrency(settings: Settings) -> int:
@@ -99,6 +98,10 @@ class Runner:
         self._push_loops: dict[int, asyncio.Task[None]] = {}
         self._push_slots = asyncio.Semaphore(push_concurrency(settings))
         self.group_commit = GroupCommit(db)  # the fast paths' batches, many tasks per transaction
+        self.group_claim = GroupClaim(
+            db, owner=self._owner, push_owner=self.worker_id, seconds=lambda: self.settings.lease_seconds
+        )
+        self._fast_slots = asyncio.Semaphore(FAST_PATHS)  # they open no connection; their writes are grouped
         self._claims = itertools.count(1)
 
     def _owner(self) -> str:
@@ -249,25 +252,21 @@ class Runner:
         if task_id in self._running or task_id in self._push_loops:
             self.request_push_run(task_id, noticed=noticed)
             return
-        async with self._push_slots:
-            pushed: list[Pushed] = []
-
-            async def read(session: AsyncSession) -> None:
-                pushed.append(await read_pushed(session, task_id, push_owner=self.worker_id))
-
-            try:
-                lease = await claim(self.db, task_id, self._owner(), seconds=self.settings.lease_seconds, then=read)
+        async with self._fast_slots:
+            try:  # with the claims of other fast paths, in one transaction (push_claim.py)
+                claimed = await self.group_claim.claim(task_id)
             except NoLongerPushing:  # the claim was undone; the supervisor closes the connection
                 return
-            if lease is None:
+            if claimed is None:
                 self.request_push_run(task_id, noticed=noticed)
                 return
+            lease, pushed = claimed
             shared: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
             self._running[task_id] = shared  # "Retrieve Messages Now" meanwhile shares this run
             metrics.RUNNING.inc()
             heartbeat = asyncio.create_task(self._heartbeat(lease))  # a large batch may outlast the lease
             try:
-                result = await self._fast(lease, connection, pushed[0])
+                result = await self._fast(lease, connection, pushed)
             except BaseException:  # cancelled (the watcher stops): give the task back as it was
                 shared.set_result(RunResult(interrupted=True))
                 with contextlib.suppress(Exception):
