@@ -14,6 +14,7 @@ import pytest
 
 from service.config import Settings
 from service.domain.discovery import Discovery, Source
+from service.domain.discovery.autoconfig import UnsafeDocument, parse_autoconfig
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
 from service.errors import InvalidInput
@@ -211,8 +212,16 @@ async def test_a_broken_or_hostile_document_is_passed_over(
     found = await find("ada@example.test", tmp_path, dns_zone, autoconfig_server)
     assert found.source is Source.MX_GUESS
     assert {s.host for s in found.servers} == {"mx.example.test"}
-    said = "no usable server in the document" if kind in ("wrong types", "bad host names") else "not a usable"
+    said = {"wrong types": "no usable server", "bad host names": "no usable server", "huge": "no document"}.get(
+        kind, "not a usable autoconfig document"
+    )
     assert any(AUTOCONFIG_PATH in line and said in line for line in found.tried), found.tried
+
+
+@pytest.mark.parametrize("kind", ["billion laughs", "external entity", "huge", "not utf-8", "html", "wrong root"])
+def test_the_parser_refuses_what_it_cannot_read_safely(kind: str) -> None:
+    with pytest.raises(UnsafeDocument):
+        parse_autoconfig(HOSTILE[kind], email="a@example.test", local_part="a", domain="example.test", where="x")
 
 
 async def test_a_document_in_latin_1_is_read(
