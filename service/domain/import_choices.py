@@ -62,7 +62,8 @@ class InitialImport:
     @classmethod
     def parse(cls, text: str) -> InitialImport:
         """ "all", "new" or "since:YYYY-MM-DD" (a real date from 1900 on); InvalidInput otherwise."""
-        value = text.strip().lower() if isinstance(text, str) else ""
+        clean = isinstance(text, str) and not any(unicodedata.category(c) == "Cc" for c in text)
+        value = text.strip(" ").lower() if clean else ""  # CR, LF, NUL, tabs: never a choice
         if value in (InitialKind.ALL, InitialKind.NEW):
             return cls(InitialKind(value))
         found = _SINCE.fullmatch(value)
