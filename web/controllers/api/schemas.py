@@ -43,16 +43,26 @@ class StepOut(msgspec.Struct):
     hint: str
 
 
+class FolderOutOfTest(msgspec.Struct):
+    """A remote IMAP folder Test Connection found, and its message count (null: the server would not say)."""
+
+    path: str
+    messages: int | None
+
+
 class ConnectionReportOut(msgspec.Struct):
-    """Test Connection: each step with its outcome; `ok` when every step passed."""
+    """Test Connection: each step with its outcome; `ok` when every step passed. For an IMAP retrieval
+    task, `folders` lists the remote folders with their message counts (to choose include_folders from)."""
 
     ok: bool
     steps: list[StepOut]
+    folders: list[FolderOutOfTest] = msgspec.field(default_factory=list)
 
     @classmethod
     def from_report(cls, report: ConnectionReport) -> ConnectionReportOut:
         steps = [StepOut(s.name, s.ok, s.duration_ms, s.detail, s.hint) for s in report.steps]
-        return cls(ok=report.ok, steps=steps)
+        folders = [FolderOutOfTest(f.path, f.messages) for f in report.folders]
+        return cls(ok=report.ok, steps=steps, folders=folders)
 
 
 class RunOut(msgspec.Struct):
