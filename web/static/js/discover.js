@@ -24,7 +24,7 @@
   if (!section) return;
   var form = document.querySelector(section.getAttribute("data-form"));
   var kind = section.getAttribute("data-kind");
-  var input = document.getElementById("discover-email");
+  var input = document.querySelector(section.getAttribute("data-input"));
   var button = document.getElementById("discover-button");
   var progress = document.getElementById("discover-progress");
   var result = document.getElementById("discover-result");
@@ -80,7 +80,7 @@
     var protocol = chooseProtocol(data);
     var server = data[protocol];
     list.textContent = "";
-    if (kind === "smtp") {
+    if (kind === "smtp" && field("email_address") !== input) {
       setValue("email_address", data.email);
     }
     if (server) {
