@@ -40,6 +40,10 @@ class DatabaseNotMigrated(SetupProblem):
     """The database's schema is not at this version's migrations: `tributary db upgrade`."""
 
 
+class PortUnavailable(SetupProblem):
+    """`tributary serve` cannot listen where it was told to (the port is taken, or privileged)."""
+
+
 class InvalidInput(TributaryError):
     """The request itself is wrong; the user must correct what they typed."""
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import socket
 from typing import Any
 
 import click
 
 from service.cli import cli
 from service.cli.common import plain_errors
+from service.config import Settings
+from service.errors import DatabaseNotMigrated, DatabaseUnreachable, PortUnavailable
+from service.persistence.database import Database, prepare_data_dir
 
 
 def server_options(host: str, port: int) -> dict[str, Any]:
@@ -24,18 +30,64 @@ def server_options(host: str, port: int) -> dict[str, Any]:
     }
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind the server's socket before anything starts, so a port in use is one sentence, not a traceback.
+
+    uvicorn then serves on this very socket (no window for another process to take the port).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(
+                f"Port {port} on {host} is already in use: stop the program using it or choose another with --port."
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise PortUnavailable(
+                f"Port {port} on {host} needs privileges this user lacks: use a port above 1023 "
+                "behind a reverse proxy (see the README's Production section)."
+            ) from None
+        reason = (exc.strerror or str(exc)).lower()
+        raise PortUnavailable(f"Tributary cannot listen on {host} port {port} ({reason}): check --host.") from None
+    return sock
+
+
+def ready_or_refuse(settings: Settings) -> None:
+    """Refuse to start unless the data directory is writable and the database answers and is fully migrated."""
+    prepare_data_dir(settings)
+
+    async def check() -> None:
+        db = Database(settings)
+        try:
+            problem = await db.problem()
+        finally:
+            await db.dispose()
+        if problem is not None:
+            kind = DatabaseUnreachable if problem.state == "unavailable" else DatabaseNotMigrated
+            raise kind(problem.detail)
+
+    asyncio.run(check())
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @plain_errors
 def serve(host: str, port: int) -> None:
-    """Serve the web app, with the scheduler running inside it."""
+    """Serve the web app, with the scheduler running inside it (refuses an unmigrated database)."""
     import uvicorn
 
-    from service.config import Settings
     from web.app import create_app
 
-    uvicorn.run(create_app(Settings()), **server_options(host, port))
+    settings = Settings()
+    ready_or_refuse(settings)
+    sock = listening_socket(host, port)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(host, port)))
+    server.run(sockets=[sock])
 
 
 def main() -> None:
