@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         description="Comma-separated IP addresses or networks of reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed, e.g. 127.0.0.1 or 10.0.0.0/8. Empty: no forwarded header is believed.",
     )
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names the web app answers to (the Host header), e.g. "
+        "mail.example.com,*.example.com. Empty: any host.",
+    )
     extra_ca_file: Path | None = Field(
         default=None,
         description="A PEM file of extra certificate authorities to trust for remote servers "
@@ -218,6 +223,20 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return ",".join(items)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        items = [item.strip().lower() for item in value.split(",") if item.strip()]
+        for item in items:
+            if not re.fullmatch(r"\*|(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\]", item):
+                raise ValueError(f"write host names separated by commas, for example mail.example.com (not {item!r})")
+        return ",".join(items)
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """ALLOWED_HOSTS as a list (empty: any Host header is accepted)."""
+        return [item for item in self.allowed_hosts.split(",") if item]
 
     @property
     def trusted_proxy_list(self) -> list[str]:
