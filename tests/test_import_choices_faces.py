@@ -68,6 +68,10 @@ async def test_the_api_takes_and_returns_import_choices(
 ) -> None:
     client = trusting_client
     await signed_in(client, db)
+    dovecot.deliver(mail_user.email, sample("one"), folder="Архив/2024")
+    tested = ok(await api(client, "POST", "/retrieval-tasks/test", task_body(dovecot, mail_user)))
+    assert {"path": "Архив/2024", "messages": 1} in tested["folders"]
+    assert {f["path"] for f in tested["folders"]} >= {"INBOX", "Архив/2024"}
     body = task_body(dovecot, mail_user, initial="since:2024-03-01", include_folders=["INBOX", "Архив/*"])
     created = ok(await api(client, "POST", "/retrieval-tasks", body), 201)
     assert (created["initial"], created["include_folders"], created["exclude_folders"]) == (
