@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 from sqlmodel import col
+from sqlmodel import select as model_select
 
 from service.errors import BodyUnreadable
 from service.persistence.bodies.segments import BodyRef, Segments
@@ -55,7 +56,7 @@ def _marker(segments: Segments, segment: int) -> str:
 async def _live(db: Database) -> dict[int, tuple[int, int]]:
     """Per segment: (references, referenced bytes)."""
     async with db.read() as session:
-        rows = await session.execute(
+        rows = await (await session.connection()).execute(
             select(col(MessageBodyRef.segment), func.count(), func.sum(col(MessageBodyRef.length))).group_by(
                 col(MessageBodyRef.segment)
             )
@@ -129,12 +130,12 @@ async def _move_live(db: Database, segments: Segments, segment: int, done: Round
     """Move the segment's live bodies to the current segment; True when none is left in it."""
     async with db.read() as session:
         rows = (
-            await session.execute(
-                select(MessageBodyRef)
+            await session.exec(
+                model_select(MessageBodyRef)
                 .where(col(MessageBodyRef.segment) == segment)
                 .order_by(col(MessageBodyRef.offset))
             )
-        ).scalars().all()  # fmt: skip
+        ).all()  # fmt: skip
     refs = {row.message_id: BodyRef(row.segment, row.offset, row.length, row.sha256) for row in rows}
     batch: list[int] = []
     size = 0
@@ -151,7 +152,9 @@ async def _move_live(db: Database, segments: Segments, segment: int, done: Round
         return False
     async with db.read() as session:
         remaining = (
-            await session.execute(select(func.count()).where(col(MessageBodyRef.segment) == segment))
+            await (await session.connection()).execute(
+                select(func.count()).where(col(MessageBodyRef.segment) == segment)
+            )
         ).scalar_one()
     return int(remaining) == 0
 

@@ -24,6 +24,7 @@ from typing import Literal
 
 from sqlalchemy import and_, delete, exists, func, insert, not_, select
 from sqlmodel import col
+from sqlmodel import select as model_select
 
 from service.errors import BodyMissing, BodyUnreadable
 from service.persistence.bodies import Bodies
@@ -84,7 +85,7 @@ async def migrate(
             else:
                 query = select(col(MessageBodyRef.message_id), col(MessageBodyRef.length))
                 key = col(MessageBodyRef.message_id)
-            rows = (await session.execute(query.where(key > last).order_by(key).limit(_IDS))).all()
+            rows = (await (await session.connection()).execute(query.where(key > last).order_by(key).limit(_IDS))).all()
         sizes = [(int(mid), int(size or 0)) for mid, size in rows]
         if not sizes:
             return tally
@@ -153,11 +154,11 @@ async def verify(db: Database, *, report: Callable[[Problem], None], batch_bytes
     while True:  # references: read each through against its length and SHA-256
         async with db.read() as session:
             rows = (
-                await session.execute(
-                    select(MessageBodyRef).where(col(MessageBodyRef.message_id) > last).order_by(
+                await session.exec(
+                    model_select(MessageBodyRef).where(col(MessageBodyRef.message_id) > last).order_by(
                         col(MessageBodyRef.message_id)).limit(_IDS)
                 )
-            ).scalars().all()  # fmt: skip
+            ).all()  # fmt: skip
         if not rows:
             break
         for row in rows:
@@ -169,19 +170,19 @@ async def verify(db: Database, *, report: Callable[[Problem], None], batch_bytes
             except BodyUnreadable as exc:
                 tally.problems += 1
                 report(_problem(exc))
-        last = rows[-1].message_id
+        last = int(rows[-1].message_id)
     last = 0
     while True:  # message_body rows: against the SHA-256 their message was indexed with
         async with db.read() as session:
             sizes = (
-                await session.execute(
+                await (await session.connection()).execute(
                     select(col(MessageBody.message_id), func.length(col(MessageBody.raw)))
                     .where(col(MessageBody.message_id) > last).order_by(col(MessageBody.message_id)).limit(_IDS)
                 )
             ).all()  # fmt: skip
             for ids in _batches([(int(m), int(s or 0)) for m, s in sizes], batch_bytes):
                 rows2 = (
-                    await session.execute(
+                    await (await session.connection()).execute(
                         select(col(MessageBody.message_id), col(MessageBody.raw), col(Message.sha256))
                         .join(Message, col(Message.id) == col(MessageBody.message_id))
                         .where(col(MessageBody.message_id).in_(ids))
@@ -197,14 +198,14 @@ async def verify(db: Database, *, report: Callable[[Problem], None], batch_bytes
         last = int(sizes[-1][0])
     async with db.read() as session:  # messages with no body anywhere
         orphans = (
-            await session.execute(
+            await (await session.connection()).execute(
                 select(col(Message.id)).where(
                     not_(exists().where(and_(col(MessageBody.message_id) == col(Message.id)))),
                     not_(exists().where(and_(col(MessageBodyRef.message_id) == col(Message.id)))),
                 )
             )
         ).all()
-    for (mid,) in orphans:
+    for (orphan,) in orphans:
         tally.problems += 1
-        report(Problem(int(mid), "missing", "no stored body"))
+        report(Problem(int(orphan or 0), "missing", "no stored body"))
     return tally
