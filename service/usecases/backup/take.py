@@ -112,9 +112,10 @@ def _snapshot_sqlite(source: Path, target: Path) -> str | None:
 
 
 def _copy_bodies(bodies: Path, target: Path) -> list[BackupFile]:
-    """Copy every file under bodies/ but the lock; a segment that vanishes mid-copy fails the backup."""
+    """Copy every file under bodies/ but the lock files (compaction.lock, append.lock: empty, held
+    by flock only); a segment that vanishes mid-copy fails the backup."""
     copied: list[BackupFile] = []
-    for source in sorted(p for p in bodies.rglob("*") if p.is_file() and p.name != COMPACTION_LOCK):
+    for source in sorted(p for p in bodies.rglob("*") if p.is_file() and p.suffix != ".lock"):
         relative = source.relative_to(bodies)
         destination = target / BODIES_DIR / relative
         destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1,0 +1,224 @@
+"""What a backup directory holds (manifest, checksums, owner-only files), the body segments copied under
+the shared compaction lock, and every refusal of backup and restore in one sentence."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.config import Settings
+from service.persistence.database import Database
+from service.persistence.mailstore import deliver, folder_by_path
+from service.persistence.secrets import SecretBox
+from service.usecases.backup import backup, take
+from service.usecases.users import add_user
+from tests.cli_runner import tributary
+from tests.mail_samples import sample
+
+
+@pytest.fixture
+def keyed(settings: Settings) -> Settings:
+    """The test's settings with the keys in data_dir/secret.key (created here)."""
+    with_key_file = settings.model_copy(update={"secret_key": None})
+    SecretBox.from_settings(with_key_file)
+    return with_key_file
+
+
+def _fresh(settings: Settings, directory: Path) -> Settings:
+    return settings.model_copy(update={"data_dir": directory})
+
+
+def _segments(settings: Settings) -> dict[str, bytes]:
+    """Stand-in segment files of the body store (issue 20) with the lock file compaction uses."""
+    bodies = settings.data_dir / "bodies"
+    (bodies / "segments").mkdir(parents=True)
+    files = {"bodies/segments/000001.seg": b"\x00segment one" * 1000, "bodies/000002.seg": b"two"}
+    for name, data in files.items():
+        (settings.data_dir / name).write_bytes(data)
+    (bodies / "compaction.lock").touch()
+    return files
+
+
+async def test_the_backup_lists_every_file_with_size_and_checksum(keyed: Settings, tmp_path: Path) -> None:
+    db = Database(keyed)
+    try:
+        user = await add_user(db=db, email="owner@example.test", password="long enough")
+        async with db.write() as session:
+            inbox = await folder_by_path(session, user.id, "Inbox")
+            assert inbox.id is not None
+            await deliver(session, user_id=user.id, folder_id=inbox.id, raw=sample("kept"))
+    finally:
+        await db.dispose()
+    segments = _segments(keyed)
+    target = tmp_path / "backup"
+
+    result = tributary(keyed, "backup", str(target), "--json")
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["database"] == ("sqlite" if keyed.is_sqlite else "postgresql")
+    assert report["key"] == "file"
+    manifest = json.loads((target / "manifest.json").read_text())
+    listed = {f["path"]: f for f in manifest["files"]}
+    stored = {p.relative_to(keyed.data_dir).as_posix() for p in (keyed.data_dir / "bodies").rglob("*.seg")}
+    assert stored > set(segments) or not keyed.is_sqlite  # the body store's own segment too (files by default)
+    expected = {"secret.key", *stored} | ({"tributary.db"} if keyed.is_sqlite else set())
+    assert set(listed) == expected
+    assert report["files"] == len(expected)
+    for name, entry in listed.items():
+        data = (target / name).read_bytes()
+        assert (entry["size"], entry["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    for name, data in segments.items():
+        assert (target / name).read_bytes() == data
+    assert (target / "secret.key").read_bytes() == (keyed.data_dir / "secret.key").read_bytes()
+    assert manifest["schema_revision"] == (report["schema_revision"])
+    assert (manifest["schema_revision"] is not None) == keyed.is_sqlite
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+    assert {stat.S_IMODE((target / n).stat().st_mode) for n in [*listed, "manifest.json"]} == {0o600}
+
+    text = tributary(keyed, "backup", str(tmp_path / "again"))
+    assert text.returncode == 0
+    assert ("pg_dump" in text.stdout) == (not keyed.is_sqlite)
+
+
+async def test_restore_brings_back_database_key_and_segments(keyed: Settings, tmp_path: Path) -> None:
+    segments = _segments(keyed)
+    assert tributary(keyed, "backup", str(tmp_path / "backup")).returncode == 0
+    restored = _fresh(keyed, tmp_path / "new-data")
+
+    result = tributary(restored, "restore", str(tmp_path / "backup"))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Restored {len(segments) + 1 + keyed.is_sqlite} files")
+    for name, data in segments.items():
+        assert (restored.data_dir / name).read_bytes() == data
+    assert (restored.data_dir / "secret.key").read_bytes() == (keyed.data_dir / "secret.key").read_bytes()
+    assert not (restored.data_dir / "bodies" / "compaction.lock").exists()
+    if keyed.is_sqlite:
+        added = tributary(restored, "user", "add", "new@example.test", "--password-stdin", stdin="long enough\n")
+        assert added.returncode == 0, added.stderr
+    else:
+        assert "pg_restore" in result.stdout
+
+
+def test_compaction_cannot_run_while_the_backup_copies(
+    keyed: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared lock is held from before the database snapshot to after the last segment."""
+    _segments(keyed)
+    lock = keyed.data_dir / "bodies" / "compaction.lock"
+    compaction_refused: list[str] = []
+
+    def compaction_would_wait(step: str) -> None:
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            compaction_refused.append(step)
+        finally:
+            os.close(fd)
+
+    def watched(step: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            compaction_would_wait(f"before {step}")
+            found = original(*args)
+            compaction_would_wait(f"after {step}")
+            return found
+
+        return call
+
+    monkeypatch.setattr(take, "_snapshot_sqlite", watched("snapshot", take._snapshot_sqlite))
+    monkeypatch.setattr(take, "_copy_bodies", watched("segments", take._copy_bodies))
+
+    backup(settings=keyed, directory=tmp_path / "backup")
+
+    steps = ["segments"] if not keyed.is_sqlite else ["snapshot", "segments"]
+    assert compaction_refused == [f"{when} {step}" for step in steps for when in ("before", "after")]
+    compaction_refused.clear()
+    compaction_would_wait("once the backup is done")
+    assert compaction_refused == []  # released
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["checksum of the key", "checksum of the database", "missing segment", "no manifest", "data dir not empty"],
+)
+def test_restore_refuses_and_changes_nothing(keyed: Settings, tmp_path: Path, damage: str) -> None:
+    _segments(keyed)
+    source = tmp_path / "backup"
+    assert tributary(keyed, "backup", str(source)).returncode == 0
+    restored = _fresh(keyed, tmp_path / "new-data")
+    expected = {
+        "checksum of the key": "The backup is damaged: secret.key does not match its checksum in the manifest; "
+        "nothing was restored.",
+        "checksum of the database": "The backup is damaged: tributary.db does not match its checksum in the "
+        "manifest; nothing was restored.",
+        "missing segment": "The backup is incomplete: bodies/000002.seg is missing; nothing was restored.",
+        "no manifest": f"{source} is not a complete Tributary backup: it has no manifest.json.",
+        "data dir not empty": f"The data directory {restored.data_dir} is not empty; choose a new or empty directory.",
+    }[damage]
+    if damage == "checksum of the key":
+        _flip_a_byte(source / "secret.key")
+    elif damage == "checksum of the database":
+        if not keyed.is_sqlite:
+            pytest.skip("a PostgreSQL backup holds no database file")
+        _flip_a_byte(source / "tributary.db")
+    elif damage == "missing segment":
+        (source / "bodies" / "000002.seg").unlink()
+    elif damage == "no manifest":
+        (source / "manifest.json").unlink()
+    else:
+        restored.data_dir.mkdir()
+        (restored.data_dir / "notes.txt").write_text("someone's")
+
+    result = tributary(restored, "restore", str(source))
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == expected
+    if damage == "data dir not empty":
+        assert [p.name for p in restored.data_dir.iterdir()] == ["notes.txt"]
+    else:
+        assert not restored.data_dir.exists() or not any(restored.data_dir.iterdir())
+
+
+@pytest.mark.parametrize("case", ["not empty", "below a file"])
+def test_backup_refuses_a_directory_it_cannot_use(keyed: Settings, tmp_path: Path, case: str) -> None:
+    target = tmp_path / "target"
+    if case == "not empty":
+        target.mkdir()
+        (target / "old-backup.txt").write_text("older")
+        expected = f"The backup directory {target} is not empty; choose a new or empty directory."
+    else:
+        target.write_text("a file")
+        target = target / "inner"
+        expected = f"The backup directory {target} cannot be created: part of its path is a file."
+
+    result = tributary(keyed, "backup", str(target))
+
+    assert (result.returncode, result.stderr.strip()) == (1, expected)
+
+
+def test_a_key_from_the_setting_is_not_in_the_backup_and_restore_says_so(settings: Settings, tmp_path: Path) -> None:
+    assert settings.secret_key is not None
+
+    taken = tributary(settings, "backup", str(tmp_path / "backup"))
+    result = tributary(_fresh(settings, tmp_path / "new-data"), "restore", str(tmp_path / "backup"))
+
+    assert "TRIBUTARY_SECRET_KEY" in taken.stdout
+    assert not (tmp_path / "backup" / "secret.key").exists()
+    assert result.returncode == 0, result.stderr
+    assert "The keys came from TRIBUTARY_SECRET_KEY: set it to the same value as before." in result.stdout
