@@ -1,10 +1,11 @@
 """What an export reads: a folder's messages in batches, and each message's bytes as chunks.
 
-`message_chunks` is the one seam between exports and wherever bodies live. Today it reads
-the body through `service.usecases.reading.export_raw` (the app's read path) and hands it
-on a megabyte at a time; when the body store of issue 20 offers a streaming read, only this
-function changes, and a huge message is then never whole in memory. No database session is
-held while a chunk is being written out (the download's client may be slow).
+`message_chunks` is the one seam between exports and wherever bodies live: it opens the body
+through `service.usecases.reading.open_raw` (the app's read path, which checks a segment's
+length and SHA-256 before a byte is handed on) and streams it a megabyte at a time from its
+segment file, so a huge message is never whole in memory (a body still in the `message_body`
+table comes as one piece). No database session is held while a chunk is being written out
+(the download's client may be slow).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from sqlmodel import col, select
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.tables import Message
-from service.usecases.reading import export_raw
+from service.usecases.reading import open_raw
 
-CHUNK = 1024 * 1024
 BATCH = 500
 
 
@@ -58,12 +58,11 @@ async def folder_messages(*, db: Database, user_id: int, folder_id: int) -> Asyn
 
 
 async def message_chunks(*, db: Database, user_id: int, message_id: int) -> AsyncIterator[bytes]:
-    """The message's bytes exactly as stored, in chunks of at most CHUNK bytes; NotFound when the
-    message is gone (deleted since its folder was listed)."""
-    raw = await export_raw(db=db, user_id=user_id, message_id=message_id)
-    view = memoryview(raw)
-    for start in range(0, len(raw), CHUNK):
-        yield bytes(view[start : start + CHUNK])
+    """The message's bytes exactly as stored, in pieces; NotFound when the message is gone (deleted
+    since its folder was listed), BodyUnreadable (before any piece) when its body is damaged."""
+    body = await open_raw(db=db, user_id=user_id, message_id=message_id)
+    async for piece in body.chunks():
+        yield piece
 
 
 async def present(*, db: Database, user_id: int, message_id: int) -> AsyncIterator[bytes] | None:
