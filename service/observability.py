@@ -35,7 +35,7 @@ from typing import TextIO
 from prometheus_client import start_http_server
 
 from service.config import Settings
-from service.errors import Conflict
+from service.errors import PortUnavailable
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET_LOGGERS = ("apscheduler",)
@@ -124,8 +124,9 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
     handler = _TributaryHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RequestContextFilter())
-    root.addHandler(handler)
     level = logging.getLevelName(settings.log_level)
+    handler.setLevel(level)  # also for loggers that set a lower level of their own (uvicorn's)
+    root.addHandler(handler)
     root.setLevel(level)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
@@ -146,14 +147,14 @@ def logging_configured() -> bool:
 def start_metrics_server(settings: Settings) -> Callable[[], None] | None:
     """Serve the default registry on TRIBUTARY_METRICS_PORT from a thread; returns how to stop it (None: no port).
 
-    Raises Conflict when the port cannot be taken (in use, or the address is not this machine's).
+    Raises PortUnavailable when the port cannot be taken (in use, or the address is not this machine's).
     """
     if settings.metrics_port is None:
         return None
     try:
         server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_address)
     except OSError as exc:
-        raise Conflict(
+        raise PortUnavailable(
             f"The metrics port {settings.metrics_address}:{settings.metrics_port} cannot be opened "
             f"({exc.strerror or exc}): set TRIBUTARY_METRICS_PORT to a free port, or "
             "TRIBUTARY_METRICS_ADDRESS to an address of this machine."

@@ -10,8 +10,8 @@ at /static, with the pinned htmx vendored at /static/vendor/htmx.min.js),
 server-side sessions in a FileStore under data_dir/sessions, CSRF, security
 headers, the request's log context, HTTP metrics, the request log and the exception
 handlers. Logs follow TRIBUTARY_LOG_LEVEL and TRIBUTARY_LOG_FORMAT (service.observability);
-/metrics exists only with TRIBUTARY_METRICS=on, and TRIBUTARY_METRICS_PORT serves the
-metrics on a port of their own (controllers.metrics). The OpenAPI schema is served as JSON
+/metrics exists only with TRIBUTARY_METRICS=on (controllers.metrics); `tributary serve`
+(web.cli) serves them on TRIBUTARY_METRICS_PORT instead. The OpenAPI schema is served as JSON
 only, at /api/v1/schema/openapi.json (see controllers.api.OPENAPI_CONFIG): no UI that loads assets from a CDN.
 """
 
@@ -36,7 +36,7 @@ from litestar.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service.config import Settings
-from service.observability import configure_logging, logging_configured, start_metrics_server
+from service.observability import configure_logging, logging_configured
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.scheduler import Scheduler
@@ -74,7 +74,6 @@ def _lifespan(settings: Settings, store: FileStore) -> Callable[[Litestar], Abst
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if not logging_configured():  # tests and an operator's own logging config keep theirs
             configure_logging(settings)
-        stop_metrics_server = start_metrics_server(settings)  # TRIBUTARY_METRICS_PORT
         db = Database(settings)
         app.state.db = db
         app.state.secret_box = SecretBox.from_settings(settings)
@@ -92,8 +91,6 @@ def _lifespan(settings: Settings, store: FileStore) -> Callable[[Litestar], Abst
                     await sweeper
             await scheduler.shutdown()
             await db.dispose()
-            if stop_metrics_server is not None:
-                await asyncio.to_thread(stop_metrics_server)
 
     return lifespan
 

@@ -13,6 +13,7 @@ from service.cli import cli
 from service.cli.common import plain_errors
 from service.config import Settings
 from service.errors import DatabaseNotMigrated, DatabaseUnreachable, PortUnavailable
+from service.observability import configure_logging, start_metrics_server
 from service.persistence.database import Database, prepare_data_dir
 
 
@@ -24,6 +25,7 @@ def server_options(host: str, port: int) -> dict[str, Any]:
         "host": host,
         "port": port,
         "log_level": "info",
+        "log_config": None,  # service.observability configures logging: TRIBUTARY_LOG_FORMAT for every line
         "access_log": False,
         "proxy_headers": False,
         "forwarded_allow_ips": "",
@@ -84,10 +86,16 @@ def serve(host: str, port: int) -> None:
     from web.app import create_app
 
     settings = Settings()
+    configure_logging(settings)
     ready_or_refuse(settings)
     sock = listening_socket(host, port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(host, port)))
-    server.run(sockets=[sock])
+    stop_metrics_server = start_metrics_server(settings)  # TRIBUTARY_METRICS_PORT; a taken port is one sentence
+    try:
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(host, port)))
+        server.run(sockets=[sock])
+    finally:
+        if stop_metrics_server is not None:
+            stop_metrics_server()
 
 
 def main() -> None:
