@@ -21,6 +21,12 @@ are then written, and every other batch of the group fails with LeaseLost,
 nothing of it written. Its cursor moves in the transaction that stores its
 messages, so a crash at any instant leaves both or neither.
 
+As in store.commit_batch, the group's bodies are made durable before its
+transaction (one append and fdatasync of the files body store for the whole
+group), the Inbox filters' verdicts (screened by each fast path beforehand)
+apply in it, and Tributary's own Sent copies (issue 18) are left out, covered
+by the cursor.
+
 A group whose transaction fails is written again one batch per transaction, so
 one task's trouble (a constraint, a filter's folder) never fails another's.
 """
@@ -30,16 +36,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import case, insert, tuple_, update
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.domain.values import LogLevel, LogSource
 from service.persistence.database import Database
-from service.persistence.mailstore import IncomingMessage, deliver_many
-from service.persistence.tables import ImapCursor, LogEntry, RetrievalTask
+from service.persistence.mailstore import IncomingMessage, deliver_many, prestore
+from service.persistence.tables import ImapCursor, LogEntry, OutboxEntry, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.retrieval.filtering import Screened, deliver_filtered
 from service.usecases.retrieval.lease import Lease, LeaseLost
@@ -131,9 +137,11 @@ class GroupCommit:
 
     async def _commit(self, group: list[tuple[Batch, asyncio.Future[int]]]) -> None:
         batches = [batch for batch, _ in group]
+        await _prestore(self.db, batches)
         async with self.db.write() as session:
             held = await _release_leases(session, batches)
             kept = [batch for batch in batches if batch.task_id in held]
+            await _drop_sent_copies(session, kept)
             await _deliver(session, kept)
             await _move_cursors(session, kept)
             await _log(session, kept)
@@ -152,6 +160,57 @@ def _settle(done: asyncio.Future[int], outcome: int | BaseException) -> None:
         done.set_exception(outcome)
     else:
         done.set_result(outcome)
+
+
+async def _prestore(db: Database, batches: list[Batch]) -> None:
+    """The group's bodies made durable before its transaction, together (the files body store
+    appends and fdatasyncs once), as store.commit_batch does for one batch."""
+    messages = [message for batch in batches for message in batch.messages]
+    if not messages:
+        return
+    stored = iter(await prestore(db.bodies, messages))
+    for batch in batches:
+        batch.messages = [next(stored) for _ in batch.messages]
+
+
+async def _drop_sent_copies(session: AsyncSession, batches: list[Batch]) -> None:
+    """Leave out Tributary's own Sent copies (issue 18, service.usecases.sending.known_copies) in
+    one query for the group; the tasks' rows are locked already (_release_leases updated them), as
+    known_copies.lock_task would. The counts _release_leases added are corrected for what is left out."""
+    uids = {m.origin.uid for batch in batches for m in batch.messages if m.origin and m.origin.uid is not None}
+    if not uids:
+        return
+    entry = OutboxEntry
+    rows = await session.exec(
+        select(entry.sent_copy_task_id, entry.sent_copy_folder, entry.sent_copy_uidvalidity, entry.sent_copy_uid).where(
+            col(entry.sent_copy_task_id).in_([batch.task_id for batch in batches]), col(entry.sent_copy_uid).in_(uids)
+        )
+    )
+    known = set(rows.all())
+    if not known:
+        return
+    fewer: dict[int, int] = {}
+    for batch in batches:
+        keep = [
+            i
+            for i, m in enumerate(batch.messages)
+            if m.origin is None
+            or (batch.task_id, m.origin.remote_folder, m.origin.uidvalidity, m.origin.uid) not in known
+        ]
+        if len(keep) == len(batch.messages):
+            continue
+        batch.messages = [batch.messages[i] for i in keep]
+        if batch.screened is not None:
+            spam, verdicts = batch.screened.spam, batch.screened.verdicts
+            batch.screened = replace(batch.screened, spam=[spam[i] for i in keep], verdicts=[verdicts[i] for i in keep])
+        before, batch.stored = batch.stored, batch.will_store()
+        fewer[batch.task_id] = before - batch.stored
+    if fewer := {task_id: n for task_id, n in fewer.items() if n}:
+        await session.exec(
+            update(RetrievalTask)
+            .where(col(RetrievalTask.id).in_(list(fewer)))
+            .values(messages_imported=col(RetrievalTask.messages_imported) - case(fewer, value=col(RetrievalTask.id)))
+        )
 
 
 async def _release_leases(session: AsyncSession, batches: list[Batch]) -> set[int]:

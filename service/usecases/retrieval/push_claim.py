@@ -55,6 +55,7 @@ class GroupClaim:
         self._queue: list[tuple[int, asyncio.Future[Claimed]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._returning: set[asyncio.Task[None]] = set()
+        self.transactions = 0  # written so far (tests, diagnostics)
 
     async def claim(self, task_id: int) -> Claimed:
         """The task's run lease and what the fast path reads; None while another holder has the
@@ -108,6 +109,7 @@ class GroupClaim:
             ids = [task_id for (task_id,) in taken if task_id is not None]
             pushed = await read_many(session, ids, push_owner=self._push_owner) if ids else {}
             await _give_back(session, [task_id for task_id in ids if task_id not in pushed], owner)
+        self.transactions += 1
         outcomes: dict[int, Claimed | BaseException] = {}
         for task_id in ids:
             found = pushed.get(task_id)
