@@ -36,6 +36,7 @@ def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(script_location()))
     config.attributes["database_url"] = settings.sync_database_url
+    config.attributes["data_dir"] = str(settings.data_dir)  # 0012's downgrade reads the body segments there
     return config
 
 
