@@ -64,6 +64,14 @@ def smtp() -> None:
 @click.option("--timeout", type=click.IntRange(5, 300), default=30, show_default=True, help="Seconds per step.")
 @click.option("--debug", is_flag=True, help="Log the protocol transcript (credentials redacted).")
 @click.option(
+    "--sent-copy-task",
+    "sent_copy_task",
+    type=click.IntRange(min=1),
+    help="Also append each message sent to the Sent folder of this IMAP retrieval task's mailbox "
+    "(see `retrieval list`): it then shows on your phone too. Skipped for Gmail and Microsoft 365, "
+    "which file sent mail themselves.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -86,10 +94,14 @@ def smtp_add(
     no_save_copy: bool,
     timeout: int,
     debug: bool,
+    sent_copy_task: int | None,
     as_json: bool,
 ) -> None:
     """Add an SMTP account and print its id (with --oauth-provider: pending until the sign-in)."""
     if oauth_provider is not None:
+        if sent_copy_task is not None:
+            fail("Give --sent-copy-task after the sign-in, when the account exists (not with --oauth-provider).")
+            return
         start = OAuthStart(
             kind="smtp",
             provider=oauth_provider,
@@ -123,6 +135,7 @@ def smtp_add(
         messages_per_minute=messages_per_minute,
         enable_debug=debug,
         is_default=is_default,
+        sent_copy_task_id=sent_copy_task,
     )
     box = SecretBox.from_settings(Settings())
 
@@ -157,7 +170,11 @@ def smtp_list(user_email: str, as_json: bool) -> None:
         marks = (" [default]" if a["is_default"] else "") + ("" if a["is_active"] else " [off]")
         if a["auth"] != "password":
             marks += f" [{a['auth']}: {a['status']}]"
+        if a["sent_copy_task"] is not None:
+            marks += f" [Sent copy: task {a['sent_copy_task']}]"
         lines.append(f"{a['id']}  {label} via {a['host']}:{a['port']} ({a['security']}){marks}")
+        if a["sent_copy_note"]:
+            lines.append(f"    {a['sent_copy_note']}")
     emit(found, as_json=as_json, text="\n".join(lines) or "No SMTP accounts yet.")
 
 

@@ -21,6 +21,7 @@ _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_HOST_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
 EXAMPLE_HOST = "mail.example.com"
 EMPTY_HOST = f"Enter the server's host name or address, for example {EXAMPLE_HOST}."
+COPY_NEEDS_LOCAL = "A copy in the remote Sent folder needs “Save a copy in Sent” on: turn it on, or choose no task."
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +58,7 @@ class SmtpAccountInput:
         if "\0" in self.signature_text + self.signature_html:  # PostgreSQL text cannot hold NUL
             raise InvalidInput("The signature cannot contain NUL characters.")
         if self.sent_copy_task_id is not None and not self.save_copy_in_sent:
-            raise InvalidInput(
-                "A copy in the remote Sent folder needs “Save a copy in Sent” on: turn it on, or choose no task."
-            )
+            raise InvalidInput(COPY_NEEDS_LOCAL)
         address = parse_address(self.email_address, "email address")
         username = check_header_text(self.username.strip(), "username")
         return replace(
@@ -125,7 +124,7 @@ class SmtpAccountView:
     last_success_at: datetime | None
     last_error: str | None
     needs_action: bool
-    sent_copy_task_id: int | None = None
+    sent_copy_task: int | None = None  # the retrieval task whose Sent folder gets a copy ("sent_copy_task")
     # Why no copy is appended although a task is chosen (the provider files sent mail itself), else None.
     sent_copy_note: str | None = None
 

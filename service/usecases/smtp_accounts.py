@@ -110,7 +110,7 @@ def view(account: SmtpAccount, user: User) -> SmtpAccountView:
         last_success_at=account.last_success_at,
         last_error=account.last_error,
         needs_action=account.needs_action,
-        sent_copy_task_id=account.sent_copy_task_id,
+        sent_copy_task=account.sent_copy_task_id,
         sent_copy_note=files_sent_itself(account.host) if account.sent_copy_task_id is not None else None,
     )
 
@@ -137,9 +137,26 @@ async def _check_copy_task(session: AsyncSession, user_id: int, settings: SmtpAc
     refused in the same words as a missing one, so ids say nothing about other users)."""
     if settings.sent_copy_task_id is None:
         return
+    if not 1 <= settings.sent_copy_task_id < 2**31:  # beyond any id (and PostgreSQL's integer)
+        raise InvalidInput(NO_COPY_TASK)
     task = await session.get(RetrievalTask, settings.sent_copy_task_id)
     if task is None or task.user_id != user_id or task.protocol is not Protocol.IMAP:
         raise InvalidInput(NO_COPY_TASK)
+
+
+async def sent_copy_choices(*, db: Database, user_id: int) -> list[tuple[int, str, str]]:
+    """The user's IMAP retrieval tasks a Sent copy may go to: (id, "name (username on host)", host)."""
+    async with db.read() as session:
+        tasks = (
+            await session.exec(
+                select(RetrievalTask)
+                .where(RetrievalTask.user_id == user_id, RetrievalTask.protocol == Protocol.IMAP)
+                .order_by(col(RetrievalTask.id))
+            )
+        ).all()
+    return [
+        (task.id or 0, f"{task.name or task.username} ({task.username} on {task.host})", task.host) for task in tasks
+    ]
 
 
 async def _check_unique(session: AsyncSession, user_id: int, address: str, account_id: int | None) -> None:

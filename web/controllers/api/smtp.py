@@ -9,6 +9,10 @@ DELETE /smtp-accounts/{id}            delete (204)
 POST   /smtp-accounts/{id}/test       Test Connection for the saved account
 POST   /smtp-accounts/{id}/reconnect  an account signing in with a provider: a fresh consent URL (api.oauth)
 
+"sent_copy_task" names one of the user's IMAP retrieval tasks (the same mailbox): each message sent is
+also appended, marked read, to that mailbox's Sent folder; "sent_copy_note" says why that is skipped for
+providers that file sent mail themselves (Gmail, Microsoft 365). Another user's task is refused (400).
+
 "auth" and "status" say how an account signs in: "password" (status "ok"), or "oauth2" with "pending",
 "ok" or "reconnect" (the provider refused to renew the sign-in: needs_action, and Reconnect).
 """
@@ -57,10 +61,12 @@ class SmtpAccountIn(msgspec.Struct):
     enable_debug: bool = False
     is_active: bool = True
     is_default: bool = False
+    sent_copy_task: Id | None = None  # an IMAP retrieval task of the same mailbox: copies go to its Sent folder
 
     def settings(self) -> SmtpAccountInput:
         fields = msgspec.structs.asdict(self)
         fields.pop("password")
+        fields["sent_copy_task_id"] = fields.pop("sent_copy_task")
         return SmtpAccountInput(**fields)
 
 
@@ -95,6 +101,8 @@ class SmtpAccountOut(msgspec.Struct):
     last_success_at: datetime | None
     last_error: str | None
     needs_action: bool
+    sent_copy_task: int | None  # the retrieval task whose remote Sent folder gets a copy of each message
+    sent_copy_note: str | None  # why no copy is appended although a task is chosen (Gmail, Microsoft 365)
     auth: AuthKind  # "password", or "oauth2": signs in with a provider (POST /oauth/start)
     status: CredentialStatus  # oauth2: "pending" (consent not given yet), "ok", "reconnect"; password: "ok"
 

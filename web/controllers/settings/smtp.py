@@ -17,6 +17,7 @@ from litestar.params import FromPath
 from service.config import Settings
 from service.domain.connection_test import ConnectionReport
 from service.domain.oauth import TargetKind
+from service.domain.smtp_accounts import COPY_NEEDS_LOCAL, files_sent_itself
 from service.domain.users import UserView
 from service.errors import Conflict, InvalidInput
 from service.persistence.database import Database
@@ -41,8 +42,9 @@ from web.support.rendering import page
 NEW = "/settings/smtp/new"
 
 
-def _form_page(
+async def _form_page(
     *,
+    db: Database,
     user: UserView,
     form: SmtpForm,
     account_id: int | None = None,
@@ -51,6 +53,7 @@ def _form_page(
     status_code: int = 200,
     **extra: Any,
 ) -> Response[Any]:
+    copy_tasks = await smtp_accounts.sent_copy_choices(db=db, user_id=user.id)
     return account_form_page(
         template="settings/smtp_form.html",
         noun="SMTP Account",
@@ -61,8 +64,16 @@ def _form_page(
         errors=errors,
         error=error,
         status_code=status_code,
+        copy_tasks=copy_tasks,
+        copy_note=_copy_note(form, copy_tasks),
         **extra,
     )
+
+
+def _copy_note(form: SmtpForm, copy_tasks: list[tuple[int, str, str]]) -> str | None:
+    """Why the chosen task gets no copy: its provider (by the SMTP or the IMAP host) files sent mail itself."""
+    chosen = [host for task_id, _label, host in copy_tasks if str(task_id) == form.sent_copy_task.strip()]
+    return files_sent_itself(form.host, *chosen) if chosen else None
 
 
 def _key(account_id: int | None) -> str:
@@ -82,6 +93,8 @@ def _refused(exc: InvalidInput | Conflict) -> tuple[dict[str, str], str | None]:
     """A refusal from the use case: a duplicate address belongs next to the address field."""
     if isinstance(exc, Conflict) and "already have" in exc.message:
         return {"email_address": exc.message}, None
+    if exc.message in (smtp_accounts.NO_COPY_TASK, COPY_NEEDS_LOCAL):
+        return {"sent_copy_task": exc.message}, None
     return {}, exc.message
 
 
@@ -95,7 +108,9 @@ async def new_account(
         return limit_reached(
             user, noun="SMTP Account", section="SMTP Accounts", anchor="smtp-card-title", message=exc.message
         )
-    response = _form_page(user=user, form=SmtpForm.blank(), oauth_providers=await offered_to(db, settings, user.id))
+    response = await _form_page(
+        db=db, user=user, form=SmtpForm.blank(), oauth_providers=await offered_to(db, settings, user.id)
+    )
     return with_provider_csp(response, settings)
 
 
@@ -111,7 +126,7 @@ async def create_account(
     account, errors = data.read()
     if errors:
         kept = pending_secret.kept(request, secret_box, _key(None), data)
-        return _form_page(user=user, form=data, errors=errors, status_code=400, **kept)
+        return await _form_page(db=db, user=user, form=data, errors=errors, status_code=400, **kept)
     try:
         saved = await smtp_accounts.add_smtp_account(
             db=db, secret_box=secret_box, user_id=user.id, account=account, password=data.password or None
@@ -119,7 +134,7 @@ async def create_account(
     except (InvalidInput, Conflict) as exc:
         field_errors, error = _refused(exc)
         kept = pending_secret.kept(request, secret_box, _key(None), data)
-        return _form_page(user=user, form=data, errors=field_errors, error=error, status_code=400, **kept)
+        return await _form_page(db=db, user=user, form=data, errors=field_errors, error=error, status_code=400, **kept)
     pending_secret.forget(request, _key(None))
     return back(request, present.Message("ok", f"Saved the SMTP account {saved.label}."), anchor=f"smtp-{saved.id}")
 
@@ -130,7 +145,7 @@ async def edit_account(
 ) -> Response[Any]:
     account = await smtp_accounts.get_smtp_account(db=db, user_id=user.id, account_id=account_id)
     oauth = await signs_in_with_provider(db, TargetKind.SMTP, user.id, account_id)
-    return _form_page(user=user, form=SmtpForm.of(account), account_id=account_id, oauth_sign_in=oauth)
+    return await _form_page(db=db, user=user, form=SmtpForm.of(account), account_id=account_id, oauth_sign_in=oauth)
 
 
 @post("/settings/smtp/{account_id:int}/edit")
@@ -148,7 +163,8 @@ async def save_account(
         data = pending_secret.restore(request, secret_box, _key(account_id), data)
     account, errors = data.read(has_password=current.has_password or oauth)
     if errors:
-        return _form_page(
+        return await _form_page(
+            db=db,
             user=user,
             form=data,
             account_id=account_id,
@@ -168,7 +184,8 @@ async def save_account(
         )
     except (InvalidInput, Conflict) as exc:
         field_errors, error = _refused(exc)
-        return _form_page(
+        return await _form_page(
+            db=db,
             user=user,
             form=data,
             account_id=account_id,
@@ -201,7 +218,9 @@ async def _test_form(
         if is_htmx(request):  # 200: htmx swaps only successful answers
             return page("settings/_steps.html", viewer=user, problems=list(errors.values()))
         kept = pending_secret.kept(request, secret_box, _key(account_id), data)
-        return _form_page(user=user, form=data, account_id=account_id, errors=errors, status_code=400, **kept)
+        return await _form_page(
+            db=db, user=user, form=data, account_id=account_id, errors=errors, status_code=400, **kept
+        )
     subject = SmtpSettings(account, password=data.password or None, account_id=account_id)
     report = await connection_test(
         request,
@@ -213,7 +232,9 @@ async def _test_form(
     if is_htmx(request):
         return page("settings/_steps.html", viewer=user, **present.report_context(report))
     kept = pending_secret.kept(request, secret_box, _key(account_id), data)
-    return _form_page(user=user, form=data, account_id=account_id, **kept, **present.report_context(report))
+    return await _form_page(
+        db=db, user=user, form=data, account_id=account_id, **kept, **present.report_context(report)
+    )
 
 
 @post("/settings/smtp/test", name="smtp-test-unsaved")

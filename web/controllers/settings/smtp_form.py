@@ -11,13 +11,21 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
 from service.domain.compose import check_header_text, parse_address
-from service.domain.smtp_accounts import MAX_TIMEOUT, MIN_TIMEOUT, SmtpAccountInput, SmtpAccountView, check_host
+from service.domain.smtp_accounts import (
+    COPY_NEEDS_LOCAL,
+    MAX_TIMEOUT,
+    MIN_TIMEOUT,
+    SmtpAccountInput,
+    SmtpAccountView,
+    check_host,
+)
 from service.domain.values import Security, default_port
 from service.errors import InvalidInput
 from web.controllers.settings.common import checked, choice, number
 
 ON = "on"
 ASK_FOR_CREDENTIALS = "Enter the password for this SMTP account, or turn authentication off."
+NO_COPY_TASK = "Choose one of your IMAP retrieval tasks, or none."
 
 
 @dataclass
@@ -41,6 +49,7 @@ class SmtpForm:
     is_default: str = ""
     enable_debug: str = ""
     is_active: str = ""
+    sent_copy_task: str = ""  # a retrieval task's id, or empty: no copy in a remote Sent folder
 
     @classmethod
     def blank(cls) -> SmtpForm:
@@ -75,6 +84,7 @@ class SmtpForm:
             is_default=box(account.is_default),
             enable_debug=box(account.enable_debug),
             is_active=box(account.is_active),
+            sent_copy_task=str(account.sent_copy_task or ""),
         )
 
     def without_password(self) -> SmtpForm:
@@ -107,6 +117,7 @@ class SmtpForm:
         rate = number(self.messages_per_minute, errors, "messages_per_minute", rate_message)
         if rate is not None and rate < 1:
             errors["messages_per_minute"] = rate_message
+        copy_task = number(self.sent_copy_task, errors, "sent_copy_task", NO_COPY_TASK)
         auth = checked(self.auth_required)
         if auth and not self.password and not has_password:
             errors["password"] = ASK_FOR_CREDENTIALS
@@ -127,7 +138,10 @@ class SmtpForm:
             enable_debug=checked(self.enable_debug),
             is_active=checked(self.is_active),
             is_default=checked(self.is_default),
+            sent_copy_task_id=copy_task,
         )
+        if copy_task is not None and not account.save_copy_in_sent:
+            errors["sent_copy_task"] = COPY_NEEDS_LOCAL
         return account, errors
 
 
