@@ -241,6 +241,8 @@ def smtp_row(account: SmtpAccountView, now: datetime, *, enabled: bool = True, s
     ]
     if account.last_error:
         facts.append(Fact("Last error", account.last_error, tone="error"))
+    if account.sent_copy_task is not None:  # issue 18: the copy for the remote Sent folder
+        facts.append(Fact("Sent copy", account.sent_copy_note or "Also saved in the Sent folder of its mailbox."))
     problem: str | None = None
     if not enabled:
         status, status_text = "turned-off", "Turned off by your administrator"
