@@ -165,6 +165,7 @@ async def test_each_failed_sign_in_writes_one_warning_that_fail2ban_matches(
     assert "192.0.2.66" not in banned_hosts(log)
     assert WRONG_PASSWORD not in log
     if log_format == "json":
+        json_lines(log)  # every line, uvicorn's too, is one JSON object
         entries = [json.loads(line) for line in warnings]
         assert [e["level"] for e in entries] == ["WARNING", "WARNING"]
         assert entries[0]["client"] == "127.0.0.1"

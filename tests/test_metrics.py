@@ -26,6 +26,7 @@ from tests.fixtures import free_ports
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.webapp import WebClient
 from tests.retrieval_env import Env, eventually, make_env
+from tests.test_logging import serve
 from web.app import create_app
 
 RETRIEVAL_FAMILIES = {
@@ -182,11 +183,19 @@ async def test_a_taken_metrics_port_is_one_sentence(settings: Settings) -> None:
     assert "TRIBUTARY_METRICS_PORT" in result.stderr
 
 
-async def test_serve_serves_metrics_on_their_own_port(settings: Settings) -> None:
+async def test_serve_serves_metrics_on_their_own_port(settings: Settings, tmp_path: Path) -> None:
     (port,) = free_ports(1)
-    app = create_app(settings.model_copy(update={"metrics_port": port}))
-    async with AsyncTestClient(app=app) as client:
+    async with serve(settings, tmp_path / "serve.log", TRIBUTARY_METRICS_PORT=str(port)) as base:
         body = await scraped(port)
         assert "tributary_retrieval_runs_in_progress" in body
-        assert (await client.get("/metrics")).status_code == 404  # not on the web app's port
-    assert await scrape(port) is None  # closed with the app
+        assert "tributary_http_requests_total" in body  # the web app's requests (serve's /health probes)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{base}/metrics")).status_code == 404  # not on the web app's port
+    assert await scrape(port) is None  # closed with serve
+
+
+async def test_serve_with_metrics_on_serves_them_at_slash_metrics(settings: Settings, tmp_path: Path) -> None:
+    async with serve(settings, tmp_path / "serve.log", TRIBUTARY_METRICS="on") as base, httpx.AsyncClient() as client:
+        response = await client.get(f"{base}/metrics")
+    assert response.status_code == 200
+    assert "tributary_retrieval_runs_in_progress" in response.text
