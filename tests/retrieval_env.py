@@ -19,11 +19,12 @@ from service.domain.retrieval import RunResult
 from service.domain.values import LogLevel, Protocol, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Folder, LogEntry, Message, MessageBody
+from service.persistence.tables import Folder, LogEntry, Message
 from service.usecases import retrieval_tasks
 from service.usecases.retrieval import run_task
 from service.usecases.users import add_user
 from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.stored_bodies import stored_raws
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
@@ -77,7 +78,7 @@ class Env:
 
     async def local_hashes(self) -> Counter[str]:
         async with self.db.read() as session:
-            raws = (await session.exec(select(MessageBody.raw))).all()
+            raws = await stored_raws(session)
         return Counter(hashlib.sha256(raw).hexdigest() for raw in raws)
 
     async def logs(self, level: LogLevel | None = None) -> list[str]:

@@ -20,12 +20,13 @@ from service.errors import Conflict
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Folder, Message, MessageBody, RetrievalTask, SmtpAccount, User
+from service.persistence.tables import Folder, Message, RetrievalTask, SmtpAccount, User
 from service.usecases import retrieval_tasks, user_admin
 from service.usecases.users import add_user, find_user
 from tests.cli_runner import tributary
 from tests.fixtures.webapp import ADMIN_EMAIL, SESSION_COOKIE, WebClient, log_in, post_form, set_up_admin
 from tests.settings_web import text_of
+from tests.stored_bodies import body_count
 from tests.test_folders_races import eventually, lock_waiters, postgres_only
 from tests.test_smtp_fakes import make_account
 
@@ -132,12 +133,11 @@ async def _counts(db: Database, user_id: int) -> dict[str, int]:
         async def count(table: type, column: object) -> int:
             return int((await session.exec(select(func.count()).select_from(table).where(column == user_id))).one())
 
-        bodies = select(func.count()).select_from(MessageBody).join(Message).where(col(Message.user_id) == user_id)
         return {
             "users": await count(User, User.id),
             "folders": await count(Folder, Folder.user_id),
             "messages": await count(Message, Message.user_id),
-            "bodies": int((await session.exec(bodies)).one()),
+            "bodies": await body_count(session, col(Message.user_id) == user_id),
             "tasks": await count(RetrievalTask, RetrievalTask.user_id),
             "smtp": await count(SmtpAccount, SmtpAccount.user_id),
         }

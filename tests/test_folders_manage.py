@@ -20,7 +20,7 @@ from service.errors import InvalidInput
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, deliver_many, folder_by_path
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Folder, Message, MessageBody, RetrievalTask
+from service.persistence.tables import Folder, Message, RetrievalTask
 from service.usecases import filters, folders, search
 from service.usecases.reading.folders import list_folders
 from service.usecases.users import add_user, find_user
@@ -28,6 +28,7 @@ from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.webapp import ADMIN_EMAIL, WebClient, csrf_token, post_form, set_up_admin
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, make_env
+from tests.stored_bodies import body_count
 from tests.test_api import api
 from tests.test_folder_counts import assert_counts_exact
 
@@ -267,7 +268,7 @@ async def test_search_finds_mail_under_the_new_name_and_forgets_emptied_trash(db
     assert await _found(db, user_id, "zeppelin") == []
     assert await folders.empty_folder(db=db, user_id=user_id, folder_id=junk) == 0
     async with db.read() as session:  # the bodies went with the index rows
-        assert (await session.exec(select(func.count()).select_from(MessageBody))).one() == 0
+        assert await body_count(session) == 0
         assert (await session.exec(select(func.count()).select_from(Message))).one() == 0
     shown = await assert_counts_exact(db, user_id)
     assert (shown["Trash"], shown["Junk"]) == ((0, 0), (0, 0))
@@ -419,7 +420,7 @@ async def test_delete_moves_to_trash_and_in_the_trash_deletes_for_good(web_clien
     assert answer.json() == {"trashed": 1, "deleted": 0}
     assert (await api(web_client, "DELETE", f"/messages/{third}")).json() == {"trashed": 0, "deleted": 1}
     async with db.read() as session:
-        assert (await session.exec(select(func.count()).select_from(MessageBody))).one() == 1
+        assert await body_count(session) == 1
     assert (await assert_counts_exact(db, user_id))["Trash"] == (1, 1)
 
 
@@ -461,7 +462,7 @@ async def test_empty_trash_and_junk_ask_first_then_delete_everything_for_good(
         assert "Only the Trash and Junk folders can be emptied." in refused.text
     async with db.read() as session:
         assert (await session.exec(select(col(Message.id)))).all() == keep
-        assert (await session.exec(select(func.count()).select_from(MessageBody))).one() == 1
+        assert await body_count(session) == 1
     assert (await api(web_client, "POST", f"/folders/{trash}/empty")).json() == {"deleted": 0}
 
 

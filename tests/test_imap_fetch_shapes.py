@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from service.config import Settings
 from service.domain.outbound import OutboundPolicy
@@ -19,12 +19,13 @@ from service.domain.values import Security
 from service.errors import MessageWithheld
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Message, MessageBody
+from service.persistence.tables import Message
 from service.protocols.imap import ImapAccount, open_session
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.scripted_imap import ScriptedFolder, ScriptedImapServer, ScriptedMessage
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, make_env
+from tests.stored_bodies import stored_raws
 
 
 @pytest.fixture
@@ -40,8 +41,9 @@ def inbox(*messages: ScriptedMessage) -> ScriptedFolder:
 
 async def stored(env: Env) -> list[bytes]:
     async with env.db.read() as session:
-        rows = (await session.exec(select(Message.remote_uid, MessageBody.raw).join(MessageBody))).all()
-    return [raw for _, raw in sorted(rows, key=lambda row: row[0] or 0)]
+        uids = (await session.exec(select(Message.remote_uid).order_by(col(Message.id)))).all()
+        raws = await stored_raws(session)
+    return [raw for _, raw in sorted(zip(uids, raws, strict=True), key=lambda row: row[0] or 0)]
 
 
 async def scripted_task(env: Env, server: ScriptedImapServer) -> int:

@@ -15,7 +15,7 @@ from service.domain.values import FolderTransfer, LogLevel, Protocol, Security
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Message, MessageBody, RetrievalTask
+from service.persistence.tables import Message, RetrievalTask
 from service.usecases import domains, retrieval_tasks
 from service.usecases.retrieval import run_task
 from service.usecases.users import add_user
@@ -23,6 +23,7 @@ from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import CuttingProxy, FakeImapServer, TricklingServer
 from tests.mail_samples import EIGHT_BIT, MALFORMED, sample
 from tests.retrieval_env import Env, make_env
+from tests.stored_bodies import stored_raws
 
 
 @pytest.fixture
@@ -140,7 +141,7 @@ async def test_8bit_and_malformed_messages_are_stored_byte_for_byte(env: Env) ->
     task_id = await env.add_task()
     assert (await env.run(task_id)).imported == 2
     async with env.db.read() as session:
-        stored = (await session.exec(select(MessageBody.raw))).all()
+        stored = await stored_raws(session)
     assert sorted(stored) == sorted([EIGHT_BIT, MALFORMED])
 
 

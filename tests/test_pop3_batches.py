@@ -13,9 +13,10 @@ from service.config import Settings
 from service.domain.values import Protocol
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import MessageBody, PopUidl
+from service.persistence.tables import PopUidl
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.retrieval_env import Env, make_env
+from tests.stored_bodies import stored_raws
 
 POP3 = Protocol.POP3
 
@@ -41,7 +42,7 @@ def fill(env: Env, first: int, count: int) -> list[bytes]:
 
 async def stored(env: Env) -> Counter[bytes]:
     async with env.db.read() as session:
-        return Counter((await session.exec(select(MessageBody.raw))).all())
+        return Counter(await stored_raws(session))
 
 
 async def test_a_delete_mode_run_over_several_batches_empties_the_server(env: Env) -> None:

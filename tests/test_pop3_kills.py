@@ -16,16 +16,15 @@ import time
 from collections import Counter
 
 import pytest
-from sqlmodel import select
 
 from service.config import Settings
 from service.domain.values import Protocol, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import MessageBody
 from tests.cli_runner import TRIBUTARY, cli_environment
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.retrieval_env import Env, make_env
+from tests.stored_bodies import stored_raws
 
 KILLS = 20
 NEW_PER_ROUND = 6  # batches of 2: three batches a run, with the DELEs of earlier ones between
@@ -136,4 +135,4 @@ async def _kill_runs_again_and_again(env: Env, doorway: Doorway) -> None:
     assert await run(None) > 0
     assert env.dovecot.message_count(env.mailbox.email) == 0
     async with env.db.read() as db_session:
-        assert Counter((await db_session.exec(select(MessageBody.raw))).all()) == Counter(delivered)
+        assert Counter(await stored_raws(db_session)) == Counter(delivered)

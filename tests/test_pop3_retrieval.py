@@ -16,7 +16,7 @@ from service.config import Settings
 from service.domain.values import LogLevel, Protocol, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import MessageBody, PopUidl, RetrievalTask
+from service.persistence.tables import PopUidl, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases import domains, retrieval_tasks
 from service.usecases.retrieval.pop3_run import uidl_key
@@ -25,6 +25,7 @@ from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import CuttingProxy, FakePop3Server, HoldingProxy
 from tests.mail_samples import EIGHT_BIT, sample
 from tests.retrieval_env import Env, make_env
+from tests.stored_bodies import stored_raws
 
 POP3 = Protocol.POP3
 
@@ -45,7 +46,7 @@ def fill(env: Env, count: int) -> list[bytes]:
 
 async def stored(env: Env) -> list[bytes]:
     async with env.db.read() as session:
-        return sorted((await session.exec(select(MessageBody.raw))).all())
+        return sorted(await stored_raws(session))
 
 
 @pytest.mark.parametrize(

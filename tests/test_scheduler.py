@@ -24,7 +24,7 @@ from service.domain.retrieval import next_run_delay
 from service.domain.values import LogLevel, LogSource, Protocol, RetrievalMethod, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import LogEntry, MessageBody, RetrievalTask
+from service.persistence.tables import LogEntry, RetrievalTask
 from service.persistence.types import utcnow
 from service.scheduler import Scheduler
 from service.usecases.retrieval import Runner
@@ -35,6 +35,7 @@ from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import SlowProxy
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, eventually, make_env
+from tests.stored_bodies import body_count, stored_raws
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ async def test_automatic_tasks_run_on_their_own(env: Env, scheduler: Callable[[S
 
     async def stored() -> int:
         async with env.db.read() as session:
-            return len((await session.exec(select(MessageBody.message_id))).all())
+            return await body_count(session)
 
     async def one() -> bool:
         return await stored() == 1
@@ -128,7 +129,7 @@ async def test_retrieve_now_during_an_automatic_run_joins_it(env: Env) -> None:
         assert now.imported == 60  # the result of the run in progress
     assert len((await run_times(env.db))[task_id]) == 1
     async with env.db.read() as session:
-        assert len((await session.exec(select(MessageBody.message_id))).all()) == 60
+        assert await body_count(session) == 60
 
 
 async def test_run_now_across_processes_reports_already_running(env: Env) -> None:
@@ -209,7 +210,7 @@ async def test_a_killed_worker_loses_its_lease_and_another_finishes(env: Env, tm
 
         async def partly_stored() -> bool:
             async with env.db.read() as session:
-                return len((await session.exec(select(MessageBody.message_id))).all()) > 0
+                return await body_count(session) > 0
 
         try:
             await eventually(partly_stored, within=30, what="the first worker stored a batch")
@@ -221,7 +222,7 @@ async def test_a_killed_worker_loses_its_lease_and_another_finishes(env: Env, tm
             task = await session.get(RetrievalTask, task_id)
             assert task is not None
             assert task.lease_owner is not None
-            partial = len((await session.exec(select(MessageBody.message_id))).all())
+            partial = await body_count(session)
         assert 0 < partial < len(messages)
 
         second = await start_worker(settings, tmp_path / "second.log")
@@ -236,7 +237,7 @@ async def test_a_killed_worker_loses_its_lease_and_another_finishes(env: Env, tm
         finally:
             await stop_worker(second)
     async with env.db.read() as session:
-        raws = (await session.exec(select(MessageBody.raw))).all()
+        raws = await stored_raws(session)
     assert Counter(hashlib.sha256(r).hexdigest() for r in raws) == Counter(
         hashlib.sha256(m).hexdigest() for m in messages
     )
@@ -253,13 +254,13 @@ async def test_graceful_shutdown_keeps_the_batch_and_releases_the_lease(env: Env
 
         async def some() -> bool:
             async with env.db.read() as session:
-                return len((await session.exec(select(MessageBody.message_id))).all()) > 0
+                return await body_count(session) > 0
 
         await eventually(some, within=30, what="a batch committed")
         await runner.shutdown()
         async with env.db.read() as session:
             task = await session.get(RetrievalTask, task_id)
-            stored = len((await session.exec(select(MessageBody.message_id))).all())
+            stored = await body_count(session)
         assert task is not None
         assert task.lease_owner is None
         assert 0 < stored < 100
@@ -310,7 +311,7 @@ async def test_a_round_of_due_tasks_runs_back_to_back_without_waiting_for_ticks(
     finally:
         await scheduler.shutdown()
     async with env.db.read() as session:
-        assert len((await session.exec(select(MessageBody.message_id))).all()) == 10
+        assert await body_count(session) == 10
 
 
 @pytest.mark.parametrize("status", [CredentialStatus.PENDING, CredentialStatus.RECONNECT])

@@ -16,11 +16,12 @@ from service.domain.outbox import OutboxStatus, SendResult
 from service.domain.values import LogLevel, LogSource, Security, SpecialUse
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import Folder, LogEntry, Message, MessageBody, OutboxEntry, SmtpAccount
+from service.persistence.tables import Folder, LogEntry, Message, OutboxEntry, SmtpAccount
 from service.persistence.types import utcnow
 from service.scheduler import Scheduler
 from service.usecases import sending
 from tests.fixtures.smtp import SmtpMode, StartSmtpServer
+from tests.stored_bodies import stored_raws
 from tests.test_smtp_fakes import RawSmtpServer, make_account, make_user, scripted_aiosmtpd, trusting
 
 SECURITY: dict[SmtpMode, Security] = {"plain": Security.NONE, "starttls": Security.STARTTLS, "ssl": Security.SSL}
@@ -29,14 +30,8 @@ NOW = utcnow().replace(microsecond=0)
 
 async def folder_raws(db: Database, user_id: int, use: SpecialUse) -> list[bytes]:
     async with db.read() as session:
-        rows = await session.exec(
-            select(MessageBody.raw)
-            .join(Message, col(Message.id) == MessageBody.message_id)
-            .join(Folder, col(Folder.id) == Message.folder_id)
-            .where(Message.user_id == user_id, Folder.special_use == use)
-            .order_by(col(Message.id))
-        )
-        return list(rows.all())
+        folder = select(Folder.id).where(Folder.user_id == user_id, Folder.special_use == use)
+        return await stored_raws(session, col(Message.user_id) == user_id, col(Message.folder_id).in_(folder))
 
 
 async def logs(db: Database, source: LogSource | None = None) -> list[LogEntry]:
