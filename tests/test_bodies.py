@@ -11,20 +11,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from litestar import Litestar
 from sqlmodel import select
 
 from service.config import Settings
 from service.domain.values import SpecialUse
-from service.errors import BodyDamaged, BodyMissing, BodyUnreadable
+from service.errors import BodyDamaged, BodyMissing
 from service.persistence import mailstore
 from service.persistence.bodies import Bodies, compaction
 from service.persistence.bodies.segments import Segments
 from service.persistence.database import Database
 from service.persistence.tables import Message, MessageBody, MessageBodyRef
 from service.usecases.reading import open_message, open_raw
-from service.usecases.users import add_user
+from service.usecases.users import add_user, find_user
 from tests.cli_runner import tributary
+from tests.fixtures.webapp import ADMIN_EMAIL, WebClient, set_up_admin
 from tests.stored_bodies import body_count
+from web.app import create_app
 
 WORST = [
     b"",
@@ -126,11 +129,35 @@ async def test_a_damaged_or_truncated_segment_is_reported_never_served_as_other_
         await db.dispose()
 
 
-async def test_the_message_view_words_a_damaged_body(settings: Settings) -> None:
-    error = BodyDamaged(7, "segment 1 at 0: SHA-256 differs")
-    assert isinstance(error, BodyUnreadable)
-    assert "damaged or missing" in error.message
-    assert "tributary bodies verify" in error.message
+@pytest.fixture
+def web_app(settings: Settings) -> Litestar:
+    return create_app(settings.model_copy(update={"body_store": "files"}))
+
+
+async def test_the_message_page_and_download_word_a_damaged_body(web_client: WebClient, settings: Settings) -> None:
+    files = settings.model_copy(update={"body_store": "files"})
+    db = Database(files)
+    try:
+        await set_up_admin(web_client)
+        user = await find_user(db=db, email=ADMIN_EMAIL)
+        async with db.write() as session:
+            inbox = (await mailstore.ensure_special_folders(session, user.id))[SpecialUse.INBOX]
+            assert inbox.id is not None
+        secret = b"Subject: payroll\r\n\r\nthe secret figures\r\n"
+        [message_id] = await _store(db, user.id, inbox.id, [secret])
+        assert (await web_client.get(f"/mail/messages/{message_id}")).status_code == 200
+        segment = files.data_dir / "bodies" / "00000001.seg"
+        segment.write_bytes(secret.replace(b"secret", b"SECRET"))
+
+        page = await web_client.get(f"/mail/messages/{message_id}")
+        assert page.headers["content-type"].startswith("text/html")
+        assert "stored copy is damaged or missing" in page.text
+        assert "figures" not in page.text
+        download = await web_client.get(f"/mail/messages/{message_id}/raw")
+        assert download.status_code >= 500
+        assert b"figures" not in download.content
+    finally:
+        await db.dispose()
 
 
 async def _reader(db: Database, user_id: int, expected: dict[int, bytes], stop: asyncio.Event) -> int:
