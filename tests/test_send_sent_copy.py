@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -25,6 +26,7 @@ from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message, OutboxEntry, RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases import retrieval_tasks, sending, smtp_accounts
+from service.usecases.sending import sent_copy
 from service.usecases.users import add_user
 from tests.fixtures import free_ports
 from tests.fixtures.dovecot import DovecotServer, MailUser
@@ -271,3 +273,32 @@ async def test_another_users_task_and_a_pop3_task_are_refused(env: Env, smtp_ser
         )
     with pytest.raises(InvalidInput, match="Save a copy in Sent"):
         await account_with_copy(env, server, mine, email_address="b@example.test", save_copy_in_sent=False)
+
+
+async def test_a_run_that_imported_the_copy_before_its_uid_was_recorded_leaves_one_local_copy(
+    env: Env, smtp_server: StartSmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Push may fetch the appended message the moment it lands, before the outbox records its UID:
+    recording the UID then removes that second local copy."""
+    env.dovecot.create_folder(env.mailbox.email, "Sent")
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    task_id = await env.add_task(folder_transfer=FolderTransfer.ROOT)
+    assert (await env.run(task_id)).errors == []
+    account_id = await account_with_copy(env, server, task_id)
+    real_append = sent_copy._append
+    imported: list[int] = []
+
+    async def append_then_retrieve(*args: Any) -> Any:
+        copy = await real_append(*args)
+        imported.append((await env.run(task_id)).imported)
+        return copy
+
+    monkeypatch.setattr(sent_copy, "_append", append_then_retrieve)
+
+    result = await send(env, account_id)
+
+    assert imported == [1]  # the run did import it
+    assert (await entry_of(env, result.outbox_id)).sent_copy_status is SentCopyStatus.DONE
+    assert len(await local_copies(env, "Hello from Tributary")) == 1
+    assert (await env.run(task_id)).imported == 0
+    assert len(await local_copies(env, "Hello from Tributary")) == 1
