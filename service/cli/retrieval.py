@@ -215,10 +215,21 @@ def retrieval_list(user_email: str, as_json: bool) -> None:
         f"{t['id']}: {t['protocol']} {t['username']}@{t['host']}:{t['port']} ({t['method']})"
         + ("" if t["auth"] == "password" else f" [{t['auth']}: {t['status']}]")
         + _push_words(t)
+        + _import_words(t)
         + (f" - last error: {t['last_error']}" if t["last_error"] else "")
         for t in tasks
     ]
     emit(tasks, as_json=as_json, text="\n".join(lines) or "No retrieval tasks.")
+
+
+def _import_words(task: dict[str, object]) -> str:
+    """ " initial: new" unless "all"; " folders: +INBOX -Spam*" when patterns are set."""
+    words = "" if task["initial"] == "all" else f" initial: {task['initial']}"
+    include, exclude = task["include_folders"], task["exclude_folders"]
+    assert isinstance(include, tuple | list)
+    assert isinstance(exclude, tuple | list)
+    patterns = [f"+{p}" for p in include] + [f"-{p}" for p in exclude]
+    return words + (" folders: " + " ".join(patterns) if patterns else "")
 
 
 def _push_words(task: dict[str, object]) -> str:
