@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import cast
 
 from litestar import Litestar
+from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -129,6 +130,10 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[log_unexpected],
         openapi_config=OPENAPI_CONFIG,
+        # TRIBUTARY_ALLOWED_HOSTS: any other Host header gets 400 (no www redirect: hosts are named exactly).
+        allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.allowed_host_list, www_redirect=False)
+        if settings.allowed_host_list
+        else None,
         # Litestar configures no logging: its request logging records bodies and cookies.
         # AccessLogMiddleware logs method, path and status; log_unexpected logs bugs.
         logging_config=None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 from typing import Any
 
@@ -86,9 +87,9 @@ def serve(host: str, port: int) -> None:
     from web.app import create_app
 
     settings = Settings()
-    configure_logging(settings)
-    ready_or_refuse(settings)
+    ready_or_refuse(settings)  # before logging is configured: a refusal is its one sentence, no INFO lines
     sock = listening_socket(host, port)
+    configure_logging(settings)
     stop_metrics_server = start_metrics_server(settings)  # TRIBUTARY_METRICS_PORT; a taken port is one sentence
     try:
         server = uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(host, port)))
@@ -99,4 +100,8 @@ def serve(host: str, port: int) -> None:
 
 
 def main() -> None:
+    """The `tributary` executable. Umask 077: every file and directory a command creates (database, key
+    file, sessions, backups, exports) is readable by its owner only. (Tests that invoke `cli` in-process
+    keep their own umask.)"""
+    os.umask(0o077)
     cli()

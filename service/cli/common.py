@@ -4,8 +4,7 @@ command, plain-sentence errors on stderr (exit 1) and JSON output for --json.
 `TributaryGroup` is the top-level group: whatever a command raises that an operator can fix
 (a TributaryError, an invalid TRIBUTARY_ setting, an unreachable or unmigrated database) ends
 as one sentence and exit code 1, never a traceback; with --json anywhere on the command line
-the sentence comes as `{"error": "..."}`. It also sets the umask to 077, so every file and
-directory a command creates (database, key file, sessions, exports) is its owner's alone.
+the sentence comes as `{"error": "..."}`.
 """
 
 from __future__ import annotations
@@ -77,7 +76,6 @@ class TributaryGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        os.umask(0o077)
         try:
             return super().invoke(ctx)
         except Exception as exc:

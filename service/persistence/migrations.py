@@ -14,14 +14,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
 
 from service.config import Settings
 
 REPOSITORY_ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+VERSION_TABLE = "alembic_version"  # Alembic's default, which alembic/env.py keeps
 
 
 def script_location() -> Path:
@@ -76,9 +76,10 @@ def head_revisions() -> frozenset[str]:
 def pending_message(connection: Connection) -> str | None:
     """None when the database on `connection` is at the head revisions, else one sentence saying what to do.
 
-    Synchronous (Alembic's MigrationContext); the async engine calls it through `run_sync`.
+    Synchronous; the async engine calls it through `run_sync`. It reads Alembic's version table itself
+    (a MigrationContext would log two INFO lines on every /health probe).
     """
-    current = frozenset(MigrationContext.configure(connection).get_current_heads())
+    current = current_revisions(connection)
     if current == head_revisions():
         return None
     if not current:
@@ -89,6 +90,13 @@ def pending_message(connection: Connection) -> str | None:
             "does not know: it was migrated by a newer version; install that version."
         )
     return "The database has migrations pending: run `tributary db upgrade`."
+
+
+def current_revisions(connection: Connection) -> frozenset[str]:
+    """The revisions the database is at (none before the first `tributary db upgrade`)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return frozenset()
+    return frozenset(connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())  # noqa: S608
 
 
 def _known(revision: str) -> bool:
