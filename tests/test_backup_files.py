@@ -3,6 +3,7 @@ the shared compaction lock, and every refusal of backup and restore in one sente
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -19,6 +20,7 @@ from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
 from service.usecases.backup import backup, take
+from service.usecases.backup.manifest import BackupFailed
 from service.usecases.users import add_user
 from tests.cli_runner import tributary
 from tests.mail_samples import sample
@@ -222,3 +224,26 @@ def test_a_key_from_the_setting_is_not_in_the_backup_and_restore_says_so(setting
     assert not (tmp_path / "backup" / "secret.key").exists()
     assert result.returncode == 0, result.stderr
     assert "The keys came from TRIBUTARY_SECRET_KEY: set it to the same value as before." in result.stdout
+
+
+def test_a_backup_that_fails_part_way_removes_what_it_wrote(
+    keyed: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _segments(keyed)
+    target = tmp_path / "backup"
+    original = take.copy_file  # type: ignore[attr-defined]
+
+    def disk_full(source: Path, destination: Path) -> tuple[int, str]:
+        if destination.name == "secret.key":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(destination))
+        return original(source, destination)
+
+    monkeypatch.setattr(take, "copy_file", disk_full)
+
+    with pytest.raises(BackupFailed) as failed:
+        backup(settings=keyed, directory=target)
+
+    assert failed.value.message == (
+        f"The backup failed, and what it wrote was removed: No space left on device ({target / 'secret.key'})."
+    )
+    assert list(target.iterdir()) == []

@@ -7,10 +7,14 @@ does not exist is created (mode 0700: backups hold the encryption key and the ma
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import shutil
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
-from service.usecases.backup.manifest import BackupRefused
+from service.usecases.backup.manifest import BackupFailed, BackupRefused
 
 
 def empty_directory(path: Path, *, what: str) -> Path:
@@ -35,3 +39,28 @@ def empty_directory(path: Path, *, what: str) -> Path:
             raise BackupRefused(f"{what} {path} cannot be written: the file system is read-only.") from None
         raise BackupRefused(f"{what} {path} cannot be used: {exc.strerror or exc}.") from None
     return path
+
+
+@contextlib.contextmanager
+def emptied_on_failure(path: Path, *, what: str, also: Path | None = None) -> Iterator[None]:
+    """When the block fails, empty `path` again (it was empty when the block began) and remove
+    `also` (a file written outside it); a file-system or SQLite error becomes one sentence."""
+    try:
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            for child in path.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+            if also is not None:
+                also.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise BackupFailed(f"{what} failed, and what it wrote was removed: {exc.strerror or exc}{where}.") from exc
+        if isinstance(exc, sqlite3.Error):
+            raise BackupFailed(
+                f"{what} failed, and what it wrote was removed: the database could not be read ({exc})."
+            ) from exc
+        raise

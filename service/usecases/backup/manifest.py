@@ -29,6 +29,11 @@ class BackupRefused(InvalidInput):
     """The backup or restore cannot start: the directory is not usable; the sentence says why."""
 
 
+class BackupFailed(TributaryError):
+    """Writing the backup, restore or export failed part-way (a full disk, an unreadable file); what
+    was written is removed again, and the sentence says what went wrong."""
+
+
 class BackupDamaged(TributaryError):
     """A backup's file is missing or does not match its checksum: restore refuses the whole backup."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.config import Settings
-from service.usecases.backup.directory import empty_directory
+from service.usecases.backup.directory import emptied_on_failure, empty_directory
 from service.usecases.backup.manifest import (
     DATABASE_FILE,
     BackupDamaged,
@@ -60,6 +60,20 @@ def verify(directory: Path) -> Manifest:
     return manifest
 
 
+def _copy(source: Path, manifest: Manifest, data_dir: Path, database_target: Path | None) -> None:
+    written: set[Path] = {data_dir}
+    for entry in manifest.files:
+        relative = check_relative(entry.path)
+        target = database_target if entry.path == DATABASE_FILE and database_target else data_dir / relative
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        size, digest = copy_file(source / relative, target)
+        if (size, digest) != (entry.size, entry.sha256):
+            raise BackupDamaged(f"{entry.path} changed while it was being restored; restore into a new directory.")
+        written.add(target.parent)
+    for folder in written:
+        fsync_directory(folder)
+
+
 def restore(*, settings: Settings, directory: Path) -> RestoreReport:
     """Restore the backup in `directory` into the settings' data directory, which must be empty."""
     source = directory.expanduser().absolute()
@@ -78,17 +92,8 @@ def restore(*, settings: Settings, directory: Path) -> RestoreReport:
     database_target = sqlite_path(settings) if settings.is_sqlite else None
     if database_target is not None and database_target.exists():
         raise BackupRefused(f"A database already exists at {database_target}; restore needs a new one.")
-    written: set[Path] = {data_dir}
-    for entry in manifest.files:
-        relative = check_relative(entry.path)
-        target = database_target if entry.path == DATABASE_FILE and database_target else data_dir / relative
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        size, digest = copy_file(source / relative, target)
-        if (size, digest) != (entry.size, entry.sha256):
-            raise BackupDamaged(f"{entry.path} changed while it was being restored; restore into a new directory.")
-        written.add(target.parent)
-    for folder in written:
-        fsync_directory(folder)
+    with emptied_on_failure(data_dir, what="The restore", also=database_target):
+        _copy(source, manifest, data_dir, database_target)
     steps = []
     if manifest.database != "sqlite":
         steps.append("Restore the PostgreSQL database with pg_restore (README, Backups).")

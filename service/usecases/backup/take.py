@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from service.config import Settings
 from service.persistence.secrets import KEY_FILE_NAME, key_file_in_use
-from service.usecases.backup.directory import empty_directory
+from service.usecases.backup.directory import emptied_on_failure, empty_directory
 from service.usecases.backup.manifest import (
     BODIES_DIR,
     DATABASE_FILE,
@@ -132,6 +132,11 @@ def _copy_bodies(bodies: Path, target: Path) -> list[BackupFile]:
 def backup(*, settings: Settings, directory: Path) -> BackupReport:
     """Write a consistent backup of the running service into `directory` (new or empty)."""
     target = empty_directory(directory, what="The backup directory")
+    with emptied_on_failure(target, what="The backup"):
+        return _write(settings, target)
+
+
+def _write(settings: Settings, target: Path) -> BackupReport:
     bodies = settings.data_dir / BODIES_DIR
     files: list[BackupFile] = []
     revision: str | None = None

@@ -31,7 +31,7 @@ from service.domain.mailbox import FolderView
 from service.domain.values import SpecialUse
 from service.errors import NotFound
 from service.persistence.database import Database
-from service.usecases.backup import empty_directory
+from service.usecases.backup.directory import emptied_on_failure, empty_directory
 from service.usecases.export.bodies import StoredMessage, folder_messages, present
 from service.usecases.reading import list_folders
 
@@ -107,13 +107,14 @@ async def export_maildir(
             raise NotFound(f"There is no folder {folder_path!r}.")
     root = empty_directory(directory, what="The export directory")
     inbox = next((f.path for f in every if f.special_use is SpecialUse.INBOX), None)
-    _make_maildir(root, subfolder=False)
     messages = total = 0
-    for folder in folders:
-        name = maildir_name(folder, inbox)
-        path = root / name if name else root
-        _make_maildir(path, subfolder=bool(name))
-        count, size = await _write_folder(db, user_id, folder, path)
-        messages += count
-        total += size
+    with emptied_on_failure(root, what="The export"):
+        _make_maildir(root, subfolder=False)
+        for folder in folders:
+            name = maildir_name(folder, inbox)
+            path = root / name if name else root
+            _make_maildir(path, subfolder=bool(name))
+            count, size = await _write_folder(db, user_id, folder, path)
+            messages += count
+            total += size
     return MaildirReport(directory=str(root), folders=len(folders), messages=messages, bytes=total)
