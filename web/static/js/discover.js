@@ -13,7 +13,8 @@
  *
  * The port is set after the security choice without firing its change event,
  * so the usual-port suggestion (htmx, GET /settings/port) does not overwrite a
- * port the lookup found. A newer lookup wins over an older one still running.
+ * port the lookup found. A newer lookup wins over an older one still running,
+ * and a server typed while the lookup ran is kept.
  *
  * No inline script and no eval (the Content-Security-Policy allows neither).
  */
@@ -76,7 +77,15 @@
     return wanted;
   }
 
-  function fill(data) {
+  function fill(data, hostBefore) {
+    var host = field("host");
+    if (host && host.value !== hostBefore) {
+      // The user typed a server while the lookup ran: theirs stands.
+      list.hidden = true;
+      say(data.message + " The server you typed was kept.");
+      showOauth(data);
+      return;
+    }
     var protocol = chooseProtocol(data);
     var server = data[protocol];
     list.textContent = "";
@@ -126,6 +135,8 @@
     if (email.indexOf("@") < 1 || email === lastLooked) return;
     lastLooked = email;
     var mine = ++counter;
+    var hostField = field("host");
+    var hostBefore = hostField ? hostField.value : "";
     progress.hidden = false;
     say("");
     fetch("/api/v1/discover?email=" + encodeURIComponent(email), {
@@ -143,7 +154,7 @@
           say(answer.body && answer.body.error ? answer.body.error : "The servers could not be looked up.");
           return;
         }
-        fill(answer.body);
+        fill(answer.body, hostBefore);
       })
       .catch(function () {
         if (mine === counter) say("The servers could not be looked up: enter them yourself.");
