@@ -1,0 +1,118 @@
+"""IMAP retrieval under SIGKILL, on both body stores (issue 20): `tributary retrieval run` killed at
+random points of its session, again and again with new mail arriving in between, and then left to
+finish, has stored every message exactly once, byte for byte, and `bodies verify` finds nothing
+wrong. With segment files, a kill between a batch's fdatasync and its commit leaves only bytes that
+nothing references; the next run fetches the batch again and references its new copy.
+
+The runs reach Dovecot through the POP3 kill test's proxy (`Doorway`), so the seeded random delays
+fall inside the IMAP session rather than in the process's start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.config import Settings
+from service.domain.values import Protocol, Security
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from tests.cli_runner import TRIBUTARY, cli_environment, tributary
+from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.retrieval_env import Env, make_env
+from tests.stored_bodies import stored_raws
+from tests.test_pop3_kills import Doorway
+
+KILLS = 20
+NEW_PER_ROUND = 6  # batches of 2
+
+
+@pytest.fixture(params=["files", "database"])
+async def env(
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    secret_box: SecretBox,
+    dovecot: DovecotServer,
+    mail_user: MailUser,
+) -> AsyncIterator[Env]:
+    chosen = settings.model_copy(update={"retrieval_batch_messages": 2, "body_store": request.param})
+    db = Database(chosen)
+    yield await make_env(db, chosen, secret_box, dovecot, mail_user)
+    await db.dispose()
+
+
+def fill(env: Env, first: int, count: int) -> list[bytes]:
+    """`count` messages numbered from `first` (every fifth a larger one), delivered to the server's inbox."""
+    messages = [
+        f"Subject: kill {n}\r\nMessage-ID: <{n}@bodies-kills.test>\r\n\r\n".encode()
+        + (b"body %d\r\n" % n) * (1 + 4000 * (n % 5 == 0))
+        for n in range(first, first + count)
+    ]
+    for raw in messages:
+        env.dovecot.deliver(env.mailbox.email, raw)
+    return messages
+
+
+@pytest.mark.timeout(900)
+async def test_imap_runs_killed_at_random_points_store_every_message_once_on_either_store(env: Env) -> None:
+    async with Doorway(env.dovecot.imap_port) as doorway:
+        await _kill_runs_again_and_again(env, doorway)
+
+
+async def _kill_runs_again_and_again(env: Env, doorway: Doorway) -> None:
+    task_id = await env.add_task(Protocol.IMAP, port=doorway.port, security=Security.NONE)
+    environment = cli_environment(env.settings)
+
+    async def run(kill_after: float | None) -> float:
+        """One `tributary retrieval run`, SIGKILLed `kill_after` seconds after it connects unless it
+        ended first. Returns how long its session lasted; -1 when it was killed."""
+        doorway.connected.clear()
+        process = await asyncio.create_subprocess_exec(
+            *(TRIBUTARY, "retrieval", "run", str(task_id), "--json"),
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        ended = asyncio.ensure_future(process.wait())
+        arrived = asyncio.ensure_future(doorway.connected.wait())
+        await asyncio.wait([ended, arrived], return_when="FIRST_COMPLETED")
+        arrived.cancel()
+        connected = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.shield(ended), kill_after)
+        except TimeoutError:
+            os.kill(process.pid, signal.SIGKILL)
+        stdout, stderr = await process.communicate()
+        if process.returncode == -signal.SIGKILL:
+            return -1
+        assert process.returncode == 0, stderr
+        shown = json.loads(stdout)
+        assert (shown["already_running"], shown["errors"]) == (False, []), shown
+        return time.monotonic() - connected
+
+    delivered = fill(env, 0, NEW_PER_ROUND)
+    session = await run(None)  # a whole run: how long its session takes on this machine
+    assert session > 0
+
+    chance = random.Random(20)
+    kills = 0
+    for _ in range(3 * KILLS):
+        delivered += fill(env, len(delivered), NEW_PER_ROUND)
+        kills += await run(chance.uniform(0, 0.9) * session) < 0
+        if kills == KILLS:
+            break
+    assert kills == KILLS
+
+    assert await run(None) > 0
+    async with env.db.read() as db_session:
+        assert Counter(await stored_raws(db_session)) == Counter(delivered)  # each once, byte for byte
+    verified = tributary(env.settings, "bodies", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["checked"] == len(delivered)
