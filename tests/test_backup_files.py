@@ -20,7 +20,7 @@ from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
 from service.usecases.backup import backup, take
-from service.usecases.backup.manifest import BackupFailed
+from service.usecases.backup.manifest import BackupDamaged, BackupFailed
 from service.usecases.users import add_user
 from tests.cli_runner import tributary
 from tests.mail_samples import sample
@@ -246,4 +246,29 @@ def test_a_backup_that_fails_part_way_removes_what_it_wrote(
     assert failed.value.message == (
         f"The backup failed, and what it wrote was removed: No space left on device ({target / 'secret.key'})."
     )
+    assert list(target.iterdir()) == []
+
+
+async def test_a_segment_the_snapshot_needs_but_the_copy_lacks_fails_the_backup(
+    keyed: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not keyed.is_sqlite:
+        pytest.skip("the check reads the SQLite snapshot; PostgreSQL's is pg_dump's")
+    db = Database(keyed)
+    try:
+        user = await add_user(db=db, email="owner@example.test", password="long enough")
+        async with db.write() as session:
+            inbox = await folder_by_path(session, user.id, "Inbox")
+            assert inbox.id is not None
+            await deliver(session, user_id=user.id, folder_id=inbox.id, raw=sample("in a segment"))
+    finally:
+        await db.dispose()
+    assert list((keyed.data_dir / "bodies").glob("*.seg"))  # the files store wrote it
+    monkeypatch.setattr(take, "_copy_bodies", lambda bodies, target: [])  # as if compaction had deleted it
+    target = tmp_path / "backup"
+
+    with pytest.raises(BackupDamaged) as failed:
+        backup(settings=keyed, directory=target)
+
+    assert "body segment 1 is missing or shorter than the database says" in failed.value.message
     assert list(target.iterdir()) == []
