@@ -27,6 +27,7 @@ def settings(settings: Settings, dns_zone: Zone, silent_dns: str, request: pytes
             "discovery_nameservers": silent_dns if silent else dns_zone.nameservers,
             "discovery_timeout_seconds": 1 if silent else 4,
             "oauth_google_client_id": "test-client.apps.example",
+            "public_url": "http://127.0.0.1:9",  # only the redirect URI's text: Google's page is stubbed
         }
     )
 
@@ -99,6 +100,15 @@ def test_a_provider_that_needs_oauth2_offers_its_sign_in(
     expect(sign_in.get_by_role("button", name="Sign in with Google")).to_be_visible()
     expect(sign_in.locator("input[name='provider']")).to_have_value("google")
     assert problems == []
+    # The button starts the same sign-in as "Sign in with Google" above: Google's consent page, stubbed here.
+    page.route(
+        "https://accounts.google.com/**",
+        lambda route: route.fulfill(status=200, content_type="text/html", body="<h1>Google consent</h1>"),
+    )
+    sign_in.get_by_role("button", name="Sign in with Google").click()
+    expect(page.get_by_role("heading", name="Google consent")).to_be_visible()
+    assert page.url.startswith("https://accounts.google.com/o/oauth2/v2/auth?")
+    assert "client_id=test-client.apps.example" in page.url
 
 
 def test_the_smtp_form_looks_up_its_own_address_field(
