@@ -267,3 +267,13 @@ async def test_no_password_reaches_the_logs(
     assert WRONG_REMOTE_PASSWORD not in worker_log
     assert env.mailbox.password not in worker_log
     json_lines(err.decode())
+
+
+async def test_probes_are_logged_only_at_debug(web_client: WebClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Load balancers and Prometheus ask every few seconds: their requests would drown the other lines."""
+    caplog.set_level(logging.INFO)
+    await web_client.get("/health")
+    await web_client.get("/login")
+    access = [r.getMessage() for r in caplog.records if r.name == "web.access"]
+    assert any(line.startswith("GET /login ") for line in access), access
+    assert not any(line.startswith("GET /health ") for line in access), access

@@ -51,6 +51,8 @@ def add_security_headers(headers: MutableScopeHeaders) -> None:
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
+QUIET_PATHS = frozenset({"/mail/pulse", "/health", "/metrics"})
+"""Requests logged at DEBUG only: polled every few seconds, they would drown the other lines."""
 
 
 class RequestContextMiddleware:
@@ -131,8 +133,9 @@ class AccessLogMiddleware:
             status = exc.status_code if isinstance(exc, HTTPException) else 500
             raise
         finally:
-            # Static files and the open mail page's pulse (every few seconds per tab) only at DEBUG.
-            quiet = scope["path"].startswith("/static/") or scope["path"] == "/mail/pulse"
+            # Static files, the open mail page's pulse (every few seconds per tab) and the probes of load
+            # balancers and Prometheus (every few seconds) only at DEBUG.
+            quiet = scope["path"].startswith("/static/") or scope["path"] in QUIET_PATHS
             level = logging.DEBUG if quiet else logging.INFO
             elapsed_ms = (time.perf_counter() - started) * 1000
             access_log.log(level, "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
