@@ -12,6 +12,7 @@ from sqlalchemy import update
 from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.tables import Domain
+from service.usecases.discovery import LOOKUPS_PER_MINUTE
 from service.usecases.users import add_user
 from tests.cli_runner import TRIBUTARY, cli_environment
 from tests.fixtures.discovery import Zone
@@ -155,3 +156,13 @@ def test_the_cli_refuses_a_line_break_in_the_address(settings: Settings, dns_zon
     assert result.returncode == 1
     assert result.stderr.strip() == "An email address cannot contain line breaks or control characters."
     assert dns_zone.asked == []
+
+
+async def test_the_api_limits_look_ups_per_user(web_client: WebClient) -> None:
+    await set_up_admin(web_client)
+    for _ in range(LOOKUPS_PER_MINUTE):
+        ok(await web_client.get("/api/v1/discover", params={"email": "someone@gmail.com"}))
+    response = await web_client.get("/api/v1/discover", params={"email": "someone@gmail.com"})
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.json()["error"].startswith(f"You can look up addresses {LOOKUPS_PER_MINUTE} times a minute.")

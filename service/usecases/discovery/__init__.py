@@ -20,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 import ssl
+import threading
+import weakref
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -41,8 +44,13 @@ from service.persistence.tables import Domain, User
 from service.protocols.discovery import DnsLookup, fetch_https, nameservers
 from service.protocols.tls import client_context
 from service.usecases.domains import outbound_policy
+from service.usecases.rate_limit import WINDOW_SECONDS, RateLimiter, TooManyAttempts
 
 log = logging.getLogger(__name__)
+
+LOOKUPS_PER_MINUTE = 30
+_limiters: weakref.WeakKeyDictionary[object, RateLimiter] = weakref.WeakKeyDictionary()  # per Database
+_limiters_lock = threading.Lock()
 
 __all__ = ["discover", "discover_for_user", "global_policy", "to_dict"]
 
@@ -180,6 +188,21 @@ def _choose(
     return Discovery(address, tuple(guessed), Source.MX_GUESS if guessed else None, tried=tried)
 
 
+def check_lookups(owner: object, user_id: int) -> None:
+    """Count one look-up for the user, or raise TooManyAttempts (a sliding minute, per process)."""
+    with _limiters_lock:
+        limiter = _limiters.get(owner)
+        if limiter is None:
+            limiter = _limiters[owner] = RateLimiter(LOOKUPS_PER_MINUTE, WINDOW_SECONDS)
+    wait = limiter.retry_after(("discover", user_id))
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyAttempts(
+            f"You can look up addresses {LOOKUPS_PER_MINUTE} times a minute. Wait {seconds} seconds, then try again.",
+            retry_after=seconds,
+        )
+
+
 def global_policy(settings: Settings) -> OutboundPolicy:
     """The policy without a user's domain: TRIBUTARY_OUTBOUND_ALLOW only (the CLI without --user)."""
     return build_policy(settings.outbound_allow, "")
@@ -196,8 +219,11 @@ async def discover_for_user(
     tls: ssl.SSLContext | None = None,
     https_port: int = 443,
 ) -> Discovery:
-    """`discover` under the user's domain policy, with the OAuth2 sign-in the domain offers named."""
-    parse_address(email)  # a bad address is refused before the database is asked
+    """`discover` under the user's domain policy, with the OAuth2 sign-in the domain offers named.
+    At most LOOKUPS_PER_MINUTE per user (TooManyAttempts): each look-up makes DNS queries and HTTPS
+    requests on the user's behalf."""
+    parse_address(email)  # a bad address is refused before the database is asked (and is not counted)
+    check_lookups(db, user_id)
     async with db.read() as session:
         domain = (await session.exec(select(Domain).join(User).where(User.id == user_id))).one()
         policy, oauth_on = outbound_policy(settings, domain), domain.oauth_enabled

@@ -18,7 +18,7 @@ Errors are always `{"error": "<one sentence>"}` (ErrorBody), whatever raised the
 - 404 nothing with that id for this user (another user's looks the same);
 - 409 a clash with what exists (a duplicate address, the account limit);
 - 413 a body larger than the server accepts;
-- 429 too many Test Connections (the Retry-After header says how many seconds to wait);
+- 429 too many Test Connections or address look-ups (the Retry-After header says how many seconds to wait);
 - 502 a remote server could not be used (an OAuth2 provider's discovery, for a sign-in start).
 
 Each route declares its own with `reads(...)` or `writes(...)`: those add 401, and for
@@ -69,7 +69,8 @@ _MEANING = {
     404: "Nothing with this id belongs to the signed-in user.",
     409: "The request clashes with what exists.",
     413: "The request body is larger than Tributary accepts.",
-    429: "Too many Test Connections just now; the Retry-After header says how many seconds to wait.",
+    429: "Too many Test Connections or address look-ups just now; the Retry-After header says how many seconds "
+    "to wait.",
     502: "A remote server (an OAuth2 provider) could not be reached or refused; the sentence says what to do.",
 }
 

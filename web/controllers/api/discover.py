@@ -7,7 +7,8 @@ user's domain policy), DNS SRV records, then the MX hosts as a guess. `imap`,
 `pop3` and `smtp` are the best server of each (null: none found); `servers`
 all of them. `oauth2` says whether the provider needs OAuth2 sign-in and
 whether this server offers it (`offered`, with its `label`). An address that is
-not one answers 400; finding nothing is a 200 with `found` false.
+not one answers 400; finding nothing is a 200 with `found` false; more than 30 look-ups a minute
+answer 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class DiscoverOut(msgspec.Struct):
     tried: list[str]
 
 
-@get("/discover", tags=["Set-up"], **reads(400))
+@get("/discover", tags=["Set-up"], **reads(400, 429))
 async def discover(
     db: NamedDependency[Database],
     settings: NamedDependency[Settings],
