@@ -70,10 +70,9 @@ async def _autoconfig(
     for url in _urls(address.domain, https_port):
         try:
             body = await fetch_https(url, lookup=lookup, policy=policy, tls=tls, seconds=seconds, max_bytes=MAX_BYTES)
-        except ConnectionNotAllowed:
-            tried.append(f"{url}: not allowed by the outbound policy")
-            continue
-        except (httpx.HTTPError, ServerUnavailable, ssl.SSLError, OSError):
+        except (ConnectionNotAllowed, httpx.HTTPError, ServerUnavailable, ssl.SSLError, OSError):
+            # One sentence whatever the reason (as service.protocols.outbound): a host the policy refuses
+            # must not be told apart from one that is down, or the lookup would map the internal network.
             tried.append(f"{url}: could not be reached")
             continue
         if body is None:
