@@ -265,3 +265,11 @@ async def test_migrate_moves_every_body_both_ways_and_resumes(settings: Settings
         assert (settings.data_dir / "bodies" / "00000001.seg").stat().st_size > 0  # garbage until compaction
     finally:
         await db.dispose()
+
+
+def test_the_body_store_defaults_to_files_on_sqlite_and_the_table_on_postgresql(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).resolved_body_store == "files"
+    postgres = Settings(data_dir=tmp_path, database_url="postgresql://u@127.0.0.1/db")
+    assert postgres.resolved_body_store == "database"
+    chosen = Settings(data_dir=tmp_path, database_url="postgresql://u@127.0.0.1/db", body_store="files")
+    assert chosen.resolved_body_store == "files"
