@@ -25,6 +25,8 @@ from service.persistence.mailstore import read_raw
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message, OutboxEntry, RetrievalTask
 from service.persistence.types import utcnow
+from service.protocols.imap import RemoteFolder
+from service.protocols.imap.append import appenduid, find_sent_folder
 from service.usecases import retrieval_tasks, sending, smtp_accounts
 from service.usecases.sending import sent_copy
 from service.usecases.users import add_user
@@ -302,3 +304,34 @@ async def test_a_run_that_imported_the_copy_before_its_uid_was_recorded_leaves_o
     assert len(await local_copies(env, "Hello from Tributary")) == 1
     assert (await env.run(task_id)).imported == 0
     assert len(await local_copies(env, "Hello from Tributary")) == 1
+
+
+async def test_a_sent_folder_with_a_non_ascii_name_is_found_and_its_copy_not_imported_again(
+    env: Env, smtp_server: StartSmtpServer
+) -> None:
+    env.dovecot.create_folder(env.mailbox.email, "Éléments envoyés")
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    task_id = await env.add_task()
+    account_id = await account_with_copy(env, server, task_id)
+
+    result = await send(env, account_id, subject="Ça marche")
+
+    entry = await entry_of(env, result.outbox_id)
+    assert (entry.sent_copy_status, entry.sent_copy_folder) == (SentCopyStatus.DONE, "Éléments envoyés")
+    assert "Sent" not in env.dovecot.folders(env.mailbox.email)
+    assert len(remote_sent(env, "Éléments envoyés")) == 1
+    assert (await env.run(task_id)).imported == 0
+    assert len(await local_copies(env, "Ça marche")) == 1
+
+
+def test_the_sent_folder_is_the_special_use_one_then_a_common_name() -> None:
+    def folder(path: str, special: bytes | None = None) -> RemoteFolder:
+        return RemoteFolder(name=path, path=path, special_use=special)
+
+    marked = folder("Postausgang", b"\\Sent")
+    assert find_sent_folder([folder("INBOX"), folder("Sent"), marked]) == marked
+    assert find_sent_folder([folder("INBOX"), folder("sent items")]) == folder("sent items")
+    assert find_sent_folder([folder("INBOX"), folder("Drafts")]) is None
+    assert appenduid(b"[APPENDUID 1712 42] Append completed.") == (1712, 42)
+    assert appenduid(b"Append completed.") == (None, None)
+    assert appenduid(None) == (None, None)
