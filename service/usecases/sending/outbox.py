@@ -8,6 +8,7 @@ then every due copy for a remote Sent folder (APPEND only: those are sent).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime
 
@@ -27,6 +28,7 @@ from service.usecases.sending.attempt import attempt_delivery
 from service.usecases.sending.entries import recipients_of, store_recipients, view_of
 from service.usecases.sending.sent_copy import attempt_sent_copy, due_copies
 
+log = logging.getLogger(__name__)
 DEFAULT_BATCH = 1000  # a round of the scheduler's outbox job (every 30 s)
 STALE_TEXT = (
     "Tributary stopped while this message was being sent, so whether it was delivered is unknown. "
@@ -92,7 +94,10 @@ async def process_due_outbox(
                 continue
             results.append(result)
     for entry_id in await due_copies(db, now, limit):  # copies for remote Sent folders: delivery is over
-        await attempt_sent_copy(db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now)
+        try:
+            await attempt_sent_copy(db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now)
+        except Exception:  # one copy's bug must not stop the round (it stays pending, or appending until stale)
+            log.exception("could not attempt the Sent copy of outbox entry %s", entry_id)
     return results
 
 

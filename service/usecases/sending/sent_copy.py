@@ -152,7 +152,13 @@ async def _claim(
             _log(session, entry, LogLevel.ERROR, exc.message)
             session.add(entry)
             return None
-        raw = await read_raw(session, user_id=entry.user_id, message_id=message.id or 0)
+        try:
+            raw = await read_raw(session, user_id=entry.user_id, message_id=message.id or 0)
+        except TributaryError as exc:  # its stored bytes are unreadable: nothing to append, ever
+            _settle(entry, SentCopyStatus.FAILED, exc.message, now)
+            _log(session, entry, LogLevel.ERROR, exc.message)
+            session.add(entry)
+            return None
         entry.sent_copy_status = SentCopyStatus.APPENDING
         entry.sent_copy_attempts += 1
         entry.sent_copy_attempted_at = now
