@@ -37,6 +37,7 @@ from service.persistence.tables import RetrievalTask
 from service.persistence.types import utcnow
 from service.usecases.retrieval.holder import this_process
 from service.usecases.retrieval.lease import Lease, _free, _stamp, give_back
+from service.usecases.retrieval.push_batch import taking_turns
 from service.usecases.retrieval.push_fetch import NoLongerPushing, Pushed, read_many
 
 MOST_CLAIMS = 256  # tasks in one claim transaction
@@ -47,8 +48,17 @@ Claimed = tuple[Lease, Pushed] | None
 class GroupClaim:
     """The process's claimer of fast-path leases (see the module docstring)."""
 
-    def __init__(self, db: Database, *, owner: Callable[[], str], push_owner: str, seconds: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        owner: Callable[[], str],
+        push_owner: str,
+        seconds: Callable[[], int],
+        turns: asyncio.Lock | None = None,
+    ) -> None:
         self.db = db
+        self._turns = turns  # shared with the group commit (push_batch.writers_turns)
         self._owner = owner
         self._push_owner = push_owner
         self._seconds = seconds
@@ -98,7 +108,7 @@ class GroupClaim:
     async def _claim(self, task_ids: list[int]) -> dict[int, Claimed | BaseException]:
         owner, seconds = self._owner(), self._seconds()
         now = utcnow()
-        async with self.db.write() as session:
+        async with taking_turns(self._turns), self.db.write() as session:
             connection = await session.connection()
             taken = await connection.execute(
                 update(RetrievalTask)

@@ -49,7 +49,7 @@ from service.usecases.retrieval.lease import (
     renew,
     worker_identity,
 )
-from service.usecases.retrieval.push_batch import GroupCommit
+from service.usecases.retrieval.push_batch import GroupCommit, writers_turns
 from service.usecases.retrieval.push_claim import GroupClaim
 from service.usecases.retrieval.push_fetch import (
     FetchingConnection,
@@ -97,9 +97,10 @@ class Runner:
         self._push: dict[int, _PushDemand] = {}
         self._push_loops: dict[int, asyncio.Task[None]] = {}
         self._push_slots = asyncio.Semaphore(push_concurrency(settings))
-        self.group_commit = GroupCommit(db)  # the fast paths' batches, many tasks per transaction
+        turns = writers_turns(db)
+        self.group_commit = GroupCommit(db, turns=turns)  # the fast paths' batches, many tasks per transaction
         self.group_claim = GroupClaim(
-            db, owner=self._owner, push_owner=self.worker_id, seconds=lambda: self.settings.lease_seconds
+            db, owner=self._owner, push_owner=self.worker_id, seconds=lambda: self.settings.lease_seconds, turns=turns
         )
         self._fast_slots = asyncio.Semaphore(FAST_PATHS)  # they open no connection; their writes are grouped
         self._claims = itertools.count(1)
