@@ -58,6 +58,7 @@ def test_typing_the_address_fills_the_retrieval_task_form(
     settings: Settings, live_server: str, browser: Browser, dns_zone: Zone
 ) -> None:
     dns_zone.add("_pop3s._tcp.example.test", "SRV", "0 1 1995 pop.example.test.")
+    dns_zone.add("pop.example.test", "A", "127.0.0.1")
     page, problems = _open(browser, live_server, "/settings/retrieval/new")
     expect(page.get_by_role("heading", name="Set up from your address")).to_be_visible()
     page.get_by_label("POP3", exact=True).check()
@@ -76,6 +77,7 @@ def test_typing_the_address_fills_the_retrieval_task_form(
     expect(page.locator("#discover-oauth")).to_be_hidden()
     # Another address: IMAP found by the MX guess, and the protocol follows what was found.
     dns_zone.add("elsewhere.test", "MX", "10 mx.elsewhere.test.")
+    dns_zone.add("mx.elsewhere.test", "A", "127.0.0.1")
     address.fill("jo@elsewhere.test")
     page.get_by_role("button", name="Find the servers").click()
     expect(page.locator("#discover-result")).to_contain_text("A guess from elsewhere.test's MX records")
@@ -116,6 +118,7 @@ def test_the_smtp_form_looks_up_its_own_address_field(
 ) -> None:
     dns_zone.add("_submissions._tcp.example.test", "SRV", "0 1 465 smtp.example.test.")
     dns_zone.add("_submission._tcp.example.test", "SRV", "0 1 587 smtp.example.test.")
+    dns_zone.add("smtp.example.test", "A", "127.0.0.1")
     page, problems = _open(browser, live_server, "/settings/smtp/new")
     address = page.get_by_label("Email address")
     address.fill("jo@example.test")

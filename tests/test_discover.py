@@ -22,7 +22,7 @@ from service.protocols.discovery import DnsLookup, nameservers
 from service.usecases.discovery import discover, to_dict
 from tests.fixtures.discovery import AutoconfigServer, Zone
 
-LOOPBACK = OutboundPolicy.parse(["127.0.0.0/8"])
+LOOPBACK = OutboundPolicy.parse(["127.0.0.0/8", "::1/128"])
 AUTOCONFIG_PATH = "/mail/config-v1.1.xml"
 WELL_KNOWN_PATH = "/.well-known/autoconfig/mail/config-v1.1.xml"
 
@@ -208,6 +208,7 @@ async def test_a_broken_or_hostile_document_is_passed_over(
 ) -> None:
     dns_zone.add("autoconfig.example.test", "A", "127.0.0.1")
     dns_zone.add("example.test", "MX", "10 mx.example.test.")
+    dns_zone.add("mx.example.test", "A", "127.0.0.1")
     autoconfig_server.serve("autoconfig.example.test", AUTOCONFIG_PATH, HOSTILE[kind])
     found = await find("ada@example.test", tmp_path, dns_zone, autoconfig_server)
     assert found.source is Source.MX_GUESS
@@ -280,6 +281,8 @@ async def test_srv_records_prefer_implicit_tls_and_low_priority(tmp_path: Path, 
     dns_zone.add("_pop3s._tcp.example.test", "SRV", "0 0 0 .")  # RFC 2782: not offered
     dns_zone.add("_submission._tcp.example.test", "SRV", "0 1 587 smtp.example.test.")
     dns_zone.add("_submissions._tcp.example.test", "SRV", "0 1 465 smtp.example.test.")
+    for host in ("plain-imap", "backup-imap", "imap", "smtp"):
+        dns_zone.add(f"{host}.example.test", "A", "127.0.0.1")
     found = await find("ada@example.test", tmp_path, dns_zone)
     assert found.source is Source.DNS_SRV
     assert [(s.protocol, s.host, s.port, s.security) for s in found.servers] == [
@@ -312,6 +315,7 @@ async def test_a_custom_domain_at_google_is_recognised_by_its_mx(tmp_path: Path,
 async def test_the_mx_host_is_a_last_guess_marked_as_one(tmp_path: Path, dns_zone: Zone) -> None:
     dns_zone.add("example.test", "MX", "20 mx2.example.test.")
     dns_zone.add("example.test", "MX", "10 mx1.example.test.")
+    dns_zone.add("mx1.example.test", "AAAA", "::1")
     found = await find("ada@example.test", tmp_path, dns_zone)
     assert found.source is Source.MX_GUESS
     assert found.guess
@@ -324,6 +328,21 @@ async def test_the_mx_host_is_a_last_guess_marked_as_one(tmp_path: Path, dns_zon
     answer = to_dict(found)
     assert answer["guess"] is True
     assert answer["source"] == "mx-guess"
+
+
+async def test_servers_dns_names_that_the_policy_refuses_are_left_out_unnamed(tmp_path: Path, dns_zone: Zone) -> None:
+    """SRV and MX names that lead only to refused (internal) addresses, or to none, are not offered and
+    not named: the lookup must not show what the server's resolver knows of the internal network."""
+    dns_zone.add("_imaps._tcp.example.test", "SRV", "0 1 993 imap.corp.example.test.")
+    dns_zone.add("imap.corp.example.test", "A", "10.1.2.3")
+    dns_zone.add("_submissions._tcp.example.test", "SRV", "0 1 465 nowhere.example.test.")
+    dns_zone.add("example.test", "MX", "10 mx.corp.example.test.")
+    dns_zone.add("mx.corp.example.test", "A", "192.168.1.1")
+    found = await find("ada@example.test", tmp_path, dns_zone)
+    assert found.source is None
+    assert found.servers == ()
+    assert not any("corp" in line or "nowhere" in line for line in found.tried), found.tried
+    assert "2 server(s) left out: they could not be reached" in found.tried
 
 
 async def test_nothing_found_says_so(tmp_path: Path, dns_zone: Zone) -> None:

@@ -71,6 +71,8 @@ async def test_the_api_does_not_offer_a_sign_in_the_domain_turned_off(web_client
 async def test_the_api_finds_srv_records_and_says_where(web_client: WebClient, dns_zone: Zone) -> None:
     dns_zone.add("_imaps._tcp.example.test", "SRV", "0 1 993 imap.example.test.")
     dns_zone.add("_submission._tcp.example.test", "SRV", "0 1 587 smtp.example.test.")
+    dns_zone.add("imap.example.test", "A", "127.0.0.1")
+    dns_zone.add("smtp.example.test", "A", "127.0.0.1")
     await set_up_admin(web_client)
     body = ok(await web_client.get("/api/v1/discover", params={"email": ADDRESS}))
     assert body["source"] == "dns-srv"
@@ -84,6 +86,7 @@ async def test_the_api_finds_srv_records_and_says_where(web_client: WebClient, d
 
 async def test_the_api_marks_the_mx_guess(web_client: WebClient, dns_zone: Zone) -> None:
     dns_zone.add("example.test", "MX", "10 mail.example.test.")
+    dns_zone.add("mail.example.test", "A", "127.0.0.1")
     await set_up_admin(web_client)
     body = ok(await web_client.get("/api/v1/discover", params={"email": ADDRESS}))
     assert body["source"] == "mx-guess"
@@ -119,6 +122,7 @@ async def test_the_openapi_document_describes_discover(web_client: WebClient) ->
 
 def test_the_cli_prints_what_was_found_and_where_as_json(settings: Settings, dns_zone: Zone) -> None:
     dns_zone.add("_imaps._tcp.example.test", "SRV", "0 1 993 imap.example.test.")
+    dns_zone.add("imap.example.test", "A", "127.0.0.1")
     result = discover_cli(settings, ADDRESS, "--json")
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)

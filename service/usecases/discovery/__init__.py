@@ -9,6 +9,12 @@ the answer. A lookup that fails or runs out of time is noted in `tried` and
 passed over: a dead resolver or web server never holds the form up longer than
 the timeout.
 
+Servers named by DNS (SRV targets, the MX guess) are offered only when their
+name resolves to an address the outbound policy allows, and the ones left out
+are counted, never named: what the server's resolver knows of an internal
+network stays there. Servers from an autoconfig document (fetched from an
+allowed address) and from the built-in table are offered as they are.
+
 `discover_for_user` adds the user's domain: its outbound policy (the
 autoconfig fetches obey it) and whether its OAuth2 sign-in is on, so a
 provider that needs OAuth2 can be offered where the administrator set it up.
@@ -112,7 +118,7 @@ async def _mx(address: Address, *, lookup: DnsLookup, tried: list[str]) -> list[
     except ServerUnavailable:
         tried.append(f"MX for {address.domain}: no answer from DNS")
         return []
-    tried.append(f"MX for {address.domain}: {', '.join(hosts[:5]) or 'none'}")
+    tried.append(f"MX for {address.domain}: {len(hosts)} host(s)")
     return hosts
 
 
@@ -160,7 +166,35 @@ async def discover(
         _bounded(_mx(address, lookup=lookup, tried=tried), deadline, [], "MX", tried),
     )  # fmt: skip
     tried[1:1] = auto_tried
+    srv = await _bounded(_reachable(srv, lookup=lookup, policy=policy, tried=tried), deadline, [], "DNS SRV", tried)
+    if not autoconfig and not srv and table.by_mx(mx) is None:
+        guessed = await _bounded(
+            _reachable(mx_guess(mx, email=address.email), lookup=lookup, policy=policy, tried=tried),
+            deadline, [], "MX", tried,
+        )  # fmt: skip
+        return Discovery(address, tuple(guessed), Source.MX_GUESS if guessed else None, tried=tuple(tried))
     return _choose(address, autoconfig, srv, mx, tuple(tried))
+
+
+async def _reachable(
+    servers: list[FoundServer], *, lookup: DnsLookup, policy: OutboundPolicy, tried: list[str]
+) -> list[FoundServer]:
+    """The servers whose host has an address the outbound policy allows: a host the user could not
+    connect to is not offered, and DNS names that only lead to refused (internal) addresses are not
+    shown. The names are resolved with the discovery resolver; one that does not resolve is left out."""
+    hosts = {s.host for s in servers}
+
+    async def allowed(host: str) -> tuple[str, bool]:
+        try:
+            return host, any(policy.allows(ip, host) for ip in await lookup.addresses(host))
+        except (ServerUnavailable, ValueError):
+            return host, False
+
+    verdict = dict(await asyncio.gather(*(allowed(host) for host in hosts)))
+    kept = [s for s in servers if verdict[s.host]]
+    if len(kept) < len(servers):
+        tried.append(f"{len(servers) - len(kept)} server(s) left out: they could not be reached")
+    return kept
 
 
 def _choose(
