@@ -26,11 +26,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import os
 import ssl
-import threading
-import weakref
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -38,7 +35,7 @@ import httpx
 from sqlmodel import select
 
 from service.config import Settings
-from service.domain.discovery import PROTOCOLS, Address, Discovery, FoundServer, Source, parse_address
+from service.domain.discovery import Address, Discovery, FoundServer, Source, parse_address
 from service.domain.discovery import providers as table
 from service.domain.discovery.autoconfig import MAX_BYTES, UnsafeDocument, parse_autoconfig
 from service.domain.discovery.srv import SERVICES, SrvRecord, mx_guess, srv_servers
@@ -49,16 +46,14 @@ from service.persistence.database import Database
 from service.persistence.tables import Domain, User
 from service.protocols.discovery import DnsLookup, fetch_https, nameservers
 from service.protocols.tls import client_context
+from service.usecases.discovery.answer import to_dict
+from service.usecases.discovery.limits import LOOKUPS_PER_MINUTE, check_lookups
 from service.usecases.domains import outbound_policy
-from service.usecases.rate_limit import WINDOW_SECONDS, RateLimiter, TooManyAttempts
 
 log = logging.getLogger(__name__)
 
-LOOKUPS_PER_MINUTE = 30
-_limiters: weakref.WeakKeyDictionary[object, RateLimiter] = weakref.WeakKeyDictionary()  # per Database
-_limiters_lock = threading.Lock()
 
-__all__ = ["discover", "discover_for_user", "global_policy", "to_dict"]
+__all__ = ["LOOKUPS_PER_MINUTE", "discover", "discover_for_user", "global_policy", "offered", "to_dict"]
 
 
 def _urls(domain: str, port: int) -> list[str]:
@@ -221,21 +216,6 @@ def _choose(
     return Discovery(address, tuple(guessed), Source.MX_GUESS if guessed else None, tried=tried)
 
 
-def check_lookups(owner: object, user_id: int) -> None:
-    """Count one look-up for the user, or raise TooManyAttempts (a sliding minute, per process)."""
-    with _limiters_lock:
-        limiter = _limiters.get(owner)
-        if limiter is None:
-            limiter = _limiters[owner] = RateLimiter(LOOKUPS_PER_MINUTE, WINDOW_SECONDS)
-    wait = limiter.retry_after(("discover", user_id))
-    if wait > 0:
-        seconds = max(1, math.ceil(wait))
-        raise TooManyAttempts(
-            f"You can look up addresses {LOOKUPS_PER_MINUTE} times a minute. Wait {seconds} seconds, then try again.",
-            retry_after=seconds,
-        )
-
-
 def global_policy(settings: Settings) -> OutboundPolicy:
     """The policy without a user's domain: TRIBUTARY_OUTBOUND_ALLOW only (the CLI without --user)."""
     return build_policy(settings.outbound_allow, "")
@@ -271,44 +251,3 @@ def offered(found: Discovery, *, settings: Settings, environ: Mapping[str, str] 
     providers, _problems = usable_providers(settings, os.environ if environ is None else environ)
     provider = providers.get(found.oauth2_provider)
     return dataclasses.replace(found, oauth2_label=provider.label) if provider else found
-
-
-def _server(server: FoundServer | None) -> dict[str, Any] | None:
-    if server is None:
-        return None
-    return {
-        "protocol": server.protocol,
-        "host": server.host,
-        "port": server.port,
-        "security": server.security.value,
-        "username": server.username,
-        "source": server.source.value,
-        "where": server.where,
-        "guess": server.guess,
-        "oauth2_only": server.oauth2_only,
-    }
-
-
-def to_dict(found: Discovery) -> dict[str, Any]:
-    """The answer as the CLI's --json and the API print it."""
-    oauth2 = None
-    if found.oauth2_provider or found.oauth2_required:
-        oauth2 = {
-            "required": found.oauth2_required,
-            "provider": found.oauth2_provider,
-            "offered": bool(found.oauth2_label),
-            "label": found.oauth2_label or None,
-        }
-    return {
-        "email": found.address.email,
-        "domain": found.address.domain,
-        "found": found.source is not None,
-        "source": found.source.value if found.source else None,
-        "guess": found.guess,
-        "provider": found.provider,
-        "message": found.message,
-        "oauth2": oauth2,
-        **{protocol: _server(found.best(protocol)) for protocol in PROTOCOLS},
-        "servers": [_server(s) for s in found.servers],
-        "tried": list(found.tried),
-    }
