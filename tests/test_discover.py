@@ -395,3 +395,13 @@ def test_the_nameserver_setting_takes_addresses_and_ports() -> None:
         ("127.0.0.1", 5353), ("::1", 53), ("9.9.9.9", 53), ("::1", 53)
     ]  # fmt: skip
     assert DnsLookup(nameservers("127.0.0.1:5353")).servers == [("127.0.0.1", 5353)]
+
+
+async def test_an_encoded_word_in_the_address_stays_literal_text(tmp_path: Path, dns_zone: Zone) -> None:
+    """RFC 2047 is not decoded in an address: the encoded line break stays the text "=0D=0A"."""
+    found = await find("=?utf-8?q?a=0D=0ABcc=3A_x?=@gmail.com", tmp_path, dns_zone)
+    imap = found.best("imap")
+    assert imap is not None
+    assert imap.username == "=?utf-8?q?a=0D=0ABcc=3A_x?=@gmail.com"
+    assert "\r" not in imap.username
+    assert "\n" not in imap.username
