@@ -17,6 +17,7 @@ from service.persistence.tables import SmtpAccount
 from service.usecases import retrieval_tasks
 from service.usecases.users import add_user, find_user
 from tests.cli_runner import tributary
+from tests.fixtures.smtp import StartSmtpServer
 from tests.fixtures.webapp import ADMIN_EMAIL, WebClient, post_form, set_up_admin
 from tests.settings_web import text_of
 from tests.test_api import api, ok, smtp_body
@@ -78,7 +79,7 @@ async def test_the_api_takes_the_users_own_imap_task_and_refuses_another_users(
         ),
         201,
     )
-    assert "Gmail saves every message sent through smtp.gmail.com in the Sent folder itself" in gmail["sent_copy_note"]
+    assert "Gmail (smtp.gmail.com) saves every message you send in its Sent folder itself" in gmail["sent_copy_note"]
     cleared = ok(await api(web_client, "PUT", f"/smtp-accounts/{created['id']}", smtp_body("127.0.0.1", 2525)))
     assert cleared["sent_copy_task"] is None
 
@@ -124,20 +125,22 @@ async def test_the_form_offers_the_users_imap_tasks_and_refuses_another_users(
     assert account.sent_copy_task_id == mine
     edit = await web_client.get(f"/settings/smtp/{account.id}/edit")
     assert f'<option value="{mine}" selected>' in edit.text
-    assert "Gmail saves every message sent through imap.gmail.com in the Sent folder itself" in text_of(edit.text)
+    assert "Gmail (imap.gmail.com) saves every message you send in its Sent folder itself" in text_of(edit.text)
     card = await web_client.get("/settings/connectivity")
     assert "Sent copy" in text_of(card.text)
 
 
 async def test_the_cli_takes_sent_copy_task_and_lists_it(
-    settings: Settings, db: Database, secret_box: SecretBox
+    settings: Settings, db: Database, secret_box: SecretBox, smtp_server: StartSmtpServer
 ) -> None:
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
     user = "alice@example.test"
     assert tributary(settings, "user", "add", user, "--password-stdin", stdin="long enough\n").returncode == 0
     other = (await add_user(db=db, email="mallory@example.test", password="long enough")).id
     me = (await find_user(db=db, email=user)).id
-    mine, theirs = await imap_task(db, secret_box, me), await imap_task(db, secret_box, other)
-    base = ("smtp", "add", "--user", user, "--email", user, "--server", "127.0.0.1", "--security", "none")
+    mine, theirs = await imap_task(db, secret_box, me, host="imap.gmail.com"), await imap_task(db, secret_box, other)
+    base = ("smtp", "add", "--user", user, "--email", user, "--server", server.host, "--security", "none")
+    base += ("--port", str(server.port))
 
     refused = tributary(settings, *base, "--sent-copy-task", str(theirs))
     assert refused.returncode == 1
@@ -151,3 +154,14 @@ async def test_the_cli_takes_sent_copy_task_and_lists_it(
     assert (account["sent_copy_task"], account["sent_copy_note"]) == (mine, None)
     text = tributary(settings, "smtp", "list", "--user", user)
     assert f"[Sent copy: task {mine}]" in text.stdout
+
+    sent = tributary(settings, "send", "--user", user, "--from", "1", "--to", "bob@example.test", "--subject", "Hi")
+    assert sent.returncode == 0, sent.stderr
+    assert len(server.received) == 1
+    outbox = tributary(settings, "outbox", "--user", user, "--all")
+    assert (
+        "Sent copy: skipped: Gmail (imap.gmail.com) saves every message you send in its Sent folder itself"
+        in outbox.stdout
+    )
+    [entry] = json.loads(tributary(settings, "outbox", "--user", user, "--all", "--json").stdout)
+    assert entry["sent_copy"] == "skipped"

@@ -334,4 +334,9 @@ def outbox(user_email: str, include_sent: bool, as_json: bool) -> None:
         lines.append(f"{entry.id}  {entry.status.value}  {entry.subject or '(no subject)'}{when}")
         if entry.last_error:
             lines.append(f"    {entry.last_error}")
+        if entry.sent_copy is not None:  # the copy for the remote Sent folder (smtp add --sent-copy-task)
+            lines.append(
+                f"    Sent copy: {entry.sent_copy.value}"
+                + (f": {entry.sent_copy_detail}" if entry.sent_copy_detail else "")
+            )
     emit(found, as_json=as_json, text="\n".join(lines) or "The outbox is empty.")

@@ -158,7 +158,8 @@ class FromChoice:
 # themselves: an APPEND would show each message twice there. Recognised by host name suffix.
 _FILES_SENT_ITSELF: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Gmail", ("gmail.com", "googlemail.com", "google.com")),
-    ("Microsoft 365 and Outlook.com", ("office365.com", "outlook.com", "hotmail.com", "live.com")),
+    ("Microsoft 365", ("office365.com", "office.com", "microsoftonline.com")),
+    ("Outlook.com", ("outlook.com", "hotmail.com", "live.com")),
 )
 
 
@@ -170,7 +171,7 @@ def files_sent_itself(*hosts: str) -> str | None:
         for provider, suffixes in _FILES_SENT_ITSELF:
             if any(name == suffix or name.endswith("." + suffix) for suffix in suffixes):
                 return (
-                    f"{provider} saves every message sent through {host} in the Sent folder itself, "
+                    f"{provider} ({name}) saves every message you send in its Sent folder itself, "
                     "so Tributary does not add a copy there (it would show twice)."
                 )
     return None
