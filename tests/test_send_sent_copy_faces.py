@@ -139,8 +139,8 @@ async def test_the_cli_takes_sent_copy_task_and_lists_it(
     other = (await add_user(db=db, email="mallory@example.test", password="long enough")).id
     me = (await find_user(db=db, email=user)).id
     mine, theirs = await imap_task(db, secret_box, me, host="imap.gmail.com"), await imap_task(db, secret_box, other)
-    base = ("smtp", "add", "--user", user, "--email", user, "--server", server.host, "--security", "none")
-    base += ("--port", str(server.port))
+    base = ["smtp", "add", "--user", user, "--email", user, "--server", server.host, "--security", "none"]
+    base += ["--port", str(server.port)]
 
     refused = tributary(settings, *base, "--sent-copy-task", str(theirs))
     assert refused.returncode == 1
