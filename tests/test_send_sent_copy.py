@@ -335,3 +335,26 @@ def test_the_sent_folder_is_the_special_use_one_then_a_common_name() -> None:
     assert appenduid(b"[APPENDUID 1712 42] Append completed.") == (1712, 42)
     assert appenduid(b"Append completed.") == (None, None)
     assert appenduid(None) == (None, None)
+
+
+async def test_deleting_the_task_skips_pending_copies_and_clears_the_accounts_choice(
+    env: Env, smtp_server: StartSmtpServer
+) -> None:
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    [closed_port] = free_ports(1)
+    task_id = await env.add_task(port=closed_port)
+    account_id = await account_with_copy(env, server, task_id)
+    result = await send(env, account_id)
+    assert (await entry_of(env, result.outbox_id)).sent_copy_status is SentCopyStatus.PENDING
+
+    await retrieval_tasks.delete_task(db=env.db, task_id=task_id, user_id=env.user_id)
+    await sending.process_due_outbox(
+        db=env.db, secret_box=env.secret_box, settings=env.settings, now=NOW + timedelta(minutes=5)
+    )
+
+    entry = await entry_of(env, result.outbox_id)
+    assert entry.sent_copy_status is SentCopyStatus.SKIPPED
+    assert entry.sent_copy_error == sent_copy.TASK_GONE
+    assert len(server.received) == 1
+    account = await smtp_accounts.get_smtp_account(db=env.db, user_id=env.user_id, account_id=account_id)
+    assert account.sent_copy_task is None
