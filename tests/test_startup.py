@@ -69,8 +69,9 @@ def test_a_command_on_an_unmigrated_database_says_to_run_db_upgrade(unmigrated: 
     assert json.loads(as_json.stderr) == {"error": NOT_MIGRATED}
 
 
-def test_serve_refuses_an_unmigrated_database(unmigrated: Settings) -> None:
+def test_serve_and_worker_refuse_an_unmigrated_database(unmigrated: Settings) -> None:
     assert_one_sentence(tributary(unmigrated, "serve", "--port", "1"), NOT_MIGRATED)
+    assert_one_sentence(tributary(unmigrated, "worker"), NOT_MIGRATED)
 
 
 def test_serve_refuses_a_database_with_migrations_pending(settings: Settings) -> None:

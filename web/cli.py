@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import socket
@@ -11,11 +10,10 @@ from typing import Any
 import click
 
 from service.cli import cli
-from service.cli.common import plain_errors
+from service.cli.common import plain_errors, ready_or_refuse
 from service.config import Settings
-from service.errors import DatabaseNotMigrated, DatabaseUnreachable, PortUnavailable
+from service.errors import PortUnavailable
 from service.observability import configure_logging, start_metrics_server
-from service.persistence.database import Database, prepare_data_dir
 
 
 def server_options(host: str, port: int) -> dict[str, Any]:
@@ -57,23 +55,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
         reason = (exc.strerror or str(exc)).lower()
         raise PortUnavailable(f"Tributary cannot listen on {host} port {port} ({reason}): check --host.") from None
     return sock
-
-
-def ready_or_refuse(settings: Settings) -> None:
-    """Refuse to start unless the data directory is writable and the database answers and is fully migrated."""
-    prepare_data_dir(settings)
-
-    async def check() -> None:
-        db = Database(settings)
-        try:
-            problem = await db.problem()
-        finally:
-            await db.dispose()
-        if problem is not None:
-            kind = DatabaseUnreachable if problem.state == "unavailable" else DatabaseNotMigrated
-            raise kind(problem.detail)
-
-    asyncio.run(check())
 
 
 @cli.command()

@@ -28,8 +28,8 @@ from pydantic_core import ErrorDetails
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.config import Settings
-from service.errors import TributaryError
-from service.persistence.database import Database, unreachable_message
+from service.errors import DatabaseNotMigrated, DatabaseUnreachable, TributaryError
+from service.persistence.database import Database, prepare_data_dir, unreachable_message
 from service.persistence.secrets import SecretBox
 
 P = ParamSpec("P")
@@ -156,6 +156,24 @@ def _database_message(exc: DBAPIError) -> str | None:
             url = "TRIBUTARY_DATABASE_URL"
         return unreachable_message(url, exc)
     return None
+
+
+def ready_or_refuse(settings: Settings) -> None:
+    """For `serve` and `worker`: refuse to start unless the data directory is writable and the database
+    answers and is fully migrated."""
+    prepare_data_dir(settings)
+
+    async def check() -> None:
+        db = Database(settings)
+        try:
+            problem = await db.problem()
+        finally:
+            await db.dispose()
+        if problem is not None:
+            kind = DatabaseUnreachable if problem.state == "unavailable" else DatabaseNotMigrated
+            raise kind(problem.detail)
+
+    asyncio.run(check())
 
 
 def run_with_db(work: Callable[[Database], Awaitable[T]]) -> T:

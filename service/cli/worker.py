@@ -30,7 +30,7 @@ import time
 import click
 
 from service.cli import cli
-from service.cli.common import plain_errors
+from service.cli.common import plain_errors, ready_or_refuse
 from service.config import Settings
 from service.observability import configure_logging, start_metrics_server
 from service.persistence.database import Database
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 def worker(once: bool) -> None:
     """Run automatic retrieval, outbox retries and housekeeping until stopped (no web pages)."""
     settings = Settings()
+    ready_or_refuse(settings)  # an unmigrated or unreachable database: one sentence, exit 1 (as serve)
     configure_logging(settings)
     stop_metrics_server = start_metrics_server(settings)
     try:
