@@ -3,7 +3,15 @@
 Logs go to stderr as TRIBUTARY_LOG_FORMAT says: `text` (one readable line,
 `TIME LEVEL LOGGER: MESSAGE`) or `json` (one JSON object per line with the keys
 time, level, logger, message, and request_id, client, user_id while a web
-request is being answered; exception when there is a traceback). The web face
+request is being answered; exception when there is a traceback).
+
+What a visitor or a remote server chose (a request path, whose %0A the ASGI scope has
+already decoded; a folder name; a server's reply) reaches messages, so no message may
+break a line: a line-oriented reader (fail2ban, journald, grep) would take what follows
+for a line of its own. The text format writes control characters and Unicode line
+separators as Python escapes (`\\r`, `\\n`, `\\x85`, `\\u2028`); a traceback keeps its
+line breaks but each of its lines starts with a tab, so none can pass for a record. The
+json format escapes what json.dumps leaves raw (C1 controls, U+2028, U+2029). The web face
 sets the request's context (`bind_request`) in a middleware; records made
 anywhere below it, in any module, carry it, because the context lives in a
 `contextvars.ContextVar` (copied into worker threads by asyncio.to_thread).
@@ -25,12 +33,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from prometheus_client import start_http_server
 
@@ -84,6 +93,45 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+_UNSAFE_IN_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+"""Every control character but tab, and the Unicode line and paragraph separators."""
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029]")
+"""What json.dumps(ensure_ascii=False) leaves unescaped that some readers take for a line break."""
+
+
+def escape_controls(text: str) -> str:
+    """`text` with each character of `_UNSAFE_IN_TEXT` written as its Python escape (CR -> \\r)."""
+    return _UNSAFE_IN_TEXT.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """`TIME LEVEL LOGGER: MESSAGE` on one line, whatever the message holds (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        cached = record.exc_text  # another handler's traceback text, unindented: format ours
+        record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(block: str) -> str:
+    return "\n".join("\t" + escape_controls(line) for line in block.split("\n"))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; the message is formatted with its arguments first, so line breaks in
     user input are escaped (\\n) and can never start a forged line."""
@@ -105,7 +153,8 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
 class _TributaryHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -122,7 +171,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
     for handler in [h for h in root.handlers if isinstance(h, _TributaryHandler)]:
         root.removeHandler(handler)
     handler = _TributaryHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     handler.addFilter(RequestContextFilter())
     level = logging.getLevelName(settings.log_level)
     handler.setLevel(level)  # also for loggers that set a lower level of their own (uvicorn's)

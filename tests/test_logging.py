@@ -277,3 +277,40 @@ async def test_probes_are_logged_only_at_debug(web_client: WebClient, caplog: py
     access = [r.getMessage() for r in caplog.records if r.name == "web.access"]
     assert any(line.startswith("GET /login ") for line in access), access
     assert not any(line.startswith("GET /health ") for line in access), access
+
+
+FORGED_PATH = (
+    "/mail/inline/1/x%0D%0A2026-01-01%2000:00:00,000%20WARNING%20web.controllers.auth:"
+    "%20failed%20sign-in%20from%20192.0.2.66"
+)
+"""A request path whose percent-encoded line break (decoded in the ASGI scope) would start a forged line."""
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_line_breaks_in_a_request_path_or_a_message_never_start_a_line(
+    web_client: WebClient, settings: Settings, log_format: str
+) -> None:
+    buffer = io.StringIO()
+    handler = configure_logging(settings.model_copy(update={"log_format": log_format}), stream=buffer)
+    try:
+        await web_client.get(FORGED_PATH)  # a route with a text parameter: it reaches the request log
+        logging.getLogger("tributary.test").warning("folder %s", "a\rb\nc\u2028d\u2029e\x85f\x1bg")
+        try:
+            raise ValueError("server said\n2026-01-01 00:00:00,000 WARNING x: failed sign-in from 192.0.2.67 for")
+        except ValueError:
+            logging.getLogger("tributary.test").exception("run failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = "".join(line for line in buffer.getvalue().splitlines(keepends=True) if "httpx" not in line)
+    records = [line for line in text.split("\n")[:-1] if not line.startswith("\t")]  # a traceback's lines: tab
+    assert len(records) == 3, records  # the request's line, the warning and the error, each whole
+    lines = records[:2]
+    assert not any(sep in text for sep in ("\r", "\u2028", "\u2029", "\x85", "\x1b")), text
+    assert banned_hosts(text) == []
+    if log_format == "json":
+        entries = json_lines(text)
+        assert str(entries[0]["message"]).startswith("GET /mail/inline/1/x\r\n2026-01-01 00:00:00,000 WARNING")
+        assert entries[1]["message"] == "folder a\rb\nc\u2028d\u2029e\x85f\x1bg"  # escaped, not lost
+    else:
+        assert "GET /mail/inline/1/x\\r\\n2026-01-01 00:00:00,000 WARNING" in lines[0]
+        assert lines[1].endswith("folder a\\rb\\nc\\u2028d\\u2029e\\x85f\\x1bg")
