@@ -145,7 +145,8 @@ def test_send_errors_are_one_sentence_on_stderr(settings: Settings) -> None:
     assert switched.returncode == 0, switched.stderr
     refused = run(settings, "send", "--user", user, "--from", "1", "--to", "b@example.test", "--json")
     assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
-    assert refused.stderr.strip() == "Your administrator turned off SMTP accounts for example.test."
+    # --json asks for the error as JSON too (issue 19's contract): {"error": sentence} on stderr.
+    assert json.loads(refused.stderr) == {"error": "Your administrator turned off SMTP accounts for example.test."}
 
 
 def test_send_queue_then_worker_once_sends_the_queue_over_one_connection(
