@@ -151,6 +151,8 @@ class GroupCommit:
 
     async def _commit(self, group: list[tuple[Batch, asyncio.Future[int]]]) -> None:
         batches = [batch for batch, _ in group]
+        for batch in batches:
+            batch.notes = []  # a batch written again after its group failed says what its filters did once
         await _prestore(self.db, batches)
         async with taking_turns(self._turns), self.db.write() as session:
             held = await _release_leases(session, batches)
