@@ -405,3 +405,12 @@ async def test_an_encoded_word_in_the_address_stays_literal_text(tmp_path: Path,
     assert imap.username == "=?utf-8?q?a=0D=0ABcc=3A_x?=@gmail.com"
     assert "\r" not in imap.username
     assert "\n" not in imap.username
+
+
+def test_a_percent_sign_in_the_local_part_is_not_read_as_a_placeholder() -> None:
+    """%EMAILADDRESS% is filled once: the address's own "%EMAILDOMAIN%" stays as the user typed it."""
+    email = "%EMAILDOMAIN%@example.test"
+    servers = parse_autoconfig(
+        DOCUMENT.encode(), email=email, local_part="%EMAILDOMAIN%", domain="example.test", where="x"
+    )
+    assert [s.username for s in servers] == ["%EMAILDOMAIN%", email, email]
