@@ -127,11 +127,14 @@ async def serve(settings: Settings, log_path: Path, **environment: str) -> Async
                 await process.wait()
 
 
-async def failed_sign_in(base: str, email: str, password: str) -> None:
+async def failed_sign_in(base: str, email: str, password: str, *, forwarded_for: str | None = None) -> None:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         page = await client.get("/login")
         response = await client.post(
-            "/login", data={"_csrf_token": form_token(page.text), "email": email, "password": password}
+            "/login",
+            data={"_csrf_token": form_token(page.text), "email": email, "password": password},
+            headers=headers,
         )
     assert response.status_code in (400, 401), response.status_code
 
@@ -152,7 +155,7 @@ async def test_each_failed_sign_in_writes_one_warning_that_fail2ban_matches(
     log_path = tmp_path / "serve.log"
     async with serve(settings, log_path, TRIBUTARY_LOG_FORMAT=log_format) as base:
         await failed_sign_in(base, "ann@example.test", WRONG_PASSWORD)
-        await failed_sign_in(base, FORGERY, WRONG_PASSWORD)
+        await failed_sign_in(base, FORGERY, WRONG_PASSWORD, forwarded_for="192.0.2.66")  # no trusted proxy here
 
         async def both_logged() -> bool:
             return log_path.read_text().count("failed sign-in from 127.0.0.1") == 2
