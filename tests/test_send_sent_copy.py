@@ -6,6 +6,7 @@ another user's task is refused."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -57,8 +58,9 @@ async def account_with_copy(env: Env, server: SmtpServer, task_id: int | None, *
     return created.id
 
 
-async def send(env: Env, account_id: int, subject: str = "Hello from Tributary") -> SendResult:
-    return await sending.send_message(
+async def send(env: Env, account_id: int, subject: str = "Hello from Tributary", *, wait: bool = True) -> SendResult:
+    """Send, then (`wait`) let the Sent copy the send started in the background finish."""
+    result = await sending.send_message(
         db=env.db,
         secret_box=env.secret_box,
         settings=env.settings,
@@ -67,6 +69,9 @@ async def send(env: Env, account_id: int, subject: str = "Hello from Tributary")
         draft=Draft(to=("bob@example.test",), bcc=("carol@example.test",), subject=subject, text="Hi Bob"),
         now=NOW,
     )
+    if wait:
+        await sending.wait_for_background_copies()
+    return result
 
 
 async def entry_of(env: Env, outbox_id: int) -> OutboxEntry:
@@ -119,6 +124,76 @@ async def test_a_sent_message_is_appended_seen_to_the_remote_sent_folder_and_not
     env.dovecot.deliver(env.mailbox.email, b"Subject: From the phone\r\nMessage-ID: <p@x>\r\n\r\nhi\r\n", folder="Sent")
     assert (await env.run(task_id)).imported == 1
     assert len(await local_copies(env, "Hello from Tributary")) == 1
+
+
+async def test_the_send_answers_before_the_append_which_follows_in_the_background(
+    env: Env, smtp_server: StartSmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow IMAP server must not delay the compose page's answer: the APPEND starts only after
+    send_message has returned, and the outbox round does not append the copy a second time."""
+    env.dovecot.create_folder(env.mailbox.email, "Sent")
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    task_id = await env.add_task(folder_transfer=FolderTransfer.ROOT)
+    account_id = await account_with_copy(env, server, task_id)
+    real_append = sent_copy._append
+    answered: list[bool] = []
+    states: list[SentCopyStatus | None] = []
+
+    async def slow_append(*args: Any) -> Any:
+        answered.append(bool(states))
+        # Meanwhile the scheduler's round finds the copy claimed by this attempt: nothing to do.
+        await sending.process_due_outbox(db=env.db, secret_box=env.secret_box, settings=env.settings, now=NOW)
+        return await real_append(*args)
+
+    monkeypatch.setattr(sent_copy, "_append", slow_append)
+
+    result = await send(env, account_id, wait=False)
+    states.append((await entry_of(env, result.outbox_id)).sent_copy_status)
+
+    assert result.status is OutboxStatus.SENT
+    assert states == [SentCopyStatus.PENDING]
+    assert remote_sent(env) == []
+    await sending.wait_for_background_copies()
+    assert answered == [True]
+    entry = await entry_of(env, result.outbox_id)
+    assert (entry.sent_copy_status, entry.sent_copy_attempts) == (SentCopyStatus.DONE, 1)
+    assert len(remote_sent(env)) == 1
+    assert len(server.received) == 1
+
+
+async def test_a_copy_cut_short_by_a_restart_is_appended_once_when_it_is_stale(
+    env: Env, smtp_server: StartSmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process stops after the APPEND reached the server but before its UID was recorded: the
+    copy stays "appending" until stale, then the retry finds it by Message-ID instead of appending."""
+    env.dovecot.create_folder(env.mailbox.email, "Sent")
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    task_id = await env.add_task(folder_transfer=FolderTransfer.ROOT)
+    account_id = await account_with_copy(env, server, task_id)
+    real_append = sent_copy._append
+
+    async def append_then_die(*args: Any) -> Any:
+        await real_append(*args)
+        raise asyncio.CancelledError  # the loop is shutting down
+
+    monkeypatch.setattr(sent_copy, "_append", append_then_die)
+    result = await send(env, account_id)
+    monkeypatch.setattr(sent_copy, "_append", real_append)
+    assert (await entry_of(env, result.outbox_id)).sent_copy_status is SentCopyStatus.APPENDING
+    assert len(remote_sent(env)) == 1
+
+    soon = NOW + timedelta(minutes=5)
+    await sending.process_due_outbox(db=env.db, secret_box=env.secret_box, settings=env.settings, now=soon)
+    assert (await entry_of(env, result.outbox_id)).sent_copy_status is SentCopyStatus.APPENDING
+    stale = NOW + sent_copy.STALE_APPENDING + timedelta(minutes=1)
+    await sending.process_due_outbox(db=env.db, secret_box=env.secret_box, settings=env.settings, now=stale)
+
+    [(uid, _flags)] = remote_sent(env)
+    entry = await entry_of(env, result.outbox_id)
+    assert (entry.sent_copy_status, entry.sent_copy_uid, entry.sent_copy_attempts) == (SentCopyStatus.DONE, uid, 2)
+    assert (await env.run(task_id)).imported == 0
+    assert len(await local_copies(env, "Hello from Tributary")) == 1
+    assert len(server.received) == 1
 
 
 async def test_without_a_sent_folder_one_is_created_and_subfolder_transfer_skips_the_copy_too(

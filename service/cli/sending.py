@@ -295,7 +295,7 @@ def send(
 
     async def work(db: Database) -> SendResult:
         user_id = await smtp_accounts.user_id_for_email(db=db, email=user_email)
-        return await sending.send_message(
+        sent = await sending.send_message(
             db=db,
             secret_box=box,
             settings=settings,
@@ -304,6 +304,8 @@ def send(
             draft=draft,
             send_now=not queue,
         )
+        await sending.wait_for_background_copies()  # the Sent copy, before this process ends
+        return sent
 
     result = run_with_db(work)
     bad = result.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN)

@@ -4,9 +4,11 @@ compose page -> `send_message` -> outbox row (message in Outbox) -> protocols.sm
 -> Sent folder, or back to the outbox with a retry time (`process_due_outbox`).
 Modules: `senders` (Send From), `queue` (a new message), `attempt` (one delivery
 attempt), `outcome` (recording it), `outbox` (retries, listing, "send again"), `drafts` (Save draft,
-Edit draft), `cancel` (an outbox message back to Drafts).
+Edit draft), `cancel` (an outbox message back to Drafts), `sent_copy` and `background` (the copy in
+the remote mailbox's Sent folder, made after the send has answered).
 """
 
+from service.usecases.sending.background import wait_for_background_copies
 from service.usecases.sending.cancel import CancelResult, cancel_outbox_message
 from service.usecases.sending.drafts import (
     DraftAttachment,
@@ -42,4 +44,5 @@ __all__ = [
     "send_from_choices",
     "send_message",
     "signatures",
+    "wait_for_background_copies",
 ]

@@ -15,7 +15,8 @@ Three steps, and no database session is held across the network:
    retry time, the local copy moved from Outbox to Sent (or deleted), the
    account's health and the log entries, all committed together.
 4. once sent, the copy for the remote Sent folder when the account names a
-   retrieval task (sending.sent_copy), its first attempt at once.
+   retrieval task (sending.sent_copy) becomes due at once: a user's send starts it in the
+   background after answering (sending.background), the outbox round in its copy step.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ from service.protocols.transcript import Transcript
 from service.usecases.domains import oauth_disabled_message, outbound_policy
 from service.usecases.logs import record
 from service.usecases.oauth_sign_in import with_token
+from service.usecases.sending.background import copy_in_background
 from service.usecases.sending.entries import recipients_of, result_of
 from service.usecases.sending.outcome import Outcome, settle, wait_for_reconnect
 from service.usecases.sending.senders import relay_endpoint
-from service.usecases.sending.sent_copy import CopyPlan, attempt_sent_copy, copy_plan
+from service.usecases.sending.sent_copy import CopyPlan, copy_plan
 from service.usecases.smtp_accounts import disabled_message, endpoint_for
 
 log = logging.getLogger(__name__)
@@ -193,10 +195,13 @@ async def attempt_delivery(
     entry_id: int,
     now: datetime,
     pool: smtp.SessionPool | None = None,
+    copy_after: bool = True,
 ) -> SendResult:
     """Try to send one outbox entry now, if it is due; returns what became of it.
 
-    With a `pool`, the session to the entry's server is reused from (and left for) other entries."""
+    With a `pool`, the session to the entry's server is reused from (and left for) other entries.
+    Once sent, its Sent copy (if any) is started in the background (`copy_after`), so a slow IMAP
+    server never delays the answer; the outbox round passes False and makes due copies itself."""
     job = await _claim(db, secret_box, settings, entry_id, now)
     if isinstance(job, SendResult):
         return job
@@ -237,9 +242,7 @@ async def attempt_delivery(
         )
     async with db.write() as session:
         result = await settle(session, job, outcome, transcript, now)
-    if job.sent_copy is not None and job.sent_copy.skip is None and result.status is OutboxStatus.SENT:
-        try:  # the copy's own failures are recorded on the entry; the delivery's result stands
-            await attempt_sent_copy(db=db, secret_box=secret_box, settings=settings, entry_id=job.entry_id, now=now)
-        except Exception:
-            log.exception("could not attempt the Sent copy of outbox entry %s", job.entry_id)
+    copying = job.sent_copy is not None and job.sent_copy.skip is None and result.status is OutboxStatus.SENT
+    if copying and copy_after:
+        copy_in_background(db=db, secret_box=secret_box, settings=settings, entry_id=job.entry_id, now=now)
     return result

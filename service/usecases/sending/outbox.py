@@ -88,7 +88,13 @@ async def process_due_outbox(
             assert entry_id is not None
             try:
                 result = await attempt_delivery(
-                    db=db, secret_box=secret_box, settings=settings, entry_id=entry_id, now=now, pool=pool
+                    db=db,
+                    secret_box=secret_box,
+                    settings=settings,
+                    entry_id=entry_id,
+                    now=now,
+                    pool=pool,
+                    copy_after=False,  # the copy step below makes it, in this round
                 )
             except NotFound:  # cancelled (back to Drafts) since the round listed it
                 continue

@@ -28,14 +28,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.oauth import AuthKind
-from service.domain.outbox import GIVE_UP_AFTER, STALE_SENDING, OutboxStatus, SentCopyStatus, next_retry
+from service.domain.outbox import GIVE_UP_AFTER, OutboxStatus, SentCopyStatus, next_retry
 from service.domain.smtp_accounts import files_sent_itself
 from service.domain.values import LogLevel, LogSource, Protocol
 from service.errors import RemoteError, TributaryError
@@ -54,6 +54,9 @@ from service.usecases.sending.known_copies import lock_task
 log = logging.getLogger(__name__)
 TASK_GONE = "The retrieval task chosen for the Sent copy was deleted, so no copy was saved in the remote Sent folder."
 MESSAGE_GONE = "The message was deleted from Sent before its copy could be saved in the remote Sent folder."
+# An attempt's IMAP session ends by its deadline (_append: three connection timeouts, at most 30 minutes);
+# "appending" for longer means its process stopped (a background copy cut short by a restart): due again.
+STALE_APPENDING = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +290,7 @@ async def due_copies(db: Database, now: datetime, limit: int) -> list[int]:
                 select(OutboxEntry)
                 .where(
                     col(OutboxEntry.sent_copy_status) == SentCopyStatus.APPENDING,
-                    col(OutboxEntry.sent_copy_attempted_at) < now - STALE_SENDING,
+                    col(OutboxEntry.sent_copy_attempted_at) < now - STALE_APPENDING,
                 )
                 .with_for_update()
             )
