@@ -8,6 +8,7 @@ host the policy refuses only means that source is passed over.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,22 @@ async def test_an_untrusted_certificate_is_no_document(
     )
     assert found.source is None
     assert any("could not be reached" in line for line in found.tried)
+
+
+async def test_a_slow_drip_autoconfig_server_is_cut_by_the_overall_timeout(
+    tmp_path: Path, dns_zone: Zone, autoconfig_server: AutoconfigServer
+) -> None:
+    """One byte a second never trips a per-read timeout (half the 4 s allowed): only the look-up's
+    overall time limit ends it, and the MX guess found meanwhile is still the answer."""
+    dns_zone.add("autoconfig.example.test", "A", "127.0.0.1")
+    dns_zone.add("example.test", "MX", "10 mx.example.test.")
+    dns_zone.add("mx.example.test", "A", "127.0.0.1")
+    autoconfig_server.drip("autoconfig.example.test", AUTOCONFIG_PATH)
+    # The outer limit only keeps a broken build from hanging the suite; it is no timing assertion.
+    found = await asyncio.wait_for(find("ada@example.test", tmp_path, dns_zone, autoconfig_server), 60)
+    assert found.source is Source.MX_GUESS
+    assert "autoconfig: gave up after the time allowed" in found.tried
+    assert autoconfig_server.requests == [("autoconfig.example.test", AUTOCONFIG_PATH)]
 
 
 # -- DNS: SRV and MX ---------------------------------------------------------------------------------

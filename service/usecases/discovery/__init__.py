@@ -93,7 +93,10 @@ async def _autoconfig(
     return []
 
 
-async def _srv(address: Address, *, lookup: DnsLookup, tried: list[str]) -> list[FoundServer]:
+async def _srv(address: Address, *, lookup: DnsLookup, policy: OutboundPolicy, tried: list[str]) -> list[FoundServer]:
+    """The SRV servers whose targets the policy allows (checked here, alongside the autoconfig fetch,
+    so a slow autoconfig host cannot use up the time the check needs)."""
+
     async def one(service: str) -> tuple[str, list[SrvRecord]]:
         try:
             return service, await lookup.srv(f"{service}.{address.domain}")
@@ -104,17 +107,24 @@ async def _srv(address: Address, *, lookup: DnsLookup, tried: list[str]) -> list
     records = dict(await asyncio.gather(*(one(service) for service, _, _ in SERVICES)))
     found = srv_servers(records, address.domain, email=address.email)
     tried.append(f"DNS SRV for {address.domain}: {len(found)} server(s)")
-    return found
+    return await _reachable(found, lookup=lookup, policy=policy, tried=tried)
 
 
-async def _mx(address: Address, *, lookup: DnsLookup, tried: list[str]) -> list[str]:
+async def _mx(
+    address: Address, *, lookup: DnsLookup, policy: OutboundPolicy, tried: list[str], guess_tried: list[str]
+) -> tuple[list[str], list[FoundServer]]:
+    """The MX hosts, and the guess from them that the policy allows (its notes in `guess_tried`, used
+    only when the guess is the answer). Both alongside the autoconfig fetch, as `_srv`."""
     try:
         hosts = await lookup.mx(address.domain)
     except ServerUnavailable:
         tried.append(f"MX for {address.domain}: no answer from DNS")
-        return []
+        return [], []
     tried.append(f"MX for {address.domain}: {len(hosts)} host(s)")
-    return hosts
+    if table.by_mx(hosts) is not None:
+        return hosts, []
+    guessed = mx_guess(hosts, email=address.email)
+    return hosts, await _reachable(guessed, lookup=lookup, policy=policy, tried=guess_tried)
 
 
 async def _bounded(work: Awaitable[Any], deadline: float, empty: Any, what: str, tried: list[str]) -> Any:
@@ -151,22 +161,22 @@ async def discover(
     tried: list[str] = ["built-in table: not listed"]
     deadline = asyncio.get_running_loop().time() + total
     auto_tried: list[str] = []
-    autoconfig, srv, mx = await asyncio.gather(
+    guess_tried: list[str] = []
+    # Every source, with the policy check of the names it gave, runs at once under one deadline:
+    # nothing is left to do after it, so a tarpit on one source cannot starve the others.
+    autoconfig, srv, (mx, guessed) = await asyncio.gather(
         _bounded(
             _autoconfig(address, lookup=lookup, policy=policy, tls=tls, seconds=total / 2, https_port=https_port,
                         tried=auto_tried),
             deadline, [], "autoconfig", auto_tried,
         ),
-        _bounded(_srv(address, lookup=lookup, tried=tried), deadline, [], "DNS SRV", tried),
-        _bounded(_mx(address, lookup=lookup, tried=tried), deadline, [], "MX", tried),
+        _bounded(_srv(address, lookup=lookup, policy=policy, tried=tried), deadline, [], "DNS SRV", tried),
+        _bounded(_mx(address, lookup=lookup, policy=policy, tried=tried, guess_tried=guess_tried),
+                 deadline, ([], []), "MX", tried),
     )  # fmt: skip
     tried[1:1] = auto_tried
-    srv = await _bounded(_reachable(srv, lookup=lookup, policy=policy, tried=tried), deadline, [], "DNS SRV", tried)
     if not autoconfig and not srv and table.by_mx(mx) is None:
-        guessed = await _bounded(
-            _reachable(mx_guess(mx, email=address.email), lookup=lookup, policy=policy, tried=tried),
-            deadline, [], "MX", tried,
-        )  # fmt: skip
+        tried += guess_tried
         return Discovery(address, tuple(guessed), Source.MX_GUESS if guessed else None, tried=tuple(tried))
     return _choose(address, autoconfig, srv, mx, tuple(tried))
 
