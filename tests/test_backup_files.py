@@ -20,7 +20,7 @@ from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
 from service.usecases.backup import backup, take
-from service.usecases.backup.manifest import BackupDamaged, BackupFailed
+from service.usecases.backup.manifest import BackupDamaged, BackupFailed, BackupRefused
 from service.usecases.users import add_user
 from tests.cli_runner import tributary
 from tests.mail_samples import sample
@@ -272,3 +272,69 @@ async def test_a_segment_the_snapshot_needs_but_the_copy_lacks_fails_the_backup(
 
     assert "body segment 1 is missing or shorter than the database says" in failed.value.message
     assert list(target.iterdir()) == []
+
+
+def _edit_manifest(source: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    path = source / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "hostile", ["../outside", "/tmp/rev19-absolute", "bodies/../../outside", "sessions/x", "bodies", "bodies/./.."]
+)
+def test_a_manifest_naming_a_path_outside_what_a_backup_writes_is_refused(
+    keyed: Settings, tmp_path: Path, hostile: str
+) -> None:
+    source = tmp_path / "backup"
+    assert tributary(keyed, "backup", str(source)).returncode == 0
+    restored = _fresh(keyed, tmp_path / "data" / "new")
+    key = (source / "secret.key").read_bytes()
+    entry = {"path": hostile, "size": len(key), "sha256": hashlib.sha256(key).hexdigest()}
+    _edit_manifest(source, lambda m: m["files"].append(entry))
+
+    result = tributary(restored, "restore", str(source))
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"The backup's manifest names a file a backup never writes: {hostile!r}."
+    assert not (tmp_path / "data" / "outside").exists()
+    assert not (tmp_path / "outside").exists()
+    assert not Path("/tmp/rev19-absolute").exists()
+    assert not restored.data_dir.exists() or not any(restored.data_dir.iterdir())
+
+
+@pytest.mark.parametrize("left_out", ["tributary.db", "secret.key"])
+def test_a_manifest_without_the_database_or_the_key_file_it_promises_is_refused(
+    keyed: Settings, tmp_path: Path, left_out: str
+) -> None:
+    """Restoring such a backup would bring back an installation without its mail or its passwords."""
+    if left_out == "tributary.db" and not keyed.is_sqlite:
+        pytest.skip("a PostgreSQL backup holds no database file")
+    source = tmp_path / "backup"
+    assert tributary(keyed, "backup", str(source)).returncode == 0
+    _edit_manifest(source, lambda m: m.update(files=[f for f in m["files"] if f["path"] != left_out]))
+    restored = _fresh(keyed, tmp_path / "new-data")
+
+    result = tributary(restored, "restore", str(source))
+
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"The backup is incomplete: its manifest does not list {left_out}; nothing was restored."
+    )
+    assert not restored.data_dir.exists() or not any(restored.data_dir.iterdir())
+
+
+def test_a_backup_directory_inside_the_body_store_is_refused(keyed: Settings, tmp_path: Path) -> None:
+    """It would be copied into itself as body segments, and restored as such."""
+    _segments(keyed)
+    inside = keyed.data_dir / "bodies" / "backup"
+
+    with pytest.raises(BackupRefused) as refused:
+        backup(settings=keyed, directory=inside)
+
+    assert refused.value.message == (
+        f"The backup directory {inside} is inside the body store {keyed.data_dir / 'bodies'}; choose one outside it."
+    )
+    assert not inside.exists()

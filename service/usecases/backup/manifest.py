@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from service.errors import InvalidInput, TributaryError
+from service.persistence.secrets import KEY_FILE_NAME as KEY_FILE
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "tributary-backup"
@@ -91,13 +92,24 @@ class Manifest:
             raise BackupDamaged(f"The backup's {MANIFEST_NAME} is incomplete or malformed.") from None
         for entry in files:
             check_relative(entry.path)
+        # A backup of SQLite always holds the database, one whose keys came from the file holds the
+        # file: a manifest without them would restore an installation without its mail or passwords.
+        listed = {entry.path for entry in files}
+        promised = [DATABASE_FILE] * (manifest.database == "sqlite") + [KEY_FILE] * (manifest.key == "file")
+        for name in promised:
+            if name not in listed:
+                raise BackupDamaged(
+                    f"The backup is incomplete: its manifest does not list {name}; nothing was restored."
+                )
+        if len(listed) != len(files):
+            raise BackupDamaged(f"The backup's {MANIFEST_NAME} lists a file twice.")
         return manifest
 
 
 def check_relative(name: str) -> PurePosixPath:
     """A manifest path, refused unless it is one a backup writes (no absolute path, no "..")."""
     path = PurePosixPath(name)
-    allowed = name in (DATABASE_FILE, "secret.key") or (len(path.parts) > 1 and path.parts[0] == BODIES_DIR)
+    allowed = name in (DATABASE_FILE, KEY_FILE) or (len(path.parts) > 1 and path.parts[0] == BODIES_DIR)
     if path.is_absolute() or ".." in path.parts or not allowed:
         raise BackupDamaged(f"The backup's manifest names a file a backup never writes: {name!r}.")
     return path
