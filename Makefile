@@ -9,7 +9,9 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := dovecot-imapd dovecot-pop3d chromium openssl spamassassin spamc spamd
+# systemd only for `systemd-analyze verify` of deploy/ (tests/test_deploy.py): a fresh Debian container
+# lacks it, and installing it there starts nothing (its scripts need no running systemd).
+DEB_PACKAGES := dovecot-imapd dovecot-pop3d chromium openssl spamassassin spamc spamd systemd
 BENCH_PACKAGES := isync getmail6 fetchmail offlineimap time util-linux
 BENCH_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
@@ -43,7 +45,7 @@ install: $(UV) ## Create .venv with the pinned dependencies (uv.lock), the devel
 install-runtime: $(UV) ## Create .venv with the runtime dependencies only (no test browser, no linters)
 	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
 
-system-deps: ## Install the Debian packages the tests use (Dovecot, Chromium) when missing
+system-deps: ## Install the Debian packages the tests use (Dovecot, Chromium, systemd-analyze) when missing
 	$(call apt_install,$(DEB_PACKAGES))
 
 bench-deps: ## Install the Debian packages of the benchmark's peers (mbsync, getmail6, fetchmail, offlineimap, time)

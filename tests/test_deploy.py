@@ -29,6 +29,14 @@ def _systemd_analyze() -> str:
     return found
 
 
+def test_make_system_deps_installs_systemd_analyze() -> None:
+    """CI fails rather than skips without systemd-analyze, so `make system-deps` must install it: a fresh
+    Debian container has no `systemd` package."""
+    makefile = (DEPLOY.parent / "Makefile").read_text()
+    (packages,) = re.findall(r"^DEB_PACKAGES := (.*)$", makefile, re.MULTILINE)
+    assert "systemd" in packages.split()
+
+
 @pytest.mark.parametrize("unit", UNITS)
 def test_the_unit_passes_systemd_analyze_verify(unit: str, tmp_path: Path) -> None:
     """verify warns (exit 0) about unknown keys and bad values: any line about the unit is a failure.
