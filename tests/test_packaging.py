@@ -30,8 +30,9 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _uv() -> str:
-    """uv, which builds the wheel (`make install` puts it in .tools/); absent: skipped, a failure in CI."""
-    found = shutil.which("uv") or shutil.which("uv", path=str(REPOSITORY / ".tools" / "bin"))
+    """uv, which builds the wheel: the version `make install` pins in .tools/bin first, else one on PATH;
+    absent: skipped, a failure in CI."""
+    found = shutil.which("uv", path=str(REPOSITORY / ".tools" / "bin")) or shutil.which("uv")
     if found is None:
         reason = "uv is missing: `make install` puts it in .tools/bin"
         if os.environ.get("CI") == "true":
