@@ -157,6 +157,11 @@ def _check_references(target: Path) -> None:
 
 def backup(*, settings: Settings, directory: Path) -> BackupReport:
     """Write a consistent backup of the running service into `directory` (new or empty)."""
+    bodies = (settings.data_dir / BODIES_DIR).expanduser().absolute()
+    wanted = directory.expanduser().absolute()
+    if bodies.resolve() in (wanted.resolve(), *wanted.resolve().parents):
+        # The segments are copied from there: the backup would copy itself in as body files.
+        raise BackupRefused(f"The backup directory {wanted} is inside the body store {bodies}; choose one outside it.")
     target = empty_directory(directory, what="The backup directory")
     with emptied_on_failure(target, what="The backup"):
         return _write(settings, target)
