@@ -15,7 +15,7 @@ from litestar.params import Parameter
 
 from service.domain.connection_test import ConnectionReport
 from service.domain.mailbox import FolderView, MessageSummary
-from service.domain.outbox import OutboxStatus, SendResult
+from service.domain.outbox import OutboxStatus, SendResult, SentCopyStatus
 from service.domain.retrieval import RunResult
 from service.domain.values import LogLevel, LogSource, SpecialUse
 
@@ -215,6 +215,8 @@ class OutboxOut(msgspec.Struct):
     last_error: str | None
     created_at: datetime
     message_id: int | None
+    sent_copy: SentCopyStatus | None = None  # the copy in the remote Sent folder (issue 18), once sent
+    sent_copy_detail: str | None = None
 
 
 class LogOut(msgspec.Struct):
