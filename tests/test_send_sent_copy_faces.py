@@ -10,10 +10,12 @@ import json
 from sqlmodel import select
 
 from service.config import Settings
+from service.domain.outbox import OutboxStatus, SentCopyStatus
 from service.domain.values import Protocol, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from service.persistence.tables import SmtpAccount
+from service.persistence.tables import OutboxEntry, SmtpAccount
+from service.persistence.types import utcnow
 from service.usecases import retrieval_tasks
 from service.usecases.users import add_user, find_user
 from tests.cli_runner import tributary
@@ -165,3 +167,38 @@ async def test_the_cli_takes_sent_copy_task_and_lists_it(
     )
     [entry] = json.loads(tributary(settings, "outbox", "--user", user, "--all", "--json").stdout)
     assert entry["sent_copy"] == "skipped"
+
+
+async def test_the_outbox_page_and_api_show_the_sent_copys_state(web_client: WebClient, db: Database) -> None:
+    """A sent message whose copy for the remote Sent folder is pending or failed stays on the Outbox
+    page and in GET /outbox, saying so; one whose copy is done leaves them (it is only in ?all)."""
+    await set_up_admin(web_client)
+    me = (await find_user(db=db, email=ADMIN_EMAIL)).id
+    states = {
+        "pending": (SentCopyStatus.PENDING, "imap.home.test is not answering."),
+        "failed": (SentCopyStatus.FAILED, "Tributary gave up saving a copy."),
+        "done": (SentCopyStatus.DONE, None),
+    }
+    async with db.write() as session:
+        for name, (status, detail) in states.items():
+            session.add(
+                OutboxEntry(
+                    user_id=me,
+                    envelope_from=f"{name}@home.test",
+                    status=OutboxStatus.SENT,
+                    give_up_at=utcnow(),
+                    sent_copy_status=status,
+                    sent_copy_error=detail,
+                )
+            )
+
+    page = text_of((await web_client.get("/outbox")).text)
+    assert "Copy in remote Sent: pending (imap.home.test is not answering.)" in page
+    assert "Copy in remote Sent: failed (Tributary gave up saving a copy.)" in page
+    assert "done@home.test" not in page
+    listed = {entry["from_address"]: entry for entry in ok(await api(web_client, "GET", "/outbox"))}
+    assert sorted(listed) == ["failed@home.test", "pending@home.test"]
+    pending = listed["pending@home.test"]
+    assert (pending["sent_copy"], pending["sent_copy_detail"]) == ("pending", "imap.home.test is not answering.")
+    every = ok(await api(web_client, "GET", "/outbox?all=true"))
+    assert {entry["from_address"]: entry["sent_copy"] for entry in every}["done@home.test"] == "done"

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlmodel import col, or_, select
 
 from service.config import Settings
-from service.domain.outbox import GIVE_UP_AFTER, STALE_SENDING, OutboxStatus, OutboxView, SendResult
+from service.domain.outbox import GIVE_UP_AFTER, STALE_SENDING, OutboxStatus, OutboxView, SendResult, SentCopyStatus
 from service.domain.values import LogLevel, LogSource
 from service.errors import InvalidInput, NotFound
 from service.persistence.database import Database
@@ -108,7 +108,8 @@ async def process_due_outbox(
 
 
 async def list_outbox(*, db: Database, user_id: int, include_sent: bool = False) -> list[OutboxView]:
-    """The user's outgoing messages, newest first: those not sent yet, or all of them."""
+    """The user's outgoing messages, newest first: those not sent yet (and sent ones whose copy for
+    the remote Sent folder is still to be saved, or failed), or all of them."""
     query = (
         select(OutboxEntry, Message.subject)
         .join(Message, col(Message.id) == OutboxEntry.message_id, isouter=True)
@@ -116,7 +117,10 @@ async def list_outbox(*, db: Database, user_id: int, include_sent: bool = False)
         .order_by(col(OutboxEntry.created_at).desc(), col(OutboxEntry.id).desc())
     )
     if not include_sent:
-        query = query.where(col(OutboxEntry.status) != OutboxStatus.SENT)
+        copy_open = col(OutboxEntry.sent_copy_status).in_(
+            [SentCopyStatus.PENDING, SentCopyStatus.APPENDING, SentCopyStatus.FAILED]
+        )
+        query = query.where(or_(col(OutboxEntry.status) != OutboxStatus.SENT, copy_open))
     async with db.read() as session:
         rows = (await session.exec(query)).all()
     return [view_of(entry, subject or "") for entry, subject in rows]

@@ -77,6 +77,8 @@ def _outbox_out(v: OutboxView) -> OutboxOut:
         last_error=v.last_error,
         created_at=v.created_at,
         message_id=v.message_id,
+        sent_copy=v.sent_copy,
+        sent_copy_detail=v.sent_copy_detail,
     )
 
 
