@@ -62,6 +62,13 @@ def make_settings(tmp_path: Path, resolver: str, timeout: float = 4) -> Settings
     )
 
 
+def resolvable(zone: Zone, domain: str = "example.test") -> None:
+    """DOCUMENT's servers resolve to loopback (the LOOPBACK policy allows it): a document's servers are
+    offered only when they resolve to an allowed address."""
+    for host in ("imap", "pop", "smtp"):
+        zone.add(f"{host}.{domain}", "A", "127.0.0.1")
+
+
 async def find(
     email: str,
     tmp_path: Path,
@@ -133,6 +140,7 @@ async def test_the_autoconfig_host_fills_every_protocol_with_its_templates(
     tmp_path: Path, dns_zone: Zone, autoconfig_server: AutoconfigServer
 ) -> None:
     dns_zone.add("autoconfig.example.test", "A", "127.0.0.1")
+    resolvable(dns_zone)
     dns_zone.add("_imaps._tcp.example.test", "SRV", "0 1 993 srv-imap.example.test.")
     autoconfig_server.serve("autoconfig.example.test", AUTOCONFIG_PATH, DOCUMENT)
     found = await find("Ada.L@example.test", tmp_path, dns_zone, autoconfig_server)
@@ -160,6 +168,7 @@ async def test_the_well_known_url_is_tried_when_the_autoconfig_host_has_none(
     tmp_path: Path, dns_zone: Zone, autoconfig_server: AutoconfigServer
 ) -> None:
     dns_zone.add("example.test", "A", "127.0.0.1")  # autoconfig.example.test: NXDOMAIN
+    resolvable(dns_zone)
     autoconfig_server.serve("example.test", WELL_KNOWN_PATH, DOCUMENT)
     found = await find("ada@example.test", tmp_path, dns_zone, autoconfig_server)
     assert found.source is Source.AUTOCONFIG
@@ -230,6 +239,7 @@ async def test_a_document_in_latin_1_is_read(
     tmp_path: Path, dns_zone: Zone, autoconfig_server: AutoconfigServer
 ) -> None:
     dns_zone.add("autoconfig.example.test", "A", "127.0.0.1")
+    resolvable(dns_zone)
     document = DOCUMENT.replace('encoding="UTF-8"', 'encoding="ISO-8859-1"').replace("Example", "Exämple")
     autoconfig_server.serve("autoconfig.example.test", AUTOCONFIG_PATH, document.encode("latin-1"))
     found = await find("ada@example.test", tmp_path, dns_zone, autoconfig_server)
@@ -286,6 +296,38 @@ async def test_a_slow_drip_autoconfig_server_is_cut_by_the_overall_timeout(
     assert found.source is Source.MX_GUESS
     assert "autoconfig: gave up after the time allowed" in found.tried
     assert autoconfig_server.requests == [("autoconfig.example.test", AUTOCONFIG_PATH)]
+
+
+async def test_autoconfig_server_names_the_policy_refuses_are_left_out_unnamed(
+    tmp_path: Path, dns_zone: Zone, autoconfig_server: AutoconfigServer
+) -> None:
+    """A document is anyone's words: a server it names that leads only to refused (internal) addresses,
+    by name or as an address, is neither filled in nor named, like an SRV target."""
+    dns_zone.add("autoconfig.example.test", "A", "127.0.0.1")
+    dns_zone.add("pop.corp.example.test", "A", "10.1.2.3")
+    dns_zone.add("smtp.example.test", "A", "127.0.0.1")
+    document = DOCUMENT.replace("imap.%EMAILDOMAIN%", "169.254.169.254").replace(
+        "pop.example.test", "pop.corp.example.test"
+    )
+    autoconfig_server.serve("autoconfig.example.test", AUTOCONFIG_PATH, document)
+    found = await find("ada@example.test", tmp_path, dns_zone, autoconfig_server)
+    assert found.source is Source.AUTOCONFIG
+    assert [(s.protocol, s.host) for s in found.servers] == [("smtp", "smtp.example.test")]
+    assert not any("corp" in line or "169.254" in line for line in found.tried), found.tried
+    assert "2 server(s) left out: they could not be reached" in found.tried
+
+
+async def test_an_autoconfig_server_given_as_an_allowed_address_is_kept(
+    tmp_path: Path, dns_zone: Zone, autoconfig_server: AutoconfigServer
+) -> None:
+    dns_zone.add("autoconfig.example.test", "A", "127.0.0.1")
+    dns_zone.add("pop.example.test", "AAAA", "::1")
+    dns_zone.add("smtp.example.test", "A", "127.0.0.1")
+    autoconfig_server.serve(
+        "autoconfig.example.test", AUTOCONFIG_PATH, DOCUMENT.replace("imap.%EMAILDOMAIN%", "127.0.0.2")
+    )
+    found = await find("ada@example.test", tmp_path, dns_zone, autoconfig_server)
+    assert [s.host for s in found.servers] == ["127.0.0.2", "pop.example.test", "smtp.example.test"]
 
 
 # -- DNS: SRV and MX ---------------------------------------------------------------------------------
@@ -373,6 +415,8 @@ async def test_an_idna_domain_is_looked_up_in_punycode(
     tmp_path: Path, dns_zone: Zone, autoconfig_server: AutoconfigServer
 ) -> None:
     dns_zone.add("autoconfig.xn--bcher-kva.test", "A", "127.0.0.1")
+    resolvable(dns_zone)
+    resolvable(dns_zone, "xn--bcher-kva.test")
     autoconfig_server.serve("autoconfig.xn--bcher-kva.test", AUTOCONFIG_PATH, DOCUMENT)
     found = await find("jörg@Bücher.test", tmp_path, dns_zone, autoconfig_server)
     assert found.address.domain == "xn--bcher-kva.test"

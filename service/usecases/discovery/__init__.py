@@ -12,8 +12,9 @@ the timeout.
 Servers named by DNS (SRV targets, the MX guess) are offered only when their
 name resolves to an address the outbound policy allows, and the ones left out
 are counted, never named: what the server's resolver knows of an internal
-network stays there. Servers from an autoconfig document (fetched from an
-allowed address) and from the built-in table are offered as they are.
+network stays there. The servers an autoconfig document names are held to the
+same rule (an address given as such is judged as it is); only servers of the
+built-in table are offered as they are.
 
 `discover_for_user` adds the user's domain: its outbound policy (the
 autoconfig fetches obey it) and whether its OAuth2 sign-in is on, so a
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import os
 import ssl
@@ -86,6 +88,11 @@ async def _autoconfig(
         except UnsafeDocument as exc:
             tried.append(f"{url}: not a usable autoconfig document ({exc})")
             continue
+        # The servers the document names are anyone's words: held to the policy like SRV targets
+        # (a large provider's own servers, from the built-in table, are known public names).
+        known = [s for s in found if table.by_server(s.host) is not None]
+        checked = await _reachable([s for s in found if s not in known], lookup=lookup, policy=policy, tried=tried)
+        found = [s for s in found if s in known or s in checked]
         if found:
             tried.append(f"{url}: {len(found)} server(s)")
             return found
@@ -191,7 +198,8 @@ async def _reachable(
 
     async def allowed(host: str) -> tuple[str, bool]:
         try:
-            return host, any(policy.allows(ip, host) for ip in await lookup.addresses(host))
+            addresses = [host] if _is_address(host) else await lookup.addresses(host)
+            return host, any(policy.allows(ip, host) for ip in addresses)
         except (ServerUnavailable, ValueError):
             return host, False
 
@@ -200,6 +208,14 @@ async def _reachable(
     if len(kept) < len(servers):
         tried.append(f"{len(servers) - len(kept)} server(s) left out: they could not be reached")
     return kept
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _choose(
