@@ -49,16 +49,21 @@ def _segments(settings: Settings) -> dict[str, bytes]:
     return files
 
 
-async def test_the_backup_lists_every_file_with_size_and_checksum(keyed: Settings, tmp_path: Path) -> None:
-    db = Database(keyed)
+async def _deliver_one(settings: Settings, raw: bytes) -> None:
+    """A user with one message in the Inbox (stored where the settings' body store puts it)."""
+    db = Database(settings)
     try:
         user = await add_user(db=db, email="owner@example.test", password="long enough")
         async with db.write() as session:
             inbox = await folder_by_path(session, user.id, "Inbox")
             assert inbox.id is not None
-            await deliver(session, user_id=user.id, folder_id=inbox.id, raw=sample("kept"))
+            await deliver(session, user_id=user.id, folder_id=inbox.id, raw=raw)
     finally:
         await db.dispose()
+
+
+async def test_the_backup_lists_every_file_with_size_and_checksum(keyed: Settings, tmp_path: Path) -> None:
+    await _deliver_one(keyed, sample("kept"))
     segments = _segments(keyed)
     target = tmp_path / "backup"
 
@@ -254,15 +259,7 @@ async def test_a_segment_the_snapshot_needs_but_the_copy_lacks_fails_the_backup(
 ) -> None:
     if not keyed.is_sqlite:
         pytest.skip("the check reads the SQLite snapshot; PostgreSQL's is pg_dump's")
-    db = Database(keyed)
-    try:
-        user = await add_user(db=db, email="owner@example.test", password="long enough")
-        async with db.write() as session:
-            inbox = await folder_by_path(session, user.id, "Inbox")
-            assert inbox.id is not None
-            await deliver(session, user_id=user.id, folder_id=inbox.id, raw=sample("in a segment"))
-    finally:
-        await db.dispose()
+    await _deliver_one(keyed, sample("in a segment"))
     assert list((keyed.data_dir / "bodies").glob("*.seg"))  # the files store wrote it
     monkeypatch.setattr(take, "_copy_bodies", lambda bodies, target: [])  # as if compaction had deleted it
     target = tmp_path / "backup"

@@ -118,13 +118,18 @@ async def serve(settings: Settings, log_path: Path, **environment: str) -> Async
         await eventually(up, within=60, what="tributary serve answers")
         yield base
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await terminate(process)
+
+
+async def terminate(process: asyncio.subprocess.Process) -> None:
+    """Stop a `tributary` process as systemd would: SIGTERM, then SIGKILL after 30 seconds."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 async def failed_sign_in(base: str, email: str, password: str, *, forwarded_for: str | None = None) -> None:

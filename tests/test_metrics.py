@@ -5,7 +5,6 @@ TRIBUTARY_METRICS=on, HTTP request metrics from Litestar's plugin, and a metrics
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import subprocess
 from collections.abc import AsyncIterator
@@ -26,7 +25,7 @@ from tests.fixtures import free_ports
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.webapp import WebClient
 from tests.retrieval_env import Env, eventually, make_env
-from tests.test_logging import serve
+from tests.test_logging import serve, terminate
 from web.app import create_app
 
 RETRIEVAL_FAMILIES = {
@@ -144,13 +143,7 @@ async def worker(settings: Settings, log_path: Path, **environment: str) -> Asyn
     try:
         yield process
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await terminate(process)
 
 
 async def test_the_worker_serves_its_metrics_on_its_port(env: Env, tmp_path: Path) -> None:
