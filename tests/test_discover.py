@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from dnslib import RR, DNSRecord  # type: ignore[import-untyped]
 
 from service.config import Settings
 from service.domain.discovery import Discovery, Source
@@ -328,6 +329,29 @@ async def test_an_autoconfig_server_given_as_an_allowed_address_is_kept(
     )
     found = await find("ada@example.test", tmp_path, dns_zone, autoconfig_server)
     assert [s.host for s in found.servers] == ["127.0.0.2", "pop.example.test", "smtp.example.test"]
+
+
+async def test_the_autoconfig_host_is_resolved_once_and_connected_to_at_the_checked_address(
+    tmp_path: Path, dns_zone: Zone, autoconfig_server: AutoconfigServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: after its first answer the name turns to a refused address (TTL 0). The fetch
+    connects to the address it checked and never asks again, so the second answer is never used."""
+    dns_zone.add("autoconfig.example.test", "A", "127.0.0.1", ttl=0)
+    resolvable(dns_zone)
+    autoconfig_server.serve("autoconfig.example.test", AUTOCONFIG_PATH, DOCUMENT)
+    answer = dns_zone.resolve
+
+    def rebinding(request: DNSRecord, handler: object) -> DNSRecord:
+        reply = answer(request, handler)
+        if str(request.q.qname).lower() == "autoconfig.example.test.":
+            dns_zone.records[("autoconfig.example.test.", "A")] = RR.fromZone("autoconfig.example.test. 0 A 10.9.9.9")
+        return reply
+
+    monkeypatch.setattr(dns_zone, "resolve", rebinding)
+    found = await find("ada@example.test", tmp_path, dns_zone, autoconfig_server)
+    assert found.source is Source.AUTOCONFIG
+    assert autoconfig_server.requests == [("autoconfig.example.test", AUTOCONFIG_PATH)]
+    assert dns_zone.asked.count(("autoconfig.example.test", "A")) == 1
 
 
 # -- DNS: SRV and MX ---------------------------------------------------------------------------------
