@@ -73,7 +73,7 @@ class Segments:
 
     def _ensure_root(self) -> None:
         if not self.root.is_dir():
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # mail: only the service user reads it
             _fsync_directory(self.root.parent)
 
     def append(self, raws: Sequence[bytes]) -> list[BodyRef]:
