@@ -111,8 +111,8 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        cached = record.exc_text  # another handler's traceback text, unindented: format ours
-        record.exc_text = None
+        cached = record.exc_text  # another handler's (or another process's) traceback text: indent it too
+        record.exc_text = None if record.exc_info or not cached else _indented(cached)
         try:
             return super().format(record)
         finally:
