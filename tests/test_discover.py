@@ -15,7 +15,7 @@ import pytest
 from dnslib import RR, DNSRecord  # type: ignore[import-untyped]
 
 from service.config import Settings
-from service.domain.discovery import Discovery, Source
+from service.domain.discovery import MAX_SERVERS, Discovery, Source
 from service.domain.discovery.autoconfig import UnsafeDocument, parse_autoconfig
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
@@ -380,6 +380,19 @@ async def test_srv_records_prefer_implicit_tls_and_low_priority(tmp_path: Path, 
     assert imap is not None
     assert imap.where == "_imaps._tcp.example.test"
     assert found.message == "Found in the domain's DNS SRV records."
+
+
+async def test_a_flood_of_srv_records_is_capped_before_their_names_are_resolved(tmp_path: Path, dns_zone: Zone) -> None:
+    """Hundreds of SRV targets would make one look-up send hundreds of DNS queries on the user's
+    behalf: only the first MAX_SERVERS (by priority) are kept and checked."""
+    for n in range(200):
+        dns_zone.add("_imaps._tcp.example.test", "SRV", f"{n} 1 993 imap{n}.example.test.")
+        dns_zone.add(f"imap{n}.example.test", "A", "127.0.0.1")
+    found = await find("ada@example.test", tmp_path, dns_zone)
+    assert found.source is Source.DNS_SRV
+    assert [s.host for s in found.servers] == [f"imap{n}.example.test" for n in range(MAX_SERVERS)]
+    looked_up = {name for name, rtype in dns_zone.asked if rtype == "A" and name.startswith("imap")}
+    assert len(looked_up) == MAX_SERVERS
 
 
 async def test_a_custom_domain_at_google_is_recognised_by_its_mx(tmp_path: Path, dns_zone: Zone) -> None:

@@ -26,6 +26,7 @@ from service.domain.values import Security
 from service.errors import InvalidInput
 
 PROTOCOLS = ("imap", "pop3", "smtp")
+MAX_SERVERS = 32  # per source: each named server costs DNS queries when it is checked against the policy
 
 
 class Source(StrEnum):

@@ -30,13 +30,12 @@ import xml.etree.ElementTree as ET
 from typing import Any
 from xml.parsers import expat
 
-from service.domain.discovery import FoundServer, Source
+from service.domain.discovery import MAX_SERVERS, FoundServer, Source
 from service.domain.smtp_accounts import check_host
 from service.domain.values import Security
 from service.errors import InvalidInput
 
 MAX_BYTES = 256 * 1024
-MAX_SERVERS = 32
 _TYPES = {("incomingServer", "imap"): "imap", ("incomingServer", "pop3"): "pop3", ("outgoingServer", "smtp"): "smtp"}
 _SOCKET = {"ssl": Security.SSL, "tls": Security.SSL, "starttls": Security.STARTTLS, "plain": Security.NONE}
 

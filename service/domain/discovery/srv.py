@@ -11,6 +11,7 @@ asks clients to prefer implicit TLS, so the implicit-TLS services come first:
 Within one service the records are used by priority (lowest first), then
 weight (highest first; RFC 2782's random choice is not needed to fill a form).
 A target of "." says the service is not offered (RFC 2782, RFC 6186 section 3.4).
+At most MAX_SERVERS are kept, as each is then resolved for the outbound policy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.domain.discovery import FoundServer, Source
+from service.domain.discovery import MAX_SERVERS, FoundServer, Source
 from service.domain.smtp_accounts import check_host
 from service.domain.values import Security
 from service.errors import InvalidInput
@@ -56,6 +57,8 @@ def srv_servers(records: Mapping[str, list[SrvRecord]], domain: str, *, email: s
             server = FoundServer(protocol, host, record.port, security, Source.DNS_SRV, name, username=email)
             if server not in found:
                 found.append(server)
+            if len(found) == MAX_SERVERS:  # a flood of records must not become a flood of queries
+                return found
     return found
 
 
