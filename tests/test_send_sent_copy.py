@@ -433,3 +433,32 @@ async def test_deleting_the_task_skips_pending_copies_and_clears_the_accounts_ch
     assert len(server.received) == 1
     account = await smtp_accounts.get_smtp_account(db=env.db, user_id=env.user_id, account_id=account_id)
     assert account.sent_copy_task is None
+
+
+async def test_a_task_deleted_while_its_copy_was_appended_leaves_the_copy_done_and_the_sent_message(
+    env: Env, smtp_server: StartSmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retrieval task is deleted during the APPEND: recording the copy must not give the local
+    Sent message the gone task as its origin (a foreign key error that would leave the copy
+    "appending" for an hour and then skip it, although it is stored)."""
+    env.dovecot.create_folder(env.mailbox.email, "Sent")
+    server = smtp_server(mode="plain", require_auth=False, require_starttls=False)
+    task_id = await env.add_task(folder_transfer=FolderTransfer.ROOT)
+    account_id = await account_with_copy(env, server, task_id)
+    real_append = sent_copy._append
+
+    async def append_while_deleted(*args: Any) -> Any:
+        copy = await real_append(*args)
+        await retrieval_tasks.delete_task(db=env.db, task_id=task_id, user_id=env.user_id)
+        return copy
+
+    monkeypatch.setattr(sent_copy, "_append", append_while_deleted)
+    result = await send(env, account_id)
+
+    entry = await entry_of(env, result.outbox_id)
+    assert entry.sent_copy_status is SentCopyStatus.DONE
+    assert len(remote_sent(env)) == 1
+    async with env.db.read() as session:
+        [local] = (await session.exec(select(Message).where(Message.subject == "Hello from Tributary"))).all()
+    assert local.task_id is None
+    assert local.id == entry.message_id

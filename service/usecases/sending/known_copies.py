@@ -22,9 +22,11 @@ from service.persistence.mailstore import IncomingMessage
 from service.persistence.tables import OutboxEntry, RetrievalTask
 
 
-async def lock_task(session: AsyncSession, task_id: int) -> None:
-    """Take the task's row lock (PostgreSQL; SQLite's write transaction already serialises)."""
-    await session.exec(select(RetrievalTask.id).where(RetrievalTask.id == task_id).with_for_update())
+async def lock_task(session: AsyncSession, task_id: int) -> bool:
+    """Take the task's row lock (PostgreSQL; SQLite's write transaction already serialises);
+    False when the task is gone."""
+    found = await session.exec(select(RetrievalTask.id).where(RetrievalTask.id == task_id).with_for_update())
+    return found.first() is not None
 
 
 async def unknown_positions(

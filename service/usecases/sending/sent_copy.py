@@ -204,14 +204,16 @@ async def _append(db: Database, settings: Settings, secret_box: SecretBox, job: 
     return await sign_in(None)
 
 
-async def _record_done(session: AsyncSession, entry: OutboxEntry, job: _CopyJob, copy: AppendedCopy) -> None:
+async def _record_done(
+    session: AsyncSession, entry: OutboxEntry, job: _CopyJob, copy: AppendedCopy, *, task_alive: bool
+) -> None:
     """The copy is stored remotely: keep its identity, give it to the local Sent message, and remove a
-    copy a retrieval run imported meanwhile (it holds the same bytes)."""
-    await lock_task(session, job.task_id)
+    copy a retrieval run imported meanwhile (it holds the same bytes). The caller holds the task's row
+    lock; a task deleted during the APPEND (`task_alive` False) gives nobody an origin."""
     entry.sent_copy_folder = copy.folder
     entry.sent_copy_uidvalidity = copy.uidvalidity
     entry.sent_copy_uid = copy.uid
-    if copy.uid is not None and copy.uidvalidity is not None:
+    if task_alive and copy.uid is not None and copy.uidvalidity is not None:
         imported = (
             await session.exec(
                 select(Message).where(
@@ -256,10 +258,12 @@ async def attempt_sent_copy(
         outcome = RemoteError(f"An unexpected error ({type(exc).__name__}) interrupted saving the copy.")
     host = job.imap.host
     async with db.write() as session:
+        # The task's row first, then the entry's: deleting the task locks them in that order (SET NULL).
+        task_alive = await lock_task(session, job.task_id)
         entry = (await session.exec(select(OutboxEntry).where(OutboxEntry.id == entry_id).with_for_update())).one()
         if isinstance(outcome, AppendedCopy):
             _settle(entry, SentCopyStatus.DONE, None, now)
-            await _record_done(session, entry, job, outcome)
+            await _record_done(session, entry, job, outcome, task_alive=task_alive)
             _log(session, entry, LogLevel.INFO, f"Saved a copy of {_about(job)} in {outcome.folder} on {host}.")
         else:
             when = next_retry(give_up_at=entry.give_up_at, attempts=entry.sent_copy_attempts, now=now)
