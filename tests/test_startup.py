@@ -158,6 +158,22 @@ def test_files_tributary_creates_are_readable_by_their_owner_only(tmp_path: Path
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
+def test_a_database_file_readable_by_others_is_made_owner_only(tmp_path: Path) -> None:
+    """An installation from before owner-only files keeps a 0644 database: the next command narrows it
+    (with its -wal and -shm files, which SQLite would otherwise recreate with the database's mode)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    old = [data_dir / name for name in ("tributary.db", "tributary.db-wal", "tributary.db-shm")]
+    for path in old:
+        path.touch()
+        path.chmod(0o644)
+    result = tributary(Settings(data_dir=data_dir), "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    for path in old:
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
 async def test_health_answers_503_while_migrations_are_pending(unmigrated: Settings) -> None:
     async with AsyncTestClient(app=create_app(unmigrated)) as client:
         response = await client.get("/health")

@@ -11,7 +11,8 @@ commits when its block ends and rolls back if the block raises. Never hold
 either across network I/O.
 
 The data directory is created mode 0700 and the SQLite file 0600 (SQLite gives
-its -wal and -shm files the database file's mode), so only the service's user
+its -wal and -shm files the database file's mode; an older file readable by
+others is narrowed to 0600, with its side files), so only the service's user
 reads the mail. `problem()` says, in one sentence, why the database cannot be
 used yet (unreachable, or not migrated): `/health` and the start-up checks ask it.
 """
@@ -82,12 +83,28 @@ def prepare_data_dir(settings: Settings) -> None:
         if database_file is not None:
             database_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(database_file, os.O_WRONLY | os.O_CREAT, 0o600))
+            _owner_only(database_file, *(database_file.with_name(database_file.name + end) for end in _SIDE_FILES))
     except OSError as exc:
         reason = exc.strerror.lower() if exc.strerror else "permission denied"
         raise DataDirUnwritable(
             f"The data directory {directory} cannot be written ({reason}): "
             "give this user write access to it or set TRIBUTARY_DATA_DIR to another directory."
         ) from exc
+
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _owner_only(*paths: Path) -> None:
+    """Take group and other access off existing files of this user (a database from before files were
+    created 0600); a file someone else owns is left as its owner chose."""
+    for path in paths:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+            path.chmod(info.st_mode & 0o700)
 
 
 def _sqlite_file(settings: Settings) -> Path | None:
