@@ -441,6 +441,17 @@ async def test_servers_dns_names_that_the_policy_refuses_are_left_out_unnamed(tm
     assert "2 server(s) left out: they could not be reached" in found.tried
 
 
+async def test_the_mx_guess_passes_over_a_preferred_mx_the_policy_refuses(tmp_path: Path, dns_zone: Zone) -> None:
+    dns_zone.add("example.test", "MX", "10 mx.corp.example.test.")
+    dns_zone.add("mx.corp.example.test", "A", "10.1.2.3")
+    dns_zone.add("example.test", "MX", "20 mx2.example.test.")
+    dns_zone.add("mx2.example.test", "A", "127.0.0.1")
+    found = await find("ada@example.test", tmp_path, dns_zone)
+    assert found.source is Source.MX_GUESS
+    assert {s.host for s in found.servers} == {"mx2.example.test"}
+    assert not any("corp" in line for line in found.tried), found.tried
+
+
 async def test_nothing_found_says_so(tmp_path: Path, dns_zone: Zone) -> None:
     found = await find("ada@example.test", tmp_path, dns_zone)
     assert found.source is None

@@ -53,6 +53,7 @@ from service.usecases.discovery.limits import LOOKUPS_PER_MINUTE, check_lookups
 from service.usecases.domains import outbound_policy
 
 log = logging.getLogger(__name__)
+MX_GUESSES = 5  # MX hosts tried for the guess, each resolved for the outbound policy
 
 
 __all__ = ["LOOKUPS_PER_MINUTE", "discover", "discover_for_user", "global_policy", "offered", "to_dict"]
@@ -130,8 +131,13 @@ async def _mx(
     tried.append(f"MX for {address.domain}: {len(hosts)} host(s)")
     if table.by_mx(hosts) is not None:
         return hosts, []
-    guessed = mx_guess(hosts, email=address.email)
-    return hosts, await _reachable(guessed, lookup=lookup, policy=policy, tried=guess_tried)
+    for host in hosts[:MX_GUESSES]:  # most preferred first: one the policy refuses is passed over
+        guessed = await _reachable(
+            mx_guess([host], email=address.email), lookup=lookup, policy=policy, tried=guess_tried
+        )
+        if guessed:
+            return hosts, guessed
+    return hosts, []
 
 
 async def _bounded(work: Awaitable[Any], deadline: float, empty: Any, what: str, tried: list[str]) -> Any:
