@@ -50,10 +50,10 @@ from service.usecases.domains import oauth_disabled_message, outbound_policy
 from service.usecases.logs import record
 from service.usecases.oauth_sign_in import with_token
 from service.usecases.sending.background import copy_in_background
+from service.usecases.sending.copy_plan import CopyPlan, copy_plan
 from service.usecases.sending.entries import recipients_of, result_of
 from service.usecases.sending.outcome import Outcome, settle, wait_for_reconnect
 from service.usecases.sending.senders import relay_endpoint
-from service.usecases.sending.sent_copy import CopyPlan, copy_plan
 from service.usecases.smtp_accounts import disabled_message, endpoint_for
 
 log = logging.getLogger(__name__)

@@ -44,8 +44,8 @@ from service.protocols import smtp
 from service.protocols.transcript import Transcript
 from service.usecases.logs import record
 from service.usecases.oauth_sign_in import mark_refused
+from service.usecases.sending.copy_plan import start_copy
 from service.usecases.sending.entries import recipients_of, result_of, store_recipients
-from service.usecases.sending.sent_copy import start_copy
 
 if TYPE_CHECKING:
     from service.usecases.sending.attempt import Job

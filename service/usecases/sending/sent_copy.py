@@ -35,14 +35,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.oauth import AuthKind
-from service.domain.outbox import GIVE_UP_AFTER, OutboxStatus, SentCopyStatus, next_retry
-from service.domain.smtp_accounts import files_sent_itself
-from service.domain.values import LogLevel, LogSource, Protocol
+from service.domain.outbox import OutboxStatus, SentCopyStatus, next_retry
+from service.domain.values import LogLevel, LogSource
 from service.errors import RemoteError, TributaryError
 from service.persistence.database import Database
 from service.persistence.mailstore import read_raw
 from service.persistence.secrets import SecretBox, SecretKeyError
-from service.persistence.tables import Domain, Message, OutboxEntry, RetrievalTask, SmtpAccount, User
+from service.persistence.tables import Domain, Message, OutboxEntry, RetrievalTask, User
 from service.protocols.imap import ImapAccount
 from service.protocols.imap.append import AppendedCopy, append_sent_copy
 from service.usecases.domains import outbound_policy
@@ -57,39 +56,6 @@ MESSAGE_GONE = "The message was deleted from Sent before its copy could be saved
 # An attempt's IMAP session ends by its deadline (_append: three connection timeouts, at most 30 minutes);
 # "appending" for longer means its process stopped (a background copy cut short by a restart): due again.
 STALE_APPENDING = timedelta(hours=1)
-
-
-@dataclass(frozen=True, slots=True)
-class CopyPlan:
-    """What the SMTP account's Sent copy will be for a message: the task, or the reason to skip."""
-
-    task_id: int
-    skip: str | None = None
-
-
-async def copy_plan(session: AsyncSession, account: SmtpAccount) -> CopyPlan | None:
-    """The account's Sent copy, read when delivery is claimed: None when it wants none."""
-    if account.sent_copy_task_id is None or not account.save_copy_in_sent:
-        return None
-    task = await session.get(RetrievalTask, account.sent_copy_task_id)
-    if task is None or task.user_id != account.user_id or task.protocol is not Protocol.IMAP:
-        return None
-    return CopyPlan(task.id or 0, files_sent_itself(account.host, task.host))
-
-
-def start_copy(entry: OutboxEntry, plan: CopyPlan, now: datetime) -> None:
-    """Delivery is over: the copy becomes due now (or is skipped with its sentence), in the
-    transaction that records the delivery."""
-    entry.sent_copy_task_id = plan.task_id
-    entry.sent_copy_attempts = 0
-    if plan.skip is not None:
-        entry.sent_copy_status = SentCopyStatus.SKIPPED
-        entry.sent_copy_error = plan.skip
-        return
-    entry.sent_copy_status = SentCopyStatus.PENDING
-    entry.sent_copy_error = None
-    entry.next_attempt_at = now
-    entry.give_up_at = now + GIVE_UP_AFTER
 
 
 @dataclass(frozen=True, slots=True)
