@@ -128,6 +128,27 @@ async def test_a_message_over_the_domains_limit_falls_back_to_the_full_run(env: 
     assert (await inbox_cursor(env, task_id)).last_uid == 1  # covered: never fetched again
 
 
+async def test_an_excluded_inbox_is_left_to_the_full_run_which_skips_it(env: Env) -> None:
+    """What to import (issue 18) rules the fast path too: INBOX excluded, its news runs the task in
+    full, which applies the folder selection, so nothing of INBOX is stored."""
+    task_id = await polled_task(env)
+    async with env.db.write() as session:
+        await session.exec(
+            update(RetrievalTask).where(col(RetrievalTask.id) == task_id).values(exclude_folders='["INBOX"]')
+        )
+    poll_at = await next_run(env, task_id)
+    async with pushing(env):
+        await listening(env, task_id)
+        raw, message_id = message("in an excluded INBOX")
+        env.dovecot.deliver(env.mailbox.email, raw)
+
+        async def ran_in_full() -> bool:
+            return await next_run(env, task_id) != poll_at
+
+        await eventually(ran_in_full, within=20, what="a full run after INBOX news")
+    assert await copies(env, message_id) == 0
+
+
 async def test_filter_rules_apply_on_the_fast_path(env: Env) -> None:
     rule = FilterRule(
         name="Lists",

@@ -63,8 +63,9 @@ from service.usecases.retrieval.imap_run import incoming_message
 from service.usecases.retrieval.lease import Lease
 from service.usecases.retrieval.push_batch import Batch, GroupCommit
 from service.usecases.retrieval.push_leases import eligible
-from service.usecases.retrieval.run import record_outcome_in
+from service.usecases.retrieval.run import initial_choice, record_outcome_in
 from service.usecases.retrieval.store import Cursor, Owner, commit_batch, find_folder, resolve_folder
+from service.usecases.retrieval_tasks import folder_selection
 
 INBOX = "INBOX"
 
@@ -193,6 +194,8 @@ async def fetch_pushed(
     task, domain, row, target = pushed.task, pushed.domain, pushed.cursor, pushed.target
     if row is None or task.id is None or task.enable_debug:
         return None
+    if not folder_selection(task).includes(INBOX) or initial_choice(task) is not None:
+        return None  # what to import decides: the ordinary run applies the folder selection and initial choice
     if connection.uidvalidity is None or connection.uidvalidity != row.uidvalidity:
         return None
     started = time.monotonic()
