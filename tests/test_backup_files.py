@@ -19,7 +19,7 @@ from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.persistence.secrets import SecretBox
-from service.usecases.backup import backup, take
+from service.usecases.backup import backup, restore, take
 from service.usecases.backup.manifest import BackupDamaged, BackupFailed, BackupRefused
 from service.usecases.users import add_user
 from tests.cli_runner import tributary
@@ -335,3 +335,21 @@ def test_a_backup_directory_inside_the_body_store_is_refused(keyed: Settings, tm
         f"The backup directory {inside} is inside the body store {keyed.data_dir / 'bodies'}; choose one outside it."
     )
     assert not inside.exists()
+
+
+def test_restoring_a_key_file_while_the_keys_come_from_the_setting_says_what_to_do(
+    keyed: Settings, settings: Settings, tmp_path: Path
+) -> None:
+    """The restored secret.key is not read while TRIBUTARY_SECRET_KEY is set: the stored passwords
+    would not open unless the operator is told."""
+    assert settings.secret_key is not None
+    backup(settings=keyed, directory=tmp_path / "backup")
+    target = settings.model_copy(update={"data_dir": tmp_path / "new-data"})  # keys from the setting
+
+    report = restore(settings=target, directory=tmp_path / "backup")
+
+    assert (target.data_dir / "secret.key").exists()
+    assert (
+        "The stored passwords need the restored key file, but TRIBUTARY_SECRET_KEY is set: "
+        "unset it (or set it to the key file's keys, comma-separated) before starting the service."
+    ) in report.next_steps

@@ -99,6 +99,11 @@ def restore(*, settings: Settings, directory: Path) -> RestoreReport:
         steps.append("Restore the PostgreSQL database with pg_restore (README, Backups).")
     if manifest.key == "setting":
         steps.append("The keys came from TRIBUTARY_SECRET_KEY: set it to the same value as before.")
+    elif settings.secret_key is not None:  # the restored secret.key is not read while the setting is there
+        steps.append(
+            "The stored passwords need the restored key file, but TRIBUTARY_SECRET_KEY is set: "
+            "unset it (or set it to the key file's keys, comma-separated) before starting the service."
+        )
     steps.append("Run `tributary db upgrade` before starting the service if this Tributary is newer.")
     return RestoreReport(
         data_dir=str(data_dir),
