@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from dnslib import RR, DNSRecord  # type: ignore[import-untyped]
+from dnslib import QTYPE, RCODE, RR, DNSRecord  # type: ignore[import-untyped]
 
 from service.config import Settings
 from service.domain.discovery import MAX_SERVERS, Discovery, Source
@@ -393,6 +393,26 @@ async def test_a_flood_of_srv_records_is_capped_before_their_names_are_resolved(
     assert [s.host for s in found.servers] == [f"imap{n}.example.test" for n in range(MAX_SERVERS)]
     looked_up = {name for name, rtype in dns_zone.asked if rtype == "A" and name.startswith("imap")}
     assert len(looked_up) == MAX_SERVERS
+
+
+async def test_a_server_whose_aaaa_query_fails_is_kept_by_its_a_record(
+    tmp_path: Path, dns_zone: Zone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some DNS servers fail AAAA queries (SERVFAIL): the IPv4 address found is still judged and used."""
+    dns_zone.add("_imaps._tcp.example.test", "SRV", "0 1 993 imap.example.test.")
+    dns_zone.add("imap.example.test", "A", "127.0.0.1")
+    answer = dns_zone.resolve
+
+    def broken_aaaa(request: DNSRecord, handler: object) -> DNSRecord:
+        reply = answer(request, handler)
+        if QTYPE[request.q.qtype] == "AAAA":
+            reply.header.rcode = RCODE.SERVFAIL
+        return reply
+
+    monkeypatch.setattr(dns_zone, "resolve", broken_aaaa)
+    found = await find("ada@example.test", tmp_path, dns_zone)
+    assert found.source is Source.DNS_SRV
+    assert [s.host for s in found.servers] == ["imap.example.test"]
 
 
 async def test_a_custom_domain_at_google_is_recognised_by_its_mx(tmp_path: Path, dns_zone: Zone) -> None:

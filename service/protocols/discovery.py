@@ -101,9 +101,17 @@ class DnsLookup:
         return [h for h in hosts if h and h != "."]
 
     async def addresses(self, host: str) -> list[str]:
+        """The host's IPv4 and IPv6 addresses. Some DNS servers fail AAAA queries: a query that fails
+        is passed over when the other type found addresses (ServerUnavailable only when none was found)."""
         found: list[str] = []
+        failure: ServerUnavailable | None = None
         for rdtype in ("A", "AAAA"):
-            found += [r.address for r in await self._query(host, rdtype)]
+            try:
+                found += [r.address for r in await self._query(host, rdtype)]
+            except ServerUnavailable as exc:
+                failure = exc
+        if failure is not None and not found:
+            raise failure
         return found
 
 
