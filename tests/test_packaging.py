@@ -67,23 +67,25 @@ class Installed:
         return subprocess.run(args, cwd=self.workdir, env=self.env, capture_output=True, text=True, check=False)
 
 
+def _step(*args: str) -> str:
+    """Run one set-up step; a failure shows the step's own output (say, uv unable to fetch hatchling)."""
+    env = {**os.environ, "UV_COMPILE_BYTECODE": "0"}  # `make` exports 1: compiling the wheel only costs time
+    result = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}{result.stderr}"
+    return result.stdout.strip()
+
+
 def install_wheel(tmp_path: Path) -> Installed:
     """Build the wheel and install it (--no-deps, offline) into a fresh venv that borrows our dependencies."""
     uv = _uv()
     dist = tmp_path / "dist"
-    subprocess.run([uv, "build", "--wheel", "--out-dir", str(dist), str(REPOSITORY)], check=True, capture_output=True)
+    _step(uv, "build", "--wheel", "--python", sys.executable, "--out-dir", str(dist), str(REPOSITORY))
     (wheel,) = dist.glob("tributary-*.whl")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    _step(uv, "venv", "--quiet", "--offline", "--python", sys.executable, str(venv))
     python = str(venv / "bin" / "python")
-    install = [uv, "pip", "install", "--quiet", "--no-deps", "--offline", "--python", python, str(wheel)]
-    subprocess.run(install, check=True, capture_output=True)
-    site_packages = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    _step(uv, "pip", "install", "--quiet", "--no-deps", "--offline", "--python", python, str(wheel))
+    site_packages = _step(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     (Path(site_packages) / "_project_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
