@@ -3,9 +3,7 @@ environment file template names only settings that exist, with values they accep
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.config import Settings
+from tests.required_tool import required_tool
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 UNITS = ("tributary.service", "tributary-worker@.service")
@@ -20,13 +19,7 @@ INSTALLED_TRIBUTARY = "/opt/tributary/bin/tributary"
 
 
 def _systemd_analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None:
-        reason = "systemd-analyze is missing (Debian package systemd)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return found
+    return required_tool("systemd-analyze", how="`make system-deps` installs it (Debian package systemd)")
 
 
 def test_make_system_deps_installs_systemd_analyze() -> None:

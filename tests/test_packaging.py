@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,21 +23,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.required_tool import required_tool
 from tests.retrieval_env import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _uv() -> str:
-    """uv, which builds the wheel: the version `make install` pins in .tools/bin first, else one on PATH;
-    absent: skipped, a failure in CI."""
-    found = shutil.which("uv", path=str(REPOSITORY / ".tools" / "bin")) or shutil.which("uv")
-    if found is None:
-        reason = "uv is missing: `make install` puts it in .tools/bin"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return found
+    """uv, which builds the wheel: the version `make install` pins in .tools/bin first, else one on PATH."""
+    return required_tool("uv", how="`make install` puts it in .tools/bin", first_in=str(REPOSITORY / ".tools" / "bin"))
 
 
 def _free_port() -> int:
