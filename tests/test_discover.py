@@ -22,6 +22,8 @@ from service.domain.values import Security
 from service.errors import InvalidInput
 from service.protocols.discovery import DnsLookup, nameservers
 from service.usecases.discovery import discover, to_dict
+from service.usecases.discovery.limits import LOOKUPS_PER_MINUTE, check_lookups
+from service.usecases.rate_limit import TooManyAttempts
 from tests.fixtures.discovery import AutoconfigServer, Zone
 
 LOOPBACK = OutboundPolicy.parse(["127.0.0.0/8", "::1/128"])
@@ -543,3 +545,18 @@ def test_a_percent_sign_in_the_local_part_is_not_read_as_a_placeholder() -> None
         DOCUMENT.encode(), email=email, local_part="%EMAILDOMAIN%", domain="example.test", where="x"
     )
     assert [s.username for s in servers] == ["%EMAILDOMAIN%", email, email]
+
+
+def test_the_look_up_limit_counts_each_user_apart() -> None:
+    """One user's look-ups never use up another's (nor another Database's)."""
+
+    class Owner:  # stands for a Database: the limiter is kept per owner, weakly
+        pass
+
+    owner, other_owner = Owner(), Owner()
+    for _ in range(LOOKUPS_PER_MINUTE):
+        check_lookups(owner, 1)
+    with pytest.raises(TooManyAttempts):
+        check_lookups(owner, 1)
+    check_lookups(owner, 2)
+    check_lookups(other_owner, 1)
