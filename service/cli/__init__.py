@@ -22,7 +22,19 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from service.cli import admin, backup, bodies, discover, mail, retrieval, search, secrets, sending, worker  # noqa: F401  (each adds its commands)
+    from service.cli import (  # noqa: F401  (each adds its commands)
+        admin,
+        backup,
+        bodies,
+        discover,
+        mail,
+        outgoing,
+        retrieval,
+        search,
+        secrets,
+        sending,
+        worker,
+    )
 
 
 _register()
