@@ -407,6 +407,10 @@ def test_the_sent_folder_is_the_special_use_one_then_a_common_name() -> None:
     assert find_sent_folder([folder("INBOX"), folder("Sent"), marked]) == marked
     assert find_sent_folder([folder("INBOX"), folder("sent items")]) == folder("sent items")
     assert find_sent_folder([folder("INBOX"), folder("Drafts")]) is None
+    # Cyrus and Courier list every folder under the personal namespace "INBOX.".
+    under_inbox = [replace(folder(path), personal_prefix="INBOX/") for path in ("INBOX", "INBOX/Sent Messages")]
+    assert find_sent_folder(under_inbox) == under_inbox[1]
+    assert find_sent_folder([replace(folder("INBOX/Notes"), personal_prefix="INBOX/")]) is None
     assert appenduid(b"[APPENDUID 1712 42] Append completed.") == (1712, 42)
     assert appenduid(b"Append completed.") == (None, None)
     assert appenduid(None) == (None, None)

@@ -57,12 +57,23 @@ class AppendedCopy:
     already_there: bool = False
 
 
+def _relative(folder: RemoteFolder) -> str:
+    """The path below the personal namespace prefix ("INBOX/Sent Messages" -> "Sent Messages" on
+    Cyrus and Courier), as mail clients name the folder."""
+    prefix = folder.personal_prefix
+    if prefix and folder.path.casefold().startswith(prefix.casefold()):
+        return folder.path[len(prefix) :]
+    return folder.path
+
+
 def find_sent_folder(folders: list[RemoteFolder]) -> RemoteFolder | None:
-    """The folder marked \\Sent, else the first listed whose path is one of SENT_NAMES (any case)."""
+    """The folder marked \\Sent, else the first listed whose path (or its path below the personal
+    namespace prefix) is one of SENT_NAMES (any case)."""
     for folder in folders:
         if folder.special_use == b"\\Sent":
             return folder
-    by_path = {folder.path.casefold(): folder for folder in folders}
+    by_path = {_relative(folder).casefold(): folder for folder in reversed(folders)}
+    by_path |= {folder.path.casefold(): folder for folder in reversed(folders)}
     for name in SENT_NAMES:
         found = by_path.get(name.casefold())
         if found is not None:
