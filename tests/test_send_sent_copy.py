@@ -27,7 +27,7 @@ from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message, OutboxEntry, RetrievalTask
 from service.persistence.types import utcnow
 from service.protocols.imap import RemoteFolder
-from service.protocols.imap.append import appenduid, find_sent_folder
+from service.protocols.imap.append import appenduid, find_sent_folder, new_sent_folder
 from service.usecases import retrieval_tasks, sending, smtp_accounts
 from service.usecases.sending import sent_copy
 from service.usecases.users import add_user
@@ -411,6 +411,11 @@ def test_the_sent_folder_is_the_special_use_one_then_a_common_name() -> None:
     under_inbox = [replace(folder(path), personal_prefix="INBOX/") for path in ("INBOX", "INBOX/Sent Messages")]
     assert find_sent_folder(under_inbox) == under_inbox[1]
     assert find_sent_folder([replace(folder("INBOX/Notes"), personal_prefix="INBOX/")]) is None
+    courier = [RemoteFolder(name="INBOX", path="INBOX", special_use=None, personal_prefix="INBOX/")]
+    courier.append(RemoteFolder(name="INBOX.Notes", path="INBOX/Notes", special_use=None, personal_prefix="INBOX/"))
+    created = new_sent_folder(courier)
+    assert (created.name, created.path) == ("INBOX.Sent", "INBOX/Sent")
+    assert (new_sent_folder([folder("INBOX")]).name, new_sent_folder([]).path) == ("Sent", "Sent")
     assert appenduid(b"[APPENDUID 1712 42] Append completed.") == (1712, 42)
     assert appenduid(b"Append completed.") == (None, None)
     assert appenduid(None) == (None, None)

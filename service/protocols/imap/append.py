@@ -5,7 +5,8 @@ Blocking like the rest of the imapclient code: the use case calls `append_sent_c
 sign-in as retrieval) per copy:
 
 - The Sent folder is the one LIST marks \\Sent (RFC 6154), else the first of the names mail
-  clients use (`SENT_NAMES`, compared without case), else "Sent" is created, as clients do.
+  clients use (`SENT_NAMES`, compared without case), else "Sent" is created, as clients do
+  (below the personal namespace "INBOX." where the server keeps every folder there).
 - APPEND with the \\Seen flag and the message's date as its internal date. With UIDPLUS
   (RFC 4315) the tagged OK says `[APPENDUID uidvalidity uid]`; without it the copy is looked up
   by its Message-ID (UID SEARCH HEADER), the highest match being the one just appended. That
@@ -81,6 +82,23 @@ def find_sent_folder(folders: list[RemoteFolder]) -> RemoteFolder | None:
     return None
 
 
+def new_sent_folder(folders: list[RemoteFolder]) -> RemoteFolder:
+    """The folder to create when there is no Sent folder: "Sent", below the personal namespace
+    where the server keeps every folder there ("INBOX.Sent" on Cyrus and Courier, which refuse
+    a folder at the root). Names and "/" paths match character for character (folders.slash_path
+    swaps one delimiter for one "/"), so the server's form of the prefix is read off a listed name."""
+    for folder in folders:
+        prefix = folder.personal_prefix
+        if prefix and folder.path.casefold().startswith(prefix.casefold()):
+            return RemoteFolder(
+                name=folder.name[: len(prefix)] + CREATED_NAME,
+                path=prefix + CREATED_NAME,
+                special_use=None,
+                personal_prefix=prefix,
+            )
+    return RemoteFolder(name=CREATED_NAME, path=CREATED_NAME, special_use=None)
+
+
 def appenduid(response: bytes | str | None) -> tuple[int | None, int | None]:
     """(UIDVALIDITY, UID) from an APPEND's tagged OK text, or (None, None) without APPENDUID."""
     if response is None:
@@ -119,11 +137,12 @@ def append_sent_copy(
     wanted = _searchable(message_id)
     with open_session(account, deadline=deadline) as session:
         assert session.client is not None
-        folder = find_sent_folder(session.list_folders())
+        listed = session.list_folders()
+        folder = find_sent_folder(listed)
         if folder is None:
-            with session.translated(f"create the folder {CREATED_NAME}"):
-                session.client.create_folder(CREATED_NAME)
-            folder = RemoteFolder(name=CREATED_NAME, path=CREATED_NAME, special_use=None)
+            folder = new_sent_folder(listed)
+            with session.translated(f"create the folder {folder.path}"):
+                session.client.create_folder(folder.name)
         elif look_first and wanted is not None:
             selected = session.select(folder)
             uid = _find_by_message_id(session, wanted) if selected.exists else None
