@@ -135,6 +135,23 @@ def test_serve_names_an_invalid_setting_in_json_too(tmp_path: Path) -> None:
     assert json.loads(as_json.stderr) == {"error": "TRIBUTARY_SECURE_COOKIES is not valid: write true or false."}
 
 
+def test_a_mistyped_command_line_with_json_is_a_json_error(tmp_path: Path) -> None:
+    """A script that asked for --json reads its errors as JSON, a usage error too (exit 2, as Click's)."""
+    settings = Settings(data_dir=tmp_path)
+    for args, error in (
+        (("retrieval", "list", "--json", "--bogus"), "No such option '--bogus'."),
+        (("retrieval", "list", "--json"), "Missing option '--user'."),
+        (("--json", "user", "list"), "No such option '--json'."),
+    ):
+        result = run(settings, *args)
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == ""
+        assert json.loads(result.stderr)["error"].startswith(error), result.stderr
+    plain = run(settings, "retrieval", "list", "--bogus")
+    assert plain.returncode == 2
+    assert "Usage: tributary retrieval list" in plain.stderr
+
+
 def test_a_data_directory_that_cannot_be_created_is_one_sentence(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

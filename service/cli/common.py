@@ -73,11 +73,18 @@ class TributaryGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[JSON_ERRORS] = "--json" in args
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage_error(ctx, exc)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's command line, parsed here
+            _usage_error(ctx, exc)
+            raise
         except Exception as exc:
             message = describe_failure(exc)
             if message is None:
@@ -85,6 +92,13 @@ class TributaryGroup(click.Group):
             with ctx:
                 fail(message)
             raise  # unreachable: fail() exits
+
+
+def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
+    """With --json a mistyped command line is {"error": ...} too (exit 2); without it Click shows the usage."""
+    if ctx.meta.get(JSON_ERRORS) and not isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        click.echo(json.dumps({"error": exc.format_message()}), err=True)
+        sys.exit(exc.exit_code)
 
 
 def describe_failure(exc: BaseException) -> str | None:
