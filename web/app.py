@@ -130,8 +130,11 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[log_unexpected],
         openapi_config=OPENAPI_CONFIG,
-        # TRIBUTARY_ALLOWED_HOSTS: any other Host header gets 400 (no www redirect: hosts are named exactly).
-        allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.allowed_host_list, www_redirect=False)
+        # TRIBUTARY_ALLOWED_HOSTS: any other Host header gets 400 (no www redirect: hosts are named exactly),
+        # except /health, which a monitor asks by address and which builds nothing from the Host header.
+        allowed_hosts=AllowedHostsConfig(
+            allowed_hosts=settings.allowed_host_list, exclude=["^/health$"], www_redirect=False
+        )
         if settings.allowed_host_list
         else None,
         # Litestar configures no logging: its request logging records bodies and cookies.
