@@ -35,7 +35,9 @@ endef
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+# Debian's python3.11 has no ensurepip (so no `-m venv` with pip) without python3-venv: install it first.
 $(UV):
+	$(if $(shell $(PYTHON) -c 'import ensurepip' 2>/dev/null && echo yes),,$(call apt_install,python3-venv))
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 

@@ -143,3 +143,18 @@ async def test_the_wheel_migrates_and_serves_from_any_directory(tmp_path: Path) 
         except TimeoutError:
             os.killpg(server.pid, signal.SIGKILL)
             await server.wait()
+
+
+def test_make_installs_python3_venv_when_python_lacks_ensurepip(tmp_path: Path) -> None:
+    """Debian's python3.11 has no ensurepip without python3-venv, and `make` needs it to put uv in .tools:
+    the recipe installs python3-venv first (shown here with `make -n` and a Python that lacks ensurepip)."""
+    python = tmp_path / "python-without-ensurepip"
+    python.write_text(f'#!/bin/sh\n[ "$1" = "-c" ] && exit 1\nexec {sys.executable} "$@"\n')
+    python.chmod(0o700)
+    tools = tmp_path / "tools"
+    make = required_tool("make", how="sudo apt-get install make")
+    dry_run = [make, "-n", "-C", str(REPOSITORY), f"TOOLS={tools}", f"PYTHON={python}", f"{tools}/bin/uv"]
+    result = subprocess.run(dry_run, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "for p in python3-venv;" in result.stdout
+    assert result.stdout.index("python3-venv") < result.stdout.index(f"{python} -m venv {tools}")
