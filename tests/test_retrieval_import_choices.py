@@ -4,7 +4,7 @@ included later, and the worst inputs for patterns and dates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -15,10 +15,12 @@ from sqlmodel import col, select
 from service.config import Settings
 from service.domain.import_choices import FolderSelection, InitialImport, check_patterns, wildcard_match
 from service.domain.values import Protocol
-from service.errors import InvalidInput
+from service.errors import InvalidInput, ServerUnavailable
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message, PopUidl, RetrievalTask
+from service.protocols.imap import FetchedMessage, ImapSession
+from service.protocols.pop3 import Pop3Session
 from service.usecases import retrieval_tasks
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
@@ -129,6 +131,39 @@ async def test_an_unfinished_first_run_applies_the_choice_again(env: Env) -> Non
     assert task.initial_done is True
 
 
+async def test_an_interrupted_since_import_still_leaves_older_mail_behind(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "since" run cut after its first batch committed: the next run still leaves the old
+    mail between the batches behind, and still imports what the cut run did not reach."""
+    append(env, "INBOX", "recent 1", RECENT)
+    append(env, "INBOX", "old between", OLD)
+    append(env, "INBOX", "recent 2", RECENT)
+    append(env, "INBOX", "old last", OLD)
+    task_id = await env.add_task(initial="since:2024-01-01")
+    one_at_a_time = env.settings.model_copy(update={"retrieval_batch_messages": 1})
+    real_fetch = ImapSession.fetch
+    calls = 0
+
+    def cut_after_one(self: ImapSession, uids: Sequence[int], *, folder: str = "") -> list[FetchedMessage]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise ServerUnavailable("The connection was lost.")
+        return real_fetch(self, uids, folder=folder)
+
+    monkeypatch.setattr(ImapSession, "fetch", cut_after_one)
+    assert (await env.run(task_id, one_at_a_time)).errors
+    assert await subjects(env) == {"recent 1"}
+    monkeypatch.setattr(ImapSession, "fetch", real_fetch)
+
+    assert (await env.run(task_id, one_at_a_time)).imported == 1
+    assert await subjects(env) == {"recent 1", "recent 2"}
+    append(env, "INBOX", "arrives later", RECENT)
+    assert (await env.run(task_id)).imported == 1
+    assert await subjects(env) == {"recent 1", "recent 2", "arrives later"}
+
+
 # -- the initial import, POP3 ---------------------------------------------------------------
 
 
@@ -163,6 +198,27 @@ async def test_pop3_messages_left_behind_are_never_deleted_from_the_server(env: 
     async with env.db.read() as session:
         recorded = (await session.exec(select(PopUidl).where(col(PopUidl.not_imported).is_(True)))).all()
     assert len(recorded) == 3
+
+
+async def test_pop3_new_mail_after_a_first_run_that_failed_at_the_end_is_imported(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only messages from now on: a first run that recorded what to leave behind and then lost
+    the connection (at QUIT) has applied the choice; mail arriving after it is imported."""
+    env.dovecot.deliver(env.mailbox.email, sample("there before"))
+    task_id = await env.add_task(Protocol.POP3, initial="new")
+    real_quit = Pop3Session.quit
+
+    def lost(self: Pop3Session) -> None:
+        raise ServerUnavailable("The connection was lost.")
+
+    monkeypatch.setattr(Pop3Session, "quit", lost)
+    assert (await env.run(task_id)).errors
+    monkeypatch.setattr(Pop3Session, "quit", real_quit)
+
+    env.dovecot.deliver(env.mailbox.email, sample("arrives after"))
+    assert (await env.run(task_id)).imported == 1
+    assert await subjects(env) == {"arrives after"}
 
 
 # -- folders --------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ What to import (service.domain.import_choices): only the folders the task's sele
 are visited (the others' cursors are kept, and not taken for renamed ones). Until a run
 completes, a folder met without a cursor follows the initial import choice: "new" sets its
 cursor at the last UID without downloading anything; "since" downloads what UID SEARCH SINCE
-finds and then moves the cursor to the last UID the folder had, so older mail stays behind.
+finds and then moves the cursor to the last UID the folder had, so older mail stays behind
+(a "since" run cut between batches applies SINCE again above its cursor: _initial_applies).
 After that, and for every folder first met later, everything is imported.
 """
 
@@ -108,6 +109,17 @@ async def _initial_uids(session: ImapSession, initial: InitialImport, uids: list
         found = set(await asyncio.to_thread(session.uids_since, initial.since))
         return [uid for uid in uids if uid in found]
     return uids
+
+
+def _initial_applies(initial: InitialImport, cursor: Cursor | None) -> bool:
+    """Whether the initial import still decides which of a folder's UIDs above its cursor come.
+
+    A folder without a cursor: always. One with a cursor while the choice is still pending was
+    reached by a first run that did not complete: "new" moved its cursor in one step, so all
+    above it arrived later and comes; "since" may have been cut between two batches, with older
+    mail above the cursor still to leave behind, so SINCE decides again (mail that arrived
+    meanwhile has a recent internal date and passes)."""
+    return cursor is None or initial.kind is InitialKind.SINCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +213,7 @@ async def retrieve_folder(
     nothing_new = selected.exists == 0 or (selected.uidnext is not None and selected.uidnext <= last_uid + 1)
     uids = [] if nothing_new else await asyncio.to_thread(session.uids_above, last_uid)
     ceiling = 0  # the initial import left the folder's older mail behind: the cursor passes it
-    if cursor is None and not adopt_from and plan.initial is not None and uids:
+    if plan.initial is not None and uids and not adopt_from and _initial_applies(plan.initial, cursor):
         ceiling = uids[-1]
         uids = await _initial_uids(session, plan.initial, uids)
     if rescan:
@@ -217,7 +229,7 @@ async def retrieve_folder(
         else []
     )
     if not uids:
-        if cursor is None or rescan:  # remember the folder's UIDVALIDITY even while it is empty
+        if cursor is None or rescan or ceiling > last_uid:  # remember UIDVALIDITY even while empty; pass what stays
             await commit_batch(
                 db,
                 owner=plan.owner,

@@ -18,7 +18,8 @@ none is ever deleted. A UIDL that is not 1-70 printable characters is kept as a
 hash. Without UIDL the messages can only be told apart by content: allowed only
 when they are deleted after retrieval, with their SHA-256 as the key.
 
-The initial import (service.domain.import_choices), until a run completes: "new" records every
+The initial import (service.domain.import_choices), until a run applied it (recorded with what
+it leaves behind, or by a completed run): "new" records every
 UIDL on the server without downloading; "since" reads each message's Date header (TOP n 0) and
 records the older ones (a message without a readable Date is imported: nothing is lost by
 guessing). Recorded UIDLs are `not_imported`: never fetched later, and never deleted from the
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from service.domain.import_choices import InitialImport, InitialKind
 from service.domain.message_index import MessageIndex, index_message
@@ -43,7 +44,7 @@ from service.domain.retrieval import BatchLimits, FolderResult, LocalTarget, Run
 from service.errors import UnsupportedByServer
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage, MessageOrigin
-from service.persistence.tables import PopUidl
+from service.persistence.tables import PopUidl, RetrievalTask
 from service.persistence.types import utcnow
 from service.protocols.pop3 import Pop3Session
 from service.usecases.retrieval.store import Owner, commit_pop_batch, forget_uidls, known_uidls, resolve_folder
@@ -155,7 +156,7 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
 
     too_large = [n for n in sorted(drop.sizes) if drop.sizes[n] > plan.max_message_bytes]
     wanted = [n for n in sorted(drop.sizes) if n not in too_large and (drop.keys is None or drop.keys[n] not in known)]
-    if plan.initial is not None and wanted:
+    if plan.initial is not None:
         wanted = await _leave_behind(db, session, plan, drop, wanted, known)
     left_behind = await _not_imported(db, plan.owner.task_id)
     warnings = [
@@ -225,9 +226,11 @@ async def _leave_behind(
     db: Database, session: Pop3Session, plan: Pop3Plan, drop: _Maildrop, wanted: list[int], known: dict[str, datetime]
 ) -> list[int]:
     """The initial import: records the messages it leaves on the server (adding them to `known`)
-    and returns those still to download."""
+    and returns those still to download. The task's initial import is done in the same
+    transaction: POP3 has one maildrop, so the choice is applied in full here, and a run that
+    fails later (a download, QUIT) must not apply it again to mail that arrived since."""
     assert plan.initial is not None
-    if drop.keys is None:
+    if drop.keys is None and wanted:
         raise UnsupportedByServer(
             f"{session.account.host} does not support UIDL, so Tributary cannot remember which messages to leave "
             'behind. Choose "All messages" to import.'
@@ -239,11 +242,14 @@ async def _leave_behind(
         assert since is not None
         dates = await asyncio.to_thread(lambda: {n: session.header_date(n) for n in wanted})
         behind = [n for n in wanted if (when := dates[n]) is not None and when.date() < since]
-    keys = [drop.keys[n] for n in behind]
+    keys = [drop.keys[n] for n in behind] if drop.keys is not None else []
+    async with db.write() as transaction:
+        for key in keys:
+            transaction.add(PopUidl(task_id=plan.owner.task_id, uidl=key, not_imported=True))
+        await transaction.exec(
+            update(RetrievalTask).where(col(RetrievalTask.id) == plan.owner.task_id).values(initial_done=True)
+        )
     if keys:
-        async with db.write() as transaction:
-            for key in keys:
-                transaction.add(PopUidl(task_id=plan.owner.task_id, uidl=key, not_imported=True))
         now = utcnow()
         known.update(dict.fromkeys(keys, now))
     skipped = set(behind)
