@@ -4,7 +4,8 @@
 each committed on its own, so it can run while the service runs and be stopped and
 started again: it always picks up whatever is still in the other store. Moving to
 files appends and fdatasyncs a batch first, then in one transaction inserts the
-references and deletes the `message_body` rows of the messages that still exist.
+references and deletes the `message_body` rows of the messages that still exist with
+those bytes (their index row's SHA-256: on SQLite a new message may reuse a deleted one's id).
 Moving to the database reads each body (checked), then in one transaction inserts the
 rows and deletes the references that still point where they did; the segment bytes
 become garbage for compaction. A damaged body is left where it is and counted.
@@ -106,12 +107,16 @@ async def _to_files(db: Database, ids: list[int]) -> int:
     placed = dict(zip(order, refs, strict=True))
     async with db.write() as session:
         connection = await session.connection()
-        still = [
-            int(mid)
-            for (mid,) in await connection.execute(
-                select(col(MessageBody.message_id)).where(col(MessageBody.message_id).in_(order))
-            )
-        ]
+        # Only the messages still there with the bytes just appended: on SQLite a deleted message's
+        # id goes to the next one delivered, which must keep its own body (the index row's SHA-256
+        # tells them apart). Locking the rows (PostgreSQL) makes a concurrent delete wait for us.
+        current = await connection.execute(
+            select(col(Message.id), col(Message.sha256))
+            .join(MessageBody, col(MessageBody.message_id) == col(Message.id))
+            .where(col(Message.id).in_(order))
+            .with_for_update(read=True, key_share=True, of=Message)
+        )
+        still = sorted(mid for mid, digest in current if mid is not None and digest == placed[mid].sha256)
         if still:
             await connection.execute(insert(MessageBodyRef), [_ref_row(mid, placed[mid]) for mid in still])
             await connection.execute(delete(MessageBody).where(col(MessageBody.message_id).in_(still)))
@@ -138,6 +143,9 @@ async def _to_database(db: Database, ids: list[int], tally: Tally, report: Calla
         return
     async with db.write() as session:
         connection = await session.connection()
+        await connection.execute(  # a concurrent delete of one of them waits for this commit (PostgreSQL)
+            select(col(Message.id)).where(col(Message.id).in_(list(raws))).with_for_update(read=True, key_share=True)
+        )
         now = await bodies.files.locate(connection, list(raws))
         moving = [mid for mid in raws if now.get(mid) == refs[mid]]
         if moving:

@@ -1,0 +1,69 @@
+"""The body store under races (issue 20): `bodies migrate` while messages are deleted and new ones
+arrive, readers while bodies move, and appends from several processes at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col, select
+
+from service.config import Settings
+from service.domain.values import SpecialUse
+from service.persistence import mailstore
+from service.persistence.bodies import maintenance
+from service.persistence.database import Database
+from service.persistence.tables import Message, MessageBody, MessageBodyRef
+from service.usecases.users import add_user
+
+
+async def _user(db: Database) -> tuple[int, int]:
+    user = await add_user(db=db, email="racer@example.test", password="long enough")
+    async with db.write() as session:
+        inbox = (await mailstore.ensure_special_folders(session, user.id))[SpecialUse.INBOX]
+        assert inbox.id is not None
+        return user.id, inbox.id
+
+
+async def _store(db: Database, user_id: int, folder_id: int, raws: list[bytes]) -> list[int]:
+    incoming = await mailstore.prestore(db.bodies, [mailstore.IncomingMessage(raw=raw) for raw in raws])
+    async with db.write() as session:
+        return await mailstore.deliver_many(session, user_id=user_id, folder_id=folder_id, messages=incoming)
+
+
+async def test_migrate_to_files_never_gives_a_new_message_a_deleted_ones_bytes(settings: Settings) -> None:
+    """The newest message is deleted and a new one arrives (on SQLite it gets the same id) while
+    `bodies migrate --to files` has read the old body: the new message keeps its own bytes."""
+    db = Database(settings.model_copy(update={"body_store": "database"}))
+    try:
+        user_id, inbox = await _user(db)
+        first, doomed = await _store(db, user_id, inbox, [b"Subject: one\r\n\r\n1\r\n", b"Subject: old\r\n\r\nold\r\n"])
+        load = db.bodies.database.load
+        arrived: list[int] = []
+
+        async def load_then_race(connection: AsyncConnection, message_ids: Sequence[int]) -> dict[int, bytes]:
+            found = await load(connection, message_ids)
+            if not arrived:
+                async with db.write() as session:
+                    await session.exec(delete(Message).where(col(Message.id) == doomed))
+                arrived.extend(await _store(db, user_id, inbox, [b"Subject: new\r\n\r\nnew\r\n"]))
+            return found
+
+        db.bodies.database.load = load_then_race  # type: ignore[method-assign]
+        await maintenance.migrate(db, to="files")
+        db.bodies.database.load = load  # type: ignore[method-assign]
+        async with db.read() as session:
+            assert await mailstore.read_raw(session, user_id=user_id, message_id=arrived[0]) == (
+                b"Subject: new\r\n\r\nnew\r\n"
+            )
+            assert await mailstore.read_raw(session, user_id=user_id, message_id=first) == b"Subject: one\r\n\r\n1\r\n"
+        await maintenance.migrate(db, to="files")  # resumable: on SQLite the new one moves now
+        async with db.read() as session:
+            assert (await session.exec(select(MessageBody.message_id))).all() == []
+            assert sorted((await session.exec(select(MessageBodyRef.message_id))).all()) == sorted([first, arrived[0]])
+            assert await mailstore.read_raw(session, user_id=user_id, message_id=arrived[0]) == (
+                b"Subject: new\r\n\r\nnew\r\n"
+            )
+    finally:
+        await db.dispose()
