@@ -67,3 +67,44 @@ async def test_migrate_to_files_never_gives_a_new_message_a_deleted_ones_bytes(s
             )
     finally:
         await db.dispose()
+
+
+async def test_a_reader_finds_a_body_that_bodies_migrate_moves_under_it(settings: Settings) -> None:
+    """The reader looked for a reference, found none, and before it read `message_body` the body
+    moved to files (PostgreSQL reads each statement afresh): it still gets the message, not NotFound."""
+    db = Database(settings.model_copy(update={"body_store": "database"}))
+    try:
+        user_id, inbox = await _user(db)
+        raws = [b"Subject: moving\r\n\r\nmoving\r\n", b"Subject: also\r\n\r\nalso\r\n"]
+        ids = await _store(db, user_id, inbox, raws)
+        load = db.bodies.database.load
+        moving = False
+
+        async def migrate_then_load(connection: AsyncConnection, message_ids: Sequence[int]) -> dict[int, bytes]:
+            nonlocal moving
+            if not moving:
+                moving = True
+                assert (await maintenance.migrate(db, to="files")).done == len(raws)
+                moving = False
+            return await load(connection, message_ids)
+
+        db.bodies.database.load = migrate_then_load  # type: ignore[method-assign]
+        async with db.read() as session:
+            assert await mailstore.read_raw(session, user_id=user_id, message_id=ids[0]) == raws[0]
+        async with db.write() as session:  # back to the table, to race the many-bodies read too
+            await session.exec(delete(MessageBodyRef))
+        db.bodies.database.load = load  # type: ignore[method-assign]
+        await _restore_table(db, ids, raws)
+        db.bodies.database.load = migrate_then_load  # type: ignore[method-assign]
+        async with db.read() as session:
+            loaded = await db.bodies.load(await session.connection(), ids)
+        assert loaded == dict(zip(ids, raws, strict=True))
+    finally:
+        await db.dispose()
+
+
+async def _restore_table(db: Database, ids: list[int], raws: list[bytes]) -> None:
+    async with db.write() as session:
+        await db.bodies.database.record(
+            await session.connection(), [(m, r, None) for m, r in zip(ids, raws, strict=True)]
+        )

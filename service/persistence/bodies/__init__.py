@@ -121,21 +121,30 @@ class Bodies:
         await self.writer.record(connection, bodies)
 
     async def open(self, connection: AsyncConnection, message_id: int) -> Body | None:
-        """The message's body wherever it is; None when it has none."""
-        refs = await self.files.locate(connection, [message_id])
-        if message_id in refs:
-            ref = refs[message_id]
-            return Body(message_id, ref.length, ref, None, self.segments)
-        raw = (await self.database.load(connection, [message_id])).get(message_id)
-        if raw is None:
-            return None
-        return Body(message_id, len(raw), None, raw, self.segments)
+        """The message's body wherever it is; None when it has none.
+
+        References are looked up first and again after a miss in `message_body`: `bodies migrate
+        --to files` inserts the reference and deletes the row in one transaction, which may commit
+        between the two queries (PostgreSQL reads each statement afresh), and the body is then in
+        the files store, not gone."""
+        for _ in range(2):
+            refs = await self.files.locate(connection, [message_id])
+            if message_id in refs:
+                ref = refs[message_id]
+                return Body(message_id, ref.length, ref, None, self.segments)
+            raw = (await self.database.load(connection, [message_id])).get(message_id)
+            if raw is not None:
+                return Body(message_id, len(raw), None, raw, self.segments)
+        return None
 
     async def load(self, connection: AsyncConnection, message_ids: Sequence[int]) -> dict[int, bytes]:
-        """The bodies of many messages, wherever each is (a message without one is left out)."""
+        """The bodies of many messages, wherever each is (a message without one is left out; one
+        that moved to files between the two lookups is looked for there again, as in `open`)."""
         found = await self.files.load(connection, message_ids)
         rest = [mid for mid in message_ids if mid not in found]
-        return found | await self.database.load(connection, rest)
+        found |= await self.database.load(connection, rest)
+        moved = [mid for mid in rest if mid not in found]
+        return found | await self.files.load(connection, moved)
 
 
 def bodies_of(session: AsyncSession) -> Bodies:
