@@ -4,7 +4,9 @@ arrive, readers while bodies move, and appends from several processes at once.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -13,6 +15,8 @@ from service.config import Settings
 from service.domain.values import SpecialUse
 from service.persistence import mailstore
 from service.persistence.bodies import maintenance
+from service.persistence.bodies import segments as segments_module
+from service.persistence.bodies.segments import Segments
 from service.persistence.database import Database
 from service.persistence.tables import Message, MessageBody, MessageBodyRef
 from service.usecases.users import add_user
@@ -108,3 +112,28 @@ async def _restore_table(db: Database, ids: list[int], raws: list[bytes]) -> Non
         await db.bodies.database.record(
             await session.connection(), [(m, r, None) for m, r in zip(ids, raws, strict=True)]
         )
+
+
+def test_a_segment_another_process_created_gets_its_name_made_durable_before_a_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer killed after creating a segment, before fsyncing the directory, leaves a name that a
+    power cut may still lose: the next process to write there fsyncs the directory before its
+    references commit (once per segment, not per batch)."""
+    root = tmp_path / "bodies"
+    root.mkdir()
+    (root / "00000001.seg").write_bytes(b"torn")  # the killed writer's segment
+    synced: list[Path] = []
+    real = segments_module._fsync_directory
+
+    def fsync_directory(path: Path) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(segments_module, "_fsync_directory", fsync_directory)
+    segments = Segments(root)
+    [ref] = segments.append([b"mail"])
+    assert ref.segment == 1
+    assert synced == [root]
+    segments.append([b"more mail"])
+    assert synced == [root]

@@ -4,9 +4,10 @@ A segment is `NNNNNNNN.seg`, bytes only: which message lies where is in the data
 (`message_body_ref`). Writers append to the highest-numbered segment and roll over to a
 new one once it has reached `roll_bytes` (64 MB). One batch is one `writev` and one
 `fdatasync`; creating a segment also fsyncs the directory, so the file's name survives a
-power cut with its bytes. The caller commits the references only after `append` returns:
-a crash in between leaves bytes nobody references (compaction reclaims them), never a
-reference to bytes that are not on disk.
+power cut with its bytes (and so does the first write of a process to a segment it did not
+create: its creator may have been killed before its directory fsync). The caller commits
+the references only after `append` returns: a crash in between leaves bytes nobody
+references (compaction reclaims them), never a reference to bytes that are not on disk.
 
 Appends from several threads or processes (a `serve` and a `worker`, or `bodies migrate`)
 queue on `flock` of `append.lock`; the offset is the file's size under that lock (bytes a
@@ -59,6 +60,7 @@ class Segments:
         self.root = root
         self.roll_bytes = roll_bytes
         self._lock = threading.Lock()
+        self._named: set[int] = set()  # segments whose directory entry this process has fsynced
 
     def path(self, segment: int) -> Path:
         return self.root / f"{segment:08d}.seg"
@@ -98,8 +100,9 @@ class Segments:
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
-            if created:
+            if created or segment not in self._named:  # also one a killed writer created: once each
                 _fsync_directory(self.root)
+                self._named.add(segment)
         refs: list[BodyRef] = []
         offset = start
         for raw in raws:
