@@ -277,6 +277,26 @@ async def test_a_folder_included_later_comes_from_the_start_and_nothing_stored_i
     assert (await env.run(task_id)).imported == 0
 
 
+async def test_an_excluded_folder_renamed_and_recreated_on_the_server_is_not_imported_twice(env: Env) -> None:
+    """A folder imported, then excluded, then renamed on the server with a new folder made under
+    its old name (which stays excluded): the renamed one (included) is the same mail, not new."""
+    append(env, "Archiv", "archived 1", RECENT)
+    append(env, "Archiv", "archived 2", RECENT)
+    task_id = await env.add_task()
+    assert (await env.run(task_id)).imported == 2
+    await retrieval_tasks.set_import_choices(db=env.db, task_id=task_id, user_id=None, exclude_folders=["Archiv"])
+    with remote(env) as client:
+        client.rename_folder("Archiv", "Archiv alt")
+        client.create_folder("Archiv")
+    append(env, "Archiv", "in the new excluded folder", RECENT)
+
+    result = await env.run(task_id)
+    assert (result.imported, result.errors) == (0, [])
+    assert await subjects(env) == {"archived 1", "archived 2"}
+    append(env, "Archiv alt", "later in the renamed folder", RECENT)
+    assert (await env.run(task_id)).imported == 1
+
+
 # -- worst inputs ---------------------------------------------------------------------------
 
 

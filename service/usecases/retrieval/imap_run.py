@@ -15,7 +15,8 @@ local folder, under the new name (imap_renames). One failing folder does not sto
 connection ends the run, keeping every committed batch.
 
 What to import (service.domain.import_choices): only the folders the task's selection includes
-are visited (the others' cursors are kept, and not taken for renamed ones). Until a run
+are retrieved (the others' cursors are kept; an excluded folder with a cursor is only EXAMINEd,
+so that one renamed to an included path is followed, not imported again). Until a run
 completes, a folder met without a cursor follows the initial import choice: "new" sets its
 cursor at the last UID without downloading anything; "since" downloads what UID SEARCH SINCE
 finds and then moves the cursor to the last UID the folder had, so older mail stays behind
@@ -336,6 +337,8 @@ async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, r
     cursors = await load_cursors(db, plan.owner.task_id)
     orphans = Orphans.of(cursors, {folder.path for folder in listed})  # excluded folders are not gone
     chosen = [folder for folder in listed if plan.selection.includes(folder.path)]
+    excluded = [folder for folder in listed if not plan.selection.includes(folder.path)]
+    await _orphan_reset_excluded(session, excluded, cursors, orphans)
     folders = sorted(chosen, key=lambda folder: folder.path.count("/"))
     new = [folder for folder in folders if folder.path not in cursors]
     changed: list[RemoteFolder] = []
@@ -348,6 +351,25 @@ async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, r
         await _retrieve_one(db, session, plan, run, folder, None, orphans)
     for folder in changed:
         await _retrieve_one(db, session, plan, run, folder, orphans.cursors.pop(folder.path, None), orphans)
+
+
+async def _orphan_reset_excluded(
+    session: ImapSession, excluded: list[RemoteFolder], cursors: dict[str, Cursor], orphans: Orphans
+) -> None:
+    """An excluded folder keeps its cursor, but is still EXAMINEd when it has one: with another
+    UIDVALIDITY there, the folder it counted may have been renamed to an included path (and a
+    new one made under the old name), which must claim the cursor rather than come again. The
+    cursor stays in the database either way (a rename claims it, else it rescans when included)."""
+    for folder in excluded:
+        cursor = cursors.get(folder.path)
+        if cursor is None:
+            continue
+        try:
+            selected = await asyncio.to_thread(session.select, folder)
+        except MailboxMissing:
+            continue  # gone meanwhile: nothing to learn
+        if selected.uidvalidity != cursor.uidvalidity:
+            orphans.cursors[folder.path] = cursor
 
 
 async def _retrieve_one(
