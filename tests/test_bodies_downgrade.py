@@ -35,8 +35,9 @@ async def test_downgrading_past_0012_brings_every_body_back_into_the_table(setti
     try:
         assert "message_body_ref" not in inspect(engine).get_table_names()
         with engine.connect() as connection:
-            rows = dict(connection.execute(text("SELECT message_id, raw FROM message_body")).all())
-        assert {mid: bytes(raw) for mid, raw in rows.items()} == dict(zip(ids, RAWS, strict=True))
+            result = connection.execute(text("SELECT message_id, raw FROM message_body"))
+            rows = {int(mid): bytes(raw) for mid, raw in result}
+        assert rows == dict(zip(ids, RAWS, strict=True))
     finally:
         engine.dispose()
     migrations.upgrade(settings)
