@@ -54,6 +54,10 @@ async def test_the_initial_import_and_ticked_folders_are_saved(
     assert json.loads(task.include_folders) == ["INBOX", "Архив/2024"]
     assert json.loads(task.exclude_folders) == []
 
+    card = await web_client.get("/settings/connectivity")
+    assert "What to import" in card.text
+    assert "Messages since 2024-03-01 · Folders: INBOX, Архив/2024" in card.text
+
     edit = await web_client.get(f"/settings/retrieval/{task.id}/edit")
     assert 'value="2024-03-01"' in edit.text
     archive = "Архив/2024"

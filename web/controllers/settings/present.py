@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from service.domain.connection_test import ConnectionReport
+from service.domain.import_choices import InitialImport
 from service.domain.retrieval import TaskView, push_applies
 from service.domain.smtp_accounts import SmtpAccountView
 from service.domain.values import Protocol, PushState, RetrievalMethod, Security
@@ -162,6 +163,17 @@ def push_line(task: TaskView) -> tuple[str | None, str]:
     return text, tone
 
 
+def import_words(task: TaskView) -> str:
+    """The task's import choices in the form's words, "" for the default (all messages, every
+    folder): "Only messages from now on · Folders: INBOX, Work/* · Not: Spam*"."""
+    parts = [] if task.initial == "all" else [InitialImport.parse(task.initial).label()]
+    if task.include_folders:
+        parts.append("Folders: " + ", ".join(task.include_folders))
+    if task.exclude_folders:
+        parts.append("Not: " + ", ".join(task.exclude_folders))
+    return " · ".join(parts)
+
+
 def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True, sign_in: SignIn | None = None) -> Row:
     """`sign_in` (service.usecases.oauth_targets.sign_in_states): how the task signs in, when known."""
     protocol = PROTOCOL_LABELS[task.protocol]
@@ -188,6 +200,9 @@ def task_row(task: TaskView, now: datetime, *, retrieval_enabled: bool = True, s
         facts.append(_when("Failing since", task.failing_since, now, ""))
     if task.last_error:
         facts.append(Fact("Last error", task.last_error, tone="error"))
+    chosen = import_words(task)
+    if chosen:
+        facts.append(Fact("What to import", chosen))
     problem: str | None = None
     if not retrieval_enabled:
         status, status_text = "off", "Turned off by your administrator"
