@@ -23,10 +23,10 @@ from service.persistence.bodies.segments import Segments
 from service.persistence.database import Database
 from service.persistence.tables import Message, MessageBody, MessageBodyRef
 from service.usecases.reading import open_message, open_raw
-from service.usecases.users import add_user, find_user
+from service.usecases.users import find_user
 from tests.cli_runner import tributary
 from tests.fixtures.webapp import ADMIN_EMAIL, WebClient, set_up_admin
-from tests.stored_bodies import body_count
+from tests.stored_bodies import body_count, store_raws, user_with_inbox
 from web.app import create_app
 
 WORST = [
@@ -49,24 +49,9 @@ async def store_db(store_settings: Settings) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-async def _user(db: Database) -> tuple[int, int]:
-    user = await add_user(db=db, email="reader@example.test", password="long enough")
-    async with db.write() as session:
-        inbox = (await mailstore.ensure_special_folders(session, user.id))[SpecialUse.INBOX]
-        assert inbox.id is not None
-        return user.id, inbox.id
-
-
-async def _store(db: Database, user_id: int, folder_id: int, raws: list[bytes]) -> list[int]:
-    """Deliver as retrieval does: bodies made durable first, then one transaction."""
-    incoming = await mailstore.prestore(db.bodies, [mailstore.IncomingMessage(raw=raw) for raw in raws])
-    async with db.write() as session:
-        return await mailstore.deliver_many(session, user_id=user_id, folder_id=folder_id, messages=incoming)
-
-
 async def test_every_store_keeps_the_worst_bodies_byte_for_byte(store_db: Database, store_settings: Settings) -> None:
-    user_id, inbox = await _user(store_db)
-    ids = await _store(store_db, user_id, inbox, WORST)
+    user_id, inbox = await user_with_inbox(store_db)
+    ids = await store_raws(store_db, user_id, inbox, WORST)
     async with store_db.read() as session:
         for message_id, raw in zip(ids, WORST, strict=True):
             assert await mailstore.read_raw(session, user_id=user_id, message_id=message_id) == raw
@@ -98,13 +83,13 @@ async def test_a_damaged_or_truncated_segment_is_reported_never_served_as_other_
     files = settings.model_copy(update={"body_store": "files"})
     db = Database(files)
     try:
-        user_id, inbox = await _user(db)
+        user_id, inbox = await user_with_inbox(db)
         one, two, three = (
             b"Subject: one\r\n\r\n111\r\n",
             b"Subject: two\r\n\r\n222\r\n",
             b"Subject: 3\r\n\r\n3333\r\n",
         )
-        ids = await _store(db, user_id, inbox, [one, two, three])
+        ids = await store_raws(db, user_id, inbox, [one, two, three])
         segment = files.data_dir / "bodies" / "00000001.seg"
         data = segment.read_bytes()
         assert data == one + two + three
@@ -144,7 +129,7 @@ async def test_the_message_page_and_download_word_a_damaged_body(web_client: Web
             inbox = (await mailstore.ensure_special_folders(session, user.id))[SpecialUse.INBOX]
             assert inbox.id is not None
         secret = b"Subject: payroll\r\n\r\nthe secret figures\r\n"
-        [message_id] = await _store(db, user.id, inbox.id, [secret])
+        [message_id] = await store_raws(db, user.id, inbox.id, [secret])
         assert (await web_client.get(f"/mail/messages/{message_id}")).status_code == 200
         segment = files.data_dir / "bodies" / "00000001.seg"
         segment.write_bytes(secret.replace(b"secret", b"SECRET"))
@@ -177,11 +162,11 @@ async def test_compaction_moves_live_bodies_while_readers_read_and_frees_dead_se
     db = Database(files)
     db.bodies = Bodies(kind="files", segments=Segments(files.data_dir / "bodies", roll_bytes=4096))
     try:
-        user_id, inbox = await _user(db)
+        user_id, inbox = await user_with_inbox(db)
         raws = [f"Subject: {n}\r\n\r\n".encode() + bytes([65 + n % 26]) * 1500 for n in range(24)]
         ids: list[int] = []
         for start in range(0, len(raws), 3):  # batches of three: a segment each, about
-            ids += await _store(db, user_id, inbox, raws[start : start + 3])
+            ids += await store_raws(db, user_id, inbox, raws[start : start + 3])
         before = db.bodies.segments.numbers()
         assert len(before) >= 6
         async with db.write() as session:  # most mail deleted: its bytes are garbage now
@@ -242,9 +227,9 @@ def test_bodies_migrate_and_verify_from_the_command_line_on_an_empty_store(setti
 async def test_migrate_moves_every_body_both_ways_and_resumes(settings: Settings) -> None:
     db = Database(settings.model_copy(update={"body_store": "database"}))
     try:
-        user_id, inbox = await _user(db)
+        user_id, inbox = await user_with_inbox(db)
         raws = [f"Subject: m{n}\r\n\r\n{n}\r\n".encode() for n in range(30)] + WORST
-        ids = await _store(db, user_id, inbox, raws)
+        ids = await store_raws(db, user_id, inbox, raws)
         result = tributary(settings, "bodies", "migrate", "--to", "files")
         assert result.returncode == 0
         assert f"Moved {len(raws)} message bodies to files." in result.stdout

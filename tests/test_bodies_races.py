@@ -12,28 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from service.config import Settings
-from service.domain.values import SpecialUse
 from service.persistence import mailstore
 from service.persistence.bodies import maintenance
 from service.persistence.bodies import segments as segments_module
 from service.persistence.bodies.segments import Segments
 from service.persistence.database import Database
 from service.persistence.tables import Message, MessageBody, MessageBodyRef
-from service.usecases.users import add_user
-
-
-async def _user(db: Database) -> tuple[int, int]:
-    user = await add_user(db=db, email="racer@example.test", password="long enough")
-    async with db.write() as session:
-        inbox = (await mailstore.ensure_special_folders(session, user.id))[SpecialUse.INBOX]
-        assert inbox.id is not None
-        return user.id, inbox.id
-
-
-async def _store(db: Database, user_id: int, folder_id: int, raws: list[bytes]) -> list[int]:
-    incoming = await mailstore.prestore(db.bodies, [mailstore.IncomingMessage(raw=raw) for raw in raws])
-    async with db.write() as session:
-        return await mailstore.deliver_many(session, user_id=user_id, folder_id=folder_id, messages=incoming)
+from tests.stored_bodies import store_raws, user_with_inbox
 
 
 async def test_migrate_to_files_never_gives_a_new_message_a_deleted_ones_bytes(settings: Settings) -> None:
@@ -41,8 +26,10 @@ async def test_migrate_to_files_never_gives_a_new_message_a_deleted_ones_bytes(s
     `bodies migrate --to files` has read the old body: the new message keeps its own bytes."""
     db = Database(settings.model_copy(update={"body_store": "database"}))
     try:
-        user_id, inbox = await _user(db)
-        first, doomed = await _store(db, user_id, inbox, [b"Subject: one\r\n\r\n1\r\n", b"Subject: old\r\n\r\nold\r\n"])
+        user_id, inbox = await user_with_inbox(db, "racer@example.test")
+        first, doomed = await store_raws(
+            db, user_id, inbox, [b"Subject: one\r\n\r\n1\r\n", b"Subject: old\r\n\r\nold\r\n"]
+        )
         load = db.bodies.database.load
         arrived: list[int] = []
 
@@ -51,7 +38,7 @@ async def test_migrate_to_files_never_gives_a_new_message_a_deleted_ones_bytes(s
             if not arrived:
                 async with db.write() as session:
                     await session.exec(delete(Message).where(col(Message.id) == doomed))
-                arrived.extend(await _store(db, user_id, inbox, [b"Subject: new\r\n\r\nnew\r\n"]))
+                arrived.extend(await store_raws(db, user_id, inbox, [b"Subject: new\r\n\r\nnew\r\n"]))
             return found
 
         db.bodies.database.load = load_then_race  # type: ignore[method-assign]
@@ -78,9 +65,9 @@ async def test_a_reader_finds_a_body_that_bodies_migrate_moves_under_it(settings
     moved to files (PostgreSQL reads each statement afresh): it still gets the message, not NotFound."""
     db = Database(settings.model_copy(update={"body_store": "database"}))
     try:
-        user_id, inbox = await _user(db)
+        user_id, inbox = await user_with_inbox(db, "racer@example.test")
         raws = [b"Subject: moving\r\n\r\nmoving\r\n", b"Subject: also\r\n\r\nalso\r\n"]
-        ids = await _store(db, user_id, inbox, raws)
+        ids = await store_raws(db, user_id, inbox, raws)
         load = db.bodies.database.load
         moving = False
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +31,7 @@ from service.errors import BodyMissing, BodyUnreadable
 from service.persistence.bodies import Bodies
 from service.persistence.bodies.segments import BodyRef
 from service.persistence.database import Database
+from service.persistence.search_index import byte_batches
 from service.persistence.tables import Message, MessageBody, MessageBodyRef
 
 BATCH_BYTES = 16 * 1024 * 1024
@@ -50,18 +51,6 @@ class Problem:
 class Tally:
     done: int = 0
     problems: int = 0
-
-
-def _batches(sizes: Sequence[tuple[int, int]], limit: int) -> list[list[int]]:
-    groups: list[list[int]] = []
-    total = limit + 1
-    for mid, size in sizes:
-        if total + size > limit:
-            groups.append([])
-            total = 0
-        groups[-1].append(mid)
-        total += size
-    return groups
 
 
 def _problem(exc: BodyUnreadable) -> Problem:
@@ -90,7 +79,7 @@ async def migrate(
         sizes = [(int(mid), int(size or 0)) for mid, size in rows]
         if not sizes:
             return tally
-        for ids in _batches(sizes, batch_bytes):
+        for ids in byte_batches(sizes, batch_bytes):
             if to == "files":
                 tally.done += await _to_files(db, ids)
             else:
@@ -188,7 +177,7 @@ async def verify(db: Database, *, report: Callable[[Problem], None], batch_bytes
                     .where(col(MessageBody.message_id) > last).order_by(col(MessageBody.message_id)).limit(_IDS)
                 )
             ).all()  # fmt: skip
-            for ids in _batches([(int(m), int(s or 0)) for m, s in sizes], batch_bytes):
+            for ids in byte_batches([(int(m), int(s or 0)) for m, s in sizes], batch_bytes):
                 rows2 = (
                     await (await session.connection()).execute(
                         select(col(MessageBody.message_id), col(MessageBody.raw), col(Message.sha256))
