@@ -27,7 +27,8 @@ tells the faces whether to show the provider buttons at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -38,6 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.config import Settings
 from service.domain.compose import check_header_text, parse_address
+from service.domain.import_choices import check_initial, check_patterns
 from service.domain.oauth import AuthKind, CredentialStatus, ServerDefaults, TargetKind, require_tls
 from service.domain.smtp_accounts import check_host
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security, default_port
@@ -79,6 +81,10 @@ class OAuthStart:
     leave_on_server: bool = True  # POP3
     delete_after_days: int | None = None  # POP3
     enable_debug: bool = False
+    # retrieval only: what to import (service.domain.import_choices), as on New Retrieval Task
+    initial: str = "all"
+    include_folders: Sequence[str] = ()  # IMAP
+    exclude_folders: Sequence[str] = ()  # IMAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,10 @@ async def _pending_task(
     host, port, security = _server(start, protocol.value, provider.label, provider.server(protocol))
     name = _clean(start.name, "name")
     destination = (_clean(start.destination_folder, "destination folder")).strip("/ ") or None
+    initial = check_initial(start.initial)
+    imap = protocol is Protocol.IMAP
+    include = check_patterns(start.include_folders) if imap else []
+    exclude = check_patterns(start.exclude_folders) if imap else []
     async with db.write() as session:
         _, domain = await _domain_of(session, user_id)
         if not domain.retrieval_enabled:
@@ -197,6 +207,9 @@ async def _pending_task(
             leave_on_server=start.leave_on_server,
             delete_after_days=start.delete_after_days,
             enable_debug=start.enable_debug,
+            initial=initial,
+            include_folders=json.dumps(include, ensure_ascii=False),
+            exclude_folders=json.dumps(exclude, ensure_ascii=False),
             next_run_at=None,  # runs once the sign-in completes (complete_authorization schedules it)
         )
         session.add(task)
