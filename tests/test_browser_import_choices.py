@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, Page, expect
 from service.config import Settings
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
+from tests.test_browser_oauth import BUTTON, Site, site  # noqa: F401 (the app with provider "local")
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
 
@@ -79,5 +80,25 @@ def test_test_connection_lists_the_folders_to_tick(
     expect(page.get_by_label("Only messages from now on")).to_be_checked()
     expect(page.get_by_label("Exclude folders")).to_have_value("Спам")
     expect(page.get_by_label("Include folders")).to_have_value("")
+    assert problems == []
+    context.close()
+
+
+def test_provider_sign_in_keeps_what_to_import(site: Site, browser: Browser) -> None:  # noqa: F811 (the fixture)
+    """The provider buttons are a form of their own: their submit carries the task form's choices."""
+    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    _set_up(page)
+    page.goto("/settings/retrieval/new")
+    page.get_by_label("Only messages from now on").check()
+    page.get_by_label("Exclude folders").fill("Spam*\nTrash")
+    page.get_by_role("button", name=BUTTON).first.click()
+    page.wait_for_url(re.compile(r".*/authorize\?.*"))
+
+    page.goto("/settings/connectivity")
+    row = page.locator(".fact").filter(has_text="What to import")
+    expect(row).to_contain_text("Only messages from now on · Not: Spam*, Trash")
     assert problems == []
     context.close()

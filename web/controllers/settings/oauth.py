@@ -42,6 +42,7 @@ from service.usecases.oauth import complete_authorization
 from service.usecases.oauth_targets import OAuthStart, begin_oauth, oauth_offered, reconnect_oauth, sign_in_states
 from web.controllers.settings.common import CONNECTIVITY, AnyRequest, back, choice
 from web.controllers.settings.present import Message
+from web.controllers.settings.retrieval_form import initial_posted, patterns_posted
 from web.support.middleware import CONTENT_SECURITY_POLICY
 from web.support.oauth_binding import session_binding
 from web.support.rendering import page, status_for
@@ -115,6 +116,11 @@ class TaskOAuthForm:
 
     provider: str = ""
     protocol: str = Protocol.IMAP.value
+    # What to import, copied from the task form below the buttons (task-oauth.js) as it would post them.
+    initial: str = "all"
+    initial_since: str = ""
+    include_folders: str = ""
+    exclude_folders: str = ""
 
 
 @dataclass
@@ -169,6 +175,9 @@ async def start_task(
         kind=TargetKind.RETRIEVAL.value,
         provider=data.provider,
         protocol=choice(Protocol, data.protocol, Protocol.IMAP),
+        initial=initial_posted(data.initial, data.initial_since),
+        include_folders=patterns_posted(data.include_folders),
+        exclude_folders=patterns_posted(data.exclude_folders),
     )
     return await _start(
         request,

@@ -124,7 +124,7 @@ class TaskForm:
         days = number(self.delete_after_days, errors, "delete_after_days", "Enter a number of days, or leave it empty.")
         imap = protocol is Protocol.IMAP
         initial = choice(InitialKind, self.initial, InitialKind.ALL)
-        initial_text = f"since:{self.initial_since.strip()}" if initial is InitialKind.SINCE else initial.value
+        initial_text = initial_posted(self.initial, self.initial_since)
         include, exclude = _lines(self.include_folders), _lines(self.exclude_folders)
         listed = _values(self.folder_listed)
         if listed and imap:  # the folder list was shown: its ticks are the selection
@@ -162,6 +162,17 @@ class TaskForm:
         if "initial" in problems and initial is InitialKind.SINCE:
             problems["initial"] = "Enter the date to import messages since, as YYYY-MM-DD (for example 2024-03-01)."
         return new, {**problems, **errors}
+
+
+def initial_posted(kind: str, since: str) -> str:
+    """The initial import choice the form's radio and date field describe ("all", "new", "since:DATE")."""
+    initial = choice(InitialKind, kind, InitialKind.ALL)
+    return f"since:{since.strip()}" if initial is InitialKind.SINCE else initial.value
+
+
+def patterns_posted(text: str) -> list[str]:
+    """A pattern textarea as posted: one a line (service.domain.import_choices checks them)."""
+    return _lines(text)
 
 
 def _lines(text: str) -> list[str]:
