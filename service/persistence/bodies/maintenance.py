@@ -64,8 +64,32 @@ async def migrate(
     batch_bytes: int = BATCH_BYTES,
     report: Callable[[Problem], None] = lambda _: None,
 ) -> Tally:
-    """Move every body in the other store to `to`; how many moved, and how many could not be read."""
+    """Move every body in the other store to `to`; how many moved, and how many could not be read.
+
+    A pass goes through the other store once, in id order. A body it had to leave because it
+    changed under it (compaction moved it, or on SQLite a new message took a deleted one's id
+    below the pass's position) is still there when the pass ends: passes go on while they move
+    something, so when `migrate` returns only unreadable bodies (each reported once) or mail
+    that arrived after it are left in the other store."""
     tally = Tally()
+    reported: set[int] = set()
+
+    def once(problem: Problem) -> None:
+        if problem.message_id not in reported:
+            reported.add(problem.message_id)
+            tally.problems += 1
+            report(problem)
+
+    while True:
+        moved = tally.done
+        await _pass(db, to, batch_bytes, tally, once)
+        if tally.done == moved:
+            return tally
+
+
+async def _pass(
+    db: Database, to: Literal["files", "database"], batch_bytes: int, tally: Tally, report: Callable[[Problem], None]
+) -> None:
     last = 0
     while True:
         async with db.read() as session:
@@ -78,7 +102,7 @@ async def migrate(
             rows = (await (await session.connection()).execute(query.where(key > last).order_by(key).limit(_IDS))).all()
         sizes = [(int(mid), int(size or 0)) for mid, size in rows]
         if not sizes:
-            return tally
+            return
         for ids in byte_batches(sizes, batch_bytes):
             if to == "files":
                 tally.done += await _to_files(db, ids)
@@ -126,7 +150,6 @@ async def _to_database(db: Database, ids: list[int], tally: Tally, report: Calla
         try:
             raws[mid] = await asyncio.to_thread(bodies.segments.read, mid, ref)
         except BodyUnreadable as exc:
-            tally.problems += 1
             report(_problem(exc))
     if not raws:
         return
