@@ -7,32 +7,20 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from service.config import Settings
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
-from tests.test_browser_oauth import BUTTON, Site, site  # noqa: F401 (the app with provider "local")
+from tests.test_browser_oauth import BUTTON, Site, _set_up, site  # noqa: F401 (the app with provider "local")
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
-
-EMAIL = "ada@example.test"
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
 def settings(settings: Settings, dovecot: DovecotServer) -> Settings:
     """The test's settings, trusting the Dovecot fixture's self-signed certificate."""
     return settings.model_copy(update={"extra_ca_file": dovecot.cert_pem_path})
-
-
-def _set_up(page: Page) -> None:
-    page.goto("/setup")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Confirm password").fill(PASSWORD)
-    page.get_by_role("button", name="Create administrator").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}])

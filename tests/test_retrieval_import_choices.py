@@ -4,12 +4,10 @@ included later, and the worst inputs for patterns and dates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
-from imapclient import IMAPClient
 from sqlmodel import col, select
 
 from service.config import Settings
@@ -25,6 +23,7 @@ from service.usecases import retrieval_tasks
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, make_env
+from tests.test_imap_rename import as_the_user as remote
 
 
 @pytest.fixture
@@ -32,16 +31,6 @@ async def env(
     db: Database, settings: Settings, secret_box: SecretBox, dovecot: DovecotServer, mail_user: MailUser
 ) -> Env:
     return await make_env(db, settings, secret_box, dovecot, mail_user)
-
-
-@contextmanager
-def remote(env: Env) -> Iterator[IMAPClient]:
-    client = IMAPClient(env.dovecot.host, port=env.dovecot.imaps_port, ssl_context=env.dovecot.ssl_context())
-    client.login(env.mailbox.email, env.mailbox.password)
-    try:
-        yield client
-    finally:
-        client.logout()
 
 
 def append(env: Env, folder: str, subject: str, received: datetime) -> None:
