@@ -308,9 +308,20 @@ def test_initial_choices_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "patterns",
-    [[""], ["   "], ["Inbox\r\nBcc"], ["a\0b"], ["x" * 1001], [f"f{n}" for n in range(201)], "INBOX"],
+    [
+        [""],
+        ["   "],
+        ["Inbox\r\nBcc"],
+        ["a\0b"],
+        ["Inbox\u2028Spam"],
+        ["Inbox\u2029"],
+        ["Inbox\x85Spam"],
+        ["x" * 1001],
+        [f"f{n}" for n in range(201)],
+        "INBOX",
+    ],
 )
-def test_invalid_patterns_are_refused(patterns: list[str]) -> None:
+def test_invalid_patterns_are_refused(patterns: list[str]) -> None:  # U+2028/2029: a line break on the form
     with pytest.raises(InvalidInput):
         check_patterns(patterns)
 

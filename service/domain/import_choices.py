@@ -98,7 +98,7 @@ def _pattern_problem(pattern: str) -> str | None:
         return "A folder pattern cannot be empty."
     if len(pattern) > MAX_PATTERN_LENGTH:
         return f"A folder pattern can be at most {MAX_PATTERN_LENGTH} characters long."
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in pattern):
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in pattern):  # U+2028/9 break lines too
         return "A folder pattern cannot contain line breaks or control characters."
     return None
 
