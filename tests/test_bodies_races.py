@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from service.config import Settings
-from service.persistence import mailstore
+from service.persistence import mailstore, search_index
 from service.persistence.bodies import maintenance
 from service.persistence.bodies import segments as segments_module
 from service.persistence.bodies.segments import BodyRef, Segments
@@ -161,3 +161,18 @@ def test_processes_appending_at_once_never_overlap_and_every_reference_reads_bac
     for (seg_a, _, end_a), (seg_b, start_b, _) in itertools.pairwise(spans):
         assert seg_a != seg_b or end_a <= start_b
     assert len(segments.numbers()) > 1  # the writers rolled over to new segments too
+
+
+async def test_rebuilding_the_search_index_goes_past_a_damaged_body(settings: Settings) -> None:
+    """One damaged body (which `bodies verify` reports) does not stop the rebuild of everyone's
+    search index: the other messages are indexed again, the damaged one is left out."""
+    db = Database(settings.model_copy(update={"body_store": "files"}))
+    try:
+        user_id, inbox = await user_with_inbox(db, "search@example.test")
+        raws = [b"Subject: fine\r\n\r\nfine words\r\n", b"Subject: hurt\r\n\r\nhurt words\r\n"]
+        await store_raws(db, user_id, inbox, raws)
+        segment = settings.data_dir / "bodies" / "00000001.seg"
+        segment.write_bytes(raws[0] + raws[1].replace(b"hurt words", b"HURT WORDS"))
+        assert await search_index.rebuild(db) == 1
+    finally:
+        await db.dispose()

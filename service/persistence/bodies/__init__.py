@@ -138,13 +138,14 @@ class Bodies:
         return None
 
     async def load(self, connection: AsyncConnection, message_ids: Sequence[int]) -> dict[int, bytes]:
-        """The bodies of many messages, wherever each is (a message without one is left out; one
-        that moved to files between the two lookups is looked for there again, as in `open`)."""
-        found = await self.files.load(connection, message_ids)
-        rest = [mid for mid in message_ids if mid not in found]
-        found |= await self.database.load(connection, rest)
-        moved = [mid for mid in rest if mid not in found]
-        return found | await self.files.load(connection, moved)
+        """The bodies of many messages, wherever each is: a message without one, or whose segment
+        bytes are missing or damaged (never served; `bodies verify` reports it), is left out. One
+        that moved to files between the two lookups is looked for there again, as in `open`."""
+        refs = await self.files.locate(connection, message_ids)
+        rest = [mid for mid in message_ids if mid not in refs]
+        found = await self.database.load(connection, rest)
+        refs |= await self.files.locate(connection, [mid for mid in rest if mid not in found])
+        return found | await self.files.read(refs)
 
 
 def bodies_of(session: AsyncSession) -> Bodies:

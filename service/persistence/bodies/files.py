@@ -9,12 +9,14 @@ message deletes its reference (ON DELETE CASCADE); its bytes stay until compacti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
+from service.errors import BodyUnreadable
 from service.persistence.bodies.segments import BodyRef, Segments
 from service.persistence.tables import MessageBodyRef
 
@@ -66,9 +68,18 @@ class FileBodyStore:
         return {int(mid): BodyRef(int(seg), int(off), int(length), sha) for mid, seg, off, length, sha in rows}
 
     async def load(self, connection: AsyncConnection, message_ids: Sequence[int]) -> dict[int, bytes]:
-        """The checked bytes of those messages that have a reference (BodyUnreadable if damaged)."""
-        refs = await self.locate(connection, message_ids)
-        return {mid: await asyncio.to_thread(self.segments.read, mid, ref) for mid, ref in refs.items()}
+        """The checked bytes of those messages that have a readable reference. A missing or damaged
+        body is left out, never served: bulk readers (the search index's rebuild) go past it, and
+        `tributary bodies verify` reports it."""
+        return await self.read(await self.locate(connection, message_ids))
+
+    async def read(self, refs: dict[int, BodyRef]) -> dict[int, bytes]:
+        """The checked bytes at those references, each read in a worker thread; the unreadable left out."""
+        found: dict[int, bytes] = {}
+        for mid, ref in refs.items():
+            with contextlib.suppress(BodyUnreadable):
+                found[mid] = await asyncio.to_thread(self.segments.read, mid, ref)
+        return found
 
     async def delete(self, connection: AsyncConnection, message_ids: Sequence[int]) -> None:
         """Drop the references; the bytes become garbage for compaction."""
