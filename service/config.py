@@ -102,7 +102,9 @@ class Settings(BaseSettings):
     body_store: Literal["database", "files"] | None = Field(
         default=None,
         description="Where message bodies live: database (the message_body table) or files (append-only "
-        "segment files under DATA_DIR/bodies). Unset: files on SQLite, database on PostgreSQL.",
+        "segment files under DATA_DIR/bodies). Unset: files on SQLite, database on PostgreSQL. With "
+        "PostgreSQL, choose files only when every serve and worker process shares one DATA_DIR (one host): "
+        "a body written on one host is unreadable on another.",
     )
     outbound_allow: str = Field(
         default="",
