@@ -12,6 +12,7 @@ from sqlmodel import select
 from service.persistence.database import Database
 from service.persistence.tables import RetrievalTask
 from tests.fixtures.webapp import WebClient, post_form, set_up_admin
+from tests.test_api import api
 from tests.test_oauth_web import _provider, settings, web_app  # noqa: F401 (fixtures: provider "local")
 
 
@@ -65,3 +66,16 @@ async def test_pop3_and_defaults(web_client: WebClient, db: Database) -> None:
     first, second = sorted(await _tasks(db), key=lambda t: t.id or 0)
     assert (first.initial, json.loads(first.include_folders)) == ("all", [])
     assert (second.initial, json.loads(second.include_folders)) == ("new", [])  # POP3 has one folder
+
+
+async def test_the_api_start_takes_what_to_import(web_client: WebClient, db: Database) -> None:
+    await set_up_admin(web_client)
+    body = {"provider": "local", "kind": "retrieval", "initial": "since:2024-03-01", "exclude_folders": ["Spam*"]}
+    refused = await api(web_client, "POST", "/oauth/start", {**body, "include_folders": ["Inbox\r\nBcc"]})
+    assert refused.status_code == 400
+    assert "line breaks" in refused.text
+    assert await _tasks(db) == []
+    started = await api(web_client, "POST", "/oauth/start", body)
+    assert started.status_code == 201, started.text
+    [task] = await _tasks(db)
+    assert (task.initial, json.loads(task.exclude_folders)) == ("since:2024-03-01", ["Spam*"])

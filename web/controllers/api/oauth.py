@@ -60,6 +60,9 @@ class OAuthStartIn(msgspec.Struct):
     destination_folder: str | None = None
     method: RetrievalMethod = RetrievalMethod.AUTOMATIC
     is_default: bool = False
+    initial: str = "all"  # retrieval: what to import, as POST /retrieval-tasks (service.domain.import_choices)
+    include_folders: list[str] = msgspec.field(default_factory=list)
+    exclude_folders: list[str] = msgspec.field(default_factory=list)
 
     def start(self) -> OAuthStart:
         retrieval = self.kind is TargetKind.RETRIEVAL
@@ -78,6 +81,9 @@ class OAuthStartIn(msgspec.Struct):
             destination_folder=self.destination_folder,
             method=self.method,
             is_default=self.is_default,
+            initial=self.initial,
+            include_folders=self.include_folders,
+            exclude_folders=self.exclude_folders,
         )
 
 
