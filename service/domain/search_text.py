@@ -18,18 +18,25 @@ import contextlib
 import html
 import re
 import unicodedata
-from dataclasses import dataclass
-from email import message_from_bytes, policy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import policy
 from email.header import decode_header, make_header
 from email.message import Message
+from email.parser import BytesParser
 
 import nh3
 
 BODY_TEXT_LIMIT = 64 * 1024
 PART_BYTES_LIMIT = 256 * 1024  # never decode more of one part than this
 _MAX_PARTS = 200
+_MAX_DEPTH = 100  # multiparts inside multiparts (the email package recurses until RecursionError)
+_ENCODED_LIMIT = 2 * PART_BYTES_LIMIT  # encoded bytes read of a text part (base64 needs 4/3)
+_HEADER_LIMIT = 64 * 1024  # of a part's header block
+_HEADER_PARSER = BytesParser(policy=policy.compat32)
 _PARSE_FAILURES = (Exception, RecursionError)
 _NOT_WORD = re.compile(r"[\W_]+")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 # Unicode's combining diacritical marks (the blocks NFKD moves accents into).
 _MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 
@@ -74,31 +81,126 @@ def _filename(part: Message) -> str:
     return name
 
 
+@dataclass(slots=True)
+class _Found:
+    plain: list[str] = field(default_factory=list)
+    markup: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    parts: int = 0
+
+
 def _body_and_names(raw: bytes) -> tuple[str, str]:
-    message = message_from_bytes(raw, policy=policy.compat32)
-    plain: list[str] = []
-    markup: list[str] = []
-    names: list[str] = []
-    for count, part in enumerate(message.walk()):
-        if count >= _MAX_PARTS:
-            break
-        if part.is_multipart():
-            continue
-        with contextlib.suppress(*_PARSE_FAILURES):
-            name = _filename(part)
-            if name:
-                names.append(name)
-                continue
-            if (part.get("content-disposition") or "").strip().lower().startswith("attachment"):
-                continue
-            content_type = part.get_content_type()
-            if content_type == "text/plain":
-                plain.append(_decoded(part))
-            elif content_type == "text/html":
-                markup.append(_decoded(part))
-    texts = plain or [html_text(m) for m in markup]
+    found = _Found()
+    _walk(raw, 0, len(raw), None, 0, found)
+    texts = found.plain or [html_text(m) for m in found.markup]
     body = " ".join(" ".join(t.split()) for t in texts)
-    return body[:BODY_TEXT_LIMIT], " ".join(names)
+    return body[:BODY_TEXT_LIMIT], " ".join(found.names)
+
+
+def _walk(raw: bytes, start: int, end: int, default: str | None, depth: int, found: _Found) -> None:
+    """Visit the MIME part in `raw[start:end]` (RFC 2045, 2046) and the parts inside it.
+
+    The email package parses each part's header; the bodies are never parsed whole: a
+    multipart's parts are located by searching for its boundary in the bytes (no copy), and
+    only a text part's first `_ENCODED_LIMIT` bytes are decoded. A message with a 50 MB
+    attachment thus costs a few header parses, not a parse (and several copies) of 50 MB.
+    """
+    if found.parts >= _MAX_PARTS or depth > _MAX_DEPTH:
+        return
+    found.parts += 1
+    headers, content = _headers(raw, start, end)
+    if default:
+        headers.set_default_type(default)
+    maintype, subtype = headers.get_content_maintype(), headers.get_content_subtype()
+    if maintype == "multipart":
+        boundary = headers.get_boundary()
+        inner = "message/rfc822" if subtype == "digest" else None
+        for part_start, part_end in (
+            _parts(raw, content, end, boundary.encode("utf-8", "surrogateescape")) if boundary else ()
+        ):
+            _walk(raw, part_start, part_end, inner, depth + 1, found)
+        return
+    if maintype == "message" and subtype != "delivery-status":  # an enclosed message, as compat32 reads it
+        _walk(raw, content, end, None, depth + 1, found)
+        return
+    with contextlib.suppress(*_PARSE_FAILURES):
+        name = _filename(headers)
+        if name:
+            found.names.append(name)
+            return
+        if (headers.get("content-disposition") or "").strip().lower().startswith("attachment"):
+            return
+        if maintype == "text" and subtype in ("plain", "html"):
+            stop = min(end, content + _ENCODED_LIMIT)
+            if stop < end:  # cut at a line end, so no encoded character is split
+                newline = raw.rfind(b"\n", content, stop)
+                stop = newline + 1 if newline > content else stop
+            headers.set_payload(raw[content:stop].decode("ascii", "surrogateescape"))
+            (found.plain if subtype == "plain" else found.markup).append(_decoded(headers))
+
+
+def _headers(raw: bytes, start: int, end: int) -> tuple[Message, int]:
+    """A part's header fields (compat32, as `message_from_bytes` reads them) and where its body starts.
+
+    The header ends at the first empty line (RFC 5322 2.1); a part that starts with the
+    empty line has no fields (RFC 2046 5.1.1). When the empty line is missing, the parser
+    stops at the first line that is not a field, and the body starts there.
+    """
+    if raw.startswith(b"\r\n", start, end):
+        return Message(), start + 2
+    if raw.startswith(b"\n", start, end):
+        return Message(), start + 1
+    crlf = raw.find(b"\r\n\r\n", start, min(end, start + _HEADER_LIMIT))
+    lf = raw.find(b"\n\n", start, crlf + 2 if crlf >= 0 else min(end, start + _HEADER_LIMIT))
+    if lf >= 0 and (crlf < 0 or lf < crlf + 2):
+        head_end, body = lf + 1, lf + 2
+    elif crlf >= 0:
+        head_end, body = crlf + 2, crlf + 4
+    else:
+        head_end = body = min(end, start + _HEADER_LIMIT)
+    headers = _HEADER_PARSER.parsebytes(raw[start:head_end], headersonly=True)
+    # The lines after the fields, before any empty line, as the parser kept them (get_payload()
+    # would replace their 8-bit bytes, changing their length).
+    spilled = getattr(headers, "_payload", None)
+    if isinstance(spilled, str) and spilled:
+        spill = spilled.encode("ascii", "surrogateescape")
+        if raw.endswith(spill, start, head_end):
+            body = head_end - len(spill)
+        else:  # the parser dropped a line ending on the way (an mbox "From " line last, bare CR)
+            body = max(raw.find(_LINE_END.split(spill, maxsplit=1)[0], start, head_end), start)
+        headers.set_payload("")
+    return headers, body
+
+
+def _parts(raw: bytes, start: int, end: int, boundary: bytes) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each body part between a multipart's delimiter lines (RFC 2046 5.1.1):
+    `--boundary` at the start of a line, then only `--` (the close) and blanks. The line break
+    before a delimiter belongs to it; preamble and epilogue are skipped. Without a close
+    delimiter the last part runs to the end, as the email package reads it."""
+    marker = b"--" + boundary
+    part_start: int | None = None
+    position = start
+    while (at := raw.find(marker, position, end)) >= 0:
+        position = at + len(marker)
+        if at > start and raw[at - 1] not in b"\r\n":
+            continue
+        window = min(end, position + 1000)
+        line = _LINE_END.search(raw, position, window)
+        if line is None and window < end:
+            continue
+        line_end = line.end() if line else end
+        rest = raw[position:line_end].rstrip(b"\r\n")
+        close = rest.startswith(b"--")
+        if rest[2 if close else 0 :].strip(b" \t"):
+            continue  # a longer boundary, or text after it: not a delimiter
+        if part_start is not None:
+            before = at - 2 if raw.startswith(b"\r\n", at - 2, at) else at - 1 if at > part_start else at
+            yield part_start, max(before, part_start)
+        if close:
+            return
+        part_start = position = line_end
+    if part_start is not None and part_start < end:
+        yield part_start, end
 
 
 def search_text(raw: bytes, *, subject: str, sender: str, to: str, cc: str) -> SearchText:
