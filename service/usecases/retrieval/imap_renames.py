@@ -31,6 +31,7 @@ transaction that stores the batch and moves its cursor (store.commit_batch, DESI
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -40,9 +41,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service.domain.retrieval import LocalTarget
 from service.domain.values import LogLevel, LogSource
+from service.errors import MailboxMissing
 from service.persistence.database import Database
 from service.persistence.mailstore import folder_by_path
 from service.persistence.tables import Folder, ImapCursor, Message
+from service.protocols.imap import ImapSession, RemoteFolder
 from service.usecases.logs import record
 from service.usecases.retrieval.lease import renew_in
 from service.usecases.retrieval.store import Cursor, Owner
@@ -218,3 +221,22 @@ async def _move_local_folder(
         session.add(child)
     await session.flush()
     return True
+
+
+async def orphan_reset_excluded(
+    session: ImapSession, excluded: list[RemoteFolder], cursors: dict[str, Cursor], orphans: Orphans
+) -> None:
+    """An excluded folder keeps its cursor, but is still EXAMINEd when it has one: with another
+    UIDVALIDITY there, the folder it counted may have been renamed to an included path (and a
+    new one made under the old name), which must claim the cursor rather than come again. The
+    cursor stays in the database either way (a rename claims it, else it rescans when included)."""
+    for folder in excluded:
+        cursor = cursors.get(folder.path)
+        if cursor is None:
+            continue
+        try:
+            selected = await asyncio.to_thread(session.select, folder)
+        except MailboxMissing:
+            continue  # gone meanwhile: nothing to learn
+        if selected.uidvalidity != cursor.uidvalidity:
+            orphans.cursors[folder.path] = cursor

@@ -29,18 +29,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from service.domain.import_choices import FolderSelection, InitialImport, InitialKind
-from service.domain.message_index import index_message
 from service.domain.retrieval import BatchLimits, FolderResult, RunResult, local_target
 from service.domain.values import FolderTransfer
 from service.errors import MailboxMissing, MessageWithheld
 from service.persistence.database import Database
-from service.persistence.mailstore import IncomingMessage, MessageOrigin
-from service.protocols.imap import FetchedMessage, ImapSession, RemoteFolder
-from service.usecases.retrieval.imap_renames import Orphans, follow_rename
+from service.persistence.mailstore import IncomingMessage
+from service.protocols.imap import ImapSession, RemoteFolder
+from service.usecases.retrieval.imap_batches import Batch, Source, plan_batches
+from service.usecases.retrieval.imap_batches import incoming_message as incoming_message  # push's fast path uses it
+from service.usecases.retrieval.imap_renames import Orphans, follow_rename, orphan_reset_excluded
 from service.usecases.retrieval.store import (
     Adoption,
     Cursor,
@@ -50,43 +50,6 @@ from service.usecases.retrieval.store import (
     resolve_folder,
     stored_hashes,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """UIDs to download, UIDs skipped as too large, and the highest UID the batch covers."""
-
-    fetch: list[int]
-    too_large: list[tuple[int, int]] = field(default_factory=list)
-
-    @property
-    def cover(self) -> int:
-        return max([*self.fetch, *(uid for uid, _ in self.too_large)])
-
-
-def plan_batches(
-    uids: Sequence[int], sizes: dict[int, int], *, max_message_bytes: int, limits: BatchLimits
-) -> list[Batch]:
-    """Split ascending UIDs into batches within `limits`; too-large ones ride along, to be skipped."""
-    batches: list[Batch] = []
-    fetch: list[int] = []
-    too_large: list[tuple[int, int]] = []
-    total = 0
-    for uid in uids:
-        size = sizes.get(uid)
-        if size is None:
-            continue  # expunged since SEARCH (session.sizes checked)
-        if size > max_message_bytes:
-            too_large.append((uid, size))
-            continue
-        if limits.full(len(fetch), total, size):
-            batches.append(Batch(fetch, too_large))
-            fetch, too_large, total = [], [], 0
-        fetch.append(uid)
-        total += size
-    if fetch or too_large:
-        batches.append(Batch(fetch, too_large))
-    return batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,37 +84,6 @@ def _initial_applies(initial: InitialImport, cursor: Cursor | None) -> bool:
     mail above the cursor still to leave behind, so SINCE decides again (mail that arrived
     meanwhile has a recent internal date and passes)."""
     return cursor is None or initial.kind is InitialKind.SINCE
-
-
-@dataclass(frozen=True, slots=True)
-class _Source:
-    """Where a folder's messages come from: the session and the identity each message gets."""
-
-    session: ImapSession
-    task_id: int
-    remote_folder: str
-    uidvalidity: int
-
-    def download(self, uids: list[int]) -> list[IncomingMessage]:
-        """Fetch a batch and index it, both in the calling worker thread, so the event loop
-        only commits (and hashing, which releases the GIL, overlaps the previous commit)."""
-        return [
-            incoming_message(m, self.task_id, self.remote_folder, self.uidvalidity)
-            for m in self.session.fetch(uids, folder=self.remote_folder)
-        ]
-
-
-def incoming_message(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:
-    return IncomingMessage(
-        raw=message.raw,
-        seen="\\Seen" in message.flags,
-        flagged="\\Flagged" in message.flags,
-        answered="\\Answered" in message.flags,
-        draft="\\Draft" in message.flags,
-        received_at=message.internal_date,
-        origin=MessageOrigin(task_id=task_id, remote_folder=remote, uidvalidity=uidvalidity, uid=message.uid),
-        index=index_message(message.raw),
-    )
 
 
 async def retrieve_folder(
@@ -247,7 +179,7 @@ async def retrieve_folder(
     committer = _FolderCommitter(
         db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result, adopt_from
     )
-    source = _Source(session, plan.owner.task_id, folder.path, selected.uidvalidity)
+    source = Source(session, plan.owner.task_id, folder.path, selected.uidvalidity)
     pending = asyncio.ensure_future(asyncio.to_thread(source.download, batches[0].fetch)) if batches else None
     try:
         for index, batch in enumerate(batches):
@@ -338,7 +270,7 @@ async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, r
     orphans = Orphans.of(cursors, {folder.path for folder in listed})  # excluded folders are not gone
     chosen = [folder for folder in listed if plan.selection.includes(folder.path)]
     excluded = [folder for folder in listed if not plan.selection.includes(folder.path)]
-    await _orphan_reset_excluded(session, excluded, cursors, orphans)
+    await orphan_reset_excluded(session, excluded, cursors, orphans)
     folders = sorted(chosen, key=lambda folder: folder.path.count("/"))
     new = [folder for folder in folders if folder.path not in cursors]
     changed: list[RemoteFolder] = []
@@ -351,25 +283,6 @@ async def retrieve_account(db: Database, session: ImapSession, plan: ImapPlan, r
         await _retrieve_one(db, session, plan, run, folder, None, orphans)
     for folder in changed:
         await _retrieve_one(db, session, plan, run, folder, orphans.cursors.pop(folder.path, None), orphans)
-
-
-async def _orphan_reset_excluded(
-    session: ImapSession, excluded: list[RemoteFolder], cursors: dict[str, Cursor], orphans: Orphans
-) -> None:
-    """An excluded folder keeps its cursor, but is still EXAMINEd when it has one: with another
-    UIDVALIDITY there, the folder it counted may have been renamed to an included path (and a
-    new one made under the old name), which must claim the cursor rather than come again. The
-    cursor stays in the database either way (a rename claims it, else it rescans when included)."""
-    for folder in excluded:
-        cursor = cursors.get(folder.path)
-        if cursor is None:
-            continue
-        try:
-            selected = await asyncio.to_thread(session.select, folder)
-        except MailboxMissing:
-            continue  # gone meanwhile: nothing to learn
-        if selected.uidvalidity != cursor.uidvalidity:
-            orphans.cursors[folder.path] = cursor
 
 
 async def _retrieve_one(
