@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sqlalchemy import case, insert, tuple_, update
 from sqlmodel import col, select
@@ -50,7 +50,7 @@ from service.persistence.tables import ImapCursor, LogEntry, OutboxEntry, Retrie
 from service.persistence.types import utcnow
 from service.usecases.retrieval.filtering import Screened, deliver_filtered
 from service.usecases.retrieval.lease import Lease, LeaseLost
-from service.usecases.retrieval.store import Cursor
+from service.usecases.retrieval.store import Cursor, kept
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +215,7 @@ async def _drop_sent_copies(session: AsyncSession, batches: list[Batch]) -> None
         ]
         if len(keep) == len(batch.messages):
             continue
-        batch.messages = [batch.messages[i] for i in keep]
-        if batch.screened is not None:
-            spam, verdicts = batch.screened.spam, batch.screened.verdicts
-            batch.screened = replace(batch.screened, spam=[spam[i] for i in keep], verdicts=[verdicts[i] for i in keep])
+        batch.messages, batch.screened = kept(keep, batch.messages, batch.screened)
         before, batch.stored = batch.stored, batch.will_store()
         fewer[batch.task_id] = before - batch.stored
     if fewer := {task_id: n for task_id, n in fewer.items() if n}:

@@ -170,11 +170,7 @@ async def commit_batch(
         # Tributary's own copies in a remote Sent folder are in local Sent already (issue 18).
         keep = await unknown_positions(session, owner.task_id, remote_folder, cursor.uidvalidity, messages)
         if len(keep) < len(messages):
-            messages = [messages[i] for i in keep]
-            if screened is not None:
-                screened = replace(
-                    screened, spam=[screened.spam[i] for i in keep], verdicts=[screened.verdicts[i] for i in keep]
-                )
+            messages, screened = kept(keep, messages, screened)
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         if adopt is not None:
             await _adopt(session, owner.task_id, remote_folder, cursor.uidvalidity, adopt)
@@ -184,6 +180,18 @@ async def commit_batch(
             await then(session, stored)
     owner.progress.stored += stored  # committed: "Retrieve Messages Now" shows it while the run goes on
     return stored
+
+
+def kept(
+    keep: Sequence[int], messages: Sequence[IncomingMessage], screened: Screened | None
+) -> tuple[list[IncomingMessage], Screened | None]:
+    """The messages at positions `keep`, with their filters' verdicts: what a batch stores once
+    Tributary's own Sent copies are left out (here, and for push's group commit in push_batch)."""
+    if screened is not None:
+        screened = replace(
+            screened, spam=[screened.spam[i] for i in keep], verdicts=[screened.verdicts[i] for i in keep]
+        )
+    return [messages[i] for i in keep], screened
 
 
 async def _adopt(session: AsyncSession, task_id: int, remote_folder: str, uidvalidity: int, adopt: Adoption) -> None:
