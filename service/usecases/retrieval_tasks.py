@@ -30,7 +30,6 @@ from service.config import Settings
 from service.domain.connection_test import ConnectionReport
 from service.domain.import_choices import FolderSelection, check_initial, check_patterns
 from service.domain.oauth import AuthKind, require_tls
-from service.domain.outbound import OutboundPolicy
 from service.domain.retrieval import TaskView
 from service.domain.smtp_accounts import check_host
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security, default_port
@@ -39,7 +38,8 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, User
 from service.persistence.types import utcnow
-from service.protocols import imap, pop3
+from service.usecases.retrieval_accounts import imap_account as imap_account  # the callers' old name
+from service.usecases.retrieval_accounts import pop3_account as pop3_account
 
 MAX_HOST_LENGTH = 253
 
@@ -383,61 +383,6 @@ async def delete_task(*, db: Database, task_id: int, user_id: int | None) -> Non
     """Delete the task and its cursors; the messages it brought in stay."""
     async with db.write() as session:
         await session.delete(await load_task(session, task_id, user_id))
-
-
-def _password(task: RetrievalTask, secret_box: SecretBox) -> str:
-    """The stored password in clear; "" for a task that signs in another way (no password stored)."""
-    return secret_box.decrypt(task.password_encrypted) if task.password_encrypted is not None else ""
-
-
-def imap_account(
-    task: RetrievalTask,
-    secret_box: SecretBox,
-    settings: Settings,
-    *,
-    policy: OutboundPolicy,
-    oauth_token: str | None = None,
-) -> imap.ImapAccount:
-    """How to sign in to the task's IMAP server: its password, or `oauth_token` for an OAuth2 task
-    (service.usecases.oauth_sign_in gets it)."""
-    return imap.ImapAccount(
-        host=task.host,
-        port=task.port,
-        security=task.security,
-        username=task.username,
-        password=_password(task, secret_box),
-        verify_certificate=task.verify_certificate,
-        timeout_seconds=float(task.timeout_seconds),
-        extra_ca_file=settings.extra_ca_file,
-        debug=task.enable_debug,
-        policy=policy,
-        oauth_token=oauth_token,
-    )
-
-
-def pop3_account(
-    task: RetrievalTask,
-    secret_box: SecretBox,
-    settings: Settings,
-    *,
-    policy: OutboundPolicy,
-    oauth_token: str | None = None,
-) -> pop3.Pop3Account:
-    """Like `imap_account`, for POP3."""
-    return pop3.Pop3Account(
-        host=task.host,
-        port=task.port,
-        security=task.security,
-        username=task.username,
-        password=_password(task, secret_box),
-        verify_certificate=task.verify_certificate,
-        timeout_seconds=float(task.timeout_seconds),
-        extra_ca_file=settings.extra_ca_file,
-        use_apop=task.use_apop,
-        debug=task.enable_debug,
-        policy=policy,
-        oauth_token=oauth_token,
-    )
 
 
 # Shorthands for Test Connection, which is `connection_tests.run_connection_test` (the rate limit and the
