@@ -12,7 +12,7 @@ protocol transcript too (credentials redacted).
 
 What to import (service.domain.import_choices): the plans carry the task's folder selection and,
 until a run completes without a connection failure or an interruption (`initial_done`, set with
-the outcome), its initial import choice.
+the outcome; a POP3 run sets it already with the messages it leaves behind), its initial import choice.
 """
 
 from __future__ import annotations
