@@ -72,7 +72,7 @@
     if (!data[wanted]) wanted = data.imap ? "imap" : data.pop3 ? "pop3" : wanted;
     var radio = form.querySelector("input[name='protocol'][value='" + wanted + "']");
     if (radio) radio.checked = true;
-    var hidden = oauth.querySelector("input[name='protocol']");
+    var hidden = oauth.querySelector("input[name='protocol']");  // absent without providers
     if (hidden) hidden.value = wanted;
     return wanted;
   }
@@ -117,15 +117,16 @@
     oauth.hidden = true;
     if (!need || !need.required) return;
     var who = data.provider || "This provider";
-    if (need.offered) {
-      oauth.querySelector("input[name='provider']").value = need.provider;
+    var provider = oauth.querySelector("input[name='provider']");
+    if (need.offered && provider && oauthButton) {
+      provider.value = need.provider;
       oauthText.textContent = who + " needs sign-in with " + need.label + ": no password is stored.";
       oauthButton.textContent = "Sign in with " + need.label;
       oauthButton.hidden = false;
     } else {
       oauthText.textContent = who + " needs OAuth2 sign-in, which this server does not offer: " +
         "ask your administrator, or use an app password if the provider allows one.";
-      oauthButton.hidden = true;
+      if (oauthButton) oauthButton.hidden = true;
     }
     oauth.hidden = false;
   }
