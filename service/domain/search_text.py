@@ -37,6 +37,10 @@ _HEADER_PARSER = BytesParser(policy=policy.compat32)
 _PARSE_FAILURES = (Exception, RecursionError)
 _NOT_WORD = re.compile(r"[\W_]+")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+# A header block of nothing but fields and their continuation lines (CRLF or LF), which the
+# parser reads field by field; and in it the Content-* fields, the only ones read here.
+_ONLY_FIELDS = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n|[ \t][^\r\n]*\r?\n)*")
+_CONTENT_FIELDS = re.compile(rb"^content-[\x21-\x39\x3b-\x7e]*:[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*", re.I | re.M)
 # Unicode's combining diacritical marks (the blocks NFKD moves accents into).
 _MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 
@@ -158,7 +162,10 @@ def _headers(raw: bytes, start: int, end: int) -> tuple[Message, int]:
         head_end, body = crlf + 2, crlf + 4
     else:
         head_end = body = min(end, start + _HEADER_LIMIT)
-    headers = _HEADER_PARSER.parsebytes(raw[start:head_end], headersonly=True)
+    head = raw[start:head_end]
+    if _ONLY_FIELDS.fullmatch(head):  # the usual case: parse only the fields read here (Content-*)
+        return _HEADER_PARSER.parsebytes(b"".join(_CONTENT_FIELDS.findall(head)), headersonly=True), body
+    headers = _HEADER_PARSER.parsebytes(head, headersonly=True)
     # The lines after the fields, before any empty line, as the parser kept them (get_payload()
     # would replace their 8-bit bytes, changing their length).
     spilled = getattr(headers, "_payload", None)
