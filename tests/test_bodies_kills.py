@@ -6,17 +6,13 @@ byte, and `bodies verify` finds nothing wrong. With segment files, a kill betwee
 fdatasync and its commit leaves only bytes that nothing references; the next run fetches the
 batch again and references its new copy.
 
-The runs reach Dovecot through the POP3 kill test's proxy (`Doorway`), so the seeded random delays
-fall inside the IMAP session rather than in the process's start-up."""
+The runs reach Dovecot through the kill tests' proxy (`Doorway`, tests/kill_runs.py), so the
+seeded random delays fall inside the IMAP session rather than in the process's start-up."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import random
-import signal
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -30,11 +26,12 @@ from service.persistence.bodies import maintenance
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import MessageBody, MessageBodyRef
-from tests.cli_runner import TRIBUTARY, cli_environment, tributary
+from tests import kill_runs
+from tests.cli_runner import cli_environment, tributary
 from tests.fixtures.dovecot import DovecotServer, MailUser
+from tests.kill_runs import Doorway
 from tests.retrieval_env import Env, make_env
 from tests.stored_bodies import body_count, stored_raws
-from tests.test_pop3_kills import Doorway
 
 KILLS = 20
 NEW_PER_ROUND = 6  # batches of 2
@@ -76,47 +73,23 @@ async def _kill_runs_again_and_again(env: Env, doorway: Doorway) -> None:
     task_id = await env.add_task(Protocol.IMAP, port=doorway.port, security=Security.NONE)
     environment = cli_environment(env.settings)
 
-    async def run(kill_after: float | None) -> float:
-        """One `tributary retrieval run`, SIGKILLed `kill_after` seconds after it connects unless it
-        ended first. Returns how long its session lasted; -1 when it was killed."""
-        doorway.connected.clear()
-        process = await asyncio.create_subprocess_exec(
-            *(TRIBUTARY, "retrieval", "run", str(task_id), "--json"),
-            env=environment,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        ended = asyncio.ensure_future(process.wait())
-        arrived = asyncio.ensure_future(doorway.connected.wait())
-        await asyncio.wait([ended, arrived], return_when="FIRST_COMPLETED")
-        arrived.cancel()
-        connected = time.monotonic()
-        try:
-            await asyncio.wait_for(asyncio.shield(ended), kill_after)
-        except TimeoutError:
-            os.kill(process.pid, signal.SIGKILL)
-        stdout, stderr = await process.communicate()
-        if process.returncode == -signal.SIGKILL:
-            return -1
-        assert process.returncode == 0, stderr
-        shown = json.loads(stdout)
-        assert (shown["already_running"], shown["errors"]) == (False, []), shown
-        return time.monotonic() - connected
-
     delivered = fill(env, 0, NEW_PER_ROUND)
-    session = await run(None)  # a whole run: how long its session takes on this machine
+    # a whole run: how long its session takes on this machine
+    session = await kill_runs.run(doorway, task_id, environment, None)
     assert session > 0
 
-    chance = random.Random(20)
-    kills = 0
-    for _ in range(3 * KILLS):
-        delivered += fill(env, len(delivered), NEW_PER_ROUND)
-        kills += await run(chance.uniform(0, 0.9) * session) < 0
-        if kills == KILLS:
-            break
-    assert kills == KILLS
+    await kill_runs.kill_at_random(
+        doorway,
+        task_id,
+        environment,
+        more_mail=lambda: delivered.extend(fill(env, len(delivered), NEW_PER_ROUND)),
+        session=session,
+        reach=0.9,
+        seed=20,
+        kills=KILLS,
+    )
 
-    assert await run(None) > 0
+    assert await kill_runs.run(doorway, task_id, environment, None) > 0
     async with env.db.read() as db_session:
         assert Counter(await stored_raws(db_session)) == Counter(delivered)  # each once, byte for byte
     verified = tributary(env.settings, "bodies", "verify", "--json")
