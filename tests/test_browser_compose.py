@@ -13,12 +13,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from service.config import Settings
-from service.domain.smtp_accounts import SmtpAccountInput
-from service.domain.values import Security
-from service.persistence.database import Database
-from service.persistence.secrets import SecretBox
-from service.usecases import smtp_accounts, users
-from tests.fixtures.smtp import SmtpServer, start_smtp_server
+from tests.fixtures.browser import add_sender, script_errors, sign_in
+from tests.fixtures.smtp import start_smtp_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
 
@@ -27,35 +23,12 @@ PASSWORD = "correct horse battery staple"
 SCREENSHOTS = Path("/tmp")
 
 
-async def _seed(settings: Settings, server: SmtpServer) -> None:
-    """An administrator with two SMTP accounts on the test server; the second is the default."""
-    db = Database(settings)
-    try:
-        user = await users.add_user(db=db, email=EMAIL, password=PASSWORD, is_admin=True, display_name="Ada Lovelace")
-        for address, name, default in [("ada@work.test", "Ada at Work", False), ("ada@home.test", "Ada Home", True)]:
-            account = SmtpAccountInput(
-                email_address=address,
-                host=server.host,
-                port=server.port,
-                security=Security.NONE,
-                auth_required=False,
-                display_name=name,
-                is_default=default,
-            )
-            await smtp_accounts.add_smtp_account(
-                db=db, secret_box=SecretBox.from_settings(settings), user_id=user.id, account=account
-            )
-    finally:
-        await db.dispose()
+# two SMTP accounts on the test server (address, name, default, signature); the second is the default
+ACCOUNTS = [("ada@work.test", "Ada at Work", False, ""), ("ada@home.test", "Ada Home", True, "")]
 
 
 def _watch(page: Page) -> list[str]:
-    problems: list[str] = []  # CSP violations, script errors and failed requests show up here
-    page.on(
-        "console",
-        lambda message: problems.append(message.text) if message.type == "error" else None,
-    )
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems = script_errors(page)  # CSP violations, script errors and failed requests show up here
     page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     return problems
 
@@ -67,17 +40,14 @@ def test_compose_and_send_choosing_the_account_in_send_from(
     try:
         # Playwright's sync API runs an event loop in this thread: seed from another one.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, _seed(settings, server)).result()
+            pool.submit(asyncio.run, add_sender(settings, server, EMAIL, PASSWORD, ACCOUNTS)).result()
         attachment = tmp_path / "Übersicht März.txt"
         attachment.write_text("Zahlen und Fakten\n", encoding="utf-8")
         context = browser.new_context(base_url=live_server, viewport={"width": 1100, "height": 900})
         page = context.new_page()
         problems = _watch(page)
 
-        page.goto("/login")
-        page.get_by_label("Email address").fill(EMAIL)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, EMAIL, PASSWORD)
         expect(page).to_have_url(f"{live_server}/")
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Compose").click()
         expect(page).to_have_url(f"{live_server}/compose")

@@ -13,12 +13,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from service.config import Settings
-from service.domain.smtp_accounts import SmtpAccountInput
-from service.domain.values import Security
-from service.persistence.database import Database
-from service.persistence.secrets import SecretBox
-from service.usecases import smtp_accounts, users
-from tests.fixtures.smtp import SmtpServer, start_smtp_server
+from tests.fixtures.browser import add_sender, script_errors, sign_in
+from tests.fixtures.smtp import start_smtp_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
 
@@ -31,45 +27,18 @@ ACCOUNTS = [  # address, name, default, signature (the work one written with its
 ]
 
 
-async def _seed(settings: Settings, server: SmtpServer) -> None:
-    db = Database(settings)
-    try:
-        user = await users.add_user(db=db, email=EMAIL, password=PASSWORD, is_admin=True, display_name="Ada Lovelace")
-        for address, name, default, signature in ACCOUNTS:
-            account = SmtpAccountInput(
-                email_address=address,
-                host=server.host,
-                port=server.port,
-                security=Security.NONE,
-                auth_required=False,
-                display_name=name,
-                is_default=default,
-                signature_text=signature,
-            )
-            await smtp_accounts.add_smtp_account(
-                db=db, secret_box=SecretBox.from_settings(settings), user_id=user.id, account=account
-            )
-    finally:
-        await db.dispose()
-
-
 def test_the_signature_preview_follows_send_from_and_the_sent_message_has_one_separator(
     live_server: str, browser: Browser, settings: Settings, tmp_path: Path
 ) -> None:
     server = start_smtp_server(tmp_path / "smtp", "plain", require_auth=False)
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, _seed(settings, server)).result()
+            pool.submit(asyncio.run, add_sender(settings, server, EMAIL, PASSWORD, ACCOUNTS)).result()
         context = browser.new_context(base_url=live_server)
         page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: problems.append(str(error)))
+        problems = script_errors(page)
 
-        page.goto("/login")
-        page.get_by_label("Email address").fill(EMAIL)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, EMAIL, PASSWORD)
         page.goto("/compose")
 
         preview = page.locator("#compose-signature-field pre:visible")

@@ -28,6 +28,7 @@ from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.usecases.users import add_user
+from tests.fixtures.browser import script_errors, sign_in
 
 pytestmark = [pytest.mark.browser]
 
@@ -97,13 +98,8 @@ def seeded(settings: Settings) -> Seeded:
 def page(browser: Browser, live_server: str, seeded: Seeded) -> Iterator[Page]:
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 800})
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.goto("/login")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    problems = script_errors(page)
+    sign_in(page, EMAIL, PASSWORD)
     expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
     page.wait_for_load_state()  # the deferred scripts have run: keys are listened to
     try:

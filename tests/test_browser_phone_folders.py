@@ -19,7 +19,7 @@ from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.usecases.users import add_user
-from tests.fixtures.browser import run_aside, store_message
+from tests.fixtures.browser import run_aside, script_errors, sign_in, store_message
 from tests.mail_samples import sample
 
 pytestmark = [pytest.mark.browser]
@@ -47,13 +47,8 @@ async def _seed(settings: Settings) -> int:
 def _open(browser: Browser, live_server: str, width: int, height: int) -> tuple[Page, list[str]]:
     context = browser.new_context(base_url=live_server, viewport={"width": width, "height": height})
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.goto("/login")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    problems = script_errors(page)
+    sign_in(page, EMAIL, PASSWORD)
     expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
     page.wait_for_load_state()  # the deferred scripts have run
     return page, problems

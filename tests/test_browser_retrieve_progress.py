@@ -16,6 +16,7 @@ from service.domain.values import Protocol, Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import retrieval_tasks, users
+from tests.fixtures.browser import script_errors, sign_in
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import SlowProxy
 from tests.mail_samples import sample
@@ -62,13 +63,8 @@ def test_the_row_shows_the_messages_stored_so_far_then_one_sentence(
             pool.submit(asyncio.run, _seed(settings, mail_user, proxy.port)).result()
         context = browser.new_context(base_url=live_server)
         page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: problems.append(str(error)))
-        page.goto("/login")
-        page.get_by_label("Email address").fill(EMAIL)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        problems = script_errors(page)
+        sign_in(page, EMAIL, PASSWORD)
         page.goto("/settings/connectivity")
         row = page.get_by_role("listitem").filter(has=page.get_by_role("heading", name="Slow"))
         row.get_by_role("button", name="Retrieve Messages Now").click()
