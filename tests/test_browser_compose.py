@@ -10,10 +10,10 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from service.config import Settings
-from tests.fixtures.browser import add_sender, script_errors, sign_in
+from tests.fixtures.browser import add_sender, page_errors, sign_in
 from tests.fixtures.smtp import start_smtp_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
@@ -25,12 +25,6 @@ SCREENSHOTS = Path("/tmp")
 
 # two SMTP accounts on the test server (address, name, default, signature); the second is the default
 ACCOUNTS = [("ada@work.test", "Ada at Work", False, ""), ("ada@home.test", "Ada Home", True, "")]
-
-
-def _watch(page: Page) -> list[str]:
-    problems = script_errors(page)  # CSP violations, script errors and failed requests show up here
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    return problems
 
 
 def test_compose_and_send_choosing_the_account_in_send_from(
@@ -45,7 +39,7 @@ def test_compose_and_send_choosing_the_account_in_send_from(
         attachment.write_text("Zahlen und Fakten\n", encoding="utf-8")
         context = browser.new_context(base_url=live_server, viewport={"width": 1100, "height": 900})
         page = context.new_page()
-        problems = _watch(page)
+        problems = page_errors(page)  # CSP violations, script errors and failed requests show up here
 
         sign_in(page, EMAIL, PASSWORD)
         expect(page).to_have_url(f"{live_server}/")

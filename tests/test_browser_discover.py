@@ -7,9 +7,10 @@ CSP violations (static/js/discover.js, no inline script)."""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from service.config import Settings
+from tests.fixtures.browser import create_administrator, page_errors
 from tests.fixtures.discovery import Zone
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
@@ -32,24 +33,19 @@ def settings(settings: Settings, dns_zone: Zone, silent_dns: str, request: pytes
     )
 
 
-def _watch(page: Page) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    return problems
+def _look_up(page: Page, email: str, key: str) -> Locator:
+    """Type `email` in the Email address field and leave it with `key` (Tab or Enter): the look-up starts."""
+    address = page.get_by_label("Email address")
+    address.fill(email)
+    address.press(key)
+    return address
 
 
 def _open(browser: Browser, live_server: str, path: str) -> tuple[Page, list[str]]:
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    problems = _watch(page)
-    page.goto("/setup")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Confirm password").fill(PASSWORD)
-    page.get_by_role("button", name="Create administrator").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    problems = page_errors(page)
+    create_administrator(page, EMAIL, PASSWORD)
     page.goto(path)
     return page, problems
 
@@ -62,9 +58,7 @@ def test_typing_the_address_fills_the_retrieval_task_form(
     page, problems = _open(browser, live_server, "/settings/retrieval/new")
     expect(page.get_by_role("heading", name="Set up from your address")).to_be_visible()
     page.get_by_label("POP3", exact=True).check()
-    address = page.get_by_label("Email address")
-    address.fill("jo@example.test")
-    address.press("Tab")
+    address = _look_up(page, "jo@example.test", "Tab")
     expect(page.locator("#discover-result")).to_have_text(
         "Found in the domain's DNS SRV records. Check the settings, then test and save them."
     )
@@ -91,9 +85,7 @@ def test_a_provider_that_needs_oauth2_offers_its_sign_in(
     settings: Settings, live_server: str, browser: Browser
 ) -> None:
     page, problems = _open(browser, live_server, "/settings/retrieval/new")
-    address = page.get_by_label("Email address")
-    address.fill("someone@gmail.com")
-    address.press("Enter")
+    _look_up(page, "someone@gmail.com", "Enter")
     expect(page.get_by_label("Server address")).to_have_value("imap.gmail.com")
     expect(page.get_by_label("Port", exact=True)).to_have_value("993")
     expect(page.locator("#discover-result")).to_contain_text("Found in Tributary's list of large providers (Gmail).")
@@ -120,9 +112,7 @@ def test_the_smtp_form_looks_up_its_own_address_field(
     dns_zone.add("_submission._tcp.example.test", "SRV", "0 1 587 smtp.example.test.")
     dns_zone.add("smtp.example.test", "A", "127.0.0.1")
     page, problems = _open(browser, live_server, "/settings/smtp/new")
-    address = page.get_by_label("Email address")
-    address.fill("jo@example.test")
-    address.press("Tab")
+    _look_up(page, "jo@example.test", "Tab")
     expect(page.get_by_label("Server address")).to_have_value("smtp.example.test")
     expect(page.get_by_label("Port", exact=True)).to_have_value("465")
     expect(page.get_by_label("Security")).to_have_value("ssl")
@@ -134,9 +124,7 @@ def test_a_dns_server_that_never_answers_does_not_hang_the_form(
     settings: Settings, live_server: str, browser: Browser
 ) -> None:
     page, problems = _open(browser, live_server, "/settings/retrieval/new")
-    address = page.get_by_label("Email address")
-    address.fill("jo@example.test")
-    address.press("Tab")
+    _look_up(page, "jo@example.test", "Tab")
     expect(page.locator("#discover-result")).to_have_text(
         "No mail servers were found for example.test: enter them yourself.", timeout=15_000
     )

@@ -10,12 +10,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect
+from playwright.sync_api import Browser, Dialog, expect
 
 from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.mailstore import deliver, folder_by_path
 from service.usecases.users import find_user
+from tests.fixtures.browser import create_administrator, script_errors
 from tests.mail_samples import sample
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
@@ -44,13 +45,6 @@ def _deliver_now(settings: Settings, path: str, *subjects: str) -> None:
         pool.submit(asyncio.run, _deliver(settings, path, *subjects)).result()
 
 
-def _watch(page: Page) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    return problems
-
-
 def _accept(questions: list[str]) -> Callable[[Dialog], None]:
     def answer(dialog: Dialog) -> None:
         questions.append(dialog.message)
@@ -64,13 +58,8 @@ def test_folders_are_managed_from_settings_and_the_trash_is_emptied(
 ) -> None:
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 800})
     page = context.new_page()
-    problems = _watch(page)
-    page.goto("/setup")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Confirm password").fill(PASSWORD)
-    page.get_by_role("button", name="Create administrator").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    problems = script_errors(page)
+    create_administrator(page, EMAIL, PASSWORD)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
     page.get_by_role("navigation", name="Settings").get_by_role("link", name="Folders").click()

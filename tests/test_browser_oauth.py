@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, e
 
 from service.config import Settings
 from service.usecases.oauth import forget_discovery
+from tests.fixtures.browser import create_administrator
 from tests.fixtures.dovecot import MailUser
 from tests.fixtures.dovecot_oauth import OAuthDovecot
 from tests.fixtures.oauth_server import OAuthServer
@@ -126,15 +127,6 @@ def _context(browser: Browser, site: Site, **options: object) -> BrowserContext:
     return browser.new_context(base_url=site.url, viewport={"width": 1200, "height": 900}, **options)  # type: ignore[arg-type]
 
 
-def _set_up(page: Page) -> None:
-    page.goto("/setup")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Confirm password").fill(PASSWORD)
-    page.get_by_role("button", name="Create administrator").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
 def _sign_in(page: Page) -> None:
     page.goto("/login")
     page.get_by_label("Email address").fill(EMAIL)
@@ -155,7 +147,7 @@ def test_retrieval_round_trip_revocation_and_reconnect(
     context = _context(browser, site)
     page = context.new_page()
     problems = _watch(page, site)
-    _set_up(page)
+    create_administrator(page, EMAIL, PASSWORD)
 
     page.goto("/settings/connectivity")
     page.get_by_role("button", name="New Retrieval Task").click()
@@ -210,7 +202,7 @@ def test_smtp_account_signs_in_and_sends(
     context = _context(browser, site)
     page = context.new_page()
     problems = _watch(page, site)
-    _set_up(page)
+    create_administrator(page, EMAIL, PASSWORD)
     page.goto("/settings/smtp/new")
     page.get_by_role("button", name=BUTTON).click()
     page.get_by_role("button", name="Allow").click()
@@ -244,7 +236,7 @@ def test_deny_replay_and_another_sessions_state_save_nothing(
     page = context.new_page()
     callbacks: list[str] = []
     page.on("request", lambda r: callbacks.append(r.url) if "/oauth/callback" in r.url else None)
-    _set_up(page)
+    create_administrator(page, EMAIL, PASSWORD)
 
     # Deny at the consent page.
     page.goto("/settings/retrieval/new")
@@ -284,7 +276,7 @@ def test_deny_replay_and_another_sessions_state_save_nothing(
 def test_oauth_pages_fit_a_phone(site: Site, browser: Browser, oauth_server: OAuthServer) -> None:
     context = browser.new_context(base_url=site.url, viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
-    _set_up(page)
+    create_administrator(page, EMAIL, PASSWORD)
     page.goto("/settings/retrieval/new")
     page.get_by_role("button", name=BUTTON).click()  # a task waiting for its sign-in
     page.goto("/settings/connectivity")

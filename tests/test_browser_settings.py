@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from service.config import Settings
+from tests.fixtures.browser import create_administrator, page_errors
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
 
@@ -26,24 +27,6 @@ def settings(settings: Settings, dovecot: DovecotServer) -> Settings:
     return settings.model_copy(update={"extra_ca_file": dovecot.cert_pem_path})
 
 
-def _watch(page: Page) -> list[str]:
-    """Script errors, CSP violations and failed requests, collected as they happen."""
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    return problems
-
-
-def _set_up(page: Page) -> None:
-    page.goto("/setup")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Confirm password").fill(PASSWORD)
-    page.get_by_role("button", name="Create administrator").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
 def test_a_pop3_task_is_added_tested_and_run_from_settings(
     settings: Settings, live_server: str, browser: Browser, dovecot: DovecotServer, mail_user: MailUser
 ) -> None:
@@ -51,8 +34,8 @@ def test_a_pop3_task_is_added_tested_and_run_from_settings(
     dovecot.deliver(mail_user.email, sample("Second from afar"))
     context = browser.new_context(base_url=live_server, viewport={"width": 1200, "height": 900})
     page = context.new_page()
-    problems = _watch(page)
-    _set_up(page)
+    problems = page_errors(page)
+    create_administrator(page, EMAIL, PASSWORD)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
     expect(page.get_by_role("heading", name="SMTP Accounts")).to_be_visible()

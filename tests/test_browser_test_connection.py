@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from service.config import Settings
+from tests.fixtures.browser import create_administrator
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
 
@@ -34,15 +35,6 @@ def refused_port() -> Iterator[int]:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
-
-
-def _set_up(page: Page) -> None:
-    page.goto("/setup")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Confirm password").fill(PASSWORD)
-    page.get_by_role("button", name="Create administrator").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 def _fill_task(page: Page, port: int) -> None:
@@ -90,7 +82,7 @@ def test_test_connection_results_come_into_view(
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    _set_up(page)
+    create_administrator(page, EMAIL, PASSWORD)
 
     page.goto("/settings/retrieval/new")
     _fill_task(page, refused_port)
