@@ -202,16 +202,16 @@ async def test_mistakes_are_one_sentence(tributary: Cli) -> None:
     assert "nosuch" in unknown.stderr
     assert unknown.stderr.count("\n") == 1
     bare = await tributary("retrieval", "add", "--user", USER, "--protocol", "imap", "--json")
-    assert (bare.exit_code, bare.stderr.strip()) == (
+    assert (bare.exit_code, json.loads(bare.stderr)) == (  # --json: the error is JSON too
         1,
-        "Give --server and --username (or sign in with --oauth-provider).",
+        {"error": "Give --server and --username (or sign in with --oauth-provider)."},
     )
     no_server = await tributary("retrieval", "add", "--user", USER, "--protocol", "pop3", "--oauth-provider", "local")
     assert no_server.exit_code == 1
     assert "POP3 server" in no_server.stderr
     assert await tributary.json("retrieval", "list", "--user", USER) == []  # nothing left behind
     missing = await tributary("smtp", "reconnect", "999", "--json")
-    assert (missing.exit_code, missing.stderr.strip()) == (1, "This SMTP account does not exist.")
+    assert (missing.exit_code, json.loads(missing.stderr)) == (1, {"error": "This SMTP account does not exist."})
 
 
 async def test_retrieval_add_with_a_provider_keeps_the_task_options(tributary: Cli) -> None:
