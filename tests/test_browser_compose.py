@@ -3,9 +3,7 @@ send through an aiosmtpd server, read the result; then the Outbox and Administra
 
 from __future__ import annotations
 
-import asyncio
 import re
-from concurrent.futures import ThreadPoolExecutor
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from service.config import Settings
-from tests.fixtures.browser import add_sender, page_errors, sign_in
+from tests.fixtures.browser import add_sender, page_errors, run_aside, sign_in
 from tests.fixtures.smtp import start_smtp_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
@@ -32,9 +30,7 @@ def test_compose_and_send_choosing_the_account_in_send_from(
 ) -> None:
     server = start_smtp_server(tmp_path / "smtp", "plain", require_auth=False)
     try:
-        # Playwright's sync API runs an event loop in this thread: seed from another one.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, add_sender(settings, server, EMAIL, PASSWORD, ACCOUNTS)).result()
+        run_aside(add_sender(settings, server, EMAIL, PASSWORD, ACCOUNTS))
         attachment = tmp_path / "Übersicht März.txt"
         attachment.write_text("Zahlen und Fakten\n", encoding="utf-8")
         context = browser.new_context(base_url=live_server, viewport={"width": 1100, "height": 900})

@@ -4,8 +4,6 @@ sent, the message carries that signature after a single "-- " line."""
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from service.config import Settings
-from tests.fixtures.browser import add_sender, script_errors, sign_in
+from tests.fixtures.browser import add_sender, run_aside, script_errors, sign_in
 from tests.fixtures.smtp import start_smtp_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
@@ -32,8 +30,7 @@ def test_the_signature_preview_follows_send_from_and_the_sent_message_has_one_se
 ) -> None:
     server = start_smtp_server(tmp_path / "smtp", "plain", require_auth=False)
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, add_sender(settings, server, EMAIL, PASSWORD, ACCOUNTS)).result()
+        run_aside(add_sender(settings, server, EMAIL, PASSWORD, ACCOUNTS))
         context = browser.new_context(base_url=live_server)
         page = context.new_page()
         problems = script_errors(page)
