@@ -24,6 +24,7 @@ from service.usecases.retrieval.runner import Runner
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, make_env
+from tests.test_push import task_row
 
 DOMAIN = "example.test"  # reader@example.test's
 
@@ -43,13 +44,6 @@ async def due_task(env: Env) -> int:
         task.next_run_at = utcnow() - timedelta(seconds=5)
         session.add(task)
     return task_id
-
-
-async def task_row(env: Env, task_id: int) -> RetrievalTask:
-    async with env.db.read() as session:
-        task = await session.get(RetrievalTask, task_id)
-    assert task is not None
-    return task
 
 
 async def assert_healthy(env: Env, task_id: int) -> None:
