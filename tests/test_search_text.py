@@ -13,7 +13,15 @@ from email import message_from_bytes, policy
 import pytest
 
 from bench.corpus import make_message
-from service.domain.search_text import BODY_TEXT_LIMIT, PART_BYTES_LIMIT, _decoded, _filename, html_text, search_text
+from service.domain.search_text import (
+    BODY_TEXT_LIMIT,
+    PART_BYTES_LIMIT,
+    SearchText,
+    _decoded,
+    _filename,
+    html_text,
+    search_text,
+)
 from tests.mail_samples import EIGHT_BIT, MALFORMED, sample
 from tests.test_message_index_corpus import EDGE_CASES, _variants
 
@@ -124,14 +132,20 @@ def test_the_shapes_find_their_words() -> None:
     assert texts["attachment by disposition only"].body == "body"
 
 
-def test_a_big_attachment_is_not_parsed() -> None:
-    raw = make_message(random.Random(5), 1, attachment_bytes=20_000_000).replace(b"\n", b"\r\n")
+def _searched_with_peak(raw: bytes) -> tuple[SearchText, int]:
+    """`search_text` of `raw`, and the peak of the memory Python allocated meanwhile (tracemalloc)."""
     tracemalloc.start()
     try:
         found = search_text(raw, subject="", sender="", to="", cc="")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+    return found, peak
+
+
+def test_a_big_attachment_is_not_parsed() -> None:
+    raw = make_message(random.Random(5), 1, attachment_bytes=20_000_000).replace(b"\n", b"\r\n")
+    found, peak = _searched_with_peak(raw)
     assert found.body
     assert found.attachments
     assert peak < 4 * PART_BYTES_LIMIT  # the parse of the whole message took 7.7 x its 20 MB
@@ -139,12 +153,7 @@ def test_a_big_attachment_is_not_parsed() -> None:
 
 def test_a_huge_text_part_is_read_only_as_far_as_the_limit() -> None:
     raw = b"Content-Type: text/plain\r\n\r\n" + b"word " * 4_000_000
-    tracemalloc.start()
-    try:
-        found = search_text(raw, subject="", sender="", to="", cc="")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    found, peak = _searched_with_peak(raw)
     assert len(found.body) == BODY_TEXT_LIMIT
     assert peak < 16 * PART_BYTES_LIMIT  # the 20 MB part is 5x that
 
