@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +54,14 @@ def cli_environment(settings: Settings) -> dict[str, str]:
     if settings.body_store is not None:
         env["TRIBUTARY_BODY_STORE"] = settings.body_store
     return env
+
+
+async def terminate(process: asyncio.subprocess.Process) -> None:
+    """Stop a `tributary` process as systemd would: SIGTERM, then SIGKILL after 30 seconds."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import re
-import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from service.observability import QUIET_LOGGERS, TAKEN_OVER_LOGGERS, configure_l
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases.users import add_user
-from tests.cli_runner import TRIBUTARY, cli_environment
+from tests.cli_runner import TRIBUTARY, cli_environment, terminate
 from tests.fixtures import free_ports
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.webapp import WebClient, form_token, log_in, set_up_admin
@@ -119,17 +118,6 @@ async def serve(settings: Settings, log_path: Path, **environment: str) -> Async
         yield base
     finally:
         await terminate(process)
-
-
-async def terminate(process: asyncio.subprocess.Process) -> None:
-    """Stop a `tributary` process as systemd would: SIGTERM, then SIGKILL after 30 seconds."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def failed_sign_in(base: str, email: str, password: str, *, forwarded_for: str | None = None) -> None:

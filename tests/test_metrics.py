@@ -20,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.config import Settings
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
-from tests.cli_runner import TRIBUTARY, cli_environment
+from tests.cli_runner import TRIBUTARY, cli_environment, terminate
 from tests.fixtures import free_ports
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.webapp import WebClient
 from tests.retrieval_env import Env, eventually, make_env
-from tests.test_logging import serve, terminate
+from tests.test_logging import serve
 from web.app import create_app
 
 RETRIEVAL_FAMILIES = {

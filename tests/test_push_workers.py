@@ -22,7 +22,7 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message, RetrievalTask
 from service.persistence.types import utcnow
-from tests.cli_runner import TRIBUTARY, cli_environment
+from tests.cli_runner import TRIBUTARY, cli_environment, terminate
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, eventually, make_env
@@ -45,16 +45,6 @@ async def start_worker(settings: Settings, log_path: Path, *, connections: int) 
     }
     with log_path.open("wb") as log:
         return await asyncio.create_subprocess_exec(TRIBUTARY, "worker", env=environment, stdout=log, stderr=log)
-
-
-async def stop_worker(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def holders(env: Env) -> dict[int, str | None]:
@@ -120,9 +110,9 @@ async def test_two_workers_hold_each_push_connection_once_and_take_over_a_killed
         await asyncio.sleep(1)  # a duplicate would be stored right after
         assert await copies(env, "late@example.test") == TASKS
     finally:
-        await stop_worker(first)
+        await terminate(first)
         if second is not None:
-            await stop_worker(second)
+            await terminate(second)
     async with env.db.read() as session:
         released = (await session.exec(select(RetrievalTask.push_owner))).all()
     assert released == [None] * TASKS  # a worker stopped by SIGTERM gives its push leases back

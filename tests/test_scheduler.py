@@ -30,7 +30,7 @@ from service.scheduler import Scheduler
 from service.usecases.retrieval import Runner
 from service.usecases.retrieval.lease import due_count
 from service.usecases.users import add_user
-from tests.cli_runner import TRIBUTARY, cli_environment, tributary
+from tests.cli_runner import TRIBUTARY, cli_environment, terminate, tributary
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import SlowProxy
 from tests.mail_samples import sample
@@ -155,16 +155,6 @@ async def start_worker(settings: Settings, log_path: Path) -> asyncio.subprocess
         )
 
 
-async def stop_worker(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
 async def test_two_workers_run_each_task_once_per_interval(env: Env, tmp_path: Path) -> None:
     env.dovecot.deliver(env.mailbox.email, sample("shared"))
     interval = 10
@@ -184,7 +174,7 @@ async def test_two_workers_run_each_task_once_per_interval(env: Env, tmp_path: P
         await eventually(all_ran_twice, within=60, what="every task ran twice")
     finally:
         for process in workers:
-            await stop_worker(process)
+            await terminate(process)
     times = await run_times(env.db)
     for task_id in task_ids:
         runs = sorted(times[task_id])
@@ -217,7 +207,7 @@ async def test_a_killed_worker_loses_its_lease_and_another_finishes(env: Env, tm
             os.kill(first.pid, signal.SIGKILL)
             await first.wait()
         finally:
-            await stop_worker(first)
+            await terminate(first)
         async with env.db.read() as session:
             task = await session.get(RetrievalTask, task_id)
             assert task is not None
@@ -235,7 +225,7 @@ async def test_a_killed_worker_loses_its_lease_and_another_finishes(env: Env, tm
 
             await eventually(finished, within=60, what="the second worker finished the task")
         finally:
-            await stop_worker(second)
+            await terminate(second)
     async with env.db.read() as session:
         raws = await stored_raws(session)
     assert Counter(hashlib.sha256(r).hexdigest() for r in raws) == Counter(
