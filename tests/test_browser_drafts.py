@@ -18,8 +18,9 @@ from service.domain.values import Security
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import smtp_accounts, users
+from tests.fixtures.browser import page_errors
 from tests.fixtures.smtp import start_smtp_server
-from tests.test_browser_compose import EMAIL, PASSWORD, _watch
+from tests.test_browser_compose import EMAIL, PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
 
@@ -67,7 +68,7 @@ def test_a_half_written_message_survives_a_trip_to_settings(
         pool.submit(asyncio.run, _seed(settings)).result()
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 800})
     page = context.new_page()
-    problems = _watch(page)
+    problems = page_errors(page)
     _sign_in(page, live_server)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Compose").click()
@@ -119,7 +120,7 @@ def test_sending_an_autosaved_message_leaves_no_draft_behind(
             pool.submit(asyncio.run, _seed(settings, server.port)).result()
         context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 800})
         page = context.new_page()
-        problems = _watch(page)
+        problems = page_errors(page)
         _sign_in(page, live_server)
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Compose").click()
         page.get_by_label("To", exact=True).fill("bob@example.test")

@@ -10,9 +10,10 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from service.config import Settings
+from tests.fixtures.browser import create_administrator
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.mail_samples import sample
-from tests.test_browser_oauth import BUTTON, Site, _set_up, site  # noqa: F401 (the app with provider "local")
+from tests.test_browser_oauth import BUTTON, EMAIL, PASSWORD, Site, site  # noqa: F401 (the app with provider "local")
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("settings", ["sqlite"], indirect=True)]
 
@@ -39,7 +40,7 @@ def test_test_connection_lists_the_folders_to_tick(
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
-    _set_up(page)
+    create_administrator(page, EMAIL, PASSWORD)
     page.goto("/settings/retrieval/new")
 
     expect(page.get_by_label("All messages")).to_be_checked()
@@ -78,7 +79,7 @@ def test_provider_sign_in_keeps_what_to_import(site: Site, browser: Browser) -> 
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
-    _set_up(page)
+    create_administrator(page, EMAIL, PASSWORD)
     page.goto("/settings/retrieval/new")
     page.get_by_label("Only messages from now on").check()
     page.get_by_label("Exclude folders").fill("Spam*\nTrash")
