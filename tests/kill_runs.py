@@ -7,6 +7,7 @@ and the IMAP (body store) kill tests."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -68,7 +69,8 @@ async def run(doorway: Doorway, task_id: int, environment: Mapping[str, str], ki
     try:
         await asyncio.wait_for(asyncio.shield(ended), kill_after)
     except TimeoutError:
-        os.kill(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it ended (and was reaped) at that very moment
+            os.kill(process.pid, signal.SIGKILL)
     stdout, stderr = await process.communicate()
     if process.returncode == -signal.SIGKILL:
         return -1
