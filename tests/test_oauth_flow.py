@@ -395,6 +395,23 @@ async def test_concurrent_callers_share_one_refresh(env: Env) -> None:
     assert not row.needs_action
 
 
+def test_a_refresh_lock_left_alive_by_another_event_loop_is_never_shared() -> None:
+    """CI found this: a lock bound to an earlier `asyncio.run`'s loop (kept alive by a traceback) was handed
+    to the next loop's callers, which failed with "bound to a different event loop"."""
+
+    async def contend() -> asyncio.Lock:
+        lock = tokens_module.refresh_lock("smtp", 7)
+        async with lock:  # a second waiter makes the lock create a future, which binds it to this loop
+            waiter = asyncio.ensure_future(lock.acquire())
+            await asyncio.sleep(0)
+        await waiter
+        lock.release()
+        return lock
+
+    kept_alive = asyncio.run(contend())
+    assert asyncio.run(contend()) is not kept_alive
+
+
 async def test_revoked_consent_needs_reconnect(env: Env) -> None:
     target_id = await env.signed_in("retrieval")
     assert env.server.revoke_user(MAILBOX) == 2

@@ -68,8 +68,17 @@ _TELL_ADMIN = "the provider is misconfigured on this server, tell your administr
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
-# Per-target refresh locks of this process; an entry lives while a caller holds or awaits it.
-_locks: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = weakref.WeakValueDictionary()
+# Per-target refresh locks of this process; an entry lives while a caller holds or awaits it (or while a
+# traceback still refers to it). An asyncio lock belongs to one event loop, so the loop is part of the key:
+# a lock left over from an earlier `asyncio.run` (a CLI command, a test) is never awaited from another loop.
+_locks: weakref.WeakValueDictionary[tuple[asyncio.AbstractEventLoop, str, int], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def refresh_lock(kind: str, target_id: int) -> asyncio.Lock:
+    """The lock that lets one caller at a time of this event loop refresh the target's token."""
+    return _locks.setdefault((asyncio.get_running_loop(), kind, target_id), asyncio.Lock())
 
 
 def reconnect_message(provider_label: str) -> str:
@@ -113,8 +122,7 @@ async def access_token_for(
     which = target_kind(kind)
     environ = os.environ if environ is None else environ
     # One refresh at a time per target in this process: a second caller waits, then finds the new token.
-    lock = _locks.setdefault((which.value, target_id), asyncio.Lock())
-    async with lock:
+    async with refresh_lock(which.value, target_id):
         async with db.read() as session:
             row = await load_target(session, which, target_id, None)
             await check_oauth_enabled(session, row.user_id)  # the domain's "OAuth2 sign-in" switch
