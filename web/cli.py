@@ -1,4 +1,8 @@
-"""The `tributary` entry point: the service's commands plus `serve`, which needs the web face."""
+"""The `tributary` entry point: the service's commands plus `serve`, which needs the web face.
+
+Everything `serve` needs beyond Click (settings, database, logging, uvicorn, the app) is imported
+when it runs: this module is imported by every `tributary` command (see service.cli.group).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,8 @@ from typing import Any
 import click
 
 from service.cli import cli
-from service.cli.common import plain_errors, ready_or_refuse
-from service.config import Settings
+from service.cli.group import plain_errors
 from service.errors import PortUnavailable
-from service.observability import configure_logging, start_metrics_server
 
 
 def server_options(host: str, port: int) -> dict[str, Any]:
@@ -65,6 +67,9 @@ def serve(host: str, port: int) -> None:
     """Serve the web app, with the scheduler running inside it (refuses an unmigrated database)."""
     import uvicorn
 
+    from service.cli.common import ready_or_refuse
+    from service.config import Settings
+    from service.observability import configure_logging, start_metrics_server
     from web.app import create_app
 
     settings = Settings()

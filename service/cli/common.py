@@ -1,10 +1,10 @@
 """What every `tributary` command shares: settings from the environment, one database per
 command, plain-sentence errors on stderr (exit 1) and JSON output for --json.
 
-`TributaryGroup` is the top-level group: whatever a command raises that an operator can fix
-(a TributaryError, an invalid TRIBUTARY_ setting, an unreachable or unmigrated database) ends
-as one sentence and exit code 1, never a traceback; with --json anywhere on the command line
-the sentence comes as `{"error": "..."}`.
+`describe_failure` decides which failures an operator can fix (a TributaryError, an invalid
+TRIBUTARY_ setting, an unreachable or unmigrated database) and says so in one sentence;
+`group.TributaryGroup` and `plain_errors` (defined in the light `group` module, so that the
+top-level group needs only Click) print it, as `{"error": "..."}` with --json.
 """
 
 from __future__ import annotations
@@ -18,87 +18,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from service.cli.group import fail as fail  # re-exported: the command modules import both from here
+from service.cli.group import plain_errors as plain_errors
 from service.config import Settings
 from service.errors import DatabaseNotMigrated, DatabaseUnreachable, TributaryError
 from service.persistence.database import Database, prepare_data_dir, unreachable_message
 from service.persistence.secrets import SecretBox
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 ON_OFF = click.Choice(["on", "off"])
-
-
-JSON_ERRORS = "tributary.json_errors"  # ctx.meta key: --json was on the command line
-
-
-def fail(message: str) -> None:
-    """Print the error (as {"error": ...} when the command line asked for --json) on stderr; exit 1."""
-    context = click.get_current_context(silent=True)
-    if context is not None and context.meta.get(JSON_ERRORS):
-        click.echo(json.dumps({"error": message}), err=True)
-    else:
-        click.echo(message, err=True)
-    sys.exit(1)
-
-
-def plain_errors(func: Callable[P, T]) -> Callable[P, T]:
-    """Turn Tributary's errors into one sentence on stderr and exit code 1."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            message = describe_failure(exc)
-            if message is None:
-                raise
-            fail(message)
-            raise  # unreachable: fail() exits
-
-    return wrapper
-
-
-class TributaryGroup(click.Group):
-    """The `tributary` group: operator-fixable failures of any command end as one sentence (see the module)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta[JSON_ERRORS] = "--json" in args
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            _usage_error(ctx, exc)
-            raise
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except click.UsageError as exc:  # a subcommand's command line, parsed here
-            _usage_error(ctx, exc)
-            raise
-        except Exception as exc:
-            message = describe_failure(exc)
-            if message is None:
-                raise
-            with ctx:
-                fail(message)
-            raise  # unreachable: fail() exits
-
-
-def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
-    """With --json a mistyped command line is {"error": ...} too (exit 2); without it Click shows the usage."""
-    if ctx.meta.get(JSON_ERRORS) and not isinstance(exc, click.exceptions.NoArgsIsHelpError):
-        click.echo(json.dumps({"error": exc.format_message()}), err=True)
-        sys.exit(exc.exit_code)
 
 
 def describe_failure(exc: BaseException) -> str | None:
