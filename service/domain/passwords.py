@@ -13,7 +13,6 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from service.errors import InvalidInput
 
@@ -32,6 +31,8 @@ TOO_COMMON = "This password is one of the most common ones; choose one that is h
 
 @cache
 def _common_passwords() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # 30 ms of word lists: only when a password is set
+
     return frozenset(word.lower() for word in FREQUENCY_LISTS["passwords"])
 
 
