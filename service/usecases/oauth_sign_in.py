@@ -27,7 +27,6 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import RetrievalTask, SmtpAccount
 from service.persistence.types import utcnow
-from service.usecases.oauth import access_token_for
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -43,6 +42,7 @@ async def with_token(
     sign_in: Callable[[str], Awaitable[T]],
 ) -> T:
     """`sign_in(token)`; after a TokenRejected, once more with a token refreshed for the purpose."""
+    from service.usecases.oauth import access_token_for  # httpx and authlib: only for a target that uses OAuth2
 
     async def token(force_refresh: bool) -> str:
         return await access_token_for(
