@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
 from service.cli import cli
 from service.cli.common import Services, emit, fail, plain_errors, read_password, run_with_services
-from service.cli.oauth import begin_for, emit_started, reconnect_for, with_sign_in
-from service.domain.connection_test import ConnectionReport
-from service.domain.retrieval import RunResult, push_applies
+from service.domain.retrieval import push_applies
 from service.domain.values import FolderTransfer, Protocol, RetrievalMethod, Security
 from service.usecases import retrieval_tasks, users
-from service.usecases.connection_tests import SavedTask, run_connection_test
-from service.usecases.oauth_targets import OAuthStart, OAuthStarted
-from service.usecases.retrieval import run_task
+
+if TYPE_CHECKING:
+    from service.domain.connection_test import ConnectionReport
+    from service.domain.retrieval import RunResult
+    from service.usecases.oauth_targets import OAuthStarted
+
+# Each command imports the rest of what it needs (OAuth2 sign-in, Test Connection, the retrieval
+# pipeline) itself: `retrieval run`, the benchmark's command, loads neither httpx nor authlib.
 
 
 @cli.group()
@@ -116,6 +120,9 @@ def retrieval_add(
     as_json: bool,
 ) -> None:
     """Create a retrieval task and print its id (with --oauth-provider: pending until the sign-in)."""
+    from service.cli.oauth import begin_for, emit_started
+    from service.usecases.oauth_targets import OAuthStart
+
     problem = retrieval_tasks.import_problem(
         initial=initial, include_folders=include_folders, exclude_folders=exclude_folders
     )
@@ -204,6 +211,7 @@ def retrieval_add(
 @plain_errors
 def retrieval_list(user_email: str, as_json: bool) -> None:
     """List a user's retrieval tasks with their health."""
+    from service.cli.oauth import with_sign_in
 
     async def work(services: Services) -> list[dict[str, object]]:
         owner = await users.find_user(db=services.db, email=user_email)
@@ -247,6 +255,7 @@ def _push_words(task: dict[str, object]) -> str:
 @plain_errors
 def retrieval_run(task_id: int, as_json: bool) -> None:
     """Retrieve Messages Now: run the task at once (exit code 1 if it reported errors)."""
+    from service.usecases.retrieval import run_task
 
     async def work(services: Services) -> RunResult:
         return await run_task(
@@ -277,6 +286,7 @@ def retrieval_run(task_id: int, as_json: bool) -> None:
 @plain_errors
 def retrieval_test(task_id: int, as_json: bool) -> None:
     """Test Connection: each step with its result and duration (exit code 1 if a step failed)."""
+    from service.usecases.connection_tests import SavedTask, run_connection_test
 
     async def work(services: Services) -> ConnectionReport:
         return await run_connection_test(
@@ -317,5 +327,7 @@ def retrieval_delete(task_id: int) -> None:
 @plain_errors
 def retrieval_reconnect(task_id: int, as_json: bool) -> None:
     """Sign in with the task's OAuth2 provider again: prints a fresh consent URL to open in a browser."""
+    from service.cli.oauth import emit_started, reconnect_for
+
     started = run_with_services(lambda services: reconnect_for(services, "retrieval", task_id))
     emit_started(started, as_json=as_json)
