@@ -8,6 +8,8 @@ coroutine jobs). Jobs:
   process's free slots (the Runner, which also refills a slot the moment a run
   ends; leases keep several processes apart);
 - outbox: send queued messages whose retry time has come;
+- search_index: index the messages bulk retrieval queued for the full-text index
+  (service.persistence.search_backlog), a batch per transaction until none wait;
 - housekeeping: prune old log entries; compact body segments (service.persistence.bodies.compaction).
 
 Beside the jobs, the push supervisor (usecases/retrieval/push.py) holds this
@@ -31,6 +33,7 @@ from datetime import UTC
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.config import Settings
+from service.persistence import search_backlog
 from service.persistence.bodies import compaction
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_SECONDS = 3600
 OUTBOX_INTERVAL_SECONDS = 30
+SEARCH_INDEX_INTERVAL_SECONDS = 2
 PUSH_THREADS = 64
 
 
@@ -87,6 +91,7 @@ class Scheduler:
             (self.dispatch, dispatch_interval(self._settings), "dispatch"),
             (self.outbox, OUTBOX_INTERVAL_SECONDS, "outbox"),
             (self.housekeeping, HOUSEKEEPING_INTERVAL_SECONDS, "housekeeping"),
+            (self.search_index, SEARCH_INDEX_INTERVAL_SECONDS, "search_index"),
         ]
         for job, seconds, name in jobs:
             self._scheduler.add_job(
@@ -111,10 +116,20 @@ class Scheduler:
         except Exception:
             log.exception("processing the outbox failed")
 
+    async def search_index(self) -> int:
+        """Index what retrieval queued for search; the number of messages indexed."""
+        try:
+            return await search_backlog.drain(self._db)
+        except Exception:  # the next tick tries again; a search indexes its own queue meanwhile
+            log.exception("indexing messages for search failed")
+            return 0
+
     async def run_once(self) -> int:
-        """Every due retrieval task, then the outbox, once, without the timers; returns the runs started."""
+        """Every due retrieval task, then the outbox and the search index, once, without the timers;
+        returns the runs started."""
         started = await self.runner.drain()
         await self.outbox()
+        await self.search_index()
         return started
 
     async def housekeeping(self) -> None:

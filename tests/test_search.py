@@ -15,7 +15,7 @@ from service.config import Settings
 from service.domain.message_index import index_message
 from service.domain.values import Protocol
 from service.errors import InvalidInput
-from service.persistence import mailstore, migrations, search_index
+from service.persistence import mailstore, migrations, search_backlog, search_index
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message
@@ -277,12 +277,15 @@ async def test_retrieved_mail_is_found(
     mail_user: MailUser,
     protocol: Protocol,
 ) -> None:
-    """Mail that retrieval stores (indexed in its download thread) is searchable at once."""
+    """Mail that retrieval stores is queued for the index (search_backlog) and found by the next
+    search, which indexes the searcher's queue first."""
     env = await make_env(db, settings, secret_box, dovecot, mail_user)
     markup = "<p>Your <b>boarding</b> pass for flight TP1234</p>"
     dovecot.deliver(mail_user.email, make("Boarding pass", html=markup, attachment="Ticket_Lissabon.pdf"))
     dovecot.deliver(mail_user.email, make("Other", body="nothing about flights"))
     result = await env.run(await env.add_task(protocol))
     assert result.imported == 2
+    assert (await _index_rows(db), await search_backlog.pending(db, user_id=env.user_id)) == (0, 2)
     assert await found(db, env.user_id, "tp1234 has:attachment") == ["Boarding pass"]
+    assert (await _index_rows(db), await search_backlog.pending(db)) == (2, 0)
     assert await found(db, env.user_id, "ticket_lissabon") == ["Boarding pass"]

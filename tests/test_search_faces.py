@@ -7,13 +7,17 @@ import json
 import subprocess
 from urllib.parse import quote
 
+import pytest
+
 from service.config import Settings
+from service.persistence import mailstore, search_backlog
 from service.persistence.database import Database
 from service.usecases.users import add_user
 from tests.cli_runner import TRIBUTARY, cli_environment, tributary
 from tests.fixtures.webapp import ADMIN_EMAIL, WebClient
 from tests.test_api import api, ok, signed_in
 from tests.test_search import WORST, make, store
+from tests.test_search_backlog import queue
 
 FACE_WORST = [q for q in WORST if len(q) < 5000] + ["x" * 4000, "%", "&page=2", "<script>alert(1)</script>"]
 
@@ -145,3 +149,23 @@ async def test_results_page_clamps_a_page_past_the_deepest_one(web_client: WebCl
         assert shown.status_code == 200, number
         assert "must be a number" not in shown.text
         assert "at most" not in shown.text
+
+
+async def test_api_and_page_say_how_many_messages_are_still_being_indexed(
+    web_client: WebClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bulk retrieval queues mail for the index; a search indexes CATCH_UP of the searcher's queue
+    first and says how many still wait (`indexing`), which the next search then finds."""
+    user_id = await signed_in(web_client, db)
+    async with db.read() as session:
+        inbox = (await mailstore.list_folders(session, user_id))[0].id
+    assert inbox is not None
+    await queue(db, user_id, inbox, *(make(f"Kayak {n}", body="paddle") for n in range(5)))
+    monkeypatch.setattr(search_backlog, "CATCH_UP", 2)
+    first = ok(await api(web_client, "GET", "/messages/search?q=paddle"))
+    assert (len(first["messages"]), first["indexing"]) == (2, 3)
+    page = await web_client.get("/mail/search", params={"q": "paddle"})
+    assert "Still indexing 1 of your messages for search" in page.text
+    last = ok(await api(web_client, "GET", "/messages/search?q=paddle"))
+    assert (len(last["messages"]), last["indexing"]) == (5, 0)
+    assert "Still indexing" not in (await web_client.get("/mail/search", params={"q": "paddle"})).text

@@ -24,7 +24,7 @@ from service.domain.message_index import MessageIndex, index_message, sort_date
 from service.domain.search_text import SearchText, search_text
 from service.domain.values import SPECIAL_FOLDER_NAMES, SpecialUse
 from service.errors import InvalidInput, NotFound
-from service.persistence import search_index
+from service.persistence import search_backlog, search_index
 from service.persistence.bodies import Bodies, Body, BodyRef, bodies_of
 from service.persistence.tables import Folder, Message
 from service.persistence.types import utcnow
@@ -176,11 +176,14 @@ async def deliver_many(
     folder_id: int,
     messages: Sequence[IncomingMessage],
     full_index: bool = False,
+    search_later: bool = False,
 ) -> list[int]:
     """Store messages byte for byte with their index rows, in the caller's transaction.
 
     Three batched INSERTs (index rows, bodies, full-text search rows), not round trips
-    per message: bulk retrieval is bound by the server, not by us.
+    per message: bulk retrieval is bound by the server, not by us. With `search_later`
+    (bulk retrieval) the messages are queued for the full-text index instead of indexed
+    here (service.persistence.search_backlog).
     """
     if not messages:
         return []
@@ -199,9 +202,12 @@ async def deliver_many(
         )
         ids = [int(message_id) for (message_id,) in inserted if message_id is not None]
     await bodies_of(session).record(connection, [(mid, m.raw, m.body) for mid, m in zip(ids, messages, strict=True)])
-    await search_index.add(
-        connection, [(mid, _search(m, row)) for mid, m, row in zip(ids, messages, rows, strict=True)]
-    )
+    if search_later:
+        await search_backlog.enqueue(connection, user_id, ids)
+    else:
+        await search_index.add(
+            connection, [(mid, _search(m, row)) for mid, m, row in zip(ids, messages, rows, strict=True)]
+        )
     return ids
 
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, Select, TextClause, bindparam, column, table, text
+from sqlalchemy import BigInteger, DateTime, Integer, Select, TextClause, bindparam, column, delete, table, text
 from sqlalchemy import select as core_select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
@@ -39,7 +39,7 @@ from service.domain.search_query import SearchQuery, fts5_match, pg_tsquery
 from service.domain.search_text import SearchText, plain_words, search_text
 from service.persistence.bodies import bodies_of
 from service.persistence.database import Database
-from service.persistence.tables import Folder, Message
+from service.persistence.tables import Folder, Message, SearchBacklog
 
 _EPOCH_2000 = 946_684_800
 _LOW = 2**32
@@ -234,7 +234,8 @@ async def rebuild(db: Database, *, user_id: int | None = None, limit: int = REBU
     For an index that drifted, or mail a worker older than migration 0009 stored during
     the upgrade. Ids and body sizes are read a slice at a time, then bodies in batches of
     at most `limit` bytes; each batch replaces its messages' rows in one short transaction,
-    so searches keep finding everything while it runs and memory stays bounded.
+    so searches keep finding everything while it runs and memory stays bounded. Messages it
+    indexes leave the search backlog (service.persistence.search_backlog) in that transaction.
     """
     last, done = 0, 0
     owner = [col(Message.user_id) == user_id] if user_id is not None else []
@@ -278,6 +279,7 @@ async def _reindex(db: Database, ids: list[int]) -> int:
         else:
             doomed = text("DELETE FROM message_search WHERE message_id IN :ids")
         await connection.execute(doomed.bindparams(bindparam("ids", expanding=True)), {"ids": ids})
+        await connection.execute(delete(SearchBacklog).where(col(SearchBacklog.message_id).in_(ids)))  # indexed now
         await add(
             connection,
             [

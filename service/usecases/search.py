@@ -29,7 +29,7 @@ from sqlmodel import col, select
 from service.domain.mailbox import FolderView, MessageSummary
 from service.domain.search_query import SearchQuery, parse
 from service.errors import InvalidInput
-from service.persistence import search_index
+from service.persistence import search_backlog, search_index
 from service.persistence.database import Database
 from service.persistence.tables import Folder, Message
 
@@ -64,6 +64,7 @@ class SearchResults:
     hits: tuple[SearchHit, ...]
     has_more: bool
     older_hidden: bool = False
+    indexing: int = 0  # the searcher's messages still waiting for the index: results may miss them
 
     @property
     def next_page(self) -> int | None:
@@ -125,6 +126,7 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
     empty = SearchResults(query, page, per_page, (), has_more=False)
     if parsed.is_empty:
         return empty
+    indexing = await _catch_up(db, user_id) if parsed.terms else 0
     async with db.read() as session:
         connection = await session.connection()
         folder_ids: list[int] | None = None
@@ -146,8 +148,15 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
     more = len(rows) > per_page
     deepest = page * per_page > MAX_OFFSET  # the next page's offset is past the cap
     return SearchResults(
-        query, page, per_page, tuple(_hit(r) for r in rows[:per_page]), more and not deepest, more and deepest
+        query, page, per_page, tuple(_hit(r) for r in rows[:per_page]), more and not deepest, more and deepest, indexing
     )
+
+
+async def _catch_up(db: Database, user_id: int) -> int:
+    """Index the searcher's messages that bulk retrieval queued (search_backlog), up to CATCH_UP
+    of them, so words find mail the list already shows; how many still wait after that."""
+    taken = await search_backlog.drain(db, user_id=user_id, most=search_backlog.CATCH_UP)
+    return await search_backlog.pending(db, user_id=user_id) if taken >= search_backlog.CATCH_UP else 0
 
 
 def filter_only(parsed: SearchQuery, user_id: int) -> Select[tuple[Any, ...]]:

@@ -9,7 +9,7 @@ from sqlmodel import SQLModel
 from service.persistence.tables.accounts import ImapCursor, PopUidl, RetrievalTask, SmtpAccount
 from service.persistence.tables.filters import FilterRuleRow
 from service.persistence.tables.logs import LogEntry
-from service.persistence.tables.mail import Folder, Message, MessageBody, MessageBodyRef
+from service.persistence.tables.mail import Folder, Message, MessageBody, MessageBodyRef, SearchBacklog
 from service.persistence.tables.oauth import OAuthState
 from service.persistence.tables.outbox import OutboxEntry
 from service.persistence.tables.tenancy import Domain, User
@@ -29,6 +29,7 @@ __all__ = [
     "OutboxEntry",
     "PopUidl",
     "RetrievalTask",
+    "SearchBacklog",
     "SmtpAccount",
     "User",
     "metadata",

@@ -97,3 +97,15 @@ class MessageBodyRef(SQLModel, table=True):
     offset: int = Field(sa_type=BigInteger)
     length: int = Field(sa_type=BigInteger)
     sha256: str = Field(max_length=64)
+
+
+class SearchBacklog(SQLModel, table=True):
+    """A stored message not yet in the full-text index (`message_search`): bulk retrieval queues
+    its messages here instead of indexing them in the transaction that stores them, and
+    `service.persistence.search_backlog` indexes them a batch at a time (the service's
+    background job, and every search first for the searcher's own backlog)."""
+
+    __tablename__ = "search_backlog"
+
+    message_id: int = Field(foreign_key="message.id", ondelete="CASCADE", primary_key=True)
+    user_id: int = Field(index=True)

@@ -168,7 +168,9 @@ async def deliver_filtered(
         groups.setdefault(key, []).append((index, message))
     for destination, members in groups.items():
         folder_id = await _folder_id(session, user_id, inbox_id, destination)
-        stored = await deliver_many(session, user_id=user_id, folder_id=folder_id, messages=[m for _, m in members])
+        stored = await deliver_many(
+            session, user_id=user_id, folder_id=folder_id, messages=[m for _, m in members], search_later=True
+        )
         for (index, _), message_id in zip(members, stored, strict=True):
             ids[index] = message_id
     parts = [

@@ -61,8 +61,9 @@ class Source:
     uidvalidity: int
 
     def download(self, uids: list[int]) -> list[IncomingMessage]:
-        """Fetch a batch and index it, both in the calling worker thread, so the event loop
-        only commits (and hashing, which releases the GIL, overlaps the previous commit)."""
+        """Fetch a batch and index its headers, both in the calling worker thread, so the event
+        loop only commits (and hashing, which releases the GIL, overlaps the previous commit).
+        Its search text is derived later (service.persistence.search_backlog)."""
         return [
             incoming_message(m, self.task_id, self.remote_folder, self.uidvalidity)
             for m in self.session.fetch(uids, folder=self.remote_folder)
@@ -78,5 +79,5 @@ def incoming_message(message: FetchedMessage, task_id: int, remote: str, uidvali
         draft="\\Draft" in message.flags,
         received_at=message.internal_date,
         origin=MessageOrigin(task_id=task_id, remote_folder=remote, uidvalidity=uidvalidity, uid=message.uid),
-        index=index_message(message.raw),
+        index=index_message(message.raw, with_search=False),  # indexed for search later (search_backlog)
     )

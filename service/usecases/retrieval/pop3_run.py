@@ -119,7 +119,7 @@ def _download(session: Pop3Session, numbers: list[int], sizes: dict[int, int]) -
     fetched = []
     for number in numbers:
         raw = session.retrieve(number, size=sizes[number])
-        fetched.append((number, raw, index_message(raw)))
+        fetched.append((number, raw, index_message(raw, with_search=False)))  # indexed for search later
     return fetched
 
 

@@ -264,7 +264,7 @@ async def _deliver(session: AsyncSession, batches: list[Batch]) -> None:
         if delivered.summary:
             batch.notes.append((LogLevel.INFO, delivered.summary))
     for (user_id, folder_id), messages in together.items():
-        await deliver_many(session, user_id=user_id, folder_id=folder_id, messages=messages)
+        await deliver_many(session, user_id=user_id, folder_id=folder_id, messages=messages, search_later=True)
 
 
 async def _move_cursors(session: AsyncSession, batches: list[Batch]) -> None:

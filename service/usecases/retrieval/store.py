@@ -239,7 +239,11 @@ async def _deliver(
     ids: list[int | None]
     notes: list[tuple[LogLevel, str]] = [(LogLevel.WARNING, text) for text in warnings]
     if screened is None:
-        ids = list(await deliver_many(session, user_id=owner.user_id, folder_id=folder_id, messages=messages))
+        ids = list(
+            await deliver_many(
+                session, user_id=owner.user_id, folder_id=folder_id, messages=messages, search_later=True
+            )
+        )
     else:
         delivered = await deliver_filtered(
             session, user_id=owner.user_id, inbox_id=folder_id, messages=messages, screened=screened

@@ -56,6 +56,7 @@ class SearchPageOut(msgspec.Struct):
     messages: list[SearchHitOut]
     next_page: int | None
     previous_page: int | None
+    indexing: int = 0  # the user's messages still being indexed for search: they may be missing from the results
 
 
 class SearchController(Controller):
@@ -79,4 +80,5 @@ class SearchController(Controller):
             messages=[SearchHitOut.from_hit(h) for h in results.hits],
             next_page=results.next_page,
             previous_page=results.previous_page,
+            indexing=results.indexing,
         )

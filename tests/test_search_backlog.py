@@ -1,0 +1,118 @@
+"""The search backlog (migration 0013): bulk retrieval queues its messages for the full-text
+index, and the scheduler's job and every search index them, once each, whoever drains."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import col, delete
+
+from service.config import Settings
+from service.persistence import mailstore, search_backlog, search_index
+from service.persistence.database import Database
+from service.persistence.secrets import SecretBox
+from service.persistence.tables import Message
+from service.scheduler import Scheduler
+from service.usecases.search import search
+from tests.stored_bodies import user_with_inbox
+from tests.test_search import make
+
+
+async def queue(db: Database, user_id: int, folder_id: int, *raws: bytes) -> list[int]:
+    """Store as bulk retrieval does: bodies first, then the rows, queued for the index."""
+    incoming = await mailstore.prestore(db.bodies, [mailstore.IncomingMessage(raw=raw) for raw in raws])
+    async with db.write() as session:
+        return await mailstore.deliver_many(
+            session, user_id=user_id, folder_id=folder_id, messages=incoming, search_later=True
+        )
+
+
+async def index_rows(db: Database) -> int:
+    async with db.read() as session:
+        return int((await session.exec(text("SELECT count(*) FROM message_search"))).one()[0])  # type: ignore[call-overload]
+
+
+async def subjects(db: Database, user_id: int, query: str) -> list[str]:
+    return [hit.message.subject for hit in (await search(db=db, user_id=user_id, query=query)).hits]
+
+
+async def test_queued_mail_is_indexed_once_by_drains_racing_each_other(db: Database) -> None:
+    user_id, inbox = await user_with_inbox(db)
+    await queue(db, user_id, inbox, *(make(f"Report {n}", body=f"quarterly figures {n}") for n in range(7)))
+    assert (await index_rows(db), await search_backlog.pending(db)) == (0, 7)
+    # Three drains at once (a search, the job, a second worker): every message indexed exactly once.
+    taken = await asyncio.gather(*(search_backlog.drain(db) for _ in range(3)))
+    assert sum(taken) >= 7
+    assert (await index_rows(db), await search_backlog.pending(db)) == (7, 0)
+    assert len(await subjects(db, user_id, "quarterly")) == 7
+
+
+async def test_a_search_indexes_only_its_searchers_queue_and_says_what_still_waits(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, alice_inbox = await user_with_inbox(db, "alice@example.test")
+    bob, bob_inbox = await user_with_inbox(db, "bob@example.test")
+    await queue(db, alice, alice_inbox, *(make(f"Alice {n}", body="lighthouse") for n in range(5)))
+    await queue(db, bob, bob_inbox, make("Bob's", body="lighthouse"))
+    monkeypatch.setattr(search_backlog, "CATCH_UP", 3)
+    first = await search(db=db, user_id=alice, query="lighthouse")
+    assert (len(first.hits), first.indexing) == (3, 2)
+    assert await search_backlog.pending(db, user_id=bob) == 1  # another user's queue is not the searcher's work
+    second = await search(db=db, user_id=alice, query="lighthouse")
+    assert (len(second.hits), second.indexing) == (5, 0)
+    assert await subjects(db, bob, "lighthouse") == ["Bob's"]
+    assert (await search(db=db, user_id=alice, query="is:unread")).indexing == 0  # no words: no index needed
+
+
+async def test_a_message_deleted_while_queued_is_skipped_and_an_unreadable_body_is_indexed_by_its_headers(
+    settings: Settings,
+) -> None:
+    db = Database(settings.model_copy(update={"body_store": "files"}))
+    try:
+        user_id, inbox = await user_with_inbox(db)
+        gone, damaged, fine = await queue(
+            db,
+            user_id,
+            inbox,
+            make("Deleted before indexing", body="zeppelin"),
+            make("Torn body", body="zeppelin"),
+            make("Whole", body="zeppelin"),
+        )
+        async with db.write() as session:
+            await session.exec(delete(Message).where(col(Message.id) == gone))
+        segment = settings.data_dir / "bodies" / "00000001.seg"
+        data = bytearray(segment.read_bytes())
+        torn = data.index(b"Torn body")
+        data[torn : torn + 4] = b"XXXX"  # the body no longer matches its SHA-256: never read as text
+        segment.write_bytes(bytes(data))
+        assert await search_backlog.drain(db) == 2
+        assert await search_backlog.pending(db) == 0
+        assert await subjects(db, user_id, "zeppelin") == ["Whole"]
+        assert await subjects(db, user_id, "subject:torn") == ["Torn body"]
+        assert damaged != fine
+    finally:
+        await db.dispose()
+
+
+async def test_rebuild_takes_what_it_indexes_off_the_queue(db: Database) -> None:
+    user_id, inbox = await user_with_inbox(db)
+    await queue(db, user_id, inbox, make("Invoice", body="copper kettle"), make("Receipt", body="copper pan"))
+    assert await search_index.rebuild(db, user_id=user_id) == 2
+    assert (await search_backlog.pending(db), await search_backlog.drain(db)) == (0, 0)
+    assert await index_rows(db) == 2
+    assert sorted(await subjects(db, user_id, "copper")) == ["Invoice", "Receipt"]
+
+
+async def test_the_scheduler_job_indexes_everyones_queue(
+    db: Database, settings: Settings, secret_box: SecretBox
+) -> None:
+    alice, alice_inbox = await user_with_inbox(db, "alice@example.test")
+    bob, bob_inbox = await user_with_inbox(db, "bob@example.test")
+    many = [make(f"Note {n}", body="harbour") for n in range(search_backlog.BATCH_MESSAGES + 3)]
+    await queue(db, alice, alice_inbox, *many)
+    await queue(db, bob, bob_inbox, make("Bob", body="harbour"))
+    scheduler = Scheduler(settings=settings, db=db, secret_box=secret_box)
+    assert await scheduler.search_index() == len(many) + 1  # more than one batch, both users
+    assert (await search_backlog.pending(db), await index_rows(db)) == (0, len(many) + 1)
