@@ -79,7 +79,7 @@ def _mail(work: Path, server: DovecotServer, options: argparse.Namespace, only: 
         wire = tuple(mutf7(f) for f in stats.per_folder)
         source = Source(server, user, protocol, stats.messages, stats.megabytes, wire)
         full, again = retrieval(work / protocol, source, label=protocol.upper(), only_tributary=options.tributary_only)
-        faster(full, "mbsync" if protocol == "imap" else "fetchmail pop3", 2 if protocol == "imap" else 3)
+        faster(full, "mbsync" if protocol == "imap" else "fetchmail pop3", 2 if protocol == "imap" else 5)  # issue 20
         found += [full, again]
     if "poll" in only:
         scenario = polling(work / "poll", server, tasks=options.tasks)
