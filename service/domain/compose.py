@@ -32,8 +32,6 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from email_validator import EmailNotValidError, validate_email
-
 from service.domain.headers import (
     check_content_type,
     check_generated,
@@ -125,6 +123,8 @@ def check_header_text(value: str, what: str) -> str:
 
 def parse_address(value: str, what: str = "address") -> str:
     """A bare address checked by email-validator (no DNS); returned in ASCII form."""
+    from email_validator import EmailNotValidError, validate_email  # 20 ms of regexes: on first use
+
     check_header_text(value, what)
     candidate = value.strip()
     try:
