@@ -16,7 +16,6 @@ decided by `common.describe_failure`, imported when something fails.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -90,7 +89,9 @@ class TributaryGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy:
-            importlib.import_module(self.lazy[cmd_name].module)  # its decorators add its commands here
+            # Its decorators add its commands to this group. __import__, not importlib.import_module: only
+            # the import statement's machinery reports to `python -X importtime`, which profiles start-up.
+            __import__(self.lazy[cmd_name].module)
         return self.commands.get(cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
