@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -296,8 +296,16 @@ async def commit_pop_batch(
     messages = await prestore(db.bodies, messages)  # durable before the transaction (files store)
     async with db.write() as session:
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
-        for key, message_id in zip(keys, ids, strict=True):
-            session.add(PopUidl(task_id=owner.task_id, uidl=key, message_id=message_id))
+        now = utcnow()
+        # One batched INSERT: ORM objects (validated, tracked, flushed one by one) cost more than the mail.
+        await session.exec(
+            insert(PopUidl),
+            params=[
+                {"task_id": owner.task_id, "uidl": key, "message_id": message_id, "retrieved_at": now,
+                 "deleted_remotely": False, "not_imported": False}
+                for key, message_id in zip(keys, ids, strict=True)
+            ],
+        )  # fmt: skip
     stored = sum(1 for message_id in ids if message_id is not None)
     owner.progress.stored += stored
     return stored
