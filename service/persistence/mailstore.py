@@ -120,7 +120,8 @@ async def prestore(bodies: Bodies, messages: Sequence[IncomingMessage]) -> list[
     pending = [m for m in messages if m.body is None]
     if not pending:
         return list(messages)
-    refs = iter(await bodies.put([m.raw for m in pending]))
+    digests = [m.index.sha256 if m.index is not None else None for m in pending]  # hashed once, when indexed
+    refs = iter(await bodies.put([m.raw for m in pending], digests))
     return [replace(m, body=next(refs)) if m.body is None else m for m in messages]
 
 

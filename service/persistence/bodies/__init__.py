@@ -44,7 +44,7 @@ class BodyStore(Protocol):
 
     name: str
 
-    async def put(self, raws: Sequence[bytes]) -> list[BodyRef | None]: ...
+    async def put(self, raws: Sequence[bytes], digests: Sequence[str | None] | None = None) -> list[BodyRef | None]: ...
 
     async def record(
         self, connection: AsyncConnection, bodies: Sequence[tuple[int, bytes, BodyRef | None]]
@@ -112,9 +112,10 @@ class Bodies:
         session.info[_INFO_KEY] = self
         return session
 
-    async def put(self, raws: Sequence[bytes]) -> list[BodyRef | None]:
-        """Before the transaction: make the bodies durable where the writing store needs it."""
-        return await self.writer.put(raws)
+    async def put(self, raws: Sequence[bytes], digests: Sequence[str | None] | None = None) -> list[BodyRef | None]:
+        """Before the transaction: make the bodies durable where the writing store needs it
+        (`digests`: each body's SHA-256 where the caller computed it already)."""
+        return await self.writer.put(raws, digests)
 
     async def record(self, connection: AsyncConnection, bodies: Sequence[tuple[int, bytes, BodyRef | None]]) -> None:
         """Inside the transaction: store the bodies (or their references) of the new messages."""

@@ -26,7 +26,7 @@ class DatabaseBodyStore:
 
     name = "database"
 
-    async def put(self, raws: Sequence[bytes]) -> list[BodyRef | None]:
+    async def put(self, raws: Sequence[bytes], digests: Sequence[str | None] | None = None) -> list[BodyRef | None]:
         """Nothing to do before the transaction: the bytes go in with the index rows."""
         return [None] * len(raws)
 

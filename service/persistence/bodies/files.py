@@ -29,9 +29,10 @@ class FileBodyStore:
     def __init__(self, segments: Segments) -> None:
         self.segments = segments
 
-    async def put(self, raws: Sequence[bytes]) -> list[BodyRef | None]:
-        """Append the bodies durably, in a worker thread; their references."""
-        return list(await asyncio.to_thread(self.segments.append, raws))
+    async def put(self, raws: Sequence[bytes], digests: Sequence[str | None] | None = None) -> list[BodyRef | None]:
+        """Append the bodies durably, in a worker thread; their references (`digests`: their
+        SHA-256 where known)."""
+        return list(await asyncio.to_thread(self.segments.append, raws, digests))
 
     async def record(self, connection: AsyncConnection, bodies: Sequence[tuple[int, bytes, BodyRef | None]]) -> None:
         """Insert the references in the open transaction; bodies not `put` ahead are appended now."""

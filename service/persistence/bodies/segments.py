@@ -78,8 +78,10 @@ class Segments:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # mail: only the service user reads it
             _fsync_directory(self.root.parent)
 
-    def append(self, raws: Sequence[bytes]) -> list[BodyRef]:
-        """Append the bodies durably (one writev, one fdatasync); their references, in order."""
+    def append(self, raws: Sequence[bytes], digests: Sequence[str | None] | None = None) -> list[BodyRef]:
+        """Append the bodies durably (one writev, one fdatasync); their references, in order.
+        `digests`: each body's SHA-256 (hex) where the caller has it already (the index row's),
+        so a body is hashed once on its way in."""
         if not raws:
             return []
         self._ensure_root()
@@ -105,8 +107,8 @@ class Segments:
                 self._named.add(segment)
         refs: list[BodyRef] = []
         offset = start
-        for raw in raws:
-            refs.append(BodyRef(segment, offset, len(raw), hashlib.sha256(raw).hexdigest()))
+        for raw, digest in zip(raws, digests or [None] * len(raws), strict=True):
+            refs.append(BodyRef(segment, offset, len(raw), digest or hashlib.sha256(raw).hexdigest()))
             offset += len(raw)
         return refs
 
