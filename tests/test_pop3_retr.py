@@ -8,7 +8,7 @@ import poplib
 
 import pytest
 
-from service.protocols.pop3 import _Pop3
+from service.protocols.pop3.client import Pop3Client as _Pop3
 
 MESSAGES = [
     b"",

@@ -115,19 +115,19 @@ def _batches(numbers: Sequence[int], sizes: dict[int, int], limits: BatchLimits)
 
 
 def _download(session: Pop3Session, numbers: list[int], sizes: dict[int, int]) -> list[tuple[int, bytes, MessageIndex]]:
-    """RETR a batch and index it, in the calling worker thread (the event loop only commits)."""
-    fetched = []
-    for number in numbers:
-        raw = session.retrieve(number, size=sizes[number])
-        fetched.append((number, raw, index_message(raw, with_search=False)))  # indexed for search later
-    return fetched
+    """RETR a batch (pipelined when the server allows it) and index each message as it arrives,
+    in the calling worker thread (the event loop only commits)."""
+    return [
+        (number, raw, index_message(raw, with_search=False))  # indexed for search later
+        for number, raw in session.retrieve_many(numbers, sizes)
+    ]
 
 
 def _mark_then_download(
     session: Pop3Session, committed: tuple[int, ...], numbers: list[int], sizes: dict[int, int]
 ) -> list[tuple[int, bytes, MessageIndex]]:
-    """DELE what earlier commits made safe, then RETR the next batch: one command at a time.
-    `committed` is a tuple the caller will never change, whatever the loop does next."""
+    """DELE what earlier commits made safe, then RETR the next batch (each pipelined when the
+    server allows it). `committed` is a tuple the caller will never change, whatever the loop does next."""
     _mark(session, committed)
     return _download(session, numbers, sizes)
 
@@ -282,5 +282,4 @@ def _stored_earlier(drop: _Maildrop, known: dict[str, datetime], plan: Pop3Plan,
 
 
 def _mark(session: Pop3Session, numbers: Sequence[int]) -> None:
-    for number in numbers:
-        session.mark_deleted(number)
+    session.mark_deleted_many(numbers)

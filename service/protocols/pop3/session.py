@@ -1,4 +1,4 @@
-"""POP3 (RFC 1939) retrieval with poplib: the only module that talks POP3.
+"""One signed-in POP3 (RFC 1939) session: connect, TLS, sign in, list, retrieve, delete.
 
 Blocking, like imaplib: the use case calls it through `asyncio.to_thread`.
 
@@ -14,19 +14,17 @@ Blocking, like imaplib: the use case calls it through `asyncio.to_thread`.
 - UIDL gives each message a stable id; without it `uidl()` returns None.
 - Deletion is only ever DELE (marks) followed by QUIT (the UPDATE state
   commits the marks); a session that ends any other way deletes nothing.
-- poplib's 2,048-byte line limit is lifted; RETR reads a message in large
-  chunks straight into one buffer, with byte-stuffing undone.
+- RETR and DELE of many messages are pipelined (RFC 2449 section 6.6) when
+  CAPA, asked once after sign-in, lists PIPELINING (`transfer`).
 """
 
 from __future__ import annotations
 
-import base64
 import poplib
 import re
 import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,21 +32,20 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
-from service.domain.connection_test import ConnectionReport
 from service.domain.outbound import STRICT, OutboundPolicy
 from service.domain.values import Security
-from service.errors import CredentialsRejected, RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
+from service.errors import RemoteError, ServerUnavailable, TlsFailure, UnsupportedByServer
 from service.protocols import outbound, sasl
 from service.protocols.deadline import Deadline
 from service.protocols.network import network_error
-from service.protocols.probe import StepFailed, opening, resolve_and_connect, step
-from service.protocols.tls import WRONG_PORT_HINT, describe_certificate, shared_client_context
+from service.protocols.pop3.client import Pop3Client
+from service.protocols.pop3.errors import refusal
+from service.protocols.pop3.transfer import WINDOW, Pipeline, wire_limit
+from service.protocols.tls import shared_client_context
 from service.protocols.transcript import Transcript
 
 CONNECT_TIMEOUT_SECONDS = 15.0
-MAX_LINE_BYTES = 1024 * 1024  # a line longer than this is not mail, it is an attack
 APOP_TIMESTAMP = re.compile(rb"<[^<>]+@[^<>]+>|<[^<>]+>")
 
 
@@ -71,138 +68,6 @@ class Pop3Account:
     oauth_token: str | None = field(default=None, repr=False)
 
 
-class _Pop3(poplib.POP3):
-    """poplib.POP3 that reports its socket before the greeting, traces lines, and reads long lines."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        timeout: float,
-        *,
-        watcher: Callable[[socket.socket], None],
-        context: ssl.SSLContext | None,
-        transcript: Transcript | None,
-        targets: Sequence[outbound.Target],
-    ) -> None:
-        self._watcher = watcher
-        self._targets = targets
-        self._implicit_tls = context
-        self._transcript = transcript
-        try:
-            super().__init__(host, port, timeout)
-        except BaseException:  # poplib leaves its socket open when the greeting fails (a silent or closing server)
-            if hasattr(self, "file"):
-                self.close()
-            elif getattr(self, "sock", None) is not None:
-                self.sock.close()
-            raise
-
-    def _create_socket(self, timeout: float) -> socket.socket:
-        sock = outbound.connect(self._targets, timeout)
-        self._watcher(sock)
-        if self._implicit_tls is not None:
-            tls_sock = self._implicit_tls.wrap_socket(sock, server_hostname=self.host)
-            self._watcher(tls_sock)
-            return tls_sock
-        return sock
-
-    def _putline(self, line: bytes) -> None:
-        if self._transcript is not None:
-            self._transcript.sent(line.decode("utf-8", "replace"))
-        super()._putline(line)  # type: ignore[misc]  # private in typeshed, stable in poplib
-
-    def _getline(self) -> tuple[bytes, int]:
-        line = self.file.readline(MAX_LINE_BYTES + 1)
-        if len(line) > MAX_LINE_BYTES:
-            raise poplib.error_proto("line too long")
-        if not line:
-            raise poplib.error_proto("-ERR EOF")
-        octets = len(line)
-        if line[-2:] == b"\r\n":
-            line = line[:-2]
-        elif line[-1:] in (b"\n", b"\r"):
-            line = line[:-1]
-        return line, octets
-
-    def _getresp(self) -> bytes:
-        response: bytes = super()._getresp()  # type: ignore[misc]
-        if self._transcript is not None:
-            self._transcript.received(response.decode("utf-8", "replace"))
-        return response
-
-    def authenticate(self, mechanism: str, message: bytes, *, error_answer: bytes) -> bytes:
-        """AUTH (RFC 5034) with a one-message SASL mechanism; returns the server's "+OK" line.
-
-        The message goes after the server's empty "+ " challenge, not as an initial response
-        on the AUTH line: RFC 5034 section 4 allows that only while the command stays within
-        RFC 2449's 255 octets, far less than a bearer token (Microsoft documents this form too).
-        A refusal may come as a "+ <error>" challenge (RFC 7628 3.2.2), which poplib would take
-        for success: it is answered with `error_answer` and the final "-ERR" raises error_proto."""
-        self._putcmd(f"AUTH {mechanism}")  # type: ignore[attr-defined]
-        reply = self._getresp()
-        if reply.startswith(b"+OK"):
-            raise poplib.error_proto(b"-ERR the server took AUTH without any credentials")
-        self._putcmd(base64.b64encode(message).decode("ascii"))  # type: ignore[attr-defined]
-        reply = self._getresp()
-        if not reply.startswith(b"+OK"):  # the error challenge
-            self._putcmd(base64.b64encode(error_answer).decode("ascii"))  # type: ignore[attr-defined]
-            reply = self._getresp()
-            if not reply.startswith(b"+OK"):
-                raise poplib.error_proto(b"-ERR the server sent another challenge after the refusal")
-        return reply
-
-    def retr_bytes(self, which: int, *, limit: int | None = None) -> bytes:
-        """RETR one message (RFC 1939 section 7): the multi-line response is read in large
-        chunks up to the terminating "CRLF.CRLF" and joined once (the message is in memory
-        about twice, briefly), then byte-stuffing is undone ("..x" at a line start is ".x").
-        Line by line would cost a Python call per line. A server that sends more than
-        `limit` bytes is cut off."""
-        self._putcmd(f"RETR {which}")  # type: ignore[attr-defined]
-        self._getresp()
-        chunks: list[bytes] = []
-        total = 0
-        tail = b"\r\n"  # the terminator and stuffing rules apply to the first line too
-        while True:
-            if limit is not None and total > limit:
-                raise poplib.error_proto(f"-ERR message {which} is longer than the server announced")
-            chunk = self.file.read1(_CHUNK)  # type: ignore[attr-defined]  # makefile("rb"): a BufferedReader
-            if not chunk:
-                raise poplib.error_proto("-ERR EOF")
-            chunks.append(chunk)
-            total += len(chunk)
-            early = _TERMINATOR.search(tail + chunk[:64])  # CRLF.CRLF across the boundary
-            if early is not None:
-                end = total - len(chunk) - len(tail) + early.start() + 1
-                break
-            found = _TERMINATOR.search(chunk)
-            if found is not None:
-                end = total - len(chunk) + found.start() + 1
-                break
-            tail = (tail + chunk[-4:])[-4:]
-        return _unstuffed(b"".join(_cut(chunks, total, end)))
-
-
-def _cut(chunks: list[bytes], total: int, end: int) -> list[bytes]:
-    """The chunks trimmed to their first `end` bytes (`total` is their length)."""
-    while chunks and total - len(chunks[-1]) >= end:
-        total -= len(chunks.pop())
-    if chunks:
-        chunks[-1] = chunks[-1][: end - (total - len(chunks[-1]))]
-    return chunks
-
-
-def _unstuffed(data: bytes) -> bytes:
-    """Byte-stuffing undone: a line that starts with ".." starts with "." (RFC 1939 section 3)."""
-    if data.startswith(b".."):
-        data = data[1:]
-    return data.replace(b"\n..", b"\n.")  # the same object when there is nothing to undo
-
-
-_TERMINATOR = re.compile(rb"\n\.\r?\n")
-_CHUNK = 256 * 1024
-
-
 @dataclass(frozen=True, slots=True)
 class Listing:
     """What the maildrop holds now: message numbers with sizes, and UIDLs when the server has them."""
@@ -218,11 +83,12 @@ class Pop3Session:
         self.account = account
         secrets = (account.password, account.oauth_token or "")
         self.transcript = Transcript(secrets=secrets) if account.debug else None
-        self.client: _Pop3 | None = None
+        self.client: Pop3Client | None = None
         self.welcome = ""
         self.tls_socket: ssl.SSLSocket | None = None
         self.stls_offered = False
         self._deadline = Deadline(deadline)
+        self._pipelining: bool | None = None  # CAPA's PIPELINING, asked once after sign-in
 
     def _context(self) -> ssl.SSLContext:
         return shared_client_context(self.account.verify_certificate, self.account.extra_ca_file)
@@ -239,7 +105,7 @@ class Pop3Session:
         with self.translated("connect"):
             if targets is None:
                 targets = outbound.resolve(account.host, account.port, account.policy)
-            self.client = _Pop3(
+            self.client = Pop3Client(
                 account.host,
                 account.port,
                 min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds),
@@ -317,7 +183,55 @@ class Pop3Session:
         """The message's bytes; `size` (from LIST) bounds what a misbehaving server may send."""
         assert self.client is not None
         with self.translated(f"retrieve message {number}"):
-            return self.client.retr_bytes(number, limit=None if size is None else 2 * size + 1024 * 1024)
+            return self.client.retr_bytes(number, limit=wire_limit(size))
+
+    def retrieve_many(self, numbers: Sequence[int], sizes: Mapping[int, int]) -> Iterator[tuple[int, bytes]]:
+        """RETR each message, pipelined when the server allows it: (number, bytes) in order.
+        Each one's LIST size bounds what the server may send for it. Errors are those of
+        `retrieve`; with commands still outstanding the connection is then closed, since its
+        next bytes answer commands nobody will read (no QUIT, so no DELE is committed)."""
+        if not numbers:
+            return
+        pipeline = self._pipeline()
+        messages = pipeline.retrieve(numbers, [wire_limit(sizes.get(number)) for number in numbers])
+        try:
+            for number in numbers:
+                with self.translated(f"retrieve message {number}"):
+                    raw = next(messages)
+                yield number, raw
+            with self.translated("retrieve messages"):
+                next(messages, None)  # nothing may follow the last response
+        finally:
+            if not pipeline.in_step:
+                self.close()
+
+    def mark_deleted_many(self, numbers: Sequence[int]) -> None:
+        """DELE each message, pipelined when the server allows it: marks only, committed by QUIT
+        (RFC 1939 section 6). A refusal closes the connection as in `retrieve_many`."""
+        if not numbers:
+            return
+        pipeline = self._pipeline()
+        try:
+            with self.translated("mark for deletion"):
+                for _ in pipeline.delete(numbers):
+                    pass
+        finally:
+            if not pipeline.in_step:
+                self.close()
+
+    def _pipeline(self) -> Pipeline:
+        """A pipeline as wide as the server allows: `WINDOW` commands when CAPA lists PIPELINING
+        (RFC 2449 section 6.6), else one at a time. CAPA is asked once, after sign-in, when the
+        list is final (RFC 2449 section 5); a server without CAPA gets one at a time."""
+        if self.client is None:
+            raise ServerUnavailable(f"{self.account.host}: the connection was already closed after an error.")
+        if self._pipelining is None:
+            with self.translated("read the capabilities"):
+                self._pipelining = "PIPELINING" in self.capabilities()
+            if self._pipelining:  # each next command is one small write: never held back by Nagle
+                with suppress(OSError):
+                    self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Pipeline(self.client, WINDOW if self._pipelining else 1)
 
     def header_date(self, number: int) -> datetime | None:
         """The message's Date header (TOP n 0, RFC 1939 section 7: the headers alone), as an
@@ -363,26 +277,8 @@ class Pop3Session:
         except RemoteError:
             raise
         except poplib.error_proto as exc:
-            text = _server_text(exc)
-            if self._deadline.expired:
-                raise ServerUnavailable(
-                    f"{host} was too slow: the retrieval ran out of time during {step_name}."
-                ) from exc
-            if step_name == "login" and self.account.oauth_token is not None:
-                if "EOF" in text:  # e.g. Dovecot drops a client whose AUTH answer passes 8,192 bytes
-                    raise ServerUnavailable(f"{host} closed the connection during the sign-in.") from exc
-                if "[SYS/TEMP]" in text.upper():  # RFC 3206: the server could not check it now
-                    raise ServerUnavailable(f"{host} could not check the sign-in token for now ({text}).") from exc
-                raise sasl.token_rejected(host, text) from exc
-            if step_name == "login":
-                raise CredentialsRejected(
-                    f"{host} rejected the username or password ({text}). Check them and try again."
-                ) from exc
-            if step_name == "connect":
-                raise ServerUnavailable(f"{host} did not greet like a POP3 server. {WRONG_PORT_HINT}") from exc
-            if "EOF" in text:
-                raise ServerUnavailable(f"{host} closed the connection unexpectedly during {step_name}.") from exc
-            raise ServerUnavailable(f"{host} refused {step_name}: {text}.") from exc
+            oauth, expired = self.account.oauth_token is not None, self._deadline.expired
+            raise refusal(exc, host=host, step=step_name, oauth=oauth, expired=expired) from exc
         except (OSError, EOFError) as exc:
             timeout, expired = self.account.timeout_seconds, self._deadline.expired
             translated = network_error(exc, host=host, port=port, step=step_name, timeout=timeout, expired=expired)
@@ -406,12 +302,6 @@ def _number_and_value(line: bytes) -> tuple[int, bytes]:
     return int(number), value.strip()
 
 
-def _server_text(exc: BaseException) -> str:
-    arg: Any = exc.args[0] if exc.args else b""
-    text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
-    return text.strip()[:200] or type(exc).__name__
-
-
 @contextmanager
 def open_session(account: Pop3Account, *, deadline: float | None = None) -> Iterator[Pop3Session]:
     session = Pop3Session(account, deadline=deadline)
@@ -421,41 +311,3 @@ def open_session(account: Pop3Account, *, deadline: float | None = None) -> Iter
         yield session
     finally:
         session.close()
-
-
-def test_connection(account: Pop3Account) -> ConnectionReport:
-    """Resolve, connect, greeting (APOP timestamp?), TLS, capabilities (STLS?), login, message count."""
-    report = ConnectionReport()
-    session = Pop3Session(account, deadline=time.monotonic() + 3 * account.timeout_seconds)
-    try:
-        timeout = min(CONNECT_TIMEOUT_SECONDS, account.timeout_seconds)
-        targets = resolve_and_connect(report, account.host, account.port, timeout, account.policy)
-        with opening(report, welcome=lambda: session.welcome) as detail:
-            session.connect(targets)
-            detail.append(session.welcome[:200])
-            detail.append("APOP timestamp present" if session.apop_timestamp else "no APOP timestamp")
-        if session.tls_socket is not None:
-            with step(report, "tls") as detail:
-                detail.append(describe_certificate(session.tls_socket, verified=account.verify_certificate))
-        with step(report, "capabilities") as detail:
-            capabilities = session.capabilities()
-            detail.append(" ".join(sorted(capabilities)) or "CAPA not supported")
-            offered = session.stls_offered or "STLS" in capabilities
-            detail.append("STLS offered" if offered else "STLS not offered")
-        oauth = account.oauth_token is not None
-        hint = sasl.RECONNECT_HINT if oauth else "Check the username and password (and the APOP setting)."
-        with step(report, "login", hint=hint) as detail:
-            mechanism = session.login()
-            detail.append(
-                f"signed in as {account.username}" + ("" if mechanism == "USER/PASS" else f" with {mechanism}")
-            )
-        with step(report, "messages") as detail:
-            detail.append(f"{session.message_count()} messages")
-    except StepFailed:
-        pass
-    finally:
-        if session.client is not None:
-            with suppress(RemoteError):
-                session.quit()
-        session.close()
-    return report
