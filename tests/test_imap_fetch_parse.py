@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from imapclient.response_parser import parse_fetch_response
 
-from service.protocols.imap.fetch import parse_plain_fetch
+from service.protocols.imap.fetch import parse_plain_fetch, parse_sizes
 
 DOVECOT_SHAPE: list[Any] = [
     (b'1 (UID 41 FLAGS (\\Seen $Label1) INTERNALDATE "17-Jul-1996 02:44:25 -0700" BODY[] {5}', b"hello"),
@@ -54,3 +54,30 @@ def test_other_shapes_go_to_the_general_parser(data: list[Any]) -> None:
 def test_an_unreadable_internaldate_is_none_not_an_error() -> None:
     parsed = parse_plain_fetch([(b'1 (UID 9 FLAGS () INTERNALDATE "yesterday" BODY[] {1}', b"x"), b")"])
     assert parsed == {9: (b"x", [], None)}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [b"1 (UID 41 RFC822.SIZE 1200)", b"2 (FLAGS (\\Deleted))", b"3 (RFC822.SIZE 7 UID 43)"],
+        [b"1 (uid 41 rfc822.size 0)"],
+        [],
+    ],
+)
+def test_sizes_agree_with_imapclient(data: list[Any]) -> None:
+    fast = parse_sizes(data)
+    general = parse_fetch_response(data, normalise_times=False, uid_is_key=True)
+    assert fast == {uid: item[b"RFC822.SIZE"] for uid, item in general.items() if b"RFC822.SIZE" in item}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [b"1 (RFC822.SIZE 1200)"],  # no UID: the general parser keys it as it can
+        [b"1 (UID 41)"],  # no size
+        [(b"1 (UID 41 X-EXTRA {3}", b"abc"), b" RFC822.SIZE 12)"],  # a literal
+        [b"1 UID 41 RFC822.SIZE 12"],  # not parenthesised
+    ],
+)
+def test_other_size_shapes_go_to_the_general_parser(data: list[Any]) -> None:
+    assert parse_sizes(data) is None

@@ -53,7 +53,7 @@ from service.errors import (
 from service.protocols import outbound, sasl
 from service.protocols.deadline import Deadline
 from service.protocols.imap.connection import WatchedClient
-from service.protocols.imap.fetch import Parsed, parse_general, parse_plain_fetch
+from service.protocols.imap.fetch import Parsed, parse_general, parse_plain_fetch, parse_sizes
 from service.protocols.imap.folders import NOT_SELECTABLE, RemoteFolder, slash_path, special_use_of
 from service.protocols.network import network_error
 from service.protocols.tls import WRONG_PORT_HINT, shared_client_context
@@ -307,10 +307,14 @@ class ImapSession:
         sizes: dict[int, int] = {}
         with self.translated("fetch sizes"):
             for start in range(0, len(uids), SIZE_CHUNK):
-                response = self.client.fetch(list(uids[start : start + SIZE_CHUNK]), ["RFC822.SIZE"])
-                sizes.update(
-                    (int(uid), int(data[b"RFC822.SIZE"])) for uid, data in response.items() if b"RFC822.SIZE" in data
-                )
+                data = self.client.fetch_untagged(uids[start : start + SIZE_CHUNK], "(UID RFC822.SIZE)")
+                fast = parse_sizes(data)
+                if fast is None:  # an unusual shape: imapclient's full parser
+                    response = parse_fetch_response(data, normalise_times=False, uid_is_key=True)
+                    fast = {
+                        int(uid): int(item[b"RFC822.SIZE"]) for uid, item in response.items() if b"RFC822.SIZE" in item
+                    }
+                sizes.update(fast)
             self._check_gone([uid for uid in uids if uid not in sizes], "size", folder, first=min(uids))
         return sizes
 
