@@ -48,7 +48,6 @@ from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Domain, RetrievalTask, SmtpAccount, User
 from service.usecases.domains import oauth_disabled_message
-from service.usecases.oauth import start_authorization
 from service.usecases.oauth.targets import load_target, provider_named, target_kind
 from service.usecases.retrieval_tasks import disabled_message as retrieval_disabled
 from service.usecases.retrieval_tasks import limit_message
@@ -293,6 +292,8 @@ async def begin_oauth(
     taken, limit reached), ServerUnavailable / ConnectionNotAllowed (the provider's discovery);
     on any of them nothing stays saved.
     """
+    from service.usecases.oauth import start_authorization  # httpx and authlib: only to start a sign-in
+
     kind = target_kind(start.kind)
     if kind is TargetKind.RETRIEVAL:
         target_id = await _pending_task(db, user_id, start, environ, settings)
@@ -332,6 +333,8 @@ async def reconnect_oauth(
     unchanged until the callback completes. Raises NotFound, InvalidInput (a password target),
     FeatureDisabled (the domain turned OAuth2 sign-in off, or the provider is not configured).
     """
+    from service.usecases.oauth import start_authorization  # httpx and authlib: only to start a sign-in
+
     which = target_kind(kind)
     async with db.read() as session:
         row = await load_target(session, which, target_id, user_id)

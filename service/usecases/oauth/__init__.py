@@ -13,9 +13,34 @@ request to a provider goes through the domain's outbound policy
 (service/usecases/oauth/http.py). Providers: service.domain.oauth.
 """
 
-from service.usecases.oauth.endpoints import forget_discovery
-from service.usecases.oauth.flow import CompletedAuthorization, complete_authorization, start_authorization
-from service.usecases.oauth.tokens import access_token_for
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.usecases.oauth.endpoints import forget_discovery
+    from service.usecases.oauth.flow import CompletedAuthorization, complete_authorization, start_authorization
+    from service.usecases.oauth.tokens import access_token_for
+
+_MODULE_OF = {
+    "forget_discovery": "endpoints",
+    "CompletedAuthorization": "flow",
+    "complete_authorization": "flow",
+    "start_authorization": "flow",
+    "access_token_for": "tokens",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """`oauth.NAME`: imported from its module on first use (PEP 562), so that `oauth.targets` alone
+    (which lists and loads sign-in targets) does not load httpx and authlib."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CompletedAuthorization",
