@@ -120,9 +120,27 @@ async def prestore(bodies: Bodies, messages: Sequence[IncomingMessage]) -> list[
     pending = [m for m in messages if m.body is None]
     if not pending:
         return list(messages)
-    digests = [m.index.sha256 if m.index is not None else None for m in pending]  # hashed once, when indexed
-    refs = iter(await bodies.put([m.raw for m in pending], digests))
-    return [replace(m, body=next(refs)) if m.body is None else m for m in messages]
+    return _referenced(messages, await bodies.put([m.raw for m in pending], _digests(pending)))
+
+
+def prestore_now(bodies: Bodies, messages: Sequence[IncomingMessage]) -> list[IncomingMessage]:
+    """`prestore` in the calling worker thread, blocking on the disk: retrieval's download thread
+    makes each batch durable as soon as it has it, so the commit on the event loop does not wait."""
+    pending = [m for m in messages if m.body is None]
+    if not pending:
+        return list(messages)
+    return _referenced(messages, bodies.put_now([m.raw for m in pending], _digests(pending)))
+
+
+def _digests(messages: Sequence[IncomingMessage]) -> list[str | None]:
+    """The SHA-256 each message's index computed (a body is hashed once)."""
+    return [m.index.sha256 if m.index is not None else None for m in messages]
+
+
+def _referenced(messages: Sequence[IncomingMessage], refs: Sequence[BodyRef | None]) -> list[IncomingMessage]:
+    """The messages, each without a body reference given the next of `refs`."""
+    given = iter(refs)
+    return [replace(m, body=next(given)) if m.body is None else m for m in messages]
 
 
 def _search(incoming: IncomingMessage, row: dict[str, Any]) -> SearchText:

@@ -117,6 +117,13 @@ class Bodies:
         (`digests`: each body's SHA-256 where the caller computed it already)."""
         return await self.writer.put(raws, digests)
 
+    def put_now(self, raws: Sequence[bytes], digests: Sequence[str | None] | None = None) -> list[BodyRef | None]:
+        """`put` in the calling thread, which it blocks on the disk: for a worker thread that has
+        just downloaded the batch (retrieval), so the event loop's commit need not wait for it."""
+        if self.writer is self.files:
+            return list(self.segments.append(raws, digests))
+        return [None] * len(raws)
+
     async def record(self, connection: AsyncConnection, bodies: Sequence[tuple[int, bytes, BodyRef | None]]) -> None:
         """Inside the transaction: store the bodies (or their references) of the new messages."""
         await self.writer.record(connection, bodies)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from service.domain.message_index import index_message
 from service.domain.retrieval import BatchLimits
-from service.persistence.mailstore import IncomingMessage, MessageOrigin
+from service.persistence.bodies import Bodies
+from service.persistence.mailstore import IncomingMessage, MessageOrigin, prestore_now
 from service.protocols.imap import FetchedMessage, ImapSession
 
 
@@ -53,21 +54,25 @@ def plan_batches(
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a folder's messages come from: the session and the identity each message gets."""
+    """Where a folder's messages come from: the session, the identity each message gets, and
+    the body store that keeps their bytes."""
 
     session: ImapSession
     task_id: int
     remote_folder: str
     uidvalidity: int
+    bodies: Bodies
 
     def download(self, uids: list[int]) -> list[IncomingMessage]:
-        """Fetch a batch and index its headers, both in the calling worker thread, so the event
-        loop only commits (and hashing, which releases the GIL, overlaps the previous commit).
-        Its search text is derived later (service.persistence.search_backlog)."""
-        return [
+        """Fetch a batch, index its headers and make its bodies durable (`prestore_now`), all in
+        the calling worker thread while the event loop commits the batch before: the commit then
+        only writes rows. Hashing and the disk release the GIL. Its search text is derived later
+        (service.persistence.search_backlog)."""
+        fetched = [
             incoming_message(m, self.task_id, self.remote_folder, self.uidvalidity)
             for m in self.session.fetch(uids, folder=self.remote_folder)
         ]
+        return prestore_now(self.bodies, fetched)
 
 
 def incoming_message(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:

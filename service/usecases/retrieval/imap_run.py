@@ -179,7 +179,7 @@ async def retrieve_folder(
     committer = _FolderCommitter(
         db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result, adopt_from
     )
-    source = Source(session, plan.owner.task_id, folder.path, selected.uidvalidity)
+    source = Source(session, plan.owner.task_id, folder.path, selected.uidvalidity, db.bodies)
     pending = asyncio.ensure_future(asyncio.to_thread(source.download, batches[0].fetch)) if batches else None
     try:
         for index, batch in enumerate(batches):
