@@ -33,7 +33,7 @@ from sqlmodel import col
 
 from service.domain.search_text import SearchText, search_text
 from service.persistence import search_index
-from service.persistence.bodies import bodies_of
+from service.persistence.bodies import Bodies
 from service.persistence.database import Database
 from service.persistence.tables import Message, SearchBacklog
 
@@ -74,38 +74,67 @@ async def drain(db: Database, *, user_id: int | None = None, most: int | None = 
 
 async def index_pending(db: Database, *, user_id: int | None = None, limit: int = BATCH_MESSAGES) -> int:
     """Index one batch of the oldest queued messages (see the module docstring); the number of
-    messages taken off the queue (0: it is empty)."""
+    messages taken off the queue (0: it is empty).
+
+    On PostgreSQL, where several workers drain at once, the batch is read, indexed and taken off
+    in one transaction whose rows are locked FOR UPDATE SKIP LOCKED: each worker takes a batch
+    of its own instead of all of them deriving the same texts (row locks block no other
+    writer). SQLite has one writer for the whole database, which must not wait for text
+    extraction: there the batch is read first and taken off after (a second drain finds it gone)."""
+    if not db.is_sqlite:
+        async with db.write() as session:
+            connection = await session.connection()
+            rows, raws = await _oldest(connection, db.bodies, user_id, limit, lock=True)
+            if rows:
+                texts = await asyncio.to_thread(_texts, rows, raws)
+                await _take_off(connection, texts)
+            return len(rows)
     async with db.read() as session:
-        connection = await session.connection()
-        query = (
-            core_select(
-                col(Message.id), col(Message.size), col(Message.subject), col(Message.from_address),
-                col(Message.to_addresses), col(Message.cc_addresses),
-            )
-            .join_from(SearchBacklog, Message, col(Message.id) == col(SearchBacklog.message_id))
-            .order_by(col(SearchBacklog.message_id))
-            .limit(limit)
-        )  # fmt: skip
-        if user_id is not None:
-            query = query.where(col(SearchBacklog.user_id) == user_id)
-        rows = _within_bytes((await connection.execute(query)).all())
-        if not rows:
-            return 0
-        raws = await bodies_of(session).load(connection, [int(r.id) for r in rows])
+        rows, raws = await _oldest(await session.connection(), db.bodies, user_id, limit, lock=False)
+    if not rows:
+        return 0
     texts = await asyncio.to_thread(_texts, rows, raws)
     async with db.write() as session:
-        connection = await session.connection()
-        claimed = set(
-            (
-                await connection.execute(
-                    delete(SearchBacklog)
-                    .where(col(SearchBacklog.message_id).in_(list(texts)))
-                    .returning(col(SearchBacklog.message_id))
-                )
-            ).scalars()
-        )
-        await search_index.add(connection, [(mid, text) for mid, text in texts.items() if mid in claimed])
+        await _take_off(await session.connection(), texts)
     return len(rows)
+
+
+async def _oldest(
+    connection: AsyncConnection, bodies: Bodies, user_id: int | None, limit: int, *, lock: bool
+) -> tuple[Sequence[Any], dict[int, bytes]]:
+    """The oldest queued messages' rows (within BATCH_BYTES) and their bodies."""
+    query = (
+        core_select(
+            col(Message.id), col(Message.size), col(Message.subject), col(Message.from_address),
+            col(Message.to_addresses), col(Message.cc_addresses),
+        )
+        .join_from(SearchBacklog, Message, col(Message.id) == col(SearchBacklog.message_id))
+        .order_by(col(SearchBacklog.message_id))
+        .limit(limit)
+    )  # fmt: skip
+    if user_id is not None:
+        query = query.where(col(SearchBacklog.user_id) == user_id)
+    if lock:
+        query = query.with_for_update(skip_locked=True, of=SearchBacklog)
+    rows = _within_bytes((await connection.execute(query)).all())
+    if not rows:
+        return rows, {}
+    return rows, await bodies.load(connection, [int(r.id) for r in rows])
+
+
+async def _take_off(connection: AsyncConnection, texts: dict[int, SearchText]) -> None:
+    """Take the messages off the queue and index those this caller took off (DELETE ... RETURNING:
+    one whose row another drain took, or that was deleted, is not indexed again)."""
+    claimed = set(
+        (
+            await connection.execute(
+                delete(SearchBacklog)
+                .where(col(SearchBacklog.message_id).in_(list(texts)))
+                .returning(col(SearchBacklog.message_id))
+            )
+        ).scalars()
+    )
+    await search_index.add(connection, [(mid, text) for mid, text in texts.items() if mid in claimed])
 
 
 def _within_bytes(rows: Sequence[Any]) -> Sequence[Any]:
