@@ -2,10 +2,10 @@
 
 Start-up is part of every command's run time (an incremental `retrieval run` is
 little else), so the group imports a command's module only when that command runs:
-each module registers its commands with `TributaryGroup.add_lazy` by name, module
-and one-line summary, and `tributary --help` lists them from those summaries
-without importing any. A module, once imported, adds its commands to the group
-with Click's decorators as usual (`@cli.group()`, `@cli.command()`).
+service.cli's table gives `TributaryGroup.add_lazy` each command's name, module and
+one-line summary, and `tributary --help` lists them from those summaries without
+importing any. A module, once imported, adds its commands to the group with Click's
+decorators as usual (`@cli.group()`, `@cli.command()`).
 
 Whatever a command raises that an operator can fix (a TributaryError, an invalid
 TRIBUTARY_ setting, an unreachable or unmigrated database) ends as one sentence and
