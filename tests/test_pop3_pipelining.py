@@ -7,7 +7,9 @@ message, deleting nothing (no QUIT) and keeping the batches committed before."""
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
+import poplib
 import select
 import socket
 import time
@@ -22,11 +24,13 @@ from service.errors import ServerUnavailable
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.protocols.pop3 import Pop3Account, Pop3Session, open_session
+from service.protocols.pop3.transfer import Replies
 from tests.fixtures.dovecot import DovecotServer, MailUser
 from tests.fixtures.faults import _Server
 from tests.mail_samples import sample
 from tests.retrieval_env import Env, make_env
 from tests.stored_bodies import stored_raws
+from tests.test_pop3_retr import MESSAGES, _stuffed, _Trickle
 
 POP3 = Protocol.POP3
 LOOPBACK = OutboundPolicy(networks=(ipaddress.ip_network("127.0.0.0/8"),))
@@ -69,6 +73,25 @@ def mailbox() -> list[bytes]:
         sample("last", body="." * 5000 + "\r\n"),
     ]
     return messages
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 7, 64, 4096, 1 << 20])
+def test_responses_read_together_come_apart_at_their_terminators(step: int) -> None:
+    """Pipelined answers arrive back to back; wherever the reads split them, each message is its
+    own bytes, and a -ERR between them is that command's error only."""
+    answers = [b"+OK %d octets\r\n" % len(m) + _stuffed(m) for m in MESSAGES]
+    answers.insert(2, b"-ERR no such message\r\n")
+    replies = Replies(io.BufferedReader(_Trickle(b"".join(answers), step), buffer_size=step), None)
+    got = []
+    for index in range(len(answers)):
+        if index == 2:
+            with pytest.raises(poplib.error_proto, match="no such message"):
+                replies.status()
+            continue
+        replies.status()
+        got.append(replies.message(index, None))
+    assert got == MESSAGES
+    replies.check_drained()
 
 
 @pytest.mark.parametrize("leave_on_server", [True, False])

@@ -52,11 +52,12 @@ class Replies:
     def __init__(self, file: Readable, transcript: Transcript | None) -> None:
         self._file = file
         self._transcript = transcript
-        self._buffer = b""
+        self._buffer = b""  # the last bytes read; those from `_position` on are not consumed yet
+        self._position = 0
 
     @property
     def drained(self) -> bool:
-        return not self._buffer
+        return self._position >= len(self._buffer)
 
     def _more(self) -> bytes:
         chunk = self._file.read1(_CHUNK)
@@ -67,14 +68,15 @@ class Replies:
     def status(self) -> bytes:
         """The next status line; anything but "+OK" (a "-ERR", or a "+ " challenge, which is
         no answer to RETR or DELE) raises error_proto with the server's text."""
-        start = 0
-        while (end := self._buffer.find(b"\n", start)) < 0:
-            if len(self._buffer) > MAX_LINE_BYTES:
+        end = self._buffer.find(b"\n", self._position)
+        while end < 0:
+            searched = len(self._buffer) - self._position
+            if searched > MAX_LINE_BYTES:
                 raise poplib.error_proto("line too long")
-            start = len(self._buffer)
-            self._buffer += self._more()
-        line = self._buffer[:end].rstrip(b"\r")
-        self._buffer = self._buffer[end + 1 :]
+            self._buffer, self._position = self._buffer[self._position :] + self._more(), 0
+            end = self._buffer.find(b"\n", searched)
+        line = self._buffer[self._position : end].rstrip(b"\r")
+        self._position = end + 1
         if self._transcript is not None:
             self._transcript.received(line.decode("utf-8", "replace"))
         if not line.startswith(b"+OK"):
@@ -83,32 +85,36 @@ class Replies:
 
     def message(self, which: int, limit: int | None) -> bytes:
         """The multi-line body after a "+OK", up to its terminator, with stuffing undone (the
-        message is in memory about twice, briefly). A server that sends more than `limit` bytes
-        without ending the message is cut off."""
-        chunks: list[bytes] = []
-        base = 0  # body bytes before `chunk`
-        tail = b"\r\n"  # the terminator and stuffing rules apply to the first line too
-        chunk, self._buffer = self._buffer, b""
+        message is in memory about twice, briefly; once more when it spans reads). A server
+        that sends more than `limit` bytes without ending the message is cut off."""
+        pieces: list[bytes] = []  # the body so far, from earlier reads
+        size = 0
+        tail = b"\r\n"  # the last bytes before `start`: the terminator and stuffing rules apply to line 1 too
+        chunk, start = self._buffer, self._position
         while True:
-            if chunk:
-                early = _TERMINATOR.search(tail + chunk[:4])  # CRLF.CRLF across the boundary
-                if early is not None:
-                    start, end = base - len(tail) + early.start(), base - len(tail) + early.end()
-                elif (found := _TERMINATOR.search(chunk)) is not None:
-                    start, end = base + found.start(), base + found.end()
-                chunks.append(chunk)
-                if early is not None or found is not None:
-                    self._buffer = chunk[end - base :]  # the start of the next responses
-                    return _unstuffed(b"".join(_cut(chunks, base + len(chunk), start + 1)))
-                base += len(chunk)
-                tail = (tail + chunk[-4:])[-4:]
-            if limit is not None and base > limit:
+            if start < len(chunk):
+                found = _TERMINATOR.search(tail + chunk[start : start + 4])  # CRLF.CRLF across reads
+                shift = len(tail)
+                if found is None:
+                    found, shift = _TERMINATOR.search(chunk, start), start
+                if found is not None:  # the body ends at `cut` (relative to `start`; < 0: in `pieces`)
+                    cut, after = found.start() + 1 - shift, found.end() - shift
+                    self._buffer, self._position = chunk, start + after  # the next responses start there
+                    if cut >= 0:
+                        pieces.append(chunk[start : start + cut])
+                    else:
+                        _trim(pieces, -cut)
+                    return _unstuffed(b"".join(pieces))
+                pieces.append(chunk[start:])
+                size += len(chunk) - start
+                tail = (tail + chunk[start:])[-4:]
+            if limit is not None and size > limit:
                 raise poplib.error_proto(f"-ERR message {which} is longer than the server announced")
-            chunk = self._more()
+            chunk, start = self._more(), 0
 
     def check_drained(self) -> None:
         """Every response is read: anything more is bytes no command asked for."""
-        if self._buffer:
+        if not self.drained:
             raise poplib.error_proto("-ERR the server sent more than the responses asked for")
 
 
@@ -162,13 +168,13 @@ def wire_limit(size: int | None) -> int | None:
     return None if size is None else 2 * size + 1024 * 1024
 
 
-def _cut(chunks: list[bytes], total: int, end: int) -> list[bytes]:
-    """The chunks trimmed to their first `end` bytes (`total` is their length)."""
-    while chunks and total - len(chunks[-1]) >= end:
-        total -= len(chunks.pop())
-    if chunks:
-        chunks[-1] = chunks[-1][: end - (total - len(chunks[-1]))]
-    return chunks
+def _trim(pieces: list[bytes], count: int) -> None:
+    """The last `count` bytes of `pieces` removed (the start of a terminator read earlier)."""
+    while count > 0:
+        last = pieces.pop()
+        if len(last) > count:
+            pieces.append(last[:-count])
+        count -= len(last)
 
 
 def _unstuffed(data: bytes) -> bytes:
