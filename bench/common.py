@@ -143,6 +143,22 @@ class TributaryHome:
     def run_task(self, task_id: int) -> Timed:
         return timed([TRIBUTARY, "retrieval", "run", str(task_id), "--json"], env=self.env)
 
+    def index_for_search(self) -> Timed:
+        """What the service's `search_index` job does after a retrieval run: index everything the
+        run queued for search (service.persistence.search_backlog), timed as its own process."""
+        code = (
+            "import asyncio\n"
+            "from service.config import Settings\n"
+            "from service.persistence.database import Database\n"
+            "from service.persistence.search_backlog import drain\n"
+            "async def main():\n"
+            "    db = Database(Settings())\n"
+            "    print(await drain(db))\n"
+            "    await db.dispose()\n"
+            "asyncio.run(main())\n"
+        )
+        return timed([sys.executable, "-c", code], env=self.env)
+
     def stored(self, task_id: int | None = None) -> int:
         """Messages in the local store (of one task, or all)."""
         with sqlite3.connect(self.dir / "tributary.db") as db:

@@ -30,6 +30,7 @@ class Contender:
     count: Callable[[Timed], int]
     ok_codes: tuple[int, ...] = (0,)
     after: Callable[[], None] | None = None
+    index: Callable[[], Timed] | None = None  # Tributary: the search indexing its full run left to the service
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ def tributary(work: Path, source: Source, name: str = "tributary") -> Contender:
     home.add_user("bench@example.test")
     port = source.server.imap_port if source.protocol == "imap" else source.server.pop3_port
     task = home.add_task("bench@example.test", source.protocol, port, source.user, PASSWORD, "--manual")
-    return Contender("Tributary", "tributary", lambda: home.run_task(task), lambda _r: home.stored(task))
+    return Contender(
+        "Tributary", "tributary", lambda: home.run_task(task), lambda _r: home.stored(task), index=home.index_for_search
+    )
 
 
 def contenders(work: Path, source: Source, only_tributary: bool = False) -> list[Contender]:
@@ -103,9 +106,13 @@ def reset_seen(source: Source) -> None:
     source.server.doveadm("flags", "remove", "-u", source.user, "\\Seen", "mailbox", "*", "all")
 
 
-def retrieval(work: Path, source: Source, *, label: str, only_tributary: bool = False) -> tuple[Scenario, Scenario]:
-    """The full-run section and the incremental-run section for one protocol."""
+def retrieval(
+    work: Path, source: Source, *, label: str, only_tributary: bool = False
+) -> tuple[Scenario, Scenario, Scenario]:
+    """The full-run section, the search indexing Tributary's full run leaves to the service (the
+    peers index nothing), and the incremental-run section, for one protocol."""
     full = Scenario(f"{label}: full retrieval, {source.messages:,} messages, {source.megabytes:.0f} MB", "msg/s")
+    indexing = Scenario(f"{label}: search indexing after the full run (the service's background job)", "msg/s")
     again = Scenario(f"{label}: incremental run, nothing new", "s", higher_is_better=False)
     _ceiling(work, source).run()  # warm the server's page cache (its state file is then replaced)
     for who in contenders(work, source, only_tributary):
@@ -120,6 +127,14 @@ def retrieval(work: Path, source: Source, *, label: str, only_tributary: bool = 
         megabytes_per_s = source.megabytes * got / source.messages / first.wall
         figure = f"{rate:,.0f} msg/s, {megabytes_per_s:.1f} MB/s, {first.wall:.1f} s"
         full.add(who.name, who.kind, rate if not note else None, figure, rss_mb=first.rss_mb, note=note)
+        if who.index is not None:
+            indexed = who.index()
+            count = _json_count_plain(indexed)
+            note3 = count_note(count, got) if indexed.code == 0 else f"FAILED (exit {indexed.code}): {indexed.tail()}"
+            per_s = count / indexed.wall if indexed.wall else 0.0
+            together = got / (first.wall + indexed.wall)
+            figure3 = f"{per_s:,.0f} msg/s, {indexed.wall:.1f} s; retrieval and indexing together {together:,.0f} msg/s"
+            indexing.add(who.name, who.kind, per_s if not note3 else None, figure3, rss_mb=indexed.rss_mb, note=note3)
         time.sleep(1.1)
         second = who.run()
         note2 = "" if second.code in who.ok_codes else f"FAILED (exit {second.code}): {second.tail()}"
@@ -131,4 +146,11 @@ def retrieval(work: Path, source: Source, *, label: str, only_tributary: bool = 
         again.add(who.name, who.kind, value, f"{second.wall:.2f} s", rss_mb=second.rss_mb, note=note2)
         if who.after:
             who.after()
-    return full, again
+    return full, indexing, again
+
+
+def _json_count_plain(result: Timed) -> int:
+    try:
+        return int(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
