@@ -7,7 +7,7 @@ print the provider's consent URL (service/cli/oauth.py).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,15 +15,16 @@ from service.cli import cli
 from service.cli.common import Services, emit, fail, plain, plain_errors, read_password, run_with_db, run_with_services
 from service.cli.oauth import begin_for, emit_started, reconnect_for, with_sign_in
 from service.config import Settings
-from service.domain.connection_test import ConnectionReport
 from service.domain.smtp_accounts import SmtpAccountInput
 from service.domain.values import Security
 from service.errors import NotFound
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.usecases import smtp_accounts
-from service.usecases.connection_tests import SavedSmtpAccount, run_connection_test
 from service.usecases.oauth_targets import OAuthStart
+
+if TYPE_CHECKING:
+    from service.domain.connection_test import ConnectionReport
 
 SECURITY = click.Choice([s.value for s in Security])
 
@@ -193,6 +194,8 @@ def _report_text(report: ConnectionReport) -> str:
 @plain_errors
 def smtp_test(account_id: int, user_email: str | None, as_json: bool) -> None:
     """Test Connection: resolve, connect, TLS, EHLO, STARTTLS and AUTH, each timed. Exit 1 on failure."""
+    from service.usecases.connection_tests import SavedSmtpAccount, run_connection_test  # protocols, OAuth2
+
     settings = Settings()
     box = SecretBox.from_settings(settings)
 
