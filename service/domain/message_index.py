@@ -9,6 +9,7 @@ stored and listed; `parse_error` says what went wrong.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -158,9 +159,21 @@ def _header_fields(block: bytes) -> dict[str, str]:
 def _field_text(value: bytes) -> str:
     text = value.decode("utf-8", "replace")
     if "=?" in text:
-        with contextlib.suppress(*_PARSE_FAILURES):
-            text = str(make_header(decode_header(text)))
+        text = _cached_words(text) if len(text) <= _CACHED_CHARS else _encoded_words(text)
     return " ".join(text.replace("\0", "").split())[:HEADER_LIMIT]
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 encoded words decoded; the raw text when they do not decode."""
+    with contextlib.suppress(*_PARSE_FAILURES):
+        return str(make_header(decode_header(text)))
+    return text
+
+
+_CACHED_CHARS = 256
+# A mailbox's senders repeat (in the bench corpus 2,565 encoded From fields have 578 values), and
+# the email package's decoding is a tenth of bulk retrieval's indexing CPU: short values are kept.
+_cached_words = functools.lru_cache(maxsize=4096)(_encoded_words)
 
 
 def _looks_like_attachments(content_type: str) -> bool:
