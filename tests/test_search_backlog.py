@@ -4,6 +4,8 @@ index, and the scheduler's job and every search index them, once each, whoever d
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -116,3 +118,37 @@ async def test_the_scheduler_job_indexes_everyones_queue(
     scheduler = Scheduler(settings=settings, db=db, secret_box=secret_box)
     assert await scheduler.search_index() == len(many) + 1  # more than one batch, both users
     assert (await search_backlog.pending(db), await index_rows(db)) == (0, len(many) + 1)
+
+
+async def test_a_message_deleted_while_its_batch_is_being_indexed_is_deleted_without_a_deadlock(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL the drain holds its batch's queue rows while it derives their text; a delete
+    # arriving then waits for it (the delete's cascade needs the queue row), and the drain's index
+    # insert must not in turn wait for the deleted message row (a deadlock: one of them failed).
+    user_id, inbox = await user_with_inbox(db)
+    doomed, kept = await queue(db, user_id, inbox, make("Doomed", body="walrus"), make("Kept", body="walrus"))
+    deriving, release = threading.Event(), threading.Event()
+    original = search_backlog._texts
+
+    def slow_texts(*args: Any) -> Any:
+        deriving.set()
+        release.wait(10)
+        return original(*args)
+
+    monkeypatch.setattr(search_backlog, "_texts", slow_texts)
+
+    async def delete_doomed() -> None:
+        async with db.write() as session:
+            await session.exec(delete(Message).where(col(Message.id) == doomed))
+
+    drain = asyncio.create_task(search_backlog.drain(db))
+    await asyncio.to_thread(deriving.wait, 10)
+    deleting = asyncio.create_task(delete_doomed())
+    await asyncio.sleep(0.5)  # the delete is under way (on PostgreSQL: waiting for the drain)
+    release.set()
+    results = await asyncio.gather(drain, deleting, return_exceptions=True)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert (await search_backlog.pending(db), await index_rows(db)) == (0, 1)
+    assert await subjects(db, user_id, "walrus") == ["Kept"]
+    assert kept != doomed

@@ -85,7 +85,7 @@ async def index_pending(db: Database, *, user_id: int | None = None, limit: int 
         async with db.write() as session:
             connection = await session.connection()
             rows, raws = await _oldest(connection, db.bodies, user_id, limit, lock=True)
-            if rows:
+            if rows:  # (a message being deleted is not among them: its delete takes its queue row)
                 texts = await asyncio.to_thread(_texts, rows, raws)
                 await _take_off(connection, texts)
             return len(rows)
@@ -117,9 +117,29 @@ async def _oldest(
     if lock:
         query = query.with_for_update(skip_locked=True, of=SearchBacklog)
     rows = _within_bytes((await connection.execute(query)).all())
+    if lock and rows:
+        rows = await _key_shared(connection, rows)
     if not rows:
         return rows, {}
     return rows, await bodies.load(connection, [int(r.id) for r in rows])
+
+
+async def _key_shared(connection: AsyncConnection, rows: Sequence[Any]) -> Sequence[Any]:
+    """The rows whose message this transaction could lock FOR KEY SHARE (SKIP LOCKED).
+
+    The index row's foreign key needs that lock on the message when it is inserted. A message
+    being deleted holds its row, and its delete waits for the queue row this drain holds (ON
+    DELETE CASCADE): taking the lock only at the insert is a deadlock, which PostgreSQL breaks
+    by failing one of them, often the user's delete. Taken here, it makes a delete that comes
+    later wait for this batch, and a message already being deleted is left to its delete."""
+    ids = [int(r.id) for r in rows]
+    locked = await connection.execute(
+        core_select(col(Message.id))
+        .where(col(Message.id).in_(ids))
+        .with_for_update(read=True, key_share=True, skip_locked=True)
+    )
+    held = {int(mid) for mid in locked.scalars() if mid is not None}
+    return [r for r in rows if int(r.id) in held]
 
 
 async def _take_off(connection: AsyncConnection, texts: dict[int, SearchText]) -> None:
