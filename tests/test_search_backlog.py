@@ -152,3 +152,30 @@ async def test_a_message_deleted_while_its_batch_is_being_indexed_is_deleted_wit
     assert (await search_backlog.pending(db), await index_rows(db)) == (0, 1)
     assert await subjects(db, user_id, "walrus") == ["Kept"]
     assert kept != doomed
+
+
+async def test_a_rebuild_beside_a_drain_indexes_each_message_once_and_both_finish(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rebuild replaces a batch's index rows while the drain (holding the same messages' queue
+    # rows on PostgreSQL) derives their text: whichever commits second must find the first's work.
+    user_id, inbox = await user_with_inbox(db)
+    await queue(db, user_id, inbox, make("Invoice", body="copper kettle"), make("Receipt", body="copper pan"))
+    deriving, release = threading.Event(), threading.Event()
+    original = search_backlog._texts
+
+    def slow_texts(*args: Any) -> Any:
+        deriving.set()
+        release.wait(10)
+        return original(*args)
+
+    monkeypatch.setattr(search_backlog, "_texts", slow_texts)
+    drain = asyncio.create_task(search_backlog.drain(db))
+    await asyncio.to_thread(deriving.wait, 10)
+    rebuilding = asyncio.create_task(search_index.rebuild(db, user_id=user_id))
+    await asyncio.sleep(0.5)  # the rebuild is under way (on PostgreSQL: waiting for the drain's queue rows)
+    release.set()
+    results = await asyncio.gather(drain, rebuilding, return_exceptions=True)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert (await search_backlog.pending(db), await index_rows(db)) == (0, 2)
+    assert sorted(await subjects(db, user_id, "copper")) == ["Invoice", "Receipt"]

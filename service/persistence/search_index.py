@@ -273,13 +273,15 @@ async def _reindex(db: Database, ids: list[int]) -> int:
         ).all()  # fmt: skip
         raws = await bodies_of(session).load(connection, ids)  # wherever each body is (files or table)
         rows = [r for r in rows if int(r.id) in raws]
+        # The queue rows first: on PostgreSQL a drain holding them (search_backlog) commits its
+        # index rows before this goes on, and the DELETE below, a statement later, sees them.
+        await connection.execute(delete(SearchBacklog).where(col(SearchBacklog.message_id).in_(ids)))
         if connection.dialect.name == "sqlite":
             keys = text(f"SELECT {sqlite_key('message')} FROM message WHERE message.id IN :ids")  # noqa: S608
             doomed = text(f"DELETE FROM message_search WHERE rowid IN ({keys.text})")  # noqa: S608
         else:
             doomed = text("DELETE FROM message_search WHERE message_id IN :ids")
         await connection.execute(doomed.bindparams(bindparam("ids", expanding=True)), {"ids": ids})
-        await connection.execute(delete(SearchBacklog).where(col(SearchBacklog.message_id).in_(ids)))  # indexed now
         await add(
             connection,
             [
