@@ -39,11 +39,12 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select, update
 
 from service.domain.import_choices import InitialImport, InitialKind
-from service.domain.message_index import MessageIndex, index_message
+from service.domain.message_index import index_message
 from service.domain.retrieval import BatchLimits, FolderResult, LocalTarget, RunResult
 from service.errors import UnsupportedByServer
+from service.persistence.bodies import Bodies
 from service.persistence.database import Database
-from service.persistence.mailstore import IncomingMessage, MessageOrigin
+from service.persistence.mailstore import IncomingMessage, MessageOrigin, prestore_now
 from service.persistence.tables import PopUidl, RetrievalTask
 from service.persistence.types import utcnow
 from service.protocols.pop3 import Pop3Session
@@ -114,22 +115,36 @@ def _batches(numbers: Sequence[int], sizes: dict[int, int], limits: BatchLimits)
     return batches
 
 
-def _download(session: Pop3Session, numbers: list[int], sizes: dict[int, int]) -> list[tuple[int, bytes, MessageIndex]]:
-    """RETR a batch (pipelined when the server allows it) and index each message as it arrives,
-    in the calling worker thread (the event loop only commits)."""
-    return [
-        (number, raw, index_message(raw, with_search=False))  # indexed for search later
-        for number, raw in session.retrieve_many(numbers, sizes)
-    ]
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """What the download thread needs: the session, the maildrop's sizes, whose mail it is and
+    where bodies are kept."""
 
+    session: Pop3Session
+    sizes: dict[int, int]
+    task_id: int
+    bodies: Bodies
 
-def _mark_then_download(
-    session: Pop3Session, committed: tuple[int, ...], numbers: list[int], sizes: dict[int, int]
-) -> list[tuple[int, bytes, MessageIndex]]:
-    """DELE what earlier commits made safe, then RETR the next batch (each pipelined when the
-    server allows it). `committed` is a tuple the caller will never change, whatever the loop does next."""
-    _mark(session, committed)
-    return _download(session, numbers, sizes)
+    def download(self, numbers: list[int]) -> list[tuple[int, IncomingMessage]]:
+        """RETR a batch (pipelined when the server allows it), index each message's headers and
+        make the bodies durable (`prestore_now`), in the calling worker thread: the event loop
+        only commits. Search text is derived later (service.persistence.search_backlog)."""
+        fetched = [
+            (number, IncomingMessage(raw=raw, origin=self._origin, index=index_message(raw, with_search=False)))
+            for number, raw in self.session.retrieve_many(numbers, self.sizes)
+        ]
+        stored = prestore_now(self.bodies, [message for _, message in fetched])
+        return [(number, message) for (number, _), message in zip(fetched, stored, strict=True)]
+
+    def mark_then_download(self, committed: tuple[int, ...], numbers: list[int]) -> list[tuple[int, IncomingMessage]]:
+        """DELE what earlier commits made safe, then RETR the next batch (each pipelined when the
+        server allows it). `committed` is a tuple the caller will never change, whatever the loop does next."""
+        _mark(self.session, committed)
+        return self.download(numbers)
+
+    @property
+    def _origin(self) -> MessageOrigin:
+        return MessageOrigin(task_id=self.task_id, remote_folder=REMOTE_FOLDER)
 
 
 async def retrieve_pop3(db: Database, session: Pop3Session, plan: Pop3Plan, run: RunResult) -> None:
@@ -170,7 +185,8 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
     # tuple copy, and whatever is left when the loop ends is DELEd explicitly after it.
     to_delete: list[int] = []
     batches = _batches(wanted, drop.sizes, plan.batch)
-    pending = asyncio.ensure_future(asyncio.to_thread(_download, session, batches[0], drop.sizes)) if batches else None
+    fetch = _Fetch(session, drop.sizes, plan.owner.task_id, db.bodies)
+    pending = asyncio.ensure_future(asyncio.to_thread(fetch.download, batches[0])) if batches else None
     try:
         for index, batch in enumerate(batches):
             assert pending is not None
@@ -179,17 +195,15 @@ async def _retrieve(db: Database, session: Pop3Session, plan: Pop3Plan, result: 
             if index + 1 < len(batches) and not plan.owner.stopping:
                 due = tuple(to_delete)
                 to_delete.clear()
-                pending = asyncio.ensure_future(
-                    asyncio.to_thread(_mark_then_download, session, due, batches[index + 1], drop.sizes)
-                )
+                pending = asyncio.ensure_future(asyncio.to_thread(fetch.mark_then_download, due, batches[index + 1]))
             incoming, keys = [], []
-            for number, raw, message_index in fetched:
-                key = drop.keys[number] if drop.keys is not None else "sha256:" + message_index.sha256
+            for number, message in fetched:
+                assert message.index is not None
+                key = drop.keys[number] if drop.keys is not None else "sha256:" + message.index.sha256
                 if key in known:  # without UIDL: stored by a run that died before QUIT
-                    result.skipped += 1
+                    result.skipped += 1  # (its bytes, already in the body store, are compaction's)
                     continue
-                origin = MessageOrigin(task_id=plan.owner.task_id, remote_folder=REMOTE_FOLDER)
-                incoming.append(IncomingMessage(raw=raw, origin=origin, index=message_index))
+                incoming.append(message)
                 keys.append(key)
                 known[key] = utcnow()
             result.imported += await commit_pop_batch(
