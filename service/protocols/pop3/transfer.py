@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 MAX_LINE_BYTES = 1024 * 1024  # a line longer than this is not mail, it is an attack
 WINDOW = 16  # RETRs outstanding at most when the server offers PIPELINING
 _TERMINATOR = re.compile(rb"\n\.\r?\n")
+_DOT_LINE = re.compile(rb"\n\.(\r?\n)?")  # a line that starts with "."; with its line end, the terminator
 _CHUNK = 256 * 1024
 _T = TypeVar("_T")
 
@@ -94,17 +95,19 @@ class Replies:
         while True:
             if start < len(chunk):
                 found = _TERMINATOR.search(tail + chunk[start : start + 4])  # CRLF.CRLF across reads
-                shift = len(tail)
+                shift, stuffed = len(tail), True
                 if found is None:
-                    found, shift = _TERMINATOR.search(chunk, start), start
+                    (found, stuffed), shift = _terminator(chunk, start), start
                 if found is not None:  # the body ends at `cut` (relative to `start`; < 0: in `pieces`)
                     cut, after = found.start() + 1 - shift, found.end() - shift
                     self._buffer, self._position = chunk, start + after  # the next responses start there
+                    whole = not pieces and not stuffed and not chunk.startswith(b"..", start)
                     if cut >= 0:
                         pieces.append(chunk[start : start + cut])
                     else:
                         _trim(pieces, -cut)
-                    return _unstuffed(b"".join(pieces))
+                    body = b"".join(pieces)
+                    return body if whole else _unstuffed(body)
                 pieces.append(chunk[start:])
                 size += len(chunk) - start
                 tail = (tail + chunk[start:])[-4:]
@@ -175,6 +178,19 @@ def _trim(pieces: list[bytes], count: int) -> None:
         if len(last) > count:
             pieces.append(last[:-count])
         count -= len(last)
+
+
+def _terminator(chunk: bytes, start: int) -> tuple[re.Match[bytes] | None, bool]:
+    """The first terminator line in `chunk` from `start`, and whether a line before it starts
+    with "." (stuffed, RFC 1939 section 3). One scan: a line starting with "." is rare in mail
+    unless stuffed, so the body needs no second pass (`_unstuffed`) when none is found; a
+    message spanning reads is always unstuffed whole."""
+    dotted = False
+    for line in _DOT_LINE.finditer(chunk, start):
+        if line.group(1) is not None:
+            return line, dotted
+        dotted = True
+    return None, dotted
 
 
 def _unstuffed(data: bytes) -> bytes:
