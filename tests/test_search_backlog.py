@@ -179,3 +179,37 @@ async def test_a_rebuild_beside_a_drain_indexes_each_message_once_and_both_finis
     assert not [r for r in results if isinstance(r, BaseException)], results
     assert (await search_backlog.pending(db), await index_rows(db)) == (0, 2)
     assert sorted(await subjects(db, user_id, "copper")) == ["Invoice", "Receipt"]
+
+
+async def test_a_message_id_reused_while_a_batch_is_indexed_gets_its_own_text_not_the_deleted_ones(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite gives a new row the id of a deleted newest one. A drain that read Alice's message and
+    # finds its id queued again when it commits must not index Bob's new message with her words.
+    alice, alice_inbox = await user_with_inbox(db, "alice@example.test")
+    bob, bob_inbox = await user_with_inbox(db, "bob@example.test")
+    (secret,) = await queue(db, alice, alice_inbox, make("Alice's plans", body="nightingale"))
+    deriving, release = threading.Event(), threading.Event()
+    original = search_backlog._texts
+
+    def slow_texts(*args: Any) -> Any:
+        deriving.set()
+        release.wait(10)
+        return original(*args)
+
+    monkeypatch.setattr(search_backlog, "_texts", slow_texts)
+    first = asyncio.create_task(search_backlog.index_pending(db))
+    await asyncio.to_thread(deriving.wait, 10)
+    if db.is_sqlite:  # (PostgreSQL: the delete waits for this batch; its ids come from a sequence)
+        async with db.write() as session:
+            await session.exec(delete(Message).where(col(Message.id) == secret))
+        (reused,) = await queue(db, bob, bob_inbox, make("Bob's lunch", body="sandwich"))
+        assert reused == secret
+    release.set()
+    await first
+    monkeypatch.setattr(search_backlog, "_texts", original)
+    await search_backlog.drain(db)
+    assert await subjects(db, bob, "nightingale") == []
+    if db.is_sqlite:
+        assert await subjects(db, bob, "sandwich") == ["Bob's lunch"]
+    assert await search_backlog.pending(db) == 0

@@ -95,7 +95,8 @@ async def index_pending(db: Database, *, user_id: int | None = None, limit: int 
         return 0
     texts = await asyncio.to_thread(_texts, rows, raws)
     async with db.write() as session:
-        await _take_off(await session.connection(), texts)
+        connection = await session.connection()
+        await _take_off(connection, {mid: texts[mid] for mid in await _unchanged(connection, rows)})
     return len(rows)
 
 
@@ -105,8 +106,8 @@ async def _oldest(
     """The oldest queued messages' rows (within BATCH_BYTES) and their bodies."""
     query = (
         core_select(
-            col(Message.id), col(Message.size), col(Message.subject), col(Message.from_address),
-            col(Message.to_addresses), col(Message.cc_addresses),
+            col(Message.id), col(Message.user_id), col(Message.sha256), col(Message.size), col(Message.subject),
+            col(Message.from_address), col(Message.to_addresses), col(Message.cc_addresses),
         )
         .join_from(SearchBacklog, Message, col(Message.id) == col(SearchBacklog.message_id))
         .order_by(col(SearchBacklog.message_id))
@@ -140,6 +141,19 @@ async def _key_shared(connection: AsyncConnection, rows: Sequence[Any]) -> Seque
     )
     held = {int(mid) for mid in locked.scalars() if mid is not None}
     return [r for r in rows if int(r.id) in held]
+
+
+async def _unchanged(connection: AsyncConnection, rows: Sequence[Any]) -> set[int]:
+    """The ids that still name the messages read (same owner, same bytes), in the write transaction.
+
+    SQLite gives a new row the id of a deleted newest one: a message deleted after the batch was
+    read and another stored (and queued) under its id must get its own text, not the deleted
+    one's, which may be another user's."""
+    read = {int(r.id): (int(r.user_id), str(r.sha256)) for r in rows}
+    now = await connection.execute(
+        core_select(col(Message.id), col(Message.user_id), col(Message.sha256)).where(col(Message.id).in_(list(read)))
+    )
+    return {int(r.id) for r in now if read.get(int(r.id)) == (int(r.user_id), str(r.sha256))}
 
 
 async def _take_off(connection: AsyncConnection, texts: dict[int, SearchText]) -> None:
