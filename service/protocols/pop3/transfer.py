@@ -92,16 +92,19 @@ class Replies:
         size = 0
         tail = b"\r\n"  # the last bytes before `start`: the terminator and stuffing rules apply to line 1 too
         chunk, start = self._buffer, self._position
+        dotted = False  # a line that starts with "." so far: only then is stuffing undone
         while True:
             if start < len(chunk):
+                dotted = dotted or (tail.endswith(b"\n") and chunk.startswith(b".", start))  # a line split by reads
                 found = _TERMINATOR.search(tail + chunk[start : start + 4])  # CRLF.CRLF across reads
-                shift, stuffed = len(tail), True
+                shift = len(tail)
                 if found is None:
-                    (found, stuffed), shift = _terminator(chunk, start), start
+                    (found, dotted_here), shift = _terminator(chunk, start), start
+                    dotted = dotted or dotted_here
                 if found is not None:  # the body ends at `cut` (relative to `start`; < 0: in `pieces`)
                     cut, after = found.start() + 1 - shift, found.end() - shift
                     self._buffer, self._position = chunk, start + after  # the next responses start there
-                    whole = not pieces and not stuffed and not chunk.startswith(b"..", start)
+                    whole = not dotted
                     if cut >= 0:
                         pieces.append(chunk[start : start + cut])
                     else:

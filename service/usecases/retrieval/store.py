@@ -297,10 +297,12 @@ async def commit_pop_batch(
     async with db.write() as session:
         ids = await _deliver(session, owner, folder_id, messages, warnings, screened)
         now = utcnow()
-        # One batched INSERT: ORM objects (validated, tracked, flushed one by one) cost more than the mail.
-        await session.exec(
+        # One batched Core INSERT: ORM objects (validated, tracked, flushed one by one), or even the
+        # session's bulk path, cost more than storing the mail.
+        connection = await session.connection()
+        await connection.execute(
             insert(PopUidl),
-            params=[
+            [
                 {"task_id": owner.task_id, "uidl": key, "message_id": message_id, "retrieved_at": now,
                  "deleted_remotely": False, "not_imported": False}
                 for key, message_id in zip(keys, ids, strict=True)
