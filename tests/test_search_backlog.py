@@ -213,3 +213,20 @@ async def test_a_message_id_reused_while_a_batch_is_indexed_gets_its_own_text_no
     if db.is_sqlite:
         assert await subjects(db, bob, "sandwich") == ["Bob's lunch"]
     assert await search_backlog.pending(db) == 0
+
+
+async def test_a_search_whose_catch_up_fails_still_answers_and_says_what_waits(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    user_id, inbox = await user_with_inbox(db)
+    await queue(db, user_id, inbox, make("Indexed", body="otter"))
+    await search_backlog.drain(db)
+    await queue(db, user_id, inbox, make("Waiting", body="otter"))
+
+    async def unreadable(*args: Any, **kwargs: Any) -> int:
+        raise OSError(5, "Input/output error")  # a segment the disk will not give back
+
+    monkeypatch.setattr(search_backlog, "index_pending", unreadable)
+    results = await search(db=db, user_id=user_id, query="otter")
+    assert ([hit.message.subject for hit in results.hits], results.indexing) == (["Indexed"], 1)
+    assert "indexing the searcher's queued messages failed" in caplog.text

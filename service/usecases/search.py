@@ -19,6 +19,7 @@ MAX_OFFSET, and past it the results say so (`older_hidden`) instead of walking f
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ from service.errors import InvalidInput
 from service.persistence import search_backlog, search_index
 from service.persistence.database import Database
 from service.persistence.tables import Folder, Message
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 MAX_PER_PAGE = 200
@@ -154,8 +157,14 @@ async def search(*, db: Database, user_id: int, query: str, page: int = 1, per_p
 
 async def _catch_up(db: Database, user_id: int) -> int:
     """Index the searcher's messages that bulk retrieval queued (search_backlog), up to CATCH_UP
-    of them, so words find mail the list already shows; how many still wait after that."""
-    taken = await search_backlog.drain(db, user_id=user_id, most=search_backlog.CATCH_UP)
+    of them, so words find mail the list already shows; how many still wait after that. Indexing
+    that fails (a body the disk will not give back, a lock the database gave up on) is logged and
+    left to the background job: the search still answers from the index, and says what waits."""
+    try:
+        taken = await search_backlog.drain(db, user_id=user_id, most=search_backlog.CATCH_UP)
+    except Exception:
+        log.exception("indexing the searcher's queued messages failed")
+        taken = search_backlog.CATCH_UP
     return await search_backlog.pending(db, user_id=user_id) if taken >= search_backlog.CATCH_UP else 0
 
 
