@@ -41,11 +41,16 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
+# The project's own modules are byte-compiled as pip does for an installed wheel (UV_COMPILE_BYTECODE
+# covers the dependencies only): every `tributary` command would otherwise compile them at each start
+# where PYTHONDONTWRITEBYTECODE is set.
 install: $(UV) ## Create .venv with the pinned dependencies (uv.lock), the development tools included
 	$(UV) sync --frozen --python $(PYTHON)
+	$(BIN)/python -m compileall -q service web
 
 install-runtime: $(UV) ## Create .venv with the runtime dependencies only (no test browser, no linters)
 	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
+	$(BIN)/python -m compileall -q service web
 
 system-deps: ## Install the Debian packages the tests use (Dovecot, Chromium, systemd-analyze) when missing
 	$(call apt_install,$(DEB_PACKAGES))
