@@ -230,3 +230,26 @@ async def test_a_search_whose_catch_up_fails_still_answers_and_says_what_waits(
     results = await search(db=db, user_id=user_id, query="otter")
     assert ([hit.message.subject for hit in results.hits], results.indexing) == (["Indexed"], 1)
     assert "indexing the searcher's queued messages failed" in caplog.text
+
+
+async def test_a_body_the_disk_will_not_read_does_not_hold_up_the_queue(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(settings.model_copy(update={"body_store": "files"}))
+    try:
+        user_id, inbox = await user_with_inbox(db)
+        broken, _ = await queue(db, user_id, inbox, make("Bad sector", body="puffin"), make("Fine", body="puffin"))
+        read = db.bodies.segments.read
+
+        def failing(message_id: int, ref: Any) -> bytes:
+            if message_id == broken:
+                raise OSError(5, "Input/output error")
+            return read(message_id, ref)
+
+        monkeypatch.setattr(db.bodies.segments, "read", failing)
+        assert await search_backlog.drain(db) == 2
+        assert await search_backlog.pending(db) == 0
+        assert await subjects(db, user_id, "puffin") == ["Fine"]
+        assert await subjects(db, user_id, "subject:sector") == ["Bad sector"]
+    finally:
+        await db.dispose()

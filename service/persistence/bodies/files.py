@@ -9,7 +9,7 @@ message deletes its reference (ON DELETE CASCADE); its bytes stay until compacti
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Sequence
 
 from sqlalchemy import delete, insert, select
@@ -19,6 +19,8 @@ from sqlmodel import col
 from service.errors import BodyUnreadable
 from service.persistence.bodies.segments import BodyRef, Segments
 from service.persistence.tables import MessageBodyRef
+
+log = logging.getLogger(__name__)
 
 
 class FileBodyStore:
@@ -75,11 +77,17 @@ class FileBodyStore:
         return await self.read(await self.locate(connection, message_ids))
 
     async def read(self, refs: dict[int, BodyRef]) -> dict[int, bytes]:
-        """The checked bytes at those references, each read in a worker thread; the unreadable left out."""
+        """The checked bytes at those references, each read in a worker thread; the unreadable left out,
+        also one the operating system will not read (EIO, EACCES: logged), so that one bad segment
+        does not stop a bulk reader (the search backlog, which would retry that batch forever)."""
         found: dict[int, bytes] = {}
         for mid, ref in refs.items():
-            with contextlib.suppress(BodyUnreadable):
+            try:
                 found[mid] = await asyncio.to_thread(self.segments.read, mid, ref)
+            except BodyUnreadable:
+                continue
+            except OSError as exc:
+                log.warning("message %d: segment %d cannot be read: %s", mid, ref.segment, exc)
         return found
 
     async def delete(self, connection: AsyncConnection, message_ids: Sequence[int]) -> None:
