@@ -300,14 +300,15 @@ async def commit_pop_batch(
         # One batched Core INSERT: ORM objects (validated, tracked, flushed one by one), or even the
         # session's bulk path, cost more than storing the mail.
         connection = await session.connection()
-        await connection.execute(
-            insert(PopUidl),
-            [
-                {"task_id": owner.task_id, "uidl": key, "message_id": message_id, "retrieved_at": now,
-                 "deleted_remotely": False, "not_imported": False}
-                for key, message_id in zip(keys, ids, strict=True)
-            ],
-        )  # fmt: skip
+        if keys:  # (none in the commit of a run's last warnings: an empty list would insert one bare row)
+            await connection.execute(
+                insert(PopUidl),
+                [
+                    {"task_id": owner.task_id, "uidl": key, "message_id": message_id, "retrieved_at": now,
+                     "deleted_remotely": False, "not_imported": False}
+                    for key, message_id in zip(keys, ids, strict=True)
+                ],
+            )  # fmt: skip
     stored = sum(1 for message_id in ids if message_id is not None)
     owner.progress.stored += stored
     return stored
