@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlmodel import col, delete
 
 from service.config import Settings
-from service.persistence import mailstore, search_backlog, search_index
+from service.persistence import mailstore, migrations, search_backlog, search_index
 from service.persistence.database import Database
 from service.persistence.secrets import SecretBox
 from service.persistence.tables import Message
@@ -251,5 +251,24 @@ async def test_a_body_the_disk_will_not_read_does_not_hold_up_the_queue(
         assert await search_backlog.pending(db) == 0
         assert await subjects(db, user_id, "puffin") == ["Fine"]
         assert await subjects(db, user_id, "subject:sector") == ["Bad sector"]
+    finally:
+        await db.dispose()
+
+
+async def test_mail_a_downgrade_left_unindexed_is_queued_again_by_the_upgrade(settings: Settings) -> None:
+    db = Database(settings)
+    user_id, inbox = await user_with_inbox(db)
+    await queue(db, user_id, inbox, make("Indexed before", body="albatross"))
+    await search_backlog.drain(db)
+    await queue(db, user_id, inbox, make("Queued at the downgrade", body="albatross"))
+    await db.dispose()
+    migrations.downgrade(settings, "0012")  # the queue goes; 0012's code never indexes that message
+    migrations.upgrade(settings)
+    db = Database(settings)
+    try:
+        assert await search_backlog.pending(db) == 1  # the indexed one is not queued twice
+        await search_backlog.drain(db)
+        assert sorted(await subjects(db, user_id, "albatross")) == ["Indexed before", "Queued at the downgrade"]
+        assert await index_rows(db) == 2
     finally:
         await db.dispose()
