@@ -12,7 +12,8 @@ lock; then, in one short write transaction, it takes them off the queue and writ
 index rows. Taking them off with DELETE ... RETURNING makes a message indexed once whoever
 else is draining (two workers on PostgreSQL, a search beside the background job, `search
 rebuild`, which clears the rows it indexes): the second finds the row gone and writes
-nothing. A message deleted meanwhile has left the queue with its row (ON DELETE CASCADE).
+nothing. A message deleted meanwhile has left the queue with its row (ON DELETE CASCADE),
+and an id SQLite gave again to a new message since is indexed with that message's text.
 A message whose body cannot be read is indexed by its headers, so it never blocks the queue.
 
 Who drains it: the scheduler's `search_index` job in `tributary serve` and `tributary
@@ -78,9 +79,10 @@ async def index_pending(db: Database, *, user_id: int | None = None, limit: int 
 
     On PostgreSQL, where several workers drain at once, the batch is read, indexed and taken off
     in one transaction whose rows are locked FOR UPDATE SKIP LOCKED: each worker takes a batch
-    of its own instead of all of them deriving the same texts (row locks block no other
-    writer). SQLite has one writer for the whole database, which must not wait for text
-    extraction: there the batch is read first and taken off after (a second drain finds it gone)."""
+    of its own instead of all of them deriving the same texts. The locks (and its messages' FOR
+    KEY SHARE, `_key_shared`) make only a delete of one of those messages wait for the batch.
+    SQLite has one writer for the whole database, which must not wait for text extraction:
+    there the batch is read first and taken off after (a second drain finds it gone)."""
     if not db.is_sqlite:
         async with db.write() as session:
             connection = await session.connection()
