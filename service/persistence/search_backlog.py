@@ -40,7 +40,7 @@ from service.persistence.tables import Message, SearchBacklog
 
 BATCH_MESSAGES = 250
 BATCH_BYTES = 16 * 1024 * 1024  # bodies read at once (a bigger message makes a batch of its own)
-CATCH_UP = 2_000  # messages a search indexes for its searcher before it runs
+CATCH_UP = 500  # messages a search indexes for its searcher before it runs (a fraction of a second)
 
 
 async def enqueue(connection: AsyncConnection, user_id: int, message_ids: Sequence[int]) -> None:

@@ -271,8 +271,9 @@ async def _reindex(db: Database, ids: list[int]) -> int:
                 .where(col(Message.id).in_(ids))
             )
         ).all()  # fmt: skip
-        raws = await bodies_of(session).load(connection, ids)  # wherever each body is (files or table)
-        rows = [r for r in rows if int(r.id) in raws]
+        # Wherever each body is (files or table); one that cannot be read (missing, damaged: `bodies
+        # verify` reports it) is indexed by its headers, as the search backlog's drain does.
+        raws = await bodies_of(session).load(connection, ids)
         # The queue rows first: on PostgreSQL a drain holding them (search_backlog) commits its
         # index rows before this goes on, and the DELETE below, a statement later, sees them.
         await connection.execute(delete(SearchBacklog).where(col(SearchBacklog.message_id).in_(ids)))
@@ -285,8 +286,8 @@ async def _reindex(db: Database, ids: list[int]) -> int:
         await add(
             connection,
             [
-                (int(r.id), search_text(raws[int(r.id)], subject=r.subject, sender=r.from_address, to=r.to_addresses,
-                                        cc=r.cc_addresses))
+                (int(r.id), search_text(raws.get(int(r.id), b""), subject=r.subject, sender=r.from_address,
+                                        to=r.to_addresses, cc=r.cc_addresses))
                 for r in rows
             ],
         )  # fmt: skip
