@@ -31,6 +31,21 @@ async def queue(db: Database, user_id: int, folder_id: int, *raws: bytes) -> lis
         )
 
 
+def held_texts(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make a drain stop while it derives a batch's text: `deriving` is set once it has read the
+    batch, and it goes on when `release` is set."""
+    deriving, release = threading.Event(), threading.Event()
+    original = search_backlog._texts
+
+    def slow_texts(*args: Any) -> Any:
+        deriving.set()
+        release.wait(10)
+        return original(*args)
+
+    monkeypatch.setattr(search_backlog, "_texts", slow_texts)
+    return deriving, release
+
+
 async def index_rows(db: Database) -> int:
     async with db.read() as session:
         return int((await session.exec(text("SELECT count(*) FROM message_search"))).one()[0])  # type: ignore[call-overload]
@@ -128,15 +143,7 @@ async def test_a_message_deleted_while_its_batch_is_being_indexed_is_deleted_wit
     # insert must not in turn wait for the deleted message row (a deadlock: one of them failed).
     user_id, inbox = await user_with_inbox(db)
     doomed, kept = await queue(db, user_id, inbox, make("Doomed", body="walrus"), make("Kept", body="walrus"))
-    deriving, release = threading.Event(), threading.Event()
-    original = search_backlog._texts
-
-    def slow_texts(*args: Any) -> Any:
-        deriving.set()
-        release.wait(10)
-        return original(*args)
-
-    monkeypatch.setattr(search_backlog, "_texts", slow_texts)
+    deriving, release = held_texts(monkeypatch)
 
     async def delete_doomed() -> None:
         async with db.write() as session:
@@ -161,15 +168,7 @@ async def test_a_rebuild_beside_a_drain_indexes_each_message_once_and_both_finis
     # rows on PostgreSQL) derives their text: whichever commits second must find the first's work.
     user_id, inbox = await user_with_inbox(db)
     await queue(db, user_id, inbox, make("Invoice", body="copper kettle"), make("Receipt", body="copper pan"))
-    deriving, release = threading.Event(), threading.Event()
-    original = search_backlog._texts
-
-    def slow_texts(*args: Any) -> Any:
-        deriving.set()
-        release.wait(10)
-        return original(*args)
-
-    monkeypatch.setattr(search_backlog, "_texts", slow_texts)
+    deriving, release = held_texts(monkeypatch)
     drain = asyncio.create_task(search_backlog.drain(db))
     await asyncio.to_thread(deriving.wait, 10)
     rebuilding = asyncio.create_task(search_index.rebuild(db, user_id=user_id))
@@ -189,15 +188,8 @@ async def test_a_message_id_reused_while_a_batch_is_indexed_gets_its_own_text_no
     alice, alice_inbox = await user_with_inbox(db, "alice@example.test")
     bob, bob_inbox = await user_with_inbox(db, "bob@example.test")
     (secret,) = await queue(db, alice, alice_inbox, make("Alice's plans", body="nightingale"))
-    deriving, release = threading.Event(), threading.Event()
     original = search_backlog._texts
-
-    def slow_texts(*args: Any) -> Any:
-        deriving.set()
-        release.wait(10)
-        return original(*args)
-
-    monkeypatch.setattr(search_backlog, "_texts", slow_texts)
+    deriving, release = held_texts(monkeypatch)
     first = asyncio.create_task(search_backlog.index_pending(db))
     await asyncio.to_thread(deriving.wait, 10)
     if db.is_sqlite:  # (PostgreSQL: the delete waits for this batch; its ids come from a sequence)
