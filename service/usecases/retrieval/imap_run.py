@@ -27,7 +27,6 @@ After that, and for every folder first met later, everything is imported.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -38,7 +37,7 @@ from service.errors import MailboxMissing, MessageWithheld
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage
 from service.protocols.imap import ImapSession, RemoteFolder
-from service.usecases.retrieval.imap_batches import Batch, Source, plan_batches
+from service.usecases.retrieval.imap_batches import Batch, Prefetch, Source, plan_batches
 from service.usecases.retrieval.imap_batches import incoming_message as incoming_message  # push's fast path uses it
 from service.usecases.retrieval.imap_renames import Orphans, follow_rename, orphan_reset_excluded
 from service.usecases.retrieval.store import (
@@ -179,23 +178,15 @@ async def retrieve_folder(
     committer = _FolderCommitter(
         db, plan, folder.path, folder_id, selected.uidvalidity, known, warnings, result, adopt_from
     )
-    source = Source(session, plan.owner.task_id, folder.path, selected.uidvalidity, db.bodies)
-    pending = asyncio.ensure_future(asyncio.to_thread(source.download, batches[0].fetch)) if batches else None
+    ahead = Prefetch(Source(session, plan.owner.task_id, folder.path, selected.uidvalidity, db.bodies), batches)
     try:
-        for index, batch in enumerate(batches):
-            assert pending is not None
-            fetched = await pending
-            more = index + 1 < len(batches) and not plan.owner.stopping
-            pending = (
-                asyncio.ensure_future(asyncio.to_thread(source.download, batches[index + 1].fetch)) if more else None
-            )
+        for batch in batches:
+            fetched = await ahead.next(more=not plan.owner.stopping)
             await committer.commit(batch, fetched)
             if plan.owner.stopping:  # shutting down: this batch is safe, the rest waits for the next run
                 break
     finally:
-        if pending is not None:  # a commit failed: let the download in flight finish before the session closes
-            with contextlib.suppress(Exception):
-                await pending
+        await ahead.settle()  # a commit failed or a shutdown: the session is idle before it closes
     if ceiling > (batches[-1].cover if batches else 0) and not plan.owner.stopping:
         await commit_batch(  # "since": the older mail above the last one brought stays behind
             db,
