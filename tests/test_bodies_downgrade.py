@@ -48,7 +48,7 @@ async def test_a_damaged_body_stops_the_downgrade_with_nothing_lost(settings: Se
     await _store_in_files(settings)
     segment = settings.data_dir / "bodies" / "00000001.seg"
     damaged = bytearray(segment.read_bytes())
-    damaged[-1] ^= 0xFF
+    damaged[len(b"".join(RAWS)) - 1] ^= 0xFF  # the last body's last byte (zeros to a whole block follow it)
     segment.write_bytes(bytes(damaged))
     with pytest.raises(RuntimeError, match="damaged; not downgrading"):
         migrations.downgrade(settings, "0011")

@@ -52,10 +52,11 @@ async def env(
 
 
 def fill(env: Env, first: int, count: int) -> list[bytes]:
-    """`count` messages numbered from `first` (every fifth a larger one), delivered to the server's inbox."""
+    """`count` messages numbered from `first`, delivered to the server's inbox. Every fifth is over
+    a megabyte, so its batch is written with O_DIRECT (service.persistence.bodies.direct)."""
     messages = [
         f"Subject: kill {n}\r\nMessage-ID: <{n}@bodies-kills.test>\r\n\r\n".encode()
-        + (b"body %d\r\n" % n) * (1 + 4000 * (n % 5 == 0))
+        + (b"body %d\r\n" % n) * (1 + 120_000 * (n % 5 == 0))
         for n in range(first, first + count)
     ]
     for raw in messages:

@@ -2,10 +2,11 @@
 
 A segment is `NNNNNNNN.seg`, bytes only: which message lies where is in the database
 (`message_body_ref`). Writers append to the highest-numbered segment and roll over to a
-new one once it has reached `roll_bytes` (64 MB). One batch is one `writev` and one
-`fdatasync`; creating a segment also fsyncs the directory, so the file's name survives a
-power cut with its bytes (and so does the first write of a process to a segment it did not
-create: its creator may have been killed before its directory fsync). The caller commits
+new one once it has reached `roll_bytes` (64 MB). One batch is one `writev` (a bulk batch:
+positioned writes with O_DIRECT from a block boundary, see `direct`) and one `fdatasync`;
+creating a segment also fsyncs the directory, so the file's name survives a power cut
+with its bytes (and so does the first write of a process to a segment it did not create:
+its creator may have been killed before its directory fsync). The caller commits
 the references only after `append` returns: a crash in between leaves bytes nobody
 references (compaction reclaims them), never a reference to bytes that are not on disk.
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.errors import BodyDamaged, BodyMissing
+from service.persistence.bodies import direct
 
 SEGMENT_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
@@ -61,6 +63,7 @@ class Segments:
         self.roll_bytes = roll_bytes
         self._lock = threading.Lock()
         self._named: set[int] = set()  # segments whose directory entry this process has fsynced
+        self._direct: direct.DirectWriter | None = direct.DirectWriter()  # None once refused here
 
     def path(self, segment: int) -> Path:
         return self.root / f"{segment:08d}.seg"
@@ -79,7 +82,7 @@ class Segments:
             _fsync_directory(self.root.parent)
 
     def append(self, raws: Sequence[bytes], digests: Sequence[str | None] | None = None) -> list[BodyRef]:
-        """Append the bodies durably (one writev, one fdatasync); their references, in order.
+        """Append the bodies durably (written, then one fdatasync); their references, in order.
         `digests`: each body's SHA-256 (hex) where the caller has it already (the index row's),
         so a body is hashed once on its way in."""
         if not raws:
@@ -98,7 +101,7 @@ class Segments:
                     segment += 1
                     fd = os.open(self.path(segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
                     created, start = True, 0
-                _write_all(fd, raws)
+                start = self._write(fd, start, raws)
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
@@ -111,6 +114,21 @@ class Segments:
             refs.append(BodyRef(segment, offset, len(raw), digest or hashlib.sha256(raw).hexdigest()))
             offset += len(raw)
         return refs
+
+    def _write(self, fd: int, start: int, raws: Sequence[bytes]) -> int:
+        """Write the bodies to the segment open on `fd`, whose size is `start`; where they begin.
+        Direct (service.persistence.bodies.direct) unless this filesystem refused it once."""
+        if self._direct is not None and sum(map(len, raws)) >= direct.MIN_BYTES:
+            try:
+                direct.enable(fd)
+                begin = direct.aligned(start)
+                self._direct.write(fd, begin, raws)
+                return begin
+            except direct.DirectUnsupported:
+                self._direct = None
+                direct.disable(fd)
+        _write_all(fd, raws)
+        return start
 
     def read(self, message_id: int, ref: BodyRef) -> bytes:
         """The referenced bytes, checked against the reference's length and SHA-256."""
