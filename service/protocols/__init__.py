@@ -1,4 +1,4 @@
-"""One adapter per protocol (imap.py, pop3.py, smtp.py), with the TLS mode as data.
+"""One adapter per protocol (the packages imap/, pop3/ and smtp/), with the TLS mode as data.
 
 Adapters are the only code that talks to imaplib/imapclient, poplib and
 aiosmtplib; they translate those libraries' and ssl's exceptions into
