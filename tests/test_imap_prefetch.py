@@ -1,6 +1,7 @@
 """The IMAP run's prefetch: batches FETCHed in order, one at a time, each made durable while the
-next is FETCHed, handed to the commit in order, at most two ahead, and every one in flight
-settled before the session closes (service.usecases.retrieval.imap_batches.Prefetch).
+next is FETCHed, handed to the commit in order, at most two ahead; no FETCH after a failed one,
+never two at once nor one after `settle` even when the run is cancelled mid-FETCH
+(service.usecases.retrieval.imap_prefetch).
 
 The stages are scripted here (threads, events) because the property is the overlap itself;
 the retrieval tests run the same pipeline against Dovecot, and the kill tests cut it."""
@@ -14,7 +15,8 @@ from typing import cast
 import pytest
 
 from service.persistence.mailstore import IncomingMessage
-from service.usecases.retrieval.imap_batches import Batch, Prefetch, Source
+from service.usecases.retrieval.imap_batches import Batch, Source
+from service.usecases.retrieval.imap_prefetch import Prefetch
 
 WAIT = 10.0  # seconds a stage waits for the other before the test calls it sequential
 
@@ -32,6 +34,7 @@ class Stages:
         self.durable: dict[int, threading.Event] = {}
         self.gates: dict[int, threading.Event] = {}
         self.fail_fetch: set[int] = set()
+        self.holds: dict[int, threading.Event] = {}  # batch n's FETCH waits for holds[n]
 
     def event(self, uid: int, events: dict[int, threading.Event] | None = None) -> threading.Event:
         with self.lock:
@@ -43,6 +46,9 @@ class Stages:
             self.most_fetching = max(self.most_fetching, self.fetching)
         self.event(uids[0]).set()
         try:
+            hold = self.holds.get(uids[0])
+            if hold is not None:
+                assert hold.wait(WAIT), f"batch {uids[0]}'s FETCH was never released"
             if uids[0] in self.fail_fetch:
                 raise ConnectionError(f"lost during batch {uids[0]}")
             with self.lock:
@@ -101,28 +107,77 @@ async def test_at_most_two_batches_wait_ahead_of_the_commit() -> None:
     stages = Stages()
     ahead = prefetch(stages, 6)
     assert number(await ahead.next()) == 1
+    assert await asyncio.to_thread(stages.event(3, stages.durable).wait, WAIT)
     for _ in range(50):  # give the pipeline every chance to run further ahead than it may
         await asyncio.sleep(0)
-    await asyncio.sleep(0.05)
     assert stages.fetched == [1, 2, 3]
     await ahead.settle()
 
 
-async def test_a_lost_connection_raises_in_order_and_settle_waits_for_the_rest() -> None:
+async def test_no_fetch_after_a_lost_connection_and_settle_waits_for_the_rest() -> None:
     stages = Stages()
     stages.fail_fetch = {2}
     ahead = prefetch(stages, 4)
     assert number(await ahead.next()) == 1
     with pytest.raises(ConnectionError, match="batch 2"):
         await ahead.next()
-    await ahead.settle()  # batch 3 (in flight) finished; batch 4 was never started
-    assert stages.fetched == [1, 3]
-    assert stages.fetching == 0
+    await ahead.settle()  # batch 3 was waiting for the session: it never asked
+    assert stages.fetched == [1]
+    assert sorted(stages.started) == [1, 2]
 
 
-async def test_shutting_down_starts_nothing_more() -> None:
+async def test_shutting_down_fetches_nothing_more() -> None:
     stages = Stages()
     ahead = prefetch(stages, 6)
     assert number(await ahead.next(more=False)) == 1
     await ahead.settle()
+    assert stages.fetched == [1]
+
+
+async def test_a_run_cancelled_mid_fetch_waits_for_it_and_sends_nothing_beside_or_after_it() -> None:
+    """Ctrl-C, or asyncio.run's teardown: the FETCH thread runs on; nothing may join it on the
+    session, and settle returns (the session may close) only once it has returned."""
+    stages = Stages()
+    release = threading.Event()
+    stages.holds[2] = release
+    ahead = prefetch(stages, 5)
+    assert number(await ahead.next()) == 1  # batch 2 FETCHing (held), batch 3 waiting for the session
+    assert await asyncio.to_thread(stages.event(2).wait, WAIT)
+    run = asyncio.ensure_future(ahead.next())
+    await asyncio.sleep(0)
+    run.cancel()
+    await asyncio.sleep(0.05)
+    assert not run.done()  # still waiting for the FETCH's thread
+    threading.Timer(0.05, release.set).start()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert stages.fetching == 0
+    await ahead.settle()
+    assert stages.fetched == [1, 2]  # batch 3 never asked the session
+    assert stages.most_fetching == 1
+
+
+async def test_settle_cancelled_still_waits_and_leaves_nothing_unawaited() -> None:
+    stages = Stages()
+    release = threading.Event()
+    stages.holds[2] = release
+    ahead = prefetch(stages, 4)
+
+    async def commit_fails() -> None:
+        try:
+            await ahead.next()
+            raise RuntimeError("the commit failed")
+        finally:
+            await ahead.settle()
+
+    run = asyncio.ensure_future(commit_fails())
+    assert await asyncio.to_thread(stages.event(2).wait, WAIT)
+    await asyncio.sleep(0.01)
+    run.cancel()  # teardown while settle waits for batch 2's FETCH
+    await asyncio.sleep(0.05)
+    assert not run.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert stages.fetching == 0
     assert stages.fetched == [1, 2]

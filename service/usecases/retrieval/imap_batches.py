@@ -5,9 +5,6 @@ UIDVALIDITY, UID: DESIGN section 3). Used by imap_run (full runs) and push's fas
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -78,53 +75,6 @@ class Source:
         """Make a fetched batch's bodies durable (`prestore_now`) in the calling worker thread, so
         its commit only writes rows. The disk and the hashing release the GIL."""
         return prestore_now(self.bodies, fetched)
-
-
-class Prefetch:
-    """A folder's batches fetched and made durable ahead of their commit.
-
-    While the event loop commits batch n, batches n+1 and n+2 are on their way, each in
-    worker threads: FETCHed (one at a time and in order: an IMAP session answers one command
-    after another), then written to the body store. So the disk write and fdatasync of one
-    batch overlap the FETCH of the next, and both the commit of the one before. At most
-    `depth` + 1 batches are in memory. Exactly-once is untouched: a batch is committed, with
-    its cursor, only after its own bodies are durable; bodies of batches never committed
-    (a failed commit, a shutdown) are unreferenced bytes that compaction reclaims."""
-
-    def __init__(self, source: Source, batches: Sequence[Batch], *, depth: int = 2) -> None:
-        self._source = source
-        self._waiting = deque(batch.fetch for batch in batches)
-        self._depth = depth
-        self._session = asyncio.Lock()  # FIFO: FETCHes go out in batch order
-        self._flying: deque[asyncio.Future[list[IncomingMessage]]] = deque()
-
-    def _top_up(self) -> None:
-        while self._waiting and len(self._flying) < self._depth:
-            self._flying.append(asyncio.ensure_future(self._prepare(self._waiting.popleft())))
-
-    async def _prepare(self, uids: list[int]) -> list[IncomingMessage]:
-        async with self._session:
-            fetched = await asyncio.to_thread(self._source.fetch, uids)
-        return await asyncio.to_thread(self._source.store, fetched)
-
-    async def next(self, *, more: bool = True) -> list[IncomingMessage]:
-        """The next batch, fetched and durable. With `more` False (shutting down) nothing further
-        is started."""
-        self._top_up()
-        batch = await self._flying.popleft()
-        if more:
-            self._top_up()
-        else:
-            self._waiting.clear()
-        return batch
-
-    async def settle(self) -> None:
-        """Let the batches in flight finish (their failures are not this caller's any more), so
-        the session is idle before it closes."""
-        self._waiting.clear()
-        while self._flying:
-            with contextlib.suppress(Exception):
-                await self._flying.popleft()
 
 
 def incoming_message(message: FetchedMessage, task_id: int, remote: str, uidvalidity: int) -> IncomingMessage:

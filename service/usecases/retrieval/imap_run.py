@@ -37,8 +37,9 @@ from service.errors import MailboxMissing, MessageWithheld
 from service.persistence.database import Database
 from service.persistence.mailstore import IncomingMessage
 from service.protocols.imap import ImapSession, RemoteFolder
-from service.usecases.retrieval.imap_batches import Batch, Prefetch, Source, plan_batches
+from service.usecases.retrieval.imap_batches import Batch, Source, plan_batches
 from service.usecases.retrieval.imap_batches import incoming_message as incoming_message  # push's fast path uses it
+from service.usecases.retrieval.imap_prefetch import Prefetch
 from service.usecases.retrieval.imap_renames import Orphans, follow_rename, orphan_reset_excluded
 from service.usecases.retrieval.store import (
     Adoption,
