@@ -108,6 +108,28 @@ def test_a_refused_first_write_falls_back_for_good(segments: Segments, monkeypat
     _read_all(segments, [*refs, *more], [*BIG, BIG[1]])
 
 
+def test_a_write_refused_mid_batch_writes_the_batch_again_through_the_page_cache(
+    segments: Segments, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device wanting more alignment than BLOCK: the first 4 MiB lands, the padded tail is EINVAL."""
+    real = os.pwrite
+    calls = 0
+
+    def tail_refused(fd: int, data: Any, offset: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", tail_refused)
+    refs = segments.append(BIG)
+    landed = direct.BUFFER_BYTES  # the first write's bytes stay, referenced by nothing
+    assert [r.offset for r in refs] == [landed + sum(map(len, BIG[:i])) for i in range(len(BIG))]
+    assert os.path.getsize(segments.path(1)) == landed + sum(map(len, BIG))
+    _read_all(segments, refs, BIG)
+
+
 def test_a_full_disk_raises_and_the_next_batch_still_lands(segments: Segments, monkeypatch: pytest.MonkeyPatch) -> None:
     first = segments.append(BIG)
     real = os.pwrite

@@ -17,10 +17,11 @@ only batches of at least `MIN_BYTES` go direct (bulk retrieval's are up to 16 MB
 is under 0.4 %, and smaller ones through the page cache as before. The caller still
 fdatasyncs: that makes the file's new size durable and flushes the device's cache.
 
-A filesystem without O_DIRECT (tmpfs before Linux 6.6, some network filesystems) refuses it with EINVAL, when
-the flag is set or at the first write; `DirectUnsupported` then tells the caller to write
-through the page cache from then on. Reads are unaffected: Linux keeps the page cache
-coherent with direct writes.
+A filesystem without O_DIRECT (tmpfs before Linux 6.6, some network filesystems) refuses it
+with EINVAL, when the flag is set or at a write (a device wanting more alignment than BLOCK);
+`DirectUnsupported` then tells the caller to write the batch again, after whatever part of it
+landed, through the page cache, and so from then on. Reads are unaffected: Linux keeps the
+page cache coherent with direct writes.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class DirectWriter:
 
     def write(self, fd: int, offset: int, raws: Sequence[bytes]) -> None:
         """Write the bodies back to back from `offset` (a multiple of BLOCK), the last block
-        padded with zeros. Raises DirectUnsupported when the first write is refused."""
+        padded with zeros. Raises DirectUnsupported when a write is refused."""
         if self._buffer is None:
             self._buffer = mmap.mmap(-1, BUFFER_BYTES)
         view = memoryview(self._buffer)
@@ -88,24 +89,26 @@ class DirectWriter:
                     view[filled : filled + step] = data[taken : taken + step]
                     filled, taken = filled + step, taken + step
                     if filled == BUFFER_BYTES:
-                        written += _write_at(fd, view, offset + written, first=written == 0)
+                        written += _write_at(fd, view, offset + written)
                         filled = 0
             if filled:
                 padded = aligned(filled)
                 view[filled:padded] = bytes(padded - filled)
-                _write_at(fd, view[:padded], offset + written, first=written == 0)
+                _write_at(fd, view[:padded], offset + written)
         finally:
             view.release()
 
 
-def _write_at(fd: int, data: memoryview, offset: int, *, first: bool) -> int:
-    """pwrite all of `data` at `offset`, resuming after a short write (a whole number of blocks)."""
+def _write_at(fd: int, data: memoryview, offset: int) -> int:
+    """pwrite all of `data` at `offset`, resuming after a short write (a whole number of blocks).
+    EINVAL, at any write of the batch (a device wanting more than BLOCK), is DirectUnsupported:
+    what the batch wrote so far is referenced by nothing."""
     done = 0
     while done < len(data):
         try:
             done += os.pwrite(fd, data[done:], offset + done)
         except OSError as exc:
-            if first and done == 0 and exc.errno == errno.EINVAL:
+            if exc.errno == errno.EINVAL:
                 raise DirectUnsupported from exc
             raise
     return done

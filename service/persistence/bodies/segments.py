@@ -127,6 +127,7 @@ class Segments:
             except direct.DirectUnsupported:
                 self._direct = None
                 direct.disable(fd)
+                start = os.fstat(fd).st_size  # after any part of the batch a refused write left
         _write_all(fd, raws)
         return start
 
