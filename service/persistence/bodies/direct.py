@@ -39,7 +39,7 @@ MIN_BYTES = 1024 * 1024  # smaller batches (push's single messages) go through t
 
 
 class DirectUnsupported(Exception):
-    """The filesystem refused O_DIRECT before anything was written."""
+    """The filesystem refused O_DIRECT: when it was switched on, or at a write."""
 
 
 def aligned(offset: int) -> int:
