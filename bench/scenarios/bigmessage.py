@@ -62,8 +62,8 @@ def bigmessage(work: Path, server: DovecotServer, *, megabytes: int, protocols: 
             "MB",
             higher_is_better=False,
         )
-        limit = 3 * big.megabytes
-        scenario.target = f"peak minus baseline < 3 x size ({limit:.0f} MB)"
+        limit = 2 * big.megabytes  # issue 20 (issue 9 asked for 3x)
+        scenario.target = f"peak minus baseline < 2 x size ({limit:.0f} MB)"
         baseline = {name: run().rss_mb for name, _kind, run, _count in _runs(work / f"{protocol}-tiny", tiny, protocol)}
         for name, kind, run, count in _runs(work / f"{protocol}-big", big, protocol):
             print(f"  big message, {protocol}: {name} ...", file=sys.stderr, flush=True)
