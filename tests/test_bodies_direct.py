@@ -48,6 +48,21 @@ def _read_all(segments: Segments, refs: list[BodyRef], raws: list[bytes]) -> Non
         assert segments.read(number, ref) == raw
 
 
+def _fail_after_first_write(monkeypatch: pytest.MonkeyPatch, error: OSError) -> None:
+    """os.pwrite lets its first call through and raises `error` from then on."""
+    real = os.pwrite
+    calls = 0
+
+    def failing(fd: int, data: Any, offset: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise error
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", failing)
+
+
 def test_a_bulk_batch_after_a_small_one_starts_on_a_block_and_ends_padded(segments: Segments) -> None:
     small = segments.append([b"Subject: small\r\n\r\nhi\r\n"])  # through the page cache, unaligned end
     assert os.path.getsize(segments.path(1)) == small[0].length
@@ -112,17 +127,7 @@ def test_a_write_refused_mid_batch_writes_the_batch_again_through_the_page_cache
     segments: Segments, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A device wanting more alignment than BLOCK: the first 4 MiB lands, the padded tail is EINVAL."""
-    real = os.pwrite
-    calls = 0
-
-    def tail_refused(fd: int, data: Any, offset: int) -> int:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", tail_refused)
+    _fail_after_first_write(monkeypatch, OSError(errno.EINVAL, "Invalid argument"))
     refs = segments.append(BIG)
     landed = direct.BUFFER_BYTES  # the first write's bytes stay, referenced by nothing
     assert [r.offset for r in refs] == [landed + sum(map(len, BIG[:i])) for i in range(len(BIG))]
@@ -132,17 +137,7 @@ def test_a_write_refused_mid_batch_writes_the_batch_again_through_the_page_cache
 
 def test_a_full_disk_raises_and_the_next_batch_still_lands(segments: Segments, monkeypatch: pytest.MonkeyPatch) -> None:
     first = segments.append(BIG)
-    real = os.pwrite
-    calls = 0
-
-    def full(fd: int, data: Any, offset: int) -> int:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", full)
+    _fail_after_first_write(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     with pytest.raises(OSError, match="No space left"):
         segments.append(BIG)  # half written: the caller gets no references, so nothing points there
     monkeypatch.undo()
